@@ -1,0 +1,150 @@
+/**
+ * @file Broker.hpp
+ * @brief Hosts topics and their partition logs, consumer groups and committed
+ *        offsets. The same broker runs embedded, on MPI server ranks and
+ *        behind the TCP service; only the transport in front of it differs.
+ */
+#pragma once
+#include "mofka_py/PartitionLog.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace mofka_py {
+
+/// Per-topic settings (fixed at creation).
+struct TopicConfig {
+    uint32_t partitions = 1;
+    uint64_t segmentBytes = 256ull << 20;
+    uint64_t retentionBytes = 0;
+    int64_t retentionMs = 0;
+    SyncPolicy sync = SyncPolicy::None;
+    int64_t syncIntervalMs = 1000;
+    uint64_t maxEventBytes = 64ull << 20;
+};
+
+/// State of one partition as reported by describe().
+struct PartitionInfo {
+    uint32_t partition;
+    uint64_t startOffset;
+    uint64_t endOffset;
+    uint64_t sizeBytes;
+};
+
+/// What describe() returns.
+struct TopicInfo {
+    std::string name;
+    TopicConfig config;
+    bool complete;
+    std::vector<PartitionInfo> partitions;
+};
+
+/// A consumer's current share of a group's partitions.
+struct Assignment {
+    uint64_t generation;
+    std::vector<uint32_t> partitions;
+};
+
+/// Broker-wide settings.
+struct BrokerOptions {
+    std::string directory;      ///< empty: memory://
+    TopicConfig defaults;       ///< settings for topics created without their own
+    bool repair = false;        ///< truncate corrupted logs on open instead of failing
+};
+
+/**
+ * @brief The broker: topics, partitions, groups and durable offsets.
+ *
+ * A `file://` broker owns its directory exclusively (an flock'ed LOCK file
+ * naming the owner's pid).
+ */
+class Broker {
+  public:
+    /// Open (creating if needed) a broker; throws FabricLocked, NotAFabric, Corruption.
+    explicit Broker(BrokerOptions options);
+    ~Broker();
+    Broker(const Broker&) = delete;
+    Broker& operator=(const Broker&) = delete;
+
+    /// Create a topic; throws TopicExists or InvalidArgument and writes nothing then.
+    void createTopic(const std::string& name, const TopicConfig& config);
+    /// Names of all topics, sorted.
+    std::vector<std::string> listTopics() const;
+    /// Partitions, offsets and settings of a topic; throws TopicNotFound.
+    TopicInfo describeTopic(const std::string& name) const;
+    /// Number of partitions of a topic; throws TopicNotFound.
+    uint32_t partitionCount(const std::string& topic) const;
+    /// Largest event a topic accepts (metadata + data bytes).
+    uint64_t maxEventBytes(const std::string& topic) const;
+
+    /// Append a batch to a partition.
+    AppendResult produce(const std::string& topic, uint32_t partition, SealedBatch& batch,
+                         CrcMode mode = CrcMode::Compute);
+    /// Stored batches from @p offset, waiting up to @p timeoutMs for data.
+    std::vector<StoredBatch> fetch(const std::string& topic, uint32_t partition, uint64_t offset,
+                                   size_t maxBytes, int64_t timeoutMs);
+    /// Wait until any partition of @p topic changes after @p version (or the timeout).
+    uint64_t waitTopicChange(const std::string& topic, uint64_t version, int64_t timeoutMs);
+    /// Start and end offsets of a partition.
+    std::pair<uint64_t, uint64_t> offsets(const std::string& topic, uint32_t partition) const;
+
+    /// Mark a topic complete: consumers stop after its last event; pushes are refused.
+    void markComplete(const std::string& topic);
+    /// Whether markComplete was called.
+    bool isComplete(const std::string& topic) const;
+
+    /// Join a group on a topic; returns a member id (new if @p memberId is empty).
+    std::string joinGroup(const std::string& group, const std::string& topic, const std::string& memberId);
+    /// Leave a group; the member's partitions go to the others.
+    void leaveGroup(const std::string& group, const std::string& topic, const std::string& memberId);
+    /// The partitions this member owns now.
+    Assignment assignment(const std::string& group, const std::string& topic, const std::string& memberId);
+    /// Store committed offsets (next offset to read) durably.
+    void commit(const std::string& group, const std::string& topic,
+                const std::vector<std::pair<uint32_t, uint64_t>>& offsets);
+    /// Committed offset of a group on a partition, if any.
+    std::optional<uint64_t> committed(const std::string& group, const std::string& topic, uint32_t partition) const;
+    /// All groups with committed offsets or members on a topic.
+    std::vector<std::string> groups(const std::string& topic) const;
+
+    /// Sync every log to stable storage.
+    void sync();
+    /// Flush and release everything; idempotent.
+    void close();
+    /// The directory of a file:// broker (empty for memory://).
+    const std::string& directory() const { return m_opts.directory; }
+
+  private:
+    struct Topic;
+    struct Group;
+    std::shared_ptr<Topic> getTopic(const std::string& name) const;
+    std::shared_ptr<Topic> loadTopic(const std::string& name);
+    void lockDirectory();
+    void loadOffsets();
+    void housekeepingLoop();
+
+    BrokerOptions m_opts;
+    mutable std::mutex m_mutex;
+    std::map<std::string, std::shared_ptr<Topic>> m_topics;
+    std::map<std::pair<std::string, std::string>, Group> m_groups; // (group, topic)
+    std::map<std::tuple<std::string, std::string, uint32_t>, uint64_t> m_committed;
+    std::unique_ptr<PartitionLog> m_offsetsLog;
+    uint64_t m_memberCounter = 0;
+    int m_lockFd = -1;
+    std::atomic<bool> m_closed{false};
+    std::thread m_housekeeper;
+    std::mutex m_hkMutex;
+    std::condition_variable m_hkCv;
+};
+
+/// Kafka-compatible murmur2 partitioner: the same key lands on the same partition everywhere.
+uint32_t partitionForKey(const void* key, size_t size, uint32_t partitions);
+
+} // namespace mofka_py

@@ -1,0 +1,65 @@
+/**
+ * @file BrokerClient.hpp
+ * @brief The one interface every transport implements (inproc, MPI, TCP):
+ *        the requests a client sends to a broker.
+ */
+#pragma once
+#include "mofka_py/Broker.hpp"
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mofka_py {
+
+/**
+ * @brief Requests to a broker, whatever carries them.
+ *
+ * Implementations must be thread-safe. Errors are mofka_py::Error.
+ */
+class BrokerClient {
+  public:
+    virtual ~BrokerClient() = default;
+    /// Create a topic.
+    virtual void createTopic(const std::string& name, const TopicConfig& config) = 0;
+    /// Names of all topics.
+    virtual std::vector<std::string> listTopics() = 0;
+    /// Settings and offsets of a topic.
+    virtual TopicInfo describeTopic(const std::string& name) = 0;
+    /// Append a batch (the transport carries it without re-encoding).
+    virtual AppendResult produce(const std::string& topic, uint32_t partition, SealedBatch& batch) = 0;
+    /// Batches from @p offset, waiting up to @p timeoutMs when there are none.
+    virtual std::vector<StoredBatch> fetch(const std::string& topic, uint32_t partition, uint64_t offset,
+                                           size_t maxBytes, int64_t timeoutMs) = 0;
+    /// Block until the topic changes after @p version (or timeout); returns the new version.
+    virtual uint64_t waitTopicChange(const std::string& topic, uint64_t version, int64_t timeoutMs) = 0;
+    /// Start and end offsets of a partition.
+    virtual std::pair<uint64_t, uint64_t> offsets(const std::string& topic, uint32_t partition) = 0;
+    /// Mark a topic complete.
+    virtual void markComplete(const std::string& topic) = 0;
+    /// Whether a topic is complete.
+    virtual bool isComplete(const std::string& topic) = 0;
+    /// Join a consumer group.
+    virtual std::string joinGroup(const std::string& group, const std::string& topic, const std::string& memberId) = 0;
+    /// Leave a consumer group.
+    virtual void leaveGroup(const std::string& group, const std::string& topic, const std::string& memberId) = 0;
+    /// Current partitions of a member (also its heartbeat).
+    virtual Assignment assignment(const std::string& group, const std::string& topic, const std::string& memberId) = 0;
+    /// Commit offsets durably.
+    virtual void commit(const std::string& group, const std::string& topic,
+                        const std::vector<std::pair<uint32_t, uint64_t>>& offsets) = 0;
+    /// A group's committed offset on a partition.
+    virtual std::optional<uint64_t> committed(const std::string& group, const std::string& topic, uint32_t partition) = 0;
+    /// Groups known on a topic.
+    virtual std::vector<std::string> groups(const std::string& topic) = 0;
+    /// Release the connection (and, for embedded fabrics, the broker).
+    virtual void close() = 0;
+    /// The URL this client was opened with.
+    virtual std::string url() const = 0;
+};
+
+/// A client that calls a broker in the same process.
+std::shared_ptr<BrokerClient> makeInprocClient(std::shared_ptr<Broker> broker, std::string url);
+
+} // namespace mofka_py

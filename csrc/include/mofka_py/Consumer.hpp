@@ -1,0 +1,96 @@
+/**
+ * @file Consumer.hpp
+ * @brief Consumer with prefetch, consumer groups and durable offsets.
+ */
+#pragma once
+#include "mofka_py/BrokerClient.hpp"
+#include "mofka_py/RecordBatch.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mofka_py {
+
+/// Where a consumer starts reading a partition it has not read before.
+enum class StartPosition { Earliest, Latest, Committed, Offset };
+
+/// Which part of each event's data a consumer receives.
+enum class DataMode {
+    Full,  ///< all of it
+    None,  ///< metadata only: data is never read
+    Range  ///< bytes [rangeOffset, rangeOffset + rangeSize) of it
+};
+
+/// Consumer settings.
+struct ConsumerOptions {
+    std::string group;                       ///< empty: no group, no commits
+    StartPosition start = StartPosition::Committed;
+    uint64_t startOffset = 0;                ///< for StartPosition::Offset
+    DataMode data = DataMode::Full;
+    uint64_t rangeOffset = 0;
+    uint64_t rangeSize = 0;
+    std::vector<uint32_t> partitions;        ///< without a group: these only (empty: all)
+    size_t prefetchBytes = 64u << 20;        ///< fetched but not yet pulled
+    size_t fetchBytes = 8u << 20;            ///< per request
+    int64_t autoCommitMs = 1000;             ///< commit acknowledged offsets this often (0: only on commit/close)
+};
+
+/// One event as a consumer sees it; @c owner keeps the bytes alive.
+struct Event {
+    uint32_t partition;
+    uint64_t offset;
+    Piece metadata;
+    Piece data;
+    int64_t timestampUs;
+    Owner owner;
+};
+
+/// The not-yet-pulled rest of one fetched batch (the vectorised path).
+struct Delivery {
+    uint32_t partition;
+    uint32_t first;   ///< first event index in the batch to hand out
+    uint32_t end;     ///< one past the last
+    std::shared_ptr<const BatchView> view;
+    Owner owner;
+    uint64_t offsetOf(uint32_t i) const { return view->baseOffset() + i; }
+};
+
+class ConsumerImpl;
+
+/**
+ * @brief Reads a topic's partitions (all, chosen ones, or a group's share).
+ *
+ * A background thread prefetches batches; pull() hands out events without
+ * copying their bytes. In a group, ack() marks events processed and commit()
+ * (or auto-commit, or close) stores the positions durably.
+ */
+class Consumer {
+  public:
+    /// Start consuming @p topic.
+    Consumer(std::shared_ptr<BrokerClient> client, const std::string& topic, const ConsumerOptions& options);
+    ~Consumer();
+    /// The next event, or nothing after @p timeoutMs (< 0: wait forever) or at the end of a complete topic.
+    std::optional<Event> pull(int64_t timeoutMs);
+    /// The rest of the next fetched batch, up to @p maxEvents events (vectorised consume).
+    std::optional<Delivery> pullBatch(size_t maxEvents, int64_t timeoutMs);
+    /// Mark everything up to and including @p offset of @p partition processed.
+    void ack(uint32_t partition, uint64_t offset);
+    /// Store acknowledged positions durably now; needs a group.
+    void commit();
+    /// True when the topic is complete and every owned partition was read to its end.
+    bool exhausted() const;
+    /// Partitions this consumer currently reads.
+    std::vector<uint32_t> partitions() const;
+    /// Commit, leave the group and stop prefetching.
+    void close();
+    /// Apply the data selection of this consumer to an event's data.
+    Piece select(Piece data) const;
+
+  private:
+    std::shared_ptr<ConsumerImpl> m_impl;
+};
+
+} // namespace mofka_py

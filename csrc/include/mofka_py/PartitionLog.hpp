@@ -1,0 +1,118 @@
+/**
+ * @file PartitionLog.hpp
+ * @brief One partition's append-only log: segments, sparse index, recovery,
+ *        retention and sync policy. `memory://` keeps the same structures in RAM.
+ */
+#pragma once
+#include "mofka_py/RecordBatch.hpp"
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace mofka_py {
+
+/// When appended data is forced to stable storage.
+enum class SyncPolicy { None, Batch, Interval };
+
+/// Storage settings of a partition log (per topic).
+struct LogOptions {
+    std::string directory;               ///< empty: in memory
+    uint64_t segmentBytes = 256ull << 20; ///< roll to a new segment past this size
+    uint64_t retentionBytes = 0;          ///< 0: keep everything
+    int64_t retentionMs = 0;              ///< 0: keep everything
+    SyncPolicy sync = SyncPolicy::None;
+    int64_t syncIntervalMs = 1000;
+    uint64_t indexIntervalBytes = 4096;   ///< sparse index granularity
+    bool repair = false;                  ///< on open, truncate at corruption instead of failing
+};
+
+/// A stored batch handed to readers; @c owner keeps its memory mapped.
+struct StoredBatch {
+    Owner owner;
+    const uint8_t* data;
+    size_t size;
+    uint64_t baseOffset;
+    uint32_t count;
+};
+
+/// Outcome of an append.
+struct AppendResult {
+    uint64_t baseOffset;
+    bool duplicate; ///< the batch had been appended before (producer retry)
+};
+
+/// How the log treats the CRC of an incoming batch.
+enum class CrcMode {
+    Compute, ///< the producer left it to the log (in-process)
+    Verify   ///< received from elsewhere: check it, refuse a mismatch
+};
+
+/**
+ * @brief Append-only, persistent (or in-memory) log of record batches.
+ *
+ * Thread-safe: one writer at a time, readers concurrently. Stored bytes are
+ * immutable and stay mapped while a reader holds a StoredBatch.
+ */
+class PartitionLog {
+  public:
+    /// Open or create the log; recovers the tail (see LogOptions::repair).
+    explicit PartitionLog(LogOptions options);
+    ~PartitionLog();
+    PartitionLog(const PartitionLog&) = delete;
+    PartitionLog& operator=(const PartitionLog&) = delete;
+
+    /// Append a sealed batch; assigns offsets and drops a producer's duplicate.
+    AppendResult append(SealedBatch& batch, CrcMode mode = CrcMode::Compute);
+
+    /// Batches holding offsets >= @p offset, at most @p maxBytes (at least one batch).
+    std::vector<StoredBatch> read(uint64_t offset, size_t maxBytes) const;
+
+    /// Offset of the first retained event.
+    uint64_t startOffset() const;
+    /// Offset the next event will get.
+    uint64_t endOffset() const;
+    /// Bytes stored in retained segments.
+    uint64_t sizeBytes() const;
+
+    /// Wait until endOffset() > @p offset or the deadline passes; true if data is there.
+    bool waitFor(uint64_t offset, std::chrono::steady_clock::time_point deadline) const;
+
+    /// Force appended data to stable storage now.
+    void sync();
+    /// Sync if the interval policy says so; drop segments past retention.
+    void housekeeping();
+    /// Sync and release files; further use throws Closed.
+    void close();
+
+    /// Wake waiters (used when a topic is marked complete).
+    void notifyAll() const;
+
+  private:
+    struct Segment;
+    void openDirectory();
+    void recoverSegment(Segment& seg, bool last);
+    Segment& writableSegment(uint64_t length);
+    std::shared_ptr<Segment> newSegment(uint64_t baseOffset, uint64_t capacity);
+    void applyRetentionLocked();
+    size_t findSegmentLocked(uint64_t offset) const;
+
+    LogOptions m_opts;
+    mutable std::mutex m_mutex;
+    mutable std::condition_variable m_cv;
+    std::vector<std::shared_ptr<Segment>> m_segments;
+    uint64_t m_next = 0;
+    struct ProducerState { uint64_t sequence; uint64_t baseOffset; };
+    std::map<uint64_t, ProducerState> m_producers;
+    std::chrono::steady_clock::time_point m_lastSync;
+    bool m_dirty = false;
+    bool m_closed = false;
+    bool m_cut = false; ///< recovery truncated a segment that was not the last
+};
+
+} // namespace mofka_py

@@ -1,0 +1,516 @@
+#include "mofka_py/Broker.hpp"
+
+#include "mofka_py/Error.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
+#include <fstream>
+#include <sstream>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace mofka_py {
+namespace {
+
+constexpr const char* kMarker = "fabric.conf";
+constexpr const char* kMarkerText = "format=mofka-py-fabric\nversion=1\n";
+constexpr int64_t kSessionTimeoutMs = 30000;
+
+bool exists(const std::string& p) {
+    struct stat st;
+    return stat(p.c_str(), &st) == 0;
+}
+bool isDir(const std::string& p) {
+    struct stat st;
+    return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+std::vector<std::string> listDir(const std::string& p) {
+    std::vector<std::string> out;
+    if (DIR* d = opendir(p.c_str())) {
+        while (dirent* e = readdir(d)) {
+            std::string n = e->d_name;
+            if (n != "." && n != "..") out.push_back(n);
+        }
+        closedir(d);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+void fsyncPath(const std::string& p) {
+    int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) { fsync(fd); ::close(fd); }
+}
+/// Write a small file atomically (temp file, fsync, rename, fsync dir).
+void writeFileAtomic(const std::string& dir, const std::string& name, const std::string& text) {
+    std::string tmp = dir + "/." + name + ".tmp";
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) throwError(ErrorCode::Generic, "cannot write " + tmp, true);
+    if (::write(fd, text.data(), text.size()) != ssize_t(text.size())) {
+        ::close(fd);
+        throwError(ErrorCode::Generic, "cannot write " + tmp, true);
+    }
+    fsync(fd);
+    ::close(fd);
+    if (rename(tmp.c_str(), (dir + "/" + name).c_str()) != 0) throwError(ErrorCode::Generic, "cannot rename " + tmp, true);
+    fsyncPath(dir);
+}
+std::map<std::string, std::string> readConf(const std::string& path) {
+    std::map<std::string, std::string> kv;
+    std::ifstream in(path);
+    std::string line;
+    while (std::getline(in, line)) {
+        auto eq = line.find('=');
+        if (eq != std::string::npos) kv[line.substr(0, eq)] = line.substr(eq + 1);
+    }
+    return kv;
+}
+const char* syncName(SyncPolicy s) {
+    return s == SyncPolicy::Batch ? "batch" : s == SyncPolicy::Interval ? "interval" : "none";
+}
+SyncPolicy parseSync(const std::string& s) {
+    return s == "batch" ? SyncPolicy::Batch : s == "interval" ? SyncPolicy::Interval : SyncPolicy::None;
+}
+std::string topicConfText(const TopicConfig& c) {
+    std::ostringstream o;
+    o << "partitions=" << c.partitions << "\nsegment_bytes=" << c.segmentBytes
+      << "\nretention_bytes=" << c.retentionBytes << "\nretention_ms=" << c.retentionMs
+      << "\nsync=" << syncName(c.sync) << "\nsync_interval_ms=" << c.syncIntervalMs
+      << "\nmax_event_bytes=" << c.maxEventBytes << "\n";
+    return o.str();
+}
+void validateTopicName(const std::string& name) {
+    bool ok = !name.empty() && name.size() <= 200 && std::isalnum(static_cast<unsigned char>(name[0]));
+    for (char ch : name)
+        ok = ok && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-');
+    if (!ok)
+        throw Error(ErrorCode::InvalidArgument,
+                    "invalid topic name '" + name + "': use 1-200 letters, digits, '.', '_' or '-', starting with a letter or digit");
+}
+void validateConfig(const TopicConfig& c) {
+    if (c.partitions < 1 || c.partitions > 65536)
+        throw Error(ErrorCode::InvalidArgument,
+                    "partitions must be between 1 and 65536 (got " + std::to_string(c.partitions) + ")");
+    if (c.segmentBytes < 4096)
+        throw Error(ErrorCode::InvalidArgument, "segment_bytes must be at least 4096");
+    if (c.maxEventBytes < 1)
+        throw Error(ErrorCode::InvalidArgument, "max_event_bytes must be positive");
+    if (c.retentionMs < 0 || c.syncIntervalMs < 1)
+        throw Error(ErrorCode::InvalidArgument, "retention_ms must be >= 0 and sync_interval_ms >= 1");
+}
+
+// Offsets log record: u16 group length, group, u16 topic length, topic, u32 partition, u64 offset.
+std::string encodeCommit(const std::string& g, const std::string& t, uint32_t p, uint64_t o) {
+    std::string r;
+    uint16_t gl = uint16_t(g.size()), tl = uint16_t(t.size());
+    r.append(reinterpret_cast<const char*>(&gl), 2).append(g);
+    r.append(reinterpret_cast<const char*>(&tl), 2).append(t);
+    r.append(reinterpret_cast<const char*>(&p), 4).append(reinterpret_cast<const char*>(&o), 8);
+    return r;
+}
+
+} // namespace
+
+struct Broker::Topic {
+    std::string name;
+    TopicConfig config;
+    std::vector<std::unique_ptr<PartitionLog>> logs;
+    std::string directory;
+    std::atomic<bool> complete{false};
+    std::mutex mutex;
+    std::condition_variable cv;
+    uint64_t version = 0;
+
+    void bump() {
+        { std::lock_guard<std::mutex> l(mutex); ++version; }
+        cv.notify_all();
+    }
+};
+
+struct Broker::Group {
+    std::map<std::string, std::chrono::steady_clock::time_point> members;
+    uint64_t generation = 0;
+};
+
+Broker::Broker(BrokerOptions options) : m_opts(std::move(options)) {
+    validateConfig(m_opts.defaults);
+    if (!m_opts.directory.empty()) {
+        const std::string& d = m_opts.directory;
+        if (exists(d) && !isDir(d))
+            throw Error(ErrorCode::NotAFabric, d + " is a file, not a fabric directory; pass a directory path");
+        if (isDir(d) && !exists(d + "/" + kMarker) && !listDir(d).empty())
+            throw Error(ErrorCode::NotAFabric,
+                        d + " is not a mofka-py fabric directory (no " + kMarker +
+                            ") and is not empty; give an empty or new directory");
+        if (exists(d + "/" + kMarker)) {
+            auto kv = readConf(d + "/" + kMarker);
+            if (kv["format"] != "mofka-py-fabric")
+                throw Error(ErrorCode::NotAFabric, d + "/" + kMarker + " is not a mofka-py fabric marker");
+            if (kv["version"] != "1")
+                throw Error(ErrorCode::NotAFabric, d + " uses fabric format version " + kv["version"] +
+                                                       "; this mofka-py reads version 1");
+        }
+        if (!isDir(d) && mkdir(d.c_str(), 0755) != 0)
+            throwError(ErrorCode::InvalidArgument, "cannot create fabric directory " + d, true);
+        lockDirectory();
+        if (!exists(d + "/" + kMarker)) writeFileAtomic(d, kMarker, kMarkerText);
+        mkdir((d + "/topics").c_str(), 0755);
+        for (const std::string& n : listDir(d + "/topics"))
+            if (n[0] != '.') m_topics[n] = loadTopic(n);
+        loadOffsets();
+    }
+    m_housekeeper = std::thread([this] { housekeepingLoop(); });
+}
+
+Broker::~Broker() {
+    try { close(); } catch (...) {}
+}
+
+void Broker::lockDirectory() {
+    std::string path = m_opts.directory + "/LOCK";
+    m_lockFd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (m_lockFd < 0) throwError(ErrorCode::Generic, "cannot open " + path, true);
+    if (flock(m_lockFd, LOCK_EX | LOCK_NB) != 0) {
+        char buf[32] = {};
+        ssize_t n = pread(m_lockFd, buf, sizeof(buf) - 1, 0);
+        ::close(m_lockFd);
+        m_lockFd = -1;
+        std::string pid = n > 0 ? std::string(buf, size_t(n)) : "unknown";
+        pid.erase(std::remove(pid.begin(), pid.end(), '\n'), pid.end());
+        throw Error(ErrorCode::FabricLocked,
+                    "fabric directory " + m_opts.directory + " is already open in process " + pid +
+                        "; a file:// fabric has one owner at a time. Close it there, or run `mofka-py serve --data-dir " +
+                        m_opts.directory + "` and connect every process with tcp://");
+    }
+    std::string pid = std::to_string(getpid()) + "\n";
+    if (ftruncate(m_lockFd, 0) != 0 || pwrite(m_lockFd, pid.data(), pid.size(), 0) < 0) { /* advisory only */ }
+}
+
+std::shared_ptr<Broker::Topic> Broker::loadTopic(const std::string& name) {
+    auto t = std::make_shared<Topic>();
+    t->name = name;
+    t->directory = m_opts.directory + "/topics/" + name;
+    auto kv = readConf(t->directory + "/topic.conf");
+    if (kv.empty()) throw Error(ErrorCode::Corruption, "topic directory " + t->directory + " has no topic.conf");
+    try {
+        t->config.partitions = uint32_t(std::stoul(kv.at("partitions")));
+        t->config.segmentBytes = std::stoull(kv.at("segment_bytes"));
+        t->config.retentionBytes = std::stoull(kv.at("retention_bytes"));
+        t->config.retentionMs = std::stoll(kv.at("retention_ms"));
+        t->config.sync = parseSync(kv.at("sync"));
+        t->config.syncIntervalMs = std::stoll(kv.at("sync_interval_ms"));
+        t->config.maxEventBytes = std::stoull(kv.at("max_event_bytes"));
+    } catch (const std::exception&) {
+        throw Error(ErrorCode::Corruption, t->directory + "/topic.conf is incomplete or unreadable");
+    }
+    t->complete = exists(t->directory + "/COMPLETE");
+    for (uint32_t p = 0; p < t->config.partitions; ++p) {
+        LogOptions lo;
+        lo.directory = t->directory + "/p" + std::to_string(p);
+        lo.segmentBytes = t->config.segmentBytes;
+        lo.retentionBytes = t->config.retentionBytes;
+        lo.retentionMs = t->config.retentionMs;
+        lo.sync = t->config.sync;
+        lo.syncIntervalMs = t->config.syncIntervalMs;
+        lo.repair = m_opts.repair;
+        t->logs.push_back(std::make_unique<PartitionLog>(lo));
+    }
+    return t;
+}
+
+void Broker::createTopic(const std::string& name, const TopicConfig& config) {
+    validateTopicName(name);
+    validateConfig(config);
+    std::lock_guard<std::mutex> lock(m_mutex);
+    if (m_closed) throw Error(ErrorCode::Closed, "fabric is closed");
+    if (m_topics.count(name)) throw Error(ErrorCode::TopicExists, "topic '" + name + "' already exists; use fabric.topic(name) to open it");
+    if (m_opts.directory.empty()) {
+        auto t = std::make_shared<Topic>();
+        t->name = name;
+        t->config = config;
+        for (uint32_t p = 0; p < config.partitions; ++p) {
+            LogOptions lo;
+            lo.segmentBytes = config.segmentBytes;
+            lo.retentionBytes = config.retentionBytes;
+            lo.retentionMs = config.retentionMs;
+            t->logs.push_back(std::make_unique<PartitionLog>(lo));
+        }
+        m_topics[name] = t;
+        return;
+    }
+    // Build the topic under a temporary name, then rename: a crash leaves no half topic.
+    std::string topics = m_opts.directory + "/topics";
+    std::string tmp = topics + "/.creating-" + name;
+    mkdir(tmp.c_str(), 0755);
+    writeFileAtomic(tmp, "topic.conf", topicConfText(config));
+    if (rename(tmp.c_str(), (topics + "/" + name).c_str()) != 0)
+        throwError(ErrorCode::Generic, "cannot create topic directory for " + name, true);
+    fsyncPath(topics);
+    m_topics[name] = loadTopic(name);
+}
+
+std::vector<std::string> Broker::listTopics() const {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    std::vector<std::string> out;
+    for (auto& kv : m_topics) out.push_back(kv.first);
+    return out;
+}
+
+std::shared_ptr<Broker::Topic> Broker::getTopic(const std::string& name) const {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    if (m_closed) throw Error(ErrorCode::Closed, "fabric is closed; open it again with mofka_py.connect()");
+    auto it = m_topics.find(name);
+    if (it == m_topics.end())
+        throw Error(ErrorCode::TopicNotFound, "topic '" + name + "' does not exist; create it with fabric.create_topic('" +
+                                                  name + "') or `mofka-py topic create " + name + "`");
+    return it->second;
+}
+
+TopicInfo Broker::describeTopic(const std::string& name) const {
+    auto t = getTopic(name);
+    TopicInfo info{name, t->config, t->complete.load(), {}};
+    for (uint32_t p = 0; p < t->logs.size(); ++p)
+        info.partitions.push_back({p, t->logs[p]->startOffset(), t->logs[p]->endOffset(), t->logs[p]->sizeBytes()});
+    return info;
+}
+
+uint32_t Broker::partitionCount(const std::string& topic) const { return getTopic(topic)->config.partitions; }
+uint64_t Broker::maxEventBytes(const std::string& topic) const { return getTopic(topic)->config.maxEventBytes; }
+
+static void checkPartition(const Broker&, uint32_t p, uint32_t n, const std::string& topic) {
+    if (p >= n)
+        throw Error(ErrorCode::InvalidArgument, "partition " + std::to_string(p) + " does not exist in topic '" + topic +
+                                                    "' (it has " + std::to_string(n) + ")");
+}
+
+AppendResult Broker::produce(const std::string& topic, uint32_t partition, SealedBatch& batch, CrcMode mode) {
+    auto t = getTopic(topic);
+    checkPartition(*this, partition, t->config.partitions, topic);
+    if (t->complete)
+        throw Error(ErrorCode::Closed, "topic '" + topic + "' is marked complete and accepts no more events");
+    AppendResult r = t->logs[partition]->append(batch, mode);
+    t->bump();
+    return r;
+}
+
+std::vector<StoredBatch> Broker::fetch(const std::string& topic, uint32_t partition, uint64_t offset,
+                                       size_t maxBytes, int64_t timeoutMs) {
+    auto t = getTopic(topic);
+    checkPartition(*this, partition, t->config.partitions, topic);
+    auto out = t->logs[partition]->read(offset, maxBytes);
+    if (out.empty() && timeoutMs > 0 && !t->complete) {
+        t->logs[partition]->waitFor(offset, std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs));
+        out = t->logs[partition]->read(offset, maxBytes);
+    }
+    return out;
+}
+
+uint64_t Broker::waitTopicChange(const std::string& topic, uint64_t version, int64_t timeoutMs) {
+    auto t = getTopic(topic);
+    std::unique_lock<std::mutex> l(t->mutex);
+    t->cv.wait_for(l, std::chrono::milliseconds(timeoutMs), [&] { return t->version != version || m_closed; });
+    return t->version;
+}
+
+std::pair<uint64_t, uint64_t> Broker::offsets(const std::string& topic, uint32_t partition) const {
+    auto t = getTopic(topic);
+    checkPartition(*this, partition, t->config.partitions, topic);
+    return {t->logs[partition]->startOffset(), t->logs[partition]->endOffset()};
+}
+
+void Broker::markComplete(const std::string& topic) {
+    auto t = getTopic(topic);
+    if (!t->directory.empty() && !t->complete) writeFileAtomic(t->directory, "COMPLETE", "complete\n");
+    t->complete = true;
+    t->bump();
+    for (auto& l : t->logs) l->notifyAll();
+}
+
+bool Broker::isComplete(const std::string& topic) const { return getTopic(topic)->complete; }
+
+std::string Broker::joinGroup(const std::string& group, const std::string& topic, const std::string& memberId) {
+    getTopic(topic);
+    if (group.empty()) throw Error(ErrorCode::InvalidArgument, "group name must not be empty");
+    std::lock_guard<std::mutex> lock(m_mutex);
+    std::string id = memberId.empty() ? group + "-" + std::to_string(getpid()) + "-" + std::to_string(++m_memberCounter) : memberId;
+    Group& g = m_groups[{group, topic}];
+    if (!g.members.count(id)) ++g.generation;
+    g.members[id] = std::chrono::steady_clock::now();
+    return id;
+}
+
+void Broker::leaveGroup(const std::string& group, const std::string& topic, const std::string& memberId) {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    auto it = m_groups.find({group, topic});
+    if (it != m_groups.end() && it->second.members.erase(memberId)) ++it->second.generation;
+}
+
+Assignment Broker::assignment(const std::string& group, const std::string& topic, const std::string& memberId) {
+    uint32_t n = getTopic(topic)->config.partitions;
+    std::lock_guard<std::mutex> lock(m_mutex);
+    Group& g = m_groups[{group, topic}];
+    auto now = std::chrono::steady_clock::now();
+    if (!g.members.count(memberId)) ++g.generation; // expired earlier and came back
+    g.members[memberId] = now;
+    for (auto it = g.members.begin(); it != g.members.end();) {
+        if (now - it->second > std::chrono::milliseconds(kSessionTimeoutMs)) { it = g.members.erase(it); ++g.generation; }
+        else ++it;
+    }
+    // Members sorted by id; partition p goes to member p mod n.
+    size_t index = 0, count = g.members.size();
+    for (auto& kv : g.members) { if (kv.first == memberId) break; ++index; }
+    Assignment a{g.generation, {}};
+    for (uint32_t p = 0; p < n; ++p)
+        if (p % count == index) a.partitions.push_back(p);
+    return a;
+}
+
+void Broker::commit(const std::string& group, const std::string& topic,
+                    const std::vector<std::pair<uint32_t, uint64_t>>& offsets) {
+    auto t = getTopic(topic);
+    for (auto& po : offsets) checkPartition(*this, po.first, t->config.partitions, topic);
+    if (group.empty() || group.size() > 1000) throw Error(ErrorCode::InvalidArgument, "group name must have 1-1000 characters");
+    std::lock_guard<std::mutex> lock(m_mutex);
+    if (m_offsetsLog && !offsets.empty()) {
+        BatchBuilder b;
+        int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::system_clock::now().time_since_epoch()).count();
+        for (auto& po : offsets) {
+            std::string rec = encodeCommit(group, topic, po.first, po.second);
+            b.add(rec.data(), rec.size(), nullptr, 0, now);
+        }
+        SealedBatch sb = b.seal(0, 0);
+        m_offsetsLog->append(sb);
+    }
+    for (auto& po : offsets) m_committed[{group, topic, po.first}] = po.second;
+}
+
+std::optional<uint64_t> Broker::committed(const std::string& group, const std::string& topic, uint32_t partition) const {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    auto it = m_committed.find({group, topic, partition});
+    if (it == m_committed.end()) return std::nullopt;
+    return it->second;
+}
+
+std::vector<std::string> Broker::groups(const std::string& topic) const {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    std::vector<std::string> out;
+    for (auto& kv : m_committed)
+        if (std::get<1>(kv.first) == topic) out.push_back(std::get<0>(kv.first));
+    for (auto& kv : m_groups)
+        if (kv.first.second == topic && !kv.second.members.empty()) out.push_back(kv.first.first);
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
+    return out;
+}
+
+void Broker::loadOffsets() {
+    LogOptions lo;
+    lo.directory = m_opts.directory + "/__offsets";
+    lo.segmentBytes = 64ull << 20;
+    lo.sync = m_opts.defaults.sync == SyncPolicy::None ? SyncPolicy::None : SyncPolicy::Batch;
+    lo.repair = m_opts.repair;
+    m_offsetsLog = std::make_unique<PartitionLog>(lo);
+    uint64_t pos = m_offsetsLog->startOffset();
+    for (;;) {
+        auto batches = m_offsetsLog->read(pos, 64 << 20);
+        if (batches.empty()) break;
+        for (auto& sb : batches) {
+            BatchView v(sb.data, sb.size);
+            for (uint32_t i = 0; i < v.count(); ++i) {
+                Piece m = v.metadata(i);
+                const uint8_t* p = m.data;
+                uint16_t gl, tl;
+                uint32_t part;
+                uint64_t off;
+                if (m.size < 16) continue;
+                std::memcpy(&gl, p, 2);
+                if (m.size < size_t(16) + gl) continue;
+                std::string g(reinterpret_cast<const char*>(p + 2), gl);
+                std::memcpy(&tl, p + 2 + gl, 2);
+                if (m.size != size_t(2 + gl + 2 + tl + 12)) continue;
+                std::string t(reinterpret_cast<const char*>(p + 4 + gl), tl);
+                std::memcpy(&part, p + 4 + gl + tl, 4);
+                std::memcpy(&off, p + 8 + gl + tl, 8);
+                m_committed[{g, t, part}] = off;
+            }
+            pos = sb.baseOffset + sb.count;
+        }
+    }
+}
+
+void Broker::housekeepingLoop() {
+    std::unique_lock<std::mutex> l(m_hkMutex);
+    while (!m_closed) {
+        m_hkCv.wait_for(l, std::chrono::milliseconds(100));
+        if (m_closed) break;
+        std::vector<std::shared_ptr<Topic>> topics;
+        {
+            std::lock_guard<std::mutex> lock(m_mutex);
+            for (auto& kv : m_topics) topics.push_back(kv.second);
+        }
+        for (auto& t : topics)
+            for (auto& log : t->logs) log->housekeeping();
+    }
+}
+
+void Broker::sync() {
+    std::vector<std::shared_ptr<Topic>> topics;
+    {
+        std::lock_guard<std::mutex> lock(m_mutex);
+        for (auto& kv : m_topics) topics.push_back(kv.second);
+    }
+    for (auto& t : topics)
+        for (auto& log : t->logs) log->sync();
+    if (m_offsetsLog) m_offsetsLog->sync();
+}
+
+void Broker::close() {
+    if (m_closed.exchange(true)) return;
+    {
+        std::lock_guard<std::mutex> l(m_hkMutex);
+        m_hkCv.notify_all();
+    }
+    if (m_housekeeper.joinable()) m_housekeeper.join();
+    std::lock_guard<std::mutex> lock(m_mutex);
+    for (auto& kv : m_topics) {
+        kv.second->bump();
+        for (auto& log : kv.second->logs) log->close();
+    }
+    if (m_offsetsLog) m_offsetsLog->close();
+    if (m_lockFd >= 0) {
+        flock(m_lockFd, LOCK_UN);
+        ::close(m_lockFd);
+        m_lockFd = -1;
+    }
+}
+
+uint32_t partitionForKey(const void* key, size_t size, uint32_t partitions) {
+    // murmur2 as used by Kafka's default partitioner (seed 0x9747b28c).
+    const uint32_t m = 0x5bd1e995;
+    const int r = 24;
+    auto data = static_cast<const uint8_t*>(key);
+    uint32_t h = 0x9747b28cu ^ uint32_t(size);
+    size_t n4 = size / 4;
+    for (size_t i = 0; i < n4; ++i) {
+        uint32_t k;
+        std::memcpy(&k, data + 4 * i, 4);
+        k *= m; k ^= k >> r; k *= m;
+        h *= m; h ^= k;
+    }
+    const uint8_t* tail = data + 4 * n4;
+    switch (size & 3) {
+    case 3: h ^= uint32_t(tail[2]) << 16; [[fallthrough]];
+    case 2: h ^= uint32_t(tail[1]) << 8; [[fallthrough]];
+    case 1: h ^= tail[0]; h *= m;
+    }
+    h ^= h >> 13; h *= m; h ^= h >> 15;
+    return (h & 0x7fffffffu) % partitions;
+}
+
+} // namespace mofka_py

@@ -1,0 +1,325 @@
+#include "mofka_py/Consumer.hpp"
+
+#include "mofka_py/Error.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+namespace mofka_py {
+namespace {
+using Clock = std::chrono::steady_clock;
+}
+
+class ConsumerImpl {
+  public:
+    ConsumerImpl(std::shared_ptr<BrokerClient> client, std::string topic, ConsumerOptions opts)
+    : m_client(std::move(client)), m_topic(std::move(topic)), m_opts(std::move(opts)) {
+        if (m_opts.prefetchBytes < 1 || m_opts.fetchBytes < 1)
+            throw Error(ErrorCode::InvalidArgument, "prefetch_bytes and fetch_bytes must be positive");
+        TopicInfo info = m_client->describeTopic(m_topic);
+        m_partitionCount = info.config.partitions;
+        if (!m_opts.group.empty()) {
+            if (!m_opts.partitions.empty())
+                throw Error(ErrorCode::InvalidArgument, "give either group= or partitions=, not both: a group assigns partitions itself");
+            m_member = m_client->joinGroup(m_opts.group, m_topic, "");
+            rebalance(m_client->assignment(m_opts.group, m_topic, m_member));
+        } else {
+            std::vector<uint32_t> parts = m_opts.partitions;
+            for (uint32_t p : parts)
+                if (p >= m_partitionCount)
+                    throw Error(ErrorCode::InvalidArgument, "partition " + std::to_string(p) + " does not exist in topic '" +
+                                                                m_topic + "' (it has " + std::to_string(m_partitionCount) + ")");
+            if (parts.empty())
+                for (uint32_t p = 0; p < m_partitionCount; ++p) parts.push_back(p);
+            std::sort(parts.begin(), parts.end());
+            parts.erase(std::unique(parts.begin(), parts.end()), parts.end());
+            rebalance(Assignment{0, parts});
+        }
+        m_thread = std::thread([this] { run(); });
+    }
+    ~ConsumerImpl() {
+        try { close(); } catch (...) {}
+    }
+
+    uint64_t initialPosition(uint32_t p) {
+        switch (m_opts.start) {
+        case StartPosition::Offset: return m_opts.startOffset;
+        case StartPosition::Latest: return m_client->offsets(m_topic, p).second;
+        case StartPosition::Committed:
+            if (!m_opts.group.empty())
+                if (auto c = m_client->committed(m_opts.group, m_topic, p)) return *c;
+            [[fallthrough]];
+        case StartPosition::Earliest: return m_client->offsets(m_topic, p).first;
+        }
+        return 0;
+    }
+
+    void rebalance(const Assignment& a) {
+        std::vector<uint32_t> lost;
+        std::map<uint32_t, uint64_t> fresh;
+        {
+            std::lock_guard<std::mutex> l(m_mutex);
+            std::set<uint32_t> next(a.partitions.begin(), a.partitions.end());
+            for (uint32_t p : m_assigned)
+                if (!next.count(p)) lost.push_back(p);
+            for (uint32_t p : a.partitions)
+                if (!m_delivered.count(p)) fresh[p] = 0;
+        }
+        if (!lost.empty()) commitPartitions(lost);
+        for (auto& kv : fresh) kv.second = initialPosition(kv.first);
+        std::lock_guard<std::mutex> l(m_mutex);
+        for (uint32_t p : lost) { m_delivered.erase(p); m_acked.erase(p); m_fetchPos.erase(p); m_sentCommit.erase(p); }
+        m_queue.clear();
+        m_queueBytes = 0;
+        for (auto& kv : m_delivered) m_fetchPos[kv.first] = kv.second;
+        for (auto& kv : fresh) { m_delivered[kv.first] = m_fetchPos[kv.first] = kv.second; m_acked[kv.first] = kv.second; }
+        m_assigned = a.partitions;
+        m_generation = a.generation;
+        m_atEnd = false;
+        m_spaceCv.notify_all();
+    }
+
+    void run() {
+        auto lastCommit = Clock::now();
+        while (!m_stop) {
+            try {
+                if (!m_opts.group.empty()) {
+                    Assignment a = m_client->assignment(m_opts.group, m_topic, m_member);
+                    if (a.generation != m_generation) rebalance(a);
+                }
+                if (!m_opts.group.empty() && m_opts.autoCommitMs > 0 &&
+                    Clock::now() - lastCommit >= std::chrono::milliseconds(m_opts.autoCommitMs)) {
+                    commitAll();
+                    lastCommit = Clock::now();
+                }
+                {
+                    std::unique_lock<std::mutex> l(m_mutex);
+                    if (m_queueBytes >= m_opts.prefetchBytes) {
+                        m_spaceCv.wait_for(l, std::chrono::milliseconds(100));
+                        continue;
+                    }
+                }
+                uint64_t version = m_client->waitTopicChange(m_topic, UINT64_MAX, 0);
+                if (fetchOnce()) continue;
+                checkEnd();
+                m_client->waitTopicChange(m_topic, version, 100);
+            } catch (const Error& e) {
+                std::lock_guard<std::mutex> l(m_mutex);
+                if (m_stop) break;
+                m_error = e.what();
+                m_errorCode = e.code();
+                m_dataCv.notify_all();
+                break;
+            }
+        }
+    }
+
+    bool fetchOnce() {
+        std::vector<std::pair<uint32_t, uint64_t>> todo;
+        uint64_t gen;
+        {
+            std::lock_guard<std::mutex> l(m_mutex);
+            for (uint32_t p : m_assigned) todo.emplace_back(p, m_fetchPos[p]);
+            gen = m_generation;
+        }
+        bool got = false;
+        size_t budget = m_opts.fetchBytes;
+        for (auto& [p, pos] : todo) {
+            auto batches = m_client->fetch(m_topic, p, pos, budget, 0);
+            if (batches.empty()) continue;
+            std::lock_guard<std::mutex> l(m_mutex);
+            if (gen != m_generation || m_fetchPos[p] != pos) return true; // a rebalance moved things
+            for (auto& sb : batches) {
+                auto view = std::make_shared<BatchView>(sb.data, sb.size);
+                uint64_t first = pos > sb.baseOffset ? pos - sb.baseOffset : 0;
+                if (first >= sb.count) continue;
+                m_queue.push_back({p, uint32_t(first), sb.count, view, sb.owner});
+                m_queueBytes += sb.size;
+                pos = sb.baseOffset + sb.count;
+            }
+            m_fetchPos[p] = pos;
+            got = true;
+            m_dataCv.notify_all();
+        }
+        return got;
+    }
+
+    void checkEnd() {
+        if (!m_client->isComplete(m_topic)) return;
+        std::vector<std::pair<uint32_t, uint64_t>> todo;
+        {
+            std::lock_guard<std::mutex> l(m_mutex);
+            for (uint32_t p : m_assigned) todo.emplace_back(p, m_fetchPos[p]);
+        }
+        for (auto& [p, pos] : todo)
+            if (pos < m_client->offsets(m_topic, p).second) return;
+        std::lock_guard<std::mutex> l(m_mutex);
+        m_atEnd = true;
+        m_dataCv.notify_all();
+    }
+
+    bool waitData(std::unique_lock<std::mutex>& l, int64_t timeoutMs) {
+        auto ready = [&] { return !m_queue.empty() || m_atEnd || m_closed || !m_error.empty(); };
+        if (timeoutMs < 0) m_dataCv.wait(l, ready);
+        else m_dataCv.wait_for(l, std::chrono::milliseconds(timeoutMs), ready);
+        if (!m_error.empty()) throw Error(m_errorCode, "consumer stopped: " + m_error);
+        if (m_closed) throw Error(ErrorCode::Closed, "consumer is closed; create a new one with topic.consumer()");
+        return !m_queue.empty();
+    }
+
+    std::optional<Event> pull(int64_t timeoutMs) {
+        std::unique_lock<std::mutex> l(m_mutex);
+        if (!waitData(l, timeoutMs)) return std::nullopt;
+        Delivery& d = m_queue.front();
+        uint32_t i = d.first++;
+        Event ev{d.partition, d.offsetOf(i), d.view->metadata(i), select(d.view->eventData(i)),
+                 d.view->header().firstTimestampUs, d.owner};
+        m_delivered[d.partition] = ev.offset + 1;
+        if (d.first == d.end) popFront();
+        return ev;
+    }
+
+    std::optional<Delivery> pullBatch(size_t maxEvents, int64_t timeoutMs) {
+        std::unique_lock<std::mutex> l(m_mutex);
+        if (!waitData(l, timeoutMs)) return std::nullopt;
+        Delivery& d = m_queue.front();
+        Delivery out = d;
+        out.end = uint32_t(std::min<uint64_t>(d.end, uint64_t(d.first) + std::max<size_t>(maxEvents, 1)));
+        d.first = out.end;
+        m_delivered[d.partition] = out.offsetOf(out.end - 1) + 1;
+        if (d.first == d.end) popFront();
+        return out;
+    }
+
+    void popFront() {
+        m_queueBytes -= m_queue.front().view->size();
+        m_queue.pop_front();
+        m_spaceCv.notify_all();
+    }
+
+    Piece select(Piece d) const {
+        switch (m_opts.data) {
+        case DataMode::Full: return d;
+        case DataMode::None: return {nullptr, 0};
+        case DataMode::Range: {
+            size_t off = size_t(std::min<uint64_t>(m_opts.rangeOffset, d.size));
+            size_t len = size_t(std::min<uint64_t>(m_opts.rangeSize, d.size - off));
+            return {d.data + off, len};
+        }
+        }
+        return d;
+    }
+
+    void ack(uint32_t p, uint64_t offset) {
+        std::lock_guard<std::mutex> l(m_mutex);
+        auto it = m_acked.find(p);
+        if (it == m_acked.end()) return; // partition moved to another member; it will see the event again
+        it->second = std::max(it->second, offset + 1);
+    }
+
+    void commitPartitions(const std::vector<uint32_t>& parts) {
+        std::vector<std::pair<uint32_t, uint64_t>> offs;
+        {
+            std::lock_guard<std::mutex> l(m_mutex);
+            for (uint32_t p : parts) {
+                auto it = m_acked.find(p);
+                if (it == m_acked.end()) continue;
+                auto s = m_sentCommit.find(p);
+                if (s != m_sentCommit.end() && s->second == it->second) continue;
+                offs.emplace_back(p, it->second);
+            }
+        }
+        if (offs.empty()) return;
+        m_client->commit(m_opts.group, m_topic, offs);
+        std::lock_guard<std::mutex> l(m_mutex);
+        for (auto& po : offs) m_sentCommit[po.first] = po.second;
+    }
+
+    void commitAll() {
+        std::vector<uint32_t> parts;
+        {
+            std::lock_guard<std::mutex> l(m_mutex);
+            parts = m_assigned;
+        }
+        commitPartitions(parts);
+    }
+
+    void commit() {
+        if (m_opts.group.empty())
+            throw Error(ErrorCode::InvalidArgument, "commit() needs a consumer group: use topic.consumer(group='name')");
+        commitAll();
+    }
+
+    bool exhausted() const {
+        std::lock_guard<std::mutex> l(m_mutex);
+        return m_queue.empty() && m_atEnd;
+    }
+
+    std::vector<uint32_t> partitions() const {
+        std::lock_guard<std::mutex> l(m_mutex);
+        return m_assigned;
+    }
+
+    void close() {
+        {
+            std::lock_guard<std::mutex> l(m_mutex);
+            if (m_closed) return;
+            m_stop = true;
+        }
+        m_spaceCv.notify_all();
+        if (m_thread.joinable()) m_thread.join();
+        std::exception_ptr err;
+        if (!m_opts.group.empty()) {
+            try { commitAll(); } catch (...) { err = std::current_exception(); }
+            try { m_client->leaveGroup(m_opts.group, m_topic, m_member); } catch (...) {}
+        }
+        {
+            std::lock_guard<std::mutex> l(m_mutex);
+            m_closed = true;
+            m_queue.clear();
+            m_dataCv.notify_all();
+        }
+        if (err) std::rethrow_exception(err);
+    }
+
+  private:
+    std::shared_ptr<BrokerClient> m_client;
+    std::string m_topic;
+    ConsumerOptions m_opts;
+    uint32_t m_partitionCount = 0;
+    std::string m_member;
+    mutable std::mutex m_mutex;
+    std::condition_variable m_dataCv, m_spaceCv;
+    std::deque<Delivery> m_queue;
+    size_t m_queueBytes = 0;
+    std::vector<uint32_t> m_assigned;
+    uint64_t m_generation = UINT64_MAX;
+    std::map<uint32_t, uint64_t> m_fetchPos, m_delivered, m_acked, m_sentCommit;
+    bool m_atEnd = false;
+    bool m_closed = false;
+    std::atomic<bool> m_stop{false};
+    std::string m_error;
+    ErrorCode m_errorCode = ErrorCode::Generic;
+    std::thread m_thread;
+};
+
+Consumer::Consumer(std::shared_ptr<BrokerClient> client, const std::string& topic, const ConsumerOptions& options)
+: m_impl(std::make_shared<ConsumerImpl>(std::move(client), topic, options)) {}
+Consumer::~Consumer() = default;
+std::optional<Event> Consumer::pull(int64_t timeoutMs) { return m_impl->pull(timeoutMs); }
+std::optional<Delivery> Consumer::pullBatch(size_t maxEvents, int64_t timeoutMs) { return m_impl->pullBatch(maxEvents, timeoutMs); }
+void Consumer::ack(uint32_t partition, uint64_t offset) { m_impl->ack(partition, offset); }
+void Consumer::commit() { m_impl->commit(); }
+bool Consumer::exhausted() const { return m_impl->exhausted(); }
+std::vector<uint32_t> Consumer::partitions() const { return m_impl->partitions(); }
+void Consumer::close() { m_impl->close(); }
+Piece Consumer::select(Piece data) const { return m_impl->select(data); }
+
+} // namespace mofka_py

@@ -1,0 +1,35 @@
+"""mofka-py: an HPC-native event fabric for science.
+
+>>> import mofka_py as mp
+>>> fab = mp.connect("memory://")
+>>> topic = fab.create_topic("demo")
+"""
+from __future__ import annotations
+
+from . import _core
+from ._types import EventId
+from .api import Consumer, Event, EventBatch, Fabric, Future, Producer, Topic, connect
+from .errors import (
+    AuthError,
+    BufferFull,
+    Closed,
+    ConnectionError,
+    CorruptionError,
+    Error,
+    EventTooLarge,
+    FabricLocked,
+    InvalidArgument,
+    NotAFabric,
+    TimeoutError,
+    TopicExists,
+    TopicNotFound,
+)
+
+__version__ = getattr(_core, "__version__", "0.0.0")
+
+__all__ = [
+    "connect", "Fabric", "Topic", "Producer", "Consumer", "Future", "Event", "EventBatch", "EventId",
+    "Error", "InvalidArgument", "TopicNotFound", "TopicExists", "TimeoutError", "ConnectionError",
+    "AuthError", "CorruptionError", "Closed", "FabricLocked", "NotAFabric", "EventTooLarge", "BufferFull",
+    "__version__",
+]

@@ -1,0 +1,349 @@
+"""The Pythonic API over the native core: connect(), Fabric, Topic, Producer, Consumer.
+
+Example::
+
+    import mofka_py as mp
+    with mp.connect("memory://") as fab:
+        topic = fab.create_topic("frames", partitions=2)
+        with topic.producer() as prod:
+            prod.push({"frame": 1}, data=b"...")
+        topic.mark_complete()
+        for ev in topic.consumer():
+            print(ev.metadata, bytes(ev.data))
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
+
+import orjson
+
+from . import _core
+from ._types import EventId
+from .errors import Closed, InvalidArgument
+
+__all__ = ["connect", "Fabric", "Topic", "Producer", "Consumer", "Future", "Event", "EventBatch", "EventId"]
+
+Future = _core.Future
+Event = _core.Event
+EventBatch = _core.EventBatch
+
+_DUMPS_OPTS = orjson.OPT_SERIALIZE_NUMPY
+DEFAULT_MAX_EVENT_BYTES = 64 << 20
+
+
+def encode_metadata(metadata: Any) -> bytes:
+    """Turn event metadata (a JSON-serialisable object, bytes or None) into bytes."""
+    if metadata is None:
+        return b""
+    if isinstance(metadata, bytes):
+        return metadata
+    if isinstance(metadata, (bytearray, memoryview)):
+        return bytes(metadata)
+    try:
+        return orjson.dumps(metadata, option=_DUMPS_OPTS)
+    except TypeError as exc:
+        raise InvalidArgument(
+            f"event metadata must be JSON-serialisable (dict, list, str, numbers, numpy scalars) or bytes: {exc}"
+        ) from None
+
+
+def connect(url: Optional[str] = None, *, sync: str = "none", sync_interval_ms: int = 1000,
+            segment_bytes: int = 256 << 20, retention_bytes: int = 0, retention_ms: int = 0,
+            max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES, repair: bool = False) -> "Fabric":
+    """Open a fabric.
+
+    ``url`` is ``memory://`` (in this process, gone at close), ``file:///path``
+    (persistent, owned by this process) or, when omitted, ``$MOFKA_PY_URL``.
+    The other keywords are defaults for topics created through this fabric;
+    ``repair=True`` truncates corrupted logs on open instead of raising
+    :class:`~mofka_py.CorruptionError`.
+
+    >>> fab = connect("memory://")
+    """
+    if url is None:
+        url = os.environ.get("MOFKA_PY_URL")
+        if not url:
+            raise InvalidArgument("no fabric URL: pass one (e.g. 'memory://', 'file:///data/fab') or set MOFKA_PY_URL")
+    if not isinstance(url, str):
+        raise InvalidArgument(f"fabric URL must be a string, not {type(url).__name__}")
+    for name, value in (("segment_bytes", segment_bytes), ("retention_bytes", retention_bytes),
+                        ("retention_ms", retention_ms), ("max_event_bytes", max_event_bytes),
+                        ("sync_interval_ms", sync_interval_ms)):
+        if not isinstance(value, int) or value < 0:
+            raise InvalidArgument(f"{name} must be a non-negative integer (got {value!r})")
+    return Fabric(_core.Fabric(url, sync, sync_interval_ms, segment_bytes, retention_bytes, retention_ms,
+                               max_event_bytes, repair))
+
+
+class Fabric:
+    """A connection to an event fabric; a context manager that closes it."""
+
+    def __init__(self, native: "_core.Fabric"):
+        self._f = native
+        self._closed = False
+
+    @property
+    def url(self) -> str:
+        """The URL this fabric was opened with."""
+        return self._f.url()
+
+    def create_topic(self, name: str, partitions: int = 1, **config: Any) -> "Topic":
+        """Create a topic of ``partitions`` partitions and return it.
+
+        Settings: ``segment_bytes``, ``retention_bytes``, ``retention_ms``,
+        ``sync`` ('none' | 'batch' | 'interval'), ``sync_interval_ms``,
+        ``max_event_bytes``. Raises :class:`~mofka_py.TopicExists` if it exists.
+        """
+        if not isinstance(name, str):
+            raise InvalidArgument(f"topic name must be a string, not {type(name).__name__}")
+        if isinstance(partitions, bool) or not isinstance(partitions, int):
+            raise InvalidArgument(f"partitions must be an integer (got {partitions!r})")
+        self._f.create_topic(name, partitions, config)
+        return Topic(self, name)
+
+    def topic(self, name: str) -> "Topic":
+        """Open an existing topic; raises :class:`~mofka_py.TopicNotFound`."""
+        self._f.describe(name)
+        return Topic(self, name)
+
+    def topics(self) -> list:
+        """Names of all topics."""
+        return self._f.topics()
+
+    def close(self) -> None:
+        """Close the fabric (embedded: flush and release its files and lock)."""
+        if not self._closed:
+            self._closed = True
+            self._f.close()
+
+    def __enter__(self) -> "Fabric":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<mofka_py.Fabric {self.url!r}{' closed' if self._closed else ''}>"
+
+
+class Topic:
+    """A named, partitioned event stream in a fabric."""
+
+    def __init__(self, fabric: Fabric, name: str):
+        self.fabric = fabric
+        self.name = name
+
+    @property
+    def partitions(self) -> int:
+        """Number of partitions."""
+        return self.fabric._f.partition_count(self.name)
+
+    def describe(self) -> dict:
+        """Settings, completion flag and per-partition offsets and sizes."""
+        return self.fabric._f.describe(self.name)
+
+    def producer(self, *, batch_size: int = 16384, batch_bytes: int = 4 << 20, linger_ms: float = 1.0,
+                 max_pending_bytes: int = 256 << 20, selector: str = "key_hash") -> "Producer":
+        """A batching producer (a context manager that flushes and closes).
+
+        ``selector``: 'key_hash' (events with ``key=`` go by a stable murmur2
+        hash, others round robin) or 'round_robin'.
+        """
+        return Producer(_core.Producer(self.fabric._f, self.name, batch_size, batch_bytes, linger_ms,
+                                       max_pending_bytes, selector))
+
+    def consumer(self, group: Optional[str] = None, *, start: Union[str, int, None] = None,
+                 data: Union[bool, tuple, Callable[[Any], Any]] = True, partitions: Optional[Sequence[int]] = None,
+                 prefetch_bytes: int = 64 << 20, auto_commit_ms: int = 1000) -> "Consumer":
+        """A consumer of this topic (a context manager and an iterator).
+
+        ``group``: share partitions with the group's other members and commit
+        offsets durably. ``start``: 'earliest', 'latest', 'committed' (default
+        with a group) or an offset. ``data``: True (all), False (metadata only),
+        ``(offset, size)`` (a byte range) or a callable ``f(metadata)``
+        returning one of those per event.
+        """
+        if start is None:
+            start = "committed" if group else "earliest"
+        selector = None
+        if callable(data):
+            selector, data = data, True
+        native = _core.Consumer(self.fabric._f, self.name, group or "", start, data,
+                                list(partitions or []), prefetch_bytes, auto_commit_ms)
+        return Consumer(native, selector)
+
+    def mark_complete(self) -> None:
+        """Declare the topic finished: consumers' iteration ends after its last event."""
+        self.fabric._f.mark_complete(self.name)
+
+    @property
+    def complete(self) -> bool:
+        """Whether :meth:`mark_complete` was called."""
+        return self.fabric._f.is_complete(self.name)
+
+    def __repr__(self) -> str:
+        return f"<mofka_py.Topic {self.name!r}>"
+
+
+class Producer:
+    """Pushes events in batches; ``push`` returns a :class:`Future` of the EventId."""
+
+    def __init__(self, native: "_core.Producer"):
+        self._p = native
+        self._closed = False
+
+    def push(self, metadata: Any = None, data: Any = None, *, partition: Optional[int] = None,
+             key: Union[str, bytes, None] = None, block: bool = True) -> "Future":
+        """Queue one event; returns a Future whose ``result(timeout)`` is its EventId.
+
+        ``data`` is a buffer (bytes, memoryview, numpy array of any dtype/shape)
+        or a list of them; it is referenced, not copied, until appended, so do
+        not modify it before the future resolves. ``block=False`` raises
+        :class:`~mofka_py.BufferFull` instead of waiting when memory is full.
+        """
+        meta = metadata if type(metadata) is bytes else encode_metadata(metadata)
+        if self._closed:
+            raise Closed("producer is closed; create a new one with topic.producer()")
+        if isinstance(data, str):
+            raise InvalidArgument("event data must be a buffer (bytes, numpy array...), not str; encode it first")
+        return self._p.push(meta, data, -1 if partition is None else partition, key, block)
+
+    def push_many(self, events: Any, *, partition: Optional[int] = None, block: bool = True) -> Optional["Future"]:
+        """Queue many metadata-only events in one call (the vectorised path).
+
+        ``events`` is a numpy array (each row/record is one event's metadata
+        bytes, e.g. a structured array or an (n, k) uint8 array), a sequence of
+        bytes, or a sequence of JSON-serialisable objects. Returns the Future of
+        the last event (None if there were none).
+        """
+        if self._closed:
+            raise Closed("producer is closed; create a new one with topic.producer()")
+        part = -1 if partition is None else partition
+        if hasattr(events, "__array_interface__") or (hasattr(events, "ndim") and hasattr(events, "shape")):
+            if len(events) == 0:
+                return None
+            return self._p.push_many(events, part, block)
+        items = [e if type(e) is bytes else encode_metadata(e) for e in events]
+        if not items:
+            return None
+        import numpy as np
+
+        lengths = np.fromiter((len(b) for b in items), dtype=np.uint64, count=len(items))
+        return self._p.push_many_var(b"".join(items), lengths, part, block)
+
+    def flush(self, timeout: Optional[float] = None) -> None:
+        """Send everything queued and wait until stored; raises the first failure since the last flush."""
+        self._p.flush(timeout)
+
+    def close(self) -> None:
+        """Flush and stop the producer's thread."""
+        if not self._closed:
+            self._closed = True
+            self._p.close()
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes pushed but not yet stored."""
+        return self._p.pending_bytes
+
+    def __enter__(self) -> "Producer":
+        return self
+
+    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+        try:
+            if exc_type is None:
+                self.flush()
+        finally:
+            self.close()
+
+
+class _SelectedEvent:
+    """An event whose data went through a consumer's callable selector."""
+
+    __slots__ = ("_ev", "_sel")
+
+    def __init__(self, ev: "Event", selection: Any):
+        self._ev = ev
+        self._sel = selection
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ev, name)
+
+    @property
+    def data(self) -> memoryview:
+        sel = self._sel
+        if sel is True:
+            return self._ev.data
+        if sel is False or sel is None:
+            return memoryview(b"")
+        off, size = sel
+        return self._ev.data[off:off + size]
+
+    def ack(self) -> None:
+        self._ev.ack()
+
+
+class Consumer:
+    """Reads events; iterate over it, or call :meth:`pull`. A context manager."""
+
+    def __init__(self, native: "_core.Consumer", selector: Optional[Callable[[Any], Any]] = None):
+        self._c = native
+        self._selector = selector
+
+    def _wrap(self, ev: Any) -> Any:
+        if ev is None or self._selector is None:
+            return ev
+        return _SelectedEvent(ev, self._selector(ev.metadata))
+
+    def pull(self, timeout: Optional[float] = None) -> Optional["Event"]:
+        """The next event, or None if none came within ``timeout`` seconds
+        (None: wait until one comes or the complete topic is exhausted)."""
+        return self._wrap(self._c.pull(timeout))
+
+    def pull_batch(self, max_events: int = 1 << 20, timeout: Optional[float] = None) -> Optional["EventBatch"]:
+        """Up to ``max_events`` events of one stored batch at once (vectorised consume).
+
+        ``batch.metadata_view()`` is one zero-copy view of their metadata back to
+        back; with fixed-size records, ``numpy.frombuffer(view, dtype)`` reads
+        them as an array.
+        """
+        return self._c.pull_batch(max_events, timeout)
+
+    def __iter__(self) -> Iterator["Event"]:
+        while True:
+            ev = self._c.pull(None)
+            if ev is None:
+                return
+            yield self._wrap(ev)
+
+    def ack(self, event: Any) -> None:
+        """Mark ``event`` (and everything before it in its partition) processed."""
+        event.ack()
+
+    def commit(self) -> None:
+        """Store the acknowledged positions durably now (needs a group)."""
+        self._c.commit()
+
+    @property
+    def exhausted(self) -> bool:
+        """True once the topic is complete and every owned partition was read."""
+        return self._c.exhausted()
+
+    @property
+    def partitions(self) -> list:
+        """Partitions this consumer reads now (changes as group members come and go)."""
+        return self._c.partitions()
+
+    def close(self) -> None:
+        """Commit acknowledged offsets, leave the group and stop prefetching."""
+        self._c.close()
+
+    def __enter__(self) -> "Consumer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+

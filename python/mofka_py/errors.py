@@ -1,0 +1,66 @@
+"""The mofka-py error hierarchy (the same codes as the C++ core's ``Error``).
+
+Every error raised by mofka-py is a :class:`Error`; catch the subclasses to
+handle a specific situation. Messages say what was wrong and what to do.
+"""
+from __future__ import annotations
+
+import builtins
+
+__all__ = [
+    "Error", "InvalidArgument", "TopicNotFound", "TopicExists", "TimeoutError",
+    "ConnectionError", "AuthError", "CorruptionError", "Closed", "FabricLocked",
+    "NotAFabric", "EventTooLarge", "BufferFull",
+]
+
+
+class Error(Exception):
+    """Base class of every mofka-py error."""
+
+
+class InvalidArgument(Error, ValueError):
+    """A value given to mofka-py is not acceptable (nothing was written)."""
+
+
+class TopicNotFound(Error, LookupError):
+    """The named topic does not exist."""
+
+
+class TopicExists(Error):
+    """A topic of that name already exists."""
+
+
+class TimeoutError(Error, builtins.TimeoutError):  # noqa: A001 - the name is part of the API
+    """A wait ran out of time."""
+
+
+class ConnectionError(Error, builtins.ConnectionError):  # noqa: A001
+    """A transport lost or could not reach its peer."""
+
+
+class AuthError(Error):
+    """Authentication with a fabric service failed."""
+
+
+class CorruptionError(Error):
+    """Stored or received bytes fail their checksum or structure checks."""
+
+
+class Closed(Error):
+    """The object (fabric, producer, consumer, topic) no longer accepts this call."""
+
+
+class FabricLocked(Error):
+    """A ``file://`` fabric directory is owned by another process."""
+
+
+class NotAFabric(Error):
+    """A path given as a fabric directory is not one."""
+
+
+class EventTooLarge(InvalidArgument):
+    """An event exceeds the topic's ``max_event_bytes``."""
+
+
+class BufferFull(Error):
+    """The producer's pending memory is full and ``block=False`` was asked."""

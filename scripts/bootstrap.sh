@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Create (or reuse) the project venv in .venv and install mofka-py with its
+# test tools. Safe to run repeatedly: the C++ build is incremental (build/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+. .venv/bin/activate
+python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+# Build tools first, then the project without isolation so the build/ cache is reused.
+python -m pip install -q "scikit-build-core>=0.10" "pybind11>=2.12" "mpich>=4.2" "mpi4py>=4.0" numpy orjson \
+  pytest hypothesis pytest-mpi pytest-timeout
+python -m pip install -q --no-build-isolation ".[test]"
