@@ -92,6 +92,8 @@ class Broker {
                                    size_t maxBytes, int64_t timeoutMs);
     /// Wait until any partition of @p topic changes after @p version (or the timeout).
     uint64_t waitTopicChange(const std::string& topic, uint64_t version, int64_t timeoutMs);
+    /// Wake everything blocked in waitTopicChange on @p topic (e.g. a closing consumer).
+    void wakeTopic(const std::string& topic);
     /// Start and end offsets of a partition.
     std::pair<uint64_t, uint64_t> offsets(const std::string& topic, uint32_t partition) const;
 

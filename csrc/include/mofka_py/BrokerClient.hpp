@@ -34,6 +34,8 @@ class BrokerClient {
                                            size_t maxBytes, int64_t timeoutMs) = 0;
     /// Block until the topic changes after @p version (or timeout); returns the new version.
     virtual uint64_t waitTopicChange(const std::string& topic, uint64_t version, int64_t timeoutMs) = 0;
+    /// Wake local waiters of waitTopicChange on @p topic (used when a consumer closes).
+    virtual void wakeTopic(const std::string& topic) { (void)topic; }
     /// Start and end offsets of a partition.
     virtual std::pair<uint64_t, uint64_t> offsets(const std::string& topic, uint32_t partition) = 0;
     /// Mark a topic complete.

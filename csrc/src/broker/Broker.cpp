@@ -317,6 +317,8 @@ uint64_t Broker::waitTopicChange(const std::string& topic, uint64_t version, int
     return t->version;
 }
 
+void Broker::wakeTopic(const std::string& topic) { getTopic(topic)->bump(); }
+
 std::pair<uint64_t, uint64_t> Broker::offsets(const std::string& topic, uint32_t partition) const {
     auto t = getTopic(topic);
     checkPartition(*this, partition, t->config.partitions, topic);

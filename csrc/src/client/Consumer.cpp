@@ -274,6 +274,7 @@ class ConsumerImpl {
             m_stop = true;
         }
         m_spaceCv.notify_all();
+        try { m_client->wakeTopic(m_topic); } catch (...) {}
         if (m_thread.joinable()) m_thread.join();
         std::exception_ptr err;
         if (!m_opts.group.empty()) {

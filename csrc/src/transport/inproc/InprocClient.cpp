@@ -17,6 +17,7 @@ class InprocClient final : public BrokerClient {
         return m_broker->fetch(t, p, o, m, to);
     }
     uint64_t waitTopicChange(const std::string& t, uint64_t v, int64_t to) override { return m_broker->waitTopicChange(t, v, to); }
+    void wakeTopic(const std::string& t) override { m_broker->wakeTopic(t); }
     std::pair<uint64_t, uint64_t> offsets(const std::string& t, uint32_t p) override { return m_broker->offsets(t, p); }
     void markComplete(const std::string& t) override { m_broker->markComplete(t); }
     bool isComplete(const std::string& t) override { return m_broker->isComplete(t); }
