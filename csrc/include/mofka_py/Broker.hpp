@@ -106,7 +106,11 @@ class Broker {
     std::string joinGroup(const std::string& group, const std::string& topic, const std::string& memberId);
     /// Leave a group; the member's partitions go to the others.
     void leaveGroup(const std::string& group, const std::string& topic, const std::string& memberId);
-    /// The partitions this member owns now.
+    /// Give up partitions after committing them; they then go to their new owner.
+    void releasePartitions(const std::string& group, const std::string& topic, const std::string& memberId,
+                           const std::vector<uint32_t>& partitions);
+    /// The partitions this member owns now. A partition moves to a new member only
+    /// after its previous owner released it (so it committed its position first).
     Assignment assignment(const std::string& group, const std::string& topic, const std::string& memberId);
     /// Store committed offsets (next offset to read) durably.
     void commit(const std::string& group, const std::string& topic,

@@ -48,6 +48,9 @@ class BrokerClient {
     virtual void leaveGroup(const std::string& group, const std::string& topic, const std::string& memberId) = 0;
     /// Current partitions of a member (also its heartbeat).
     virtual Assignment assignment(const std::string& group, const std::string& topic, const std::string& memberId) = 0;
+    /// Release partitions a member no longer owns (after committing them).
+    virtual void releasePartitions(const std::string& group, const std::string& topic, const std::string& memberId,
+                                   const std::vector<uint32_t>& partitions) = 0;
     /// Commit offsets durably.
     virtual void commit(const std::string& group, const std::string& topic,
                         const std::vector<std::pair<uint32_t, uint64_t>>& offsets) = 0;

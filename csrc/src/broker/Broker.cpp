@@ -134,7 +134,15 @@ struct Broker::Topic {
 
 struct Broker::Group {
     std::map<std::string, std::chrono::steady_clock::time_point> members;
+    std::map<uint32_t, std::string> owner; ///< partition -> member holding it until released
     uint64_t generation = 0;
+
+    void dropMember(const std::string& id) {
+        members.erase(id);
+        for (auto it = owner.begin(); it != owner.end();)
+            it = it->second == id ? owner.erase(it) : std::next(it);
+        ++generation;
+    }
 };
 
 Broker::Broker(BrokerOptions options) : m_opts(std::move(options)) {
@@ -349,7 +357,20 @@ std::string Broker::joinGroup(const std::string& group, const std::string& topic
 void Broker::leaveGroup(const std::string& group, const std::string& topic, const std::string& memberId) {
     std::lock_guard<std::mutex> lock(m_mutex);
     auto it = m_groups.find({group, topic});
-    if (it != m_groups.end() && it->second.members.erase(memberId)) ++it->second.generation;
+    if (it != m_groups.end() && it->second.members.count(memberId)) it->second.dropMember(memberId);
+}
+
+void Broker::releasePartitions(const std::string& group, const std::string& topic, const std::string& memberId,
+                               const std::vector<uint32_t>& partitions) {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    auto it = m_groups.find({group, topic});
+    if (it == m_groups.end()) return;
+    bool changed = false;
+    for (uint32_t p : partitions) {
+        auto o = it->second.owner.find(p);
+        if (o != it->second.owner.end() && o->second == memberId) { it->second.owner.erase(o); changed = true; }
+    }
+    if (changed) ++it->second.generation;
 }
 
 Assignment Broker::assignment(const std::string& group, const std::string& topic, const std::string& memberId) {
@@ -359,16 +380,21 @@ Assignment Broker::assignment(const std::string& group, const std::string& topic
     auto now = std::chrono::steady_clock::now();
     if (!g.members.count(memberId)) ++g.generation; // expired earlier and came back
     g.members[memberId] = now;
-    for (auto it = g.members.begin(); it != g.members.end();) {
-        if (now - it->second > std::chrono::milliseconds(kSessionTimeoutMs)) { it = g.members.erase(it); ++g.generation; }
-        else ++it;
-    }
+    std::vector<std::string> expired;
+    for (auto& kv : g.members)
+        if (now - kv.second > std::chrono::milliseconds(kSessionTimeoutMs)) expired.push_back(kv.first);
+    for (auto& id : expired) g.dropMember(id);
     // Members sorted by id; partition p goes to member p mod n.
     size_t index = 0, count = g.members.size();
     for (auto& kv : g.members) { if (kv.first == memberId) break; ++index; }
     Assignment a{g.generation, {}};
-    for (uint32_t p = 0; p < n; ++p)
-        if (p % count == index) a.partitions.push_back(p);
+    for (uint32_t p = 0; p < n; ++p) {
+        if (p % count != index) continue;
+        auto o = g.owner.find(p);
+        if (o != g.owner.end() && o->second != memberId) continue; // still held by its previous owner
+        g.owner[p] = memberId;
+        a.partitions.push_back(p);
+    }
     return a;
 }
 

@@ -72,7 +72,10 @@ class ConsumerImpl {
             for (uint32_t p : a.partitions)
                 if (!m_delivered.count(p)) fresh[p] = 0;
         }
-        if (!lost.empty()) commitPartitions(lost);
+        if (!lost.empty()) {
+            commitPartitions(lost);
+            m_client->releasePartitions(m_opts.group, m_topic, m_member, lost);
+        }
         for (auto& kv : fresh) kv.second = initialPosition(kv.first);
         std::lock_guard<std::mutex> l(m_mutex);
         for (uint32_t p : lost) { m_delivered.erase(p); m_acked.erase(p); m_fetchPos.erase(p); m_sentCommit.erase(p); }

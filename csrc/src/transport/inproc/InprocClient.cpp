@@ -24,6 +24,10 @@ class InprocClient final : public BrokerClient {
     std::string joinGroup(const std::string& g, const std::string& t, const std::string& m) override { return m_broker->joinGroup(g, t, m); }
     void leaveGroup(const std::string& g, const std::string& t, const std::string& m) override { m_broker->leaveGroup(g, t, m); }
     Assignment assignment(const std::string& g, const std::string& t, const std::string& m) override { return m_broker->assignment(g, t, m); }
+    void releasePartitions(const std::string& g, const std::string& t, const std::string& m,
+                           const std::vector<uint32_t>& p) override {
+        m_broker->releasePartitions(g, t, m, p);
+    }
     void commit(const std::string& g, const std::string& t, const std::vector<std::pair<uint32_t, uint64_t>>& o) override {
         m_broker->commit(g, t, o);
     }
