@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 namespace mofka_py {
@@ -134,6 +135,9 @@ class Broker {
     std::shared_ptr<Topic> loadTopic(const std::string& name);
     void lockDirectory();
     void loadOffsets();
+    std::unique_ptr<PartitionLog> openOffsetsLog(const std::string& dir) const;
+    static void appendCommits(PartitionLog& log,
+                              const std::vector<std::tuple<std::string, std::string, uint32_t, uint64_t>>& commits);
     void housekeepingLoop();
 
     BrokerOptions m_opts;

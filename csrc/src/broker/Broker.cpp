@@ -166,11 +166,22 @@ Broker::Broker(BrokerOptions options) : m_opts(std::move(options)) {
         if (!isDir(d) && mkdir(d.c_str(), 0755) != 0)
             throwError(ErrorCode::InvalidArgument, "cannot create fabric directory " + d, true);
         lockDirectory();
-        if (!exists(d + "/" + kMarker)) writeFileAtomic(d, kMarker, kMarkerText);
-        mkdir((d + "/topics").c_str(), 0755);
-        for (const std::string& n : listDir(d + "/topics"))
-            if (n[0] != '.') m_topics[n] = loadTopic(n);
-        loadOffsets();
+        try {
+            if (!exists(d + "/" + kMarker)) writeFileAtomic(d, kMarker, kMarkerText);
+            mkdir((d + "/topics").c_str(), 0755);
+            for (const std::string& n : listDir(d + "/topics"))
+                if (n[0] != '.') m_topics[n] = loadTopic(n);
+            loadOffsets();
+        } catch (...) {
+            // The destructor does not run for a half-built broker: release the lock here,
+            // so the caller can reopen (e.g. with repair=True) in this process.
+            m_topics.clear();
+            m_offsetsLog.reset();
+            flock(m_lockFd, LOCK_UN);
+            ::close(m_lockFd);
+            m_lockFd = -1;
+            throw;
+        }
     }
     m_housekeeper = std::thread([this] { housekeepingLoop(); });
 }
@@ -405,15 +416,9 @@ void Broker::commit(const std::string& group, const std::string& topic,
     if (group.empty() || group.size() > 1000) throw Error(ErrorCode::InvalidArgument, "group name must have 1-1000 characters");
     std::lock_guard<std::mutex> lock(m_mutex);
     if (m_offsetsLog && !offsets.empty()) {
-        BatchBuilder b;
-        int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
-                          std::chrono::system_clock::now().time_since_epoch()).count();
-        for (auto& po : offsets) {
-            std::string rec = encodeCommit(group, topic, po.first, po.second);
-            b.add(rec.data(), rec.size(), nullptr, 0, now);
-        }
-        SealedBatch sb = b.seal(0, 0);
-        m_offsetsLog->append(sb);
+        std::vector<std::tuple<std::string, std::string, uint32_t, uint64_t>> recs;
+        for (auto& po : offsets) recs.emplace_back(group, topic, po.first, po.second);
+        appendCommits(*m_offsetsLog, recs);
     }
     for (auto& po : offsets) m_committed[{group, topic, po.first}] = po.second;
 }
@@ -437,14 +442,45 @@ std::vector<std::string> Broker::groups(const std::string& topic) const {
     return out;
 }
 
-void Broker::loadOffsets() {
+namespace {
+void removeFlatDir(const std::string& dir) {
+    for (const std::string& n : listDir(dir)) ::unlink((dir + "/" + n).c_str());
+    ::rmdir(dir.c_str());
+}
+constexpr uint64_t kCompactOffsetsAfter = 100000; // records in the offsets log
+} // namespace
+
+std::unique_ptr<PartitionLog> Broker::openOffsetsLog(const std::string& dir) const {
     LogOptions lo;
-    lo.directory = m_opts.directory + "/__offsets";
+    lo.directory = dir;
     lo.segmentBytes = 64ull << 20;
     lo.sync = m_opts.defaults.sync == SyncPolicy::None ? SyncPolicy::None : SyncPolicy::Batch;
     lo.repair = m_opts.repair;
-    m_offsetsLog = std::make_unique<PartitionLog>(lo);
-    uint64_t pos = m_offsetsLog->startOffset();
+    return std::make_unique<PartitionLog>(lo);
+}
+
+void Broker::appendCommits(PartitionLog& log,
+                           const std::vector<std::tuple<std::string, std::string, uint32_t, uint64_t>>& commits) {
+    BatchBuilder b;
+    int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
+                      std::chrono::system_clock::now().time_since_epoch()).count();
+    for (auto& [g, t, p, o] : commits) {
+        std::string rec = encodeCommit(g, t, p, o);
+        b.add(rec.data(), rec.size(), nullptr, 0, now);
+    }
+    SealedBatch sb = b.seal(0, 0);
+    log.append(sb);
+}
+
+void Broker::loadOffsets() {
+    const std::string dir = m_opts.directory + "/__offsets";
+    const std::string fresh = dir + ".new", old = dir + ".old";
+    // Compaction swaps directories with two renames; finish or undo one cut short by a crash.
+    if (!isDir(dir) && isDir(fresh)) rename(fresh.c_str(), dir.c_str());
+    if (isDir(fresh)) removeFlatDir(fresh);
+    if (isDir(old)) removeFlatDir(old);
+    m_offsetsLog = openOffsetsLog(dir);
+    uint64_t pos = m_offsetsLog->startOffset(), records = 0;
     for (;;) {
         auto batches = m_offsetsLog->read(pos, 64 << 20);
         if (batches.empty()) break;
@@ -456,6 +492,7 @@ void Broker::loadOffsets() {
                 uint16_t gl, tl;
                 uint32_t part;
                 uint64_t off;
+                ++records;
                 if (m.size < 16) continue;
                 std::memcpy(&gl, p, 2);
                 if (m.size < size_t(16) + gl) continue;
@@ -469,6 +506,22 @@ void Broker::loadOffsets() {
             }
             pos = sb.baseOffset + sb.count;
         }
+    }
+    if (records > kCompactOffsetsAfter && records > 4 * m_committed.size()) {
+        // Keep only the latest offset of each (group, topic, partition).
+        auto snapshot = openOffsetsLog(fresh);
+        std::vector<std::tuple<std::string, std::string, uint32_t, uint64_t>> all;
+        for (auto& kv : m_committed) all.emplace_back(std::get<0>(kv.first), std::get<1>(kv.first), std::get<2>(kv.first), kv.second);
+        for (size_t i = 0; i < all.size(); i += 4096)
+            appendCommits(*snapshot, {all.begin() + long(i), all.begin() + long(std::min(all.size(), i + 4096))});
+        snapshot->sync();
+        snapshot->close();
+        m_offsetsLog->close();
+        if (rename(dir.c_str(), old.c_str()) != 0 || rename(fresh.c_str(), dir.c_str()) != 0)
+            throwError(ErrorCode::Generic, "cannot swap in the compacted offsets log in " + m_opts.directory, true);
+        fsyncPath(m_opts.directory);
+        removeFlatDir(old);
+        m_offsetsLog = openOffsetsLog(dir);
     }
 }
 
