@@ -197,6 +197,15 @@ class ProducerImpl {
     }
 
     Future pushManyVar(const uint8_t* metas, const uint64_t* lengths, size_t n, int64_t partition, bool block) {
+        // Check every event first: bad input must queue nothing, not the events before the bad one.
+        for (size_t i = 0; i < n; ++i)
+            if (lengths[i] > m_maxEvent || lengths[i] > UINT32_MAX)
+                throw Error(ErrorCode::EventTooLarge, "event " + std::to_string(i) + " of push_many has " +
+                                                          std::to_string(lengths[i]) + " bytes of metadata, more than the topic's max_event_bytes (" +
+                                                          std::to_string(m_maxEvent) + "); nothing was queued");
+        if (partition >= 0 && uint64_t(partition) >= m_partitions)
+            throw Error(ErrorCode::InvalidArgument, "partition " + std::to_string(partition) + " does not exist in topic '" +
+                                                        m_topic + "' (it has " + std::to_string(m_partitions) + ")");
         Future last;
         size_t pos = 0;
         for (size_t i = 0; i < n; ++i) {

@@ -235,7 +235,10 @@ void PartitionLog::recoverSegment(Segment& seg, bool last) {
 
 PartitionLog::Segment& PartitionLog::writableSegment(uint64_t length) {
     Segment* active = m_segments.back().get();
-    if (active->size + length <= active->capacity) return *active;
+    // Roll past segmentBytes (the mapping is rounded up to 2 MiB, so its capacity is not the limit).
+    if (active->size + length <= active->capacity &&
+        (active->size == 0 || active->size + length <= m_opts.segmentBytes))
+        return *active;
     if (active->size == 0) {
         // An empty segment too small for this batch: replace it.
         if (active->fd >= 0) ::unlink(active->path.c_str());

@@ -1,0 +1,94 @@
+"""Helpers shared by the unit tests."""
+from __future__ import annotations
+
+import os
+import struct
+import time
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Tuple
+
+BATCH_MAGIC = 0x4259504D  # "MPYB"
+BATCH_HEADER = struct.Struct("<IHHQQIIIIQQqqQQQ")
+assert BATCH_HEADER.size == 96
+
+
+def wait_until(pred, timeout: float = 30.0, interval: float = 0.02, what: str = "condition"):
+    """Poll ``pred`` until it is true (bounded: fails after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout} s")
+        time.sleep(interval)
+
+
+def consume_all(topic, **kw) -> list:
+    """Every event of a complete topic, as (partition, offset, metadata_bytes, data bytes)."""
+    assert topic.complete, "consume_all needs a complete topic"
+    out = []
+    with topic.consumer(**kw) as cons:
+        for ev in cons:
+            out.append((ev.partition, ev.offset, ev.metadata_bytes, bytes(ev.data)))
+    return out
+
+
+def pull_n(cons, n: int, timeout: float = 30.0) -> list:
+    """Pull exactly ``n`` events (bounded wait)."""
+    out = []
+    deadline = time.monotonic() + timeout
+    while len(out) < n:
+        ev = cons.pull(timeout=0.2)
+        if ev is not None:
+            out.append(ev)
+        elif time.monotonic() > deadline:
+            raise AssertionError(f"only {len(out)} of {n} events arrived within {timeout} s")
+    return out
+
+
+def end_offsets(topic) -> List[int]:
+    return [p["end_offset"] for p in topic.describe()["partitions"]]
+
+
+def tree(path: Path) -> Dict[str, Optional[int]]:
+    """Relative path -> size (None for directories) of everything under ``path``."""
+    out: Dict[str, Optional[int]] = {}
+    if not path.exists():
+        return out
+    for root, dirs, files in os.walk(path):
+        for d in dirs:
+            out[os.path.relpath(os.path.join(root, d), path)] = None
+        for f in files:
+            p = os.path.join(root, f)
+            out[os.path.relpath(p, path)] = os.path.getsize(p)
+    return out
+
+
+def segment_files(fab_dir: Path, topic: str, partition: int = 0) -> List[Path]:
+    return sorted((fab_dir / "topics" / topic / f"p{partition}").glob("*.log"))
+
+
+def parse_batches(buf: bytes) -> List[Tuple[int, int, dict]]:
+    """(position, length, header fields) of every complete batch at the start of a segment's bytes."""
+    out = []
+    pos = 0
+    names = ("magic", "version", "flags", "length", "base_offset", "length_check", "crc", "count", "reserved0",
+             "producer_id", "sequence", "first_ts", "last_ts", "meta_bytes", "data_bytes", "reserved1")
+    while pos + 96 <= len(buf):
+        h = dict(zip(names, BATCH_HEADER.unpack_from(buf, pos)))
+        if h["magic"] != BATCH_MAGIC or h["length"] < 96 or pos + h["length"] > len(buf):
+            break
+        out.append((pos, h["length"], h))
+        pos += h["length"]
+    return out
+
+
+def payload(i: int, size: Optional[int] = None) -> bytes:
+    """Deterministic, index-dependent event data."""
+    n = (i * 37) % 300 if size is None else size
+    return bytes((i * 7 + k * 13) & 0xFF for k in range(n))
+
+
+def expected_events(events: Iterable[Tuple[bytes, bytes]]) -> list:
+    return [(0, i, m, d) for i, (m, d) in enumerate(events)]

@@ -1,0 +1,50 @@
+"""Shared fixtures of the unit tests (embedded fabrics only)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import mofka_py as mp
+
+
+def pytest_collection_modifyitems(config, items):
+    # A hung wait must fail the test, not the whole run.
+    if config.pluginmanager.hasplugin("timeout"):
+        for item in items:
+            if item.get_closest_marker("timeout") is None:
+                item.add_marker(pytest.mark.timeout(180))
+
+
+@pytest.fixture(autouse=True)
+def _no_env_url(monkeypatch):
+    monkeypatch.delenv("MOFKA_PY_URL", raising=False)
+
+
+@pytest.fixture
+def mem_fab():
+    fab = mp.connect("memory://")
+    yield fab
+    fab.close()
+
+
+@pytest.fixture
+def fab_dir(tmp_path) -> Path:
+    return tmp_path / "fab"
+
+
+@pytest.fixture
+def file_fab(fab_dir):
+    fab = mp.connect(f"file://{fab_dir}")
+    yield fab
+    fab.close()
+
+
+@pytest.fixture(params=["memory", "file"])
+def any_fab(request, tmp_path):
+    url = "memory://" if request.param == "memory" else f"file://{tmp_path / 'fab'}"
+    fab = mp.connect(url)
+    yield fab
+    fab.close()
+
+
