@@ -163,7 +163,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         def worker(idx: int) -> None:
             try:
-                with topic.consumer("analysis", start="earliest") as cons:
+                with topic.consumer("analysis") as cons:  # the group's committed positions: shared work
                     for ev in cons:
                         md = ev.metadata
                         frame = np.frombuffer(ev.data, dtype=np.uint16)
@@ -255,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--frames", type=int, default=2000)
     d.add_argument("--frame-size", type=int, default=256)
     d.set_defaults(func=cmd_demo)
+    from . import doctor
+    doctor.add_parser(sub)
     return p
 
 

@@ -1,0 +1,79 @@
+# mofka-py's Spack recipe: spack repo add ./spack && spack install py-mofka-py ^<your mpi>
+# See docs/install-supercomputer.md.
+
+from spack.package import *
+
+
+class PyMofkaPy(PythonPackage):
+    """HPC-native event fabric for science: partitioned, persistent event logs
+    with a C++ core, MPI and TCP transports and a Python API (pybind11)."""
+
+    homepage = "https://github.com/mofka-py/mofka-py"
+    git = "https://github.com/mofka-py/mofka-py.git"
+
+    license("Apache-2.0")
+
+    # No release tarball yet; releases will be added here with their sha256.
+    version("develop", branch="main")
+
+    variant("mpi", default=True,
+            description="MPI transport and mofka_py.mpi, linked against Spack's MPI (with py-mpi4py)")
+    variant("kafka", default=False,
+            description="Kafka sink/source of the bridge (py-confluent-kafka)")
+
+    # pyproject.toml's [build-system] lists the `mpich` and `mpi4py` wheels so that an
+    # isolated `pip install .` on a laptop finds an MPI, and [project] lists them as run
+    # dependencies. Spack runs pip with --no-build-isolation --no-deps, so neither list is
+    # installed here: the MPI is Spack's `mpi` (MPI_HOME below, which CMake honours before
+    # looking for the wheel), mpi4py is py-mpi4py built for that same MPI, and ~mpi turns
+    # the MPI transport off.
+    depends_on("cxx", type="build")
+    depends_on("cmake@3.18:", type="build")
+    depends_on("py-scikit-build-core@0.10:+pyproject", type="build")
+    depends_on("py-pybind11@2.12:", type="build")
+    depends_on("python@3.9:", type=("build", "run"))
+    depends_on("py-numpy@1.22:", type=("build", "run"))
+    depends_on("py-orjson@3.8:", type=("build", "run"))
+
+    depends_on("mpi", when="+mpi")
+    # Also a build dependency: the bindings include mpi4py.h to accept communicators.
+    depends_on("py-mpi4py@4:", type=("build", "run"), when="+mpi")
+    depends_on("py-confluent-kafka", type=("build", "run"), when="+kafka")
+
+    # spack install --test=root
+    depends_on("py-pytest@7:", type="test")
+    depends_on("py-hypothesis@6:", type="test")
+
+    # Importing mofka_py does not initialise MPI, so these are safe on a login node.
+    import_modules = ["mofka_py", "mofka_py.api", "mofka_py.cli", "mofka_py.doctor"]
+
+    def config_settings(self, spec, prefix):
+        settings = {
+            "cmake.build-type": "Release",
+            "cmake.define.MOFKA_PY_ENABLE_MPI": "ON" if spec.satisfies("+mpi") else "OFF",
+        }
+        if spec.satisfies("+mpi"):
+            mpi = spec["mpi"]
+            settings["cmake.define.MPI_HOME"] = str(mpi.prefix)
+            # Cray MPICH has no mpicxx in its prefix: Spack points mpicxx at the CC wrapper.
+            mpicxx = getattr(mpi, "mpicxx", None)
+            if mpicxx:
+                settings["cmake.define.MPI_CXX_COMPILER"] = str(mpicxx)
+        return settings
+
+    def setup_build_environment(self, env):
+        # The extension must link the MPI that py-mpi4py loads, never another one found on
+        # PATH: FindMpiForMofka.cmake takes MPI_HOME first and records it in
+        # mofka_py._core.build_info["mpi_home"] (shown by `mofka-py doctor`).
+        if self.spec.satisfies("+mpi"):
+            env.set("MPI_HOME", str(self.spec["mpi"].prefix))
+
+    @run_after("install")
+    @on_package_attributes(run_tests=True)
+    def run_unit_tests(self):
+        """The unit tests against the installed package (run outside the source tree)."""
+        source = self.stage.source_path
+        with working_dir("spack-test", create=True):
+            self.spec["python"].command(
+                "-m", "pytest", "-q", "-c", join_path(source, "pyproject.toml"),
+                "--rootdir", source, join_path(source, "tests", "unit"))
