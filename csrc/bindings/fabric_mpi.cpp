@@ -1,0 +1,84 @@
+// mofka_py._core.MpiFabric: the MPI transport for Python (compiled only with MPI).
+// An mpi4py communicator becomes an MPI_Comm through mpi4py's C API.
+#include "mofka_py/Error.hpp"
+#include "mofka_py/MpiFabric.hpp"
+
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#ifdef MOFKA_PY_HAVE_MPI4PY
+#include <mpi4py/mpi4py.h>
+#endif
+
+namespace py = pybind11;
+using namespace mofka_py;
+
+namespace {
+
+MPI_Comm commFromPython(const py::object& comm) {
+#ifdef MOFKA_PY_HAVE_MPI4PY
+    static bool imported = false;
+    if (!imported) {
+        if (import_mpi4py() < 0) throw py::error_already_set();
+        imported = true;
+    }
+    MPI_Comm* c = PyMPIComm_Get(comm.ptr());
+    if (!c) {
+        PyErr_Clear();
+        throw Error(ErrorCode::InvalidArgument, "comm must be an mpi4py communicator (e.g. MPI.COMM_WORLD), not " +
+                                                    std::string(Py_TYPE(comm.ptr())->tp_name));
+    }
+    return *c;
+#else
+    if (!py::hasattr(comm, "py2f"))
+        throw Error(ErrorCode::InvalidArgument, "comm must be an mpi4py communicator (e.g. MPI.COMM_WORLD)");
+    return MPI_Comm_f2c(MPI_Fint(comm.attr("py2f")().cast<int>()));
+#endif
+}
+
+SyncPolicy syncFromString(const std::string& s) {
+    if (s == "none") return SyncPolicy::None;
+    if (s == "batch") return SyncPolicy::Batch;
+    if (s == "interval") return SyncPolicy::Interval;
+    throw Error(ErrorCode::InvalidArgument, "sync must be 'none', 'batch' or 'interval' (got '" + s + "')");
+}
+
+} // namespace
+
+void registerMpiFabric(py::module_& m) {
+    py::class_<MpiFabric, std::shared_ptr<MpiFabric>>(m, "MpiFabric")
+        .def(py::init([](py::object comm, std::vector<int> servers, bool colocated, const std::string& storage,
+                         const std::string& sync, int64_t syncIntervalMs, uint64_t segmentBytes, uint64_t retentionBytes,
+                         int64_t retentionMs, uint64_t maxEventBytes, bool repair, int64_t requestTimeoutMs) {
+                 MpiFabricOptions o;
+                 o.servers = std::move(servers);
+                 o.colocated = colocated;
+                 o.storage = storage;
+                 o.broker.defaults.sync = syncFromString(sync);
+                 o.broker.defaults.syncIntervalMs = syncIntervalMs;
+                 o.broker.defaults.segmentBytes = segmentBytes;
+                 o.broker.defaults.retentionBytes = retentionBytes;
+                 o.broker.defaults.retentionMs = retentionMs;
+                 o.broker.defaults.maxEventBytes = maxEventBytes;
+                 o.broker.repair = repair;
+                 o.requestTimeoutMs = requestTimeoutMs;
+                 MPI_Comm c = commFromPython(comm);
+                 py::gil_scoped_release nogil;
+                 return std::make_shared<MpiFabric>(c, o);
+             }),
+             py::arg("comm"), py::arg("servers"), py::arg("colocated"), py::arg("storage"), py::arg("sync"),
+             py::arg("sync_interval_ms"), py::arg("segment_bytes"), py::arg("retention_bytes"), py::arg("retention_ms"),
+             py::arg("max_event_bytes"), py::arg("repair"), py::arg("request_timeout_ms"))
+        .def_property_readonly("is_server", &MpiFabric::isServer)
+        .def_property_readonly("is_client", &MpiFabric::isClient)
+        .def_property_readonly("rank", &MpiFabric::rank)
+        .def("fabric", &MpiFabric::fabric, "The fabric of a client rank (a _core.Fabric).")
+        .def("wait_served", [](MpiFabric& f, int64_t timeoutMs) {
+                 py::gil_scoped_release nogil;
+                 return f.waitServed(timeoutMs);
+             }, py::arg("timeout_ms"), "On a server rank: wait until every client left; True once they have.")
+        .def("close", [](MpiFabric& f) {
+                 py::gil_scoped_release nogil;
+                 f.close();
+             }, "Collective: leave, stop serving, free the duplicated communicators.");
+}

@@ -1,0 +1,391 @@
+#include "transport/mpi/MpiProtocol.hpp"
+#include "transport/mpi/MpiTransport.hpp"
+
+#include "mofka_py/RecordBatch.hpp"
+
+#include <chrono>
+#include <climits>
+#include <list>
+
+namespace mofka_py {
+
+using namespace mpi;
+using Clock = std::chrono::steady_clock;
+
+struct MpiServer::State {
+    MPI_Comm req, rep;
+    std::shared_ptr<Broker> broker;
+    int clients;
+    int byes = 0;
+
+    /// A reply being sent; its buffers and the stored batches it reads stay alive until done.
+    struct Send {
+        MPI_Request reqs[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
+        std::vector<uint8_t> head;
+        std::vector<Owner> keep;
+    };
+    /// A produced batch being received.
+    struct Incoming {
+        MPI_Request req = MPI_REQUEST_NULL;
+        int src, tag;
+        std::string topic;
+        uint32_t partition;
+        SealedBatch batch;
+        std::shared_ptr<uint8_t> body;
+    };
+    /// A fetch or wait that found nothing yet (a long poll).
+    struct Parked {
+        Op op;
+        int src, tag;
+        std::string topic;
+        uint32_t partition;
+        uint64_t offset;
+        size_t maxBytes;
+        uint64_t version;
+        Clock::time_point deadline;
+    };
+    std::list<Send> sends;
+    std::list<Incoming> incoming;
+    std::list<Parked> parked;
+
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool done = false;
+    std::atomic<bool> stopping{false};
+    std::exception_ptr error;
+
+    static Writer ok() {
+        Writer w;
+        w.put<uint8_t>(0);
+        return w;
+    }
+
+    void send(int dst, int tag, Writer& w) {
+        Send& s = sends.emplace_back();
+        s.head = std::move(w.buffer());
+        check(MPI_Isend(s.head.data(), int(s.head.size()), MPI_BYTE, dst, tag, rep, &s.reqs[0]), "MPI_Isend (reply)");
+    }
+
+    void sendError(int dst, int tag, ErrorCode code, const std::string& msg) {
+        Writer w;
+        w.put<uint8_t>(1).put<int32_t>(int32_t(code)).str(msg);
+        send(dst, tag, w);
+    }
+
+    /// The reply of a fetch: sizes first, then the stored bytes straight from the log.
+    void sendBatches(int dst, int tag, const std::vector<StoredBatch>& batches) {
+        Writer w = ok();
+        w.put<uint32_t>(uint32_t(batches.size()));
+        AddressList where;
+        std::vector<Owner> keep;
+        for (const StoredBatch& b : batches) {
+            w.put<uint64_t>(b.size).put(b.baseOffset).put(b.count);
+            where.add(b.data, b.size);
+            keep.push_back(b.owner);
+        }
+        send(dst, tag, w);
+        if (where.empty()) return;
+        Send& s = sends.back();
+        s.keep = std::move(keep);
+        MPI_Datatype t = where.commit();
+        int rc = MPI_Isend(MPI_BOTTOM, 1, t, dst, tag, rep, &s.reqs[1]);
+        MPI_Type_free(&t);
+        check(rc, "MPI_Isend (batches)");
+    }
+
+    void startProduce(int src, int tag, Reader& r) {
+        std::string topic = r.str();
+        uint32_t partition = r.get<uint32_t>();
+        uint64_t length = r.get<uint64_t>();
+        if (length < kBatchHeaderSize || length > uint64_t(INT_MAX) || length % 8 != 0) {
+            // Take the payload off the wire anyway, then refuse it.
+            MPI_Message m;
+            MPI_Status st;
+            check(MPI_Mprobe(src, tag, req, &m, &st), "MPI_Mprobe (batch)");
+            int n = 0;
+            MPI_Get_count(&st, MPI_BYTE, &n);
+            std::vector<uint8_t> junk(static_cast<size_t>(n));
+            check(MPI_Mrecv(junk.data(), n, MPI_BYTE, &m, MPI_STATUS_IGNORE), "MPI_Mrecv (batch)");
+            sendError(src, tag, ErrorCode::InvalidArgument, "record batch of invalid length " + std::to_string(length));
+            return;
+        }
+        Incoming& in = incoming.emplace_back();
+        in.src = src;
+        in.tag = tag;
+        in.topic = std::move(topic);
+        in.partition = partition;
+        // Header into the batch's head, the rest into one buffer: the log reads both as pieces.
+        in.batch.head.resize(kBatchHeaderSize);
+        size_t rest = size_t(length) - kBatchHeaderSize;
+        AddressList where;
+        where.add(in.batch.head.data(), kBatchHeaderSize);
+        in.batch.pieces.push_back({in.batch.head.data(), kBatchHeaderSize});
+        if (rest) {
+            in.body = std::shared_ptr<uint8_t>(new uint8_t[rest], std::default_delete<uint8_t[]>());
+            where.add(in.body.get(), rest);
+            in.batch.pieces.push_back({in.body.get(), rest});
+        }
+        in.batch.length = length;
+        MPI_Datatype t = where.commit();
+        int rc = MPI_Irecv(MPI_BOTTOM, 1, t, src, tag, req, &in.req);
+        MPI_Type_free(&t);
+        check(rc, "MPI_Irecv (batch)");
+    }
+
+    void finishProduce(Incoming& in) {
+        const BatchHeader& h = in.batch.header();
+        if (h.magic != kBatchMagic || h.length != in.batch.length || h.lengthCheck != lengthCheck(h.length))
+            throw Error(ErrorCode::Corruption, "malformed record batch received over MPI; it was not stored");
+        in.batch.count = h.count;
+        AppendResult res = broker->produce(in.topic, in.partition, in.batch, CrcMode::Verify);
+        Writer w = ok();
+        w.put(res.baseOffset).put<uint8_t>(res.duplicate ? 1 : 0);
+        send(in.src, in.tag, w);
+    }
+
+    /// Answer a parked request if it can be answered now; true if it was.
+    bool tryAnswer(Parked& p, bool force) {
+        if (p.op == Op::Fetch) {
+            auto batches = broker->fetch(p.topic, p.partition, p.offset, p.maxBytes, 0);
+            if (batches.empty() && !force && !broker->isComplete(p.topic)) return false;
+            sendBatches(p.src, p.tag, batches);
+            return true;
+        }
+        uint64_t v = broker->waitTopicChange(p.topic, p.version, 0);
+        if (v == p.version && !force) return false;
+        Writer w = ok();
+        w.put(v);
+        send(p.src, p.tag, w);
+        return true;
+    }
+
+    void handle(int src, const std::vector<uint8_t>& msg) {
+        Reader r(msg.data(), msg.size());
+        Op op = Op(r.get<uint8_t>());
+        int tag = r.get<int32_t>();
+        try {
+            dispatch(op, src, tag, r);
+        } catch (const Error& e) {
+            sendError(src, tag, e.code(), e.what());
+        } catch (const std::exception& e) {
+            sendError(src, tag, ErrorCode::Generic, e.what());
+        }
+    }
+
+    void dispatch(Op op, int src, int tag, Reader& r) {
+        Writer w = ok();
+        switch (op) {
+        case Op::CreateTopic: {
+            std::string name = r.str();
+            broker->createTopic(name, r.config());
+            break;
+        }
+        case Op::ListTopics: {
+            auto names = broker->listTopics();
+            w.put<uint32_t>(uint32_t(names.size()));
+            for (auto& n : names) w.str(n);
+            break;
+        }
+        case Op::DescribeTopic: {
+            TopicInfo info = broker->describeTopic(r.str());
+            w.str(info.name).config(info.config).put<uint8_t>(info.complete).put<uint32_t>(uint32_t(info.partitions.size()));
+            for (auto& p : info.partitions) w.put(p.partition).put(p.startOffset).put(p.endOffset).put(p.sizeBytes);
+            break;
+        }
+        case Op::Produce:
+            startProduce(src, tag, r);
+            return;
+        case Op::Fetch:
+        case Op::WaitTopicChange: {
+            Parked p{op, src, tag, r.str(), 0, 0, 0, 0, {}};
+            if (op == Op::Fetch) {
+                p.partition = r.get<uint32_t>();
+                p.offset = r.get<uint64_t>();
+                p.maxBytes = size_t(r.get<uint64_t>());
+            } else {
+                p.version = r.get<uint64_t>();
+            }
+            int64_t timeoutMs = r.get<int64_t>();
+            p.deadline = Clock::now() + std::chrono::milliseconds(std::max<int64_t>(timeoutMs, 0));
+            if (!tryAnswer(p, timeoutMs <= 0)) parked.push_back(std::move(p));
+            return;
+        }
+        case Op::Offsets: {
+            std::string t = r.str();
+            auto o = broker->offsets(t, r.get<uint32_t>());
+            w.put(o.first).put(o.second);
+            break;
+        }
+        case Op::MarkComplete: broker->markComplete(r.str()); break;
+        case Op::WakeTopic: broker->wakeTopic(r.str()); break;
+        case Op::IsComplete: w.put<uint8_t>(broker->isComplete(r.str())); break;
+        case Op::JoinGroup: {
+            std::string g = r.str(), t = r.str(), m = r.str();
+            w.str(broker->joinGroup(g, t, m));
+            break;
+        }
+        case Op::LeaveGroup: {
+            std::string g = r.str(), t = r.str(), m = r.str();
+            broker->leaveGroup(g, t, m);
+            break;
+        }
+        case Op::Assignment: {
+            std::string g = r.str(), t = r.str(), m = r.str();
+            Assignment a = broker->assignment(g, t, m);
+            w.put(a.generation).put<uint32_t>(uint32_t(a.partitions.size()));
+            for (uint32_t p : a.partitions) w.put(p);
+            break;
+        }
+        case Op::ReleasePartitions: {
+            std::string g = r.str(), t = r.str(), m = r.str();
+            std::vector<uint32_t> parts(r.get<uint32_t>());
+            for (auto& p : parts) p = r.get<uint32_t>();
+            broker->releasePartitions(g, t, m, parts);
+            break;
+        }
+        case Op::Commit: {
+            std::string g = r.str(), t = r.str();
+            std::vector<std::pair<uint32_t, uint64_t>> offs(r.get<uint32_t>());
+            for (auto& o : offs) {
+                o.first = r.get<uint32_t>();
+                o.second = r.get<uint64_t>();
+            }
+            broker->commit(g, t, offs);
+            break;
+        }
+        case Op::Committed: {
+            std::string g = r.str(), t = r.str();
+            auto c = broker->committed(g, t, r.get<uint32_t>());
+            w.put<uint8_t>(c ? 1 : 0).put<uint64_t>(c ? *c : 0);
+            break;
+        }
+        case Op::Groups: {
+            auto gs = broker->groups(r.str());
+            w.put<uint32_t>(uint32_t(gs.size()));
+            for (auto& g : gs) w.str(g);
+            break;
+        }
+        case Op::Bye: ++byes; break;
+        default: throw Error(ErrorCode::InvalidArgument, "unknown MPI request " + std::to_string(int(op)));
+        }
+        send(src, tag, w);
+    }
+
+    /// One pass over everything; true if anything happened.
+    bool poll() {
+        bool progress = false;
+        for (int i = 0; i < 64; ++i) {
+            int flag = 0;
+            MPI_Message m;
+            MPI_Status st;
+            check(MPI_Improbe(MPI_ANY_SOURCE, kRequestTag, req, &flag, &m, &st), "MPI_Improbe (request)");
+            if (!flag) break;
+            int n = 0;
+            MPI_Get_count(&st, MPI_BYTE, &n);
+            std::vector<uint8_t> msg(static_cast<size_t>(n));
+            check(MPI_Mrecv(msg.data(), n, MPI_BYTE, &m, MPI_STATUS_IGNORE), "MPI_Mrecv (request)");
+            handle(st.MPI_SOURCE, msg);
+            progress = true;
+        }
+        for (auto it = incoming.begin(); it != incoming.end();) {
+            int flag = 0;
+            MPI_Status st;
+            int rc = MPI_Test(&it->req, &flag, &st);
+            if (rc == MPI_SUCCESS && !flag) { ++it; continue; }
+            try {
+                check(rc, "receiving a record batch");
+                finishProduce(*it);
+            } catch (const Error& e) {
+                sendError(it->src, it->tag, e.code(), e.what());
+            } catch (const std::exception& e) {
+                sendError(it->src, it->tag, ErrorCode::Generic, e.what());
+            }
+            it = incoming.erase(it);
+            progress = true;
+        }
+        auto now = Clock::now();
+        for (auto it = parked.begin(); it != parked.end();) {
+            bool answered;
+            try {
+                answered = tryAnswer(*it, now >= it->deadline);
+            } catch (const Error& e) {
+                sendError(it->src, it->tag, e.code(), e.what());
+                answered = true;
+            }
+            if (answered) {
+                it = parked.erase(it);
+                progress = true;
+            } else {
+                ++it;
+            }
+        }
+        for (auto it = sends.begin(); it != sends.end();) {
+            int flag = 0;
+            check(MPI_Testall(2, it->reqs, &flag, MPI_STATUSES_IGNORE), "MPI_Testall (reply)");
+            if (flag) {
+                it = sends.erase(it);
+                progress = true;
+            } else {
+                ++it;
+            }
+        }
+        return progress;
+    }
+
+    bool finished() const { return byes >= clients && sends.empty() && incoming.empty() && parked.empty(); }
+};
+
+MpiServer::MpiServer(MPI_Comm requests, MPI_Comm replies, std::shared_ptr<Broker> broker, int clients)
+: m_state(new State{requests, replies, std::move(broker), clients}) {
+    m_thread = std::thread([this] { run(); });
+}
+
+MpiServer::~MpiServer() {
+    try { join(); } catch (...) {}
+}
+
+void MpiServer::run() {
+    State& s = *m_state;
+    Backoff backoff;
+    try {
+        while (!s.finished() && !s.stopping) {
+            if (s.poll()) backoff.reset();
+            else backoff.idle(!s.incoming.empty() || !s.sends.empty());
+        }
+    } catch (...) {
+        std::lock_guard<std::mutex> l(s.mutex);
+        s.error = std::current_exception();
+    }
+    std::lock_guard<std::mutex> l(s.mutex);
+    s.done = true;
+    s.cv.notify_all();
+}
+
+void MpiServer::stop() {
+    m_state->stopping = true;
+    if (m_thread.joinable()) m_thread.join();
+}
+
+bool MpiServer::waitDone(int64_t timeoutMs) {
+    State& s = *m_state;
+    std::unique_lock<std::mutex> l(s.mutex);
+    if (timeoutMs < 0) s.cv.wait(l, [&] { return s.done; });
+    else s.cv.wait_for(l, std::chrono::milliseconds(timeoutMs), [&] { return s.done; });
+    return s.done;
+}
+
+void MpiServer::join() {
+    if (m_thread.joinable()) {
+        waitDone(-1);
+        m_thread.join();
+    }
+    std::exception_ptr e;
+    {
+        std::lock_guard<std::mutex> l(m_state->mutex);
+        e = m_state->error;
+        m_state->error = nullptr;
+    }
+    if (e) std::rethrow_exception(e);
+}
+
+} // namespace mofka_py

@@ -1,0 +1,121 @@
+"""A fabric inside an MPI job: some ranks host partitions, the others use them.
+
+Example (run with ``mpiexec -n 4 python script.py``)::
+
+    from mpi4py import MPI
+    import mofka_py.mpi
+
+    with mofka_py.mpi.fabric(MPI.COMM_WORLD, servers=1) as fab:
+        if fab is not None:                     # None on server-only ranks
+            if fab.comm.rank == 0:
+                fab.create_topic("frames", partitions=4)
+            fab.comm.Barrier()
+            topic = fab.topic("frames")
+            ...
+
+Every rank of ``comm`` must enter and leave the block (it is collective).
+Server ranks run the broker and an MPI progress thread; unless ``colocated``
+they block on entry until every client rank has left, then get ``None``.
+Client ranks get a :class:`MpiFabric`, which has the API of
+:class:`mofka_py.Fabric` plus ``comm``, a communicator of the client ranks
+only (use it, not ``comm``, for your own collectives inside the block).
+
+Placement: each topic lives entirely on one server, chosen by a hash of its
+name; several topics spread over several servers.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator, Optional, Sequence, Union
+
+from . import _core
+from .api import DEFAULT_MAX_EVENT_BYTES, Fabric
+from .errors import InvalidArgument
+
+__all__ = ["fabric", "MpiFabric"]
+
+
+class MpiFabric(Fabric):
+    """The fabric of a client rank: a :class:`mofka_py.Fabric` plus the client communicator."""
+
+    def __init__(self, native: Any, transport: Any, comm: Any):
+        super().__init__(native)
+        self._transport = transport
+        #: mpi4py communicator of the client ranks (for the application's own collectives).
+        self.comm = comm
+
+    @property
+    def is_server(self) -> bool:
+        """Whether this rank also hosts partitions (colocated mode)."""
+        return bool(self._transport.is_server)
+
+
+def _server_ranks(servers: Union[int, Sequence[int]], size: int) -> list:
+    if isinstance(servers, bool):
+        raise InvalidArgument("servers must be a count or a list of ranks")
+    if isinstance(servers, int):
+        if not 1 <= servers <= size:
+            raise InvalidArgument(f"servers must be between 1 and the communicator size {size} (got {servers})")
+        return list(range(servers))
+    ranks = sorted({int(r) for r in servers})
+    if not ranks or ranks[0] < 0 or ranks[-1] >= size:
+        raise InvalidArgument(f"server ranks must be a non-empty list of ranks in [0, {size}) (got {list(servers)!r})")
+    return ranks
+
+
+@contextlib.contextmanager
+def fabric(comm: Any = None, servers: Union[int, Sequence[int]] = 1, storage: str = "memory://", *,
+           colocated: bool = False, request_timeout: float = 60.0, sync: str = "none",
+           sync_interval_ms: int = 1000, segment_bytes: int = 256 << 20, retention_bytes: int = 0,
+           retention_ms: int = 0, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+           repair: bool = False) -> Iterator[Optional[MpiFabric]]:
+    """Collectively turn ranks of ``comm`` into a fabric (a context manager).
+
+    ``comm``: an mpi4py communicator (default ``MPI.COMM_WORLD``); it is
+    duplicated, so the application's own messages never mix with the fabric's.
+    ``servers``: a count (ranks ``0..servers-1``) or a list of ranks.
+    ``storage``: ``memory://`` or ``file:///dir`` (server rank r uses
+    ``dir/rank<r>``). ``colocated=True`` makes server ranks clients too.
+    ``request_timeout``: seconds a request may go unanswered before it raises
+    :class:`mofka_py.TimeoutError`. The other keywords are topic defaults, as in
+    :func:`mofka_py.connect`.
+
+    >>> with fabric(servers=1) as fab:        # doctest: +SKIP
+    ...     if fab is not None:
+    ...         fab.create_topic("t")
+    """
+    from mpi4py import MPI
+
+    if comm is None:
+        comm = MPI.COMM_WORLD
+    if not isinstance(storage, str):
+        raise InvalidArgument(f"storage must be a URL string, not {type(storage).__name__}")
+    if request_timeout <= 0:
+        raise InvalidArgument("request_timeout must be > 0 seconds")
+    size, rank = comm.Get_size(), comm.Get_rank()
+    ranks = _server_ranks(servers, size)
+    is_client = colocated or rank not in ranks
+    client_comm = comm.Split(0 if is_client else MPI.UNDEFINED, rank)
+    try:
+        native = _core.MpiFabric(comm, ranks, bool(colocated), storage, sync, sync_interval_ms, segment_bytes,
+                                 retention_bytes, retention_ms, max_event_bytes, bool(repair),
+                                 int(request_timeout * 1000))
+    except BaseException:
+        if client_comm != MPI.COMM_NULL:
+            client_comm.Free()
+        raise
+    try:
+        if native.is_client:
+            fab = MpiFabric(native.fabric(), native, client_comm)
+            try:
+                yield fab
+            finally:
+                fab.close()
+        else:
+            while not native.wait_served(100):  # slices, so Ctrl-C gets through
+                pass
+            yield None
+    finally:
+        native.close()
+        if client_comm != MPI.COMM_NULL:
+            client_comm.Free()

@@ -1,0 +1,200 @@
+"""The MPI transport: run with ``mpiexec -n N python -m pytest --with-mpi tests/mpi`` (N >= 2).
+
+Every test is collective: all ranks run it and enter the fabric together.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import zlib
+
+import numpy as np
+import pytest
+
+MPI = pytest.importorskip("mpi4py.MPI")
+mpi = pytest.importorskip("mofka_py.mpi")
+import mofka_py as mp  # noqa: E402
+
+pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(120)]
+
+WORLD = MPI.COMM_WORLD
+
+
+def _payload(src: int, seq: int) -> np.ndarray:
+    # Mostly small events (copied into batches), some large ones (sent by reference).
+    n = 20_000 if seq % 17 == 0 else 1 + (seq * 7 + src) % 300
+    return (np.arange(n, dtype=np.float64) * (src + 1) + seq).astype(np.float64)
+
+
+def _produce(topic, src: int, count: int) -> None:
+    with topic.producer(linger_ms=0.5, selector="round_robin") as prod:
+        for seq in range(count):
+            arr = _payload(src, seq)
+            prod.push({"src": src, "seq": seq, "crc": zlib.crc32(arr)}, data=arr)
+
+
+def _check_event(ev) -> tuple:
+    meta = ev.metadata
+    data = np.frombuffer(ev.data, dtype=np.float64)
+    assert zlib.crc32(data) == meta["crc"], f"payload of {meta} damaged"
+    assert np.array_equal(data, _payload(meta["src"], meta["seq"]))
+    return (ev.partition, ev.offset, meta["src"], meta["seq"])
+
+
+def _check_order(records) -> None:
+    """Within a partition, one producer's events appear in the order it pushed them."""
+    last = {}
+    for part, off, src, seq in sorted(records):
+        key = (part, src)
+        assert last.get(key, -1) < seq, f"partition {part}: event {seq} of rank {src} out of order"
+        last[key] = seq
+
+
+def test_producers_and_consumer_groups():
+    """Several producer ranks, consumers in two groups and without a group, colocated server."""
+    with mpi.fabric(WORLD, servers=1, colocated=True) as fab:
+        c = fab.comm
+        assert c.size == WORLD.size
+        if c.rank == 0:
+            fab.create_topic("frames", partitions=4)
+        c.Barrier()
+        topic = fab.topic("frames")
+        producers = list(range(0, c.size, 2)) if c.size > 2 else [0, 1]
+        count = 150
+        if c.rank in producers:
+            _produce(topic, c.rank, count)
+        c.Barrier()
+        if c.rank == 0:
+            topic.mark_complete()
+        c.Barrier()
+        assert topic.complete
+        expected = {(src, seq) for src in producers for seq in range(count)}
+
+        # No group: every rank reads everything.
+        mine = [_check_event(ev) for ev in topic.consumer(start="earliest")]
+        assert {(s, q) for _, _, s, q in mine} == expected
+        assert len(mine) == len(expected)
+        _check_order(mine)
+
+        # Group "all": the ranks share the partitions; each event reaches exactly one member.
+        cons = topic.consumer(group="all")
+        c.Barrier()  # everybody joined before anybody reads
+        got = []
+        for ev in cons:
+            got.append(_check_event(ev))
+            ev.ack()
+        cons.close()
+        everything = [r for part in c.allgather(got) for r in part]
+        assert len(everything) == len(expected)
+        assert {(s, q) for _, _, s, q in everything} == expected
+        _check_order(everything)
+
+        # Group "solo": one member gets it all; the others are not in it.
+        if c.rank == c.size - 1:
+            with topic.consumer(group="solo") as solo:
+                seen = []
+                for ev in solo:
+                    seen.append(_check_event(ev))
+                    ev.ack()
+            assert {(s, q) for _, _, s, q in seen} == expected
+            assert len(seen) == len(expected)
+        c.Barrier()
+        assert set(topic.fabric._f.groups("frames")) >= {"all", "solo"}
+
+
+def test_topics_spread_over_servers():
+    """Dedicated server ranks (not clients); several topics land on different servers."""
+    nservers = 2 if WORLD.size >= 3 else 1
+    with mpi.fabric(WORLD, servers=nservers) as fab:
+        if fab is None:
+            assert WORLD.rank < nservers
+            return
+        c = fab.comm
+        assert c.size == WORLD.size - nservers
+        names = [f"t{i}" for i in range(6)]
+        if c.rank == 0:
+            for name in names:
+                fab.create_topic(name, partitions=2)
+        c.Barrier()
+        assert fab.topics() == sorted(names)
+        for i, name in enumerate(names):
+            if i % c.size == c.rank:
+                topic = fab.topic(name)
+                _produce(topic, c.rank, 40)
+                topic.mark_complete()
+        c.Barrier()
+        for i, name in enumerate(names):
+            src = i % c.size
+            recs = [_check_event(ev) for ev in fab.topic(name).consumer()]
+            assert sorted((s, q) for _, _, s, q in recs) == [(src, q) for q in range(40)]
+            _check_order(recs)
+            info = fab.topic(name).describe()
+            assert info["complete"]
+            assert sum(p["end_offset"] for p in info["partitions"]) == 40
+
+
+def test_errors_cross_the_transport():
+    with mpi.fabric(WORLD, servers=[WORLD.size - 1], colocated=True) as fab:
+        c = fab.comm
+        with pytest.raises(mp.TopicNotFound):
+            fab.topic(f"missing-{c.rank}")
+        if c.rank == 0:
+            fab.create_topic("once")
+            with pytest.raises(mp.TopicExists):
+                fab.create_topic("once")
+            topic = fab.topic("once")
+            topic.mark_complete()
+            with pytest.raises(mp.Closed):
+                with topic.producer() as prod:
+                    prod.push({"late": True}).result(timeout=30)
+        c.Barrier()
+
+
+def test_large_events_and_file_storage():
+    """Multi-MiB events travel intact; file:// storage puts each server under dir/rank<r>."""
+    base = WORLD.bcast(tempfile.mkdtemp(prefix="mofka-mpi-") if WORLD.rank == 0 else None, root=0)
+    try:
+        with mpi.fabric(WORLD, servers=1, storage=f"file://{base}", colocated=True) as fab:
+            c = fab.comm
+            if c.rank == 0:
+                fab.create_topic("big", partitions=1)
+            c.Barrier()
+            topic = fab.topic("big")
+            if c.rank == 0:
+                rng = np.random.default_rng(7)
+                arrays = [rng.integers(0, 1 << 30, size=n, dtype=np.int64) for n in (1 << 19, 3, 1 << 20)]
+                with topic.producer() as prod:
+                    for i, a in enumerate(arrays):
+                        prod.push({"i": i, "crc": zlib.crc32(a), "n": int(a.size)}, data=a)
+                topic.mark_complete()
+            c.Barrier()
+            events = list(topic.consumer())
+            assert [ev.metadata["i"] for ev in events] == [0, 1, 2]
+            for ev in events:
+                assert zlib.crc32(ev.data) == ev.metadata["crc"]
+                assert len(ev.data) == 8 * ev.metadata["n"]
+        WORLD.Barrier()
+        assert os.path.isdir(os.path.join(base, "rank0"))
+    finally:
+        WORLD.Barrier()
+        if WORLD.rank == 0:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def test_fabric_twice_and_application_traffic_untouched():
+    """Leaving the block shuts everything down; the application's communicator stays usable."""
+    for round_ in range(2):
+        with mpi.fabric(WORLD, servers=1, colocated=True) as fab:
+            name = f"round{round_}"
+            if fab.comm.rank == 0:
+                fab.create_topic(name)
+            # The application's own point-to-point traffic on WORLD meanwhile.
+            if WORLD.size >= 2:
+                if WORLD.rank == 0:
+                    WORLD.send(round_, dest=1, tag=0)
+                elif WORLD.rank == 1:
+                    assert WORLD.recv(source=0, tag=0) == round_
+            fab.comm.Barrier()
+            assert fab.topics() == [name]
+    assert WORLD.allreduce(1) == WORLD.size
