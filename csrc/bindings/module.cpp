@@ -5,6 +5,9 @@
 #include "mofka_py/Crc32c.hpp"
 #include "mofka_py/Error.hpp"
 #include "mofka_py/Fabric.hpp"
+#include "mofka_py/Frame.hpp"
+#include "mofka_py/Sha256.hpp"
+#include "mofka_py/TcpServer.hpp"
 #include "mofka_py/Producer.hpp"
 #ifdef MOFKA_PY_HAVE_MPI
 #include "mofka_py/MpiInfo.hpp"
@@ -18,6 +21,10 @@
 
 namespace py = pybind11;
 using namespace mofka_py;
+
+#ifdef MOFKA_PY_HAVE_MPI
+void registerMpiFabric(py::module_& m); // fabric_mpi.cpp
+#endif
 
 namespace {
 
@@ -128,6 +135,32 @@ py::object& orjsonLoads() {
     return *f;
 }
 
+SyncPolicy parseSync(const std::string& sync) {
+    if (sync == "none") return SyncPolicy::None;
+    if (sync == "batch") return SyncPolicy::Batch;
+    if (sync == "interval") return SyncPolicy::Interval;
+    throw Error(ErrorCode::InvalidArgument, "sync must be 'none', 'batch' or 'interval' (got '" + sync + "')");
+}
+
+BrokerOptions brokerOptions(const std::string& sync, int64_t syncIntervalMs, uint64_t segmentBytes, uint64_t retentionBytes,
+                            int64_t retentionMs, uint64_t maxEventBytes, bool repair) {
+    BrokerOptions o;
+    o.defaults.sync = parseSync(sync);
+    o.defaults.syncIntervalMs = syncIntervalMs;
+    o.defaults.segmentBytes = segmentBytes;
+    o.defaults.retentionBytes = retentionBytes;
+    o.defaults.retentionMs = retentionMs;
+    o.defaults.maxEventBytes = maxEventBytes;
+    o.repair = repair;
+    return o;
+}
+
+/// A broker served over TCP (`mofka-py serve`).
+struct PyServer {
+    std::shared_ptr<Broker> broker;
+    std::unique_ptr<TcpServer> server;
+};
+
 void registerErrors(py::module_& m) {
     py::register_exception_translator([](std::exception_ptr p) {
         try {
@@ -171,7 +204,11 @@ PYBIND11_MODULE(_core, m) {
 #else
     build["mpi"] = false;
 #endif
-    build["transports"] = py::make_tuple("inproc");
+#ifdef MOFKA_PY_HAVE_MPI
+    build["transports"] = py::make_tuple("inproc", "tcp", "mpi");
+#else
+    build["transports"] = py::make_tuple("inproc", "tcp");
+#endif
     m.attr("build_info") = build;
 
     py::class_<Bytes>(m, "Bytes", py::buffer_protocol())
@@ -182,50 +219,48 @@ PYBIND11_MODULE(_core, m) {
 
     py::class_<Fabric>(m, "Fabric")
         .def(py::init([](const std::string& url, const std::string& sync, int64_t syncIntervalMs, uint64_t segmentBytes,
-                         uint64_t retentionBytes, int64_t retentionMs, uint64_t maxEventBytes, bool repair) {
-                 BrokerOptions o;
-                 if (sync == "none") o.defaults.sync = SyncPolicy::None;
-                 else if (sync == "batch") o.defaults.sync = SyncPolicy::Batch;
-                 else if (sync == "interval") o.defaults.sync = SyncPolicy::Interval;
-                 else throw Error(ErrorCode::InvalidArgument, "sync must be 'none', 'batch' or 'interval' (got '" + sync + "')");
-                 o.defaults.syncIntervalMs = syncIntervalMs;
-                 o.defaults.segmentBytes = segmentBytes;
-                 o.defaults.retentionBytes = retentionBytes;
-                 o.defaults.retentionMs = retentionMs;
-                 o.defaults.maxEventBytes = maxEventBytes;
-                 o.repair = repair;
+                         uint64_t retentionBytes, int64_t retentionMs, uint64_t maxEventBytes, bool repair,
+                         const std::string& token, int64_t requestTimeoutMs, int64_t reconnectTimeoutMs) {
+                 BrokerOptions o = brokerOptions(sync, syncIntervalMs, segmentBytes, retentionBytes, retentionMs, maxEventBytes, repair);
+                 TcpClientOptions t;
+                 t.token = token;
+                 t.requestTimeoutMs = requestTimeoutMs;
+                 t.reconnectTimeoutMs = reconnectTimeoutMs;
                  py::gil_scoped_release nogil;
-                 return Fabric::connect(url, o);
+                 return Fabric::connect(url, o, t);
              }),
              py::arg("url"), py::arg("sync"), py::arg("sync_interval_ms"), py::arg("segment_bytes"),
-             py::arg("retention_bytes"), py::arg("retention_ms"), py::arg("max_event_bytes"), py::arg("repair"))
+             py::arg("retention_bytes"), py::arg("retention_ms"), py::arg("max_event_bytes"), py::arg("repair"),
+             py::arg("token") = "", py::arg("request_timeout_ms") = 30000, py::arg("reconnect_timeout_ms") = 300000)
         .def("create_topic", [](Fabric& f, const std::string& name, int64_t partitions, py::dict cfg) {
                  if (partitions < 1)
                      throw Error(ErrorCode::InvalidArgument, "partitions must be a positive number (got " + std::to_string(partitions) + ")");
                  TopicConfig c;
+                 c.setFields = 0; // unset settings come from the fabric's defaults
                  c.partitions = uint32_t(std::min<int64_t>(partitions, INT32_MAX));
                  for (auto kv : cfg) {
                      std::string k = kv.first.cast<std::string>();
                      py::handle v = kv.second;
-                     if (k == "segment_bytes") c.segmentBytes = v.cast<uint64_t>();
-                     else if (k == "retention_bytes") c.retentionBytes = v.cast<uint64_t>();
-                     else if (k == "retention_ms") c.retentionMs = v.cast<int64_t>();
-                     else if (k == "sync_interval_ms") c.syncIntervalMs = v.cast<int64_t>();
-                     else if (k == "max_event_bytes") c.maxEventBytes = v.cast<uint64_t>();
+                     if (k == "segment_bytes") { c.segmentBytes = v.cast<uint64_t>(); c.setFields |= kSegmentBytes; }
+                     else if (k == "retention_bytes") { c.retentionBytes = v.cast<uint64_t>(); c.setFields |= kRetentionBytes; }
+                     else if (k == "retention_ms") { c.retentionMs = v.cast<int64_t>(); c.setFields |= kRetentionMs; }
+                     else if (k == "sync_interval_ms") { c.syncIntervalMs = v.cast<int64_t>(); c.setFields |= kSyncIntervalMs; }
+                     else if (k == "max_event_bytes") { c.maxEventBytes = v.cast<uint64_t>(); c.setFields |= kMaxEventBytes; }
                      else if (k == "sync") {
-                         std::string s = v.cast<std::string>();
-                         if (s == "none") c.sync = SyncPolicy::None;
-                         else if (s == "batch") c.sync = SyncPolicy::Batch;
-                         else if (s == "interval") c.sync = SyncPolicy::Interval;
-                         else throw Error(ErrorCode::InvalidArgument, "sync must be 'none', 'batch' or 'interval'");
+                         c.setFields |= kSync;
+                         c.sync = parseSync(v.cast<std::string>());
                      } else throw Error(ErrorCode::InvalidArgument, "unknown topic setting '" + k + "'");
                  }
                  py::gil_scoped_release nogil;
                  f.client()->createTopic(name, c);
              })
-        .def("topics", [](Fabric& f) { return f.client()->listTopics(); })
+        .def("topics", [](Fabric& f) { py::gil_scoped_release nogil; return f.client()->listTopics(); })
         .def("describe", [](Fabric& f, const std::string& name) {
-                 TopicInfo info = f.client()->describeTopic(name);
+                 TopicInfo info;
+                 {
+                     py::gil_scoped_release nogil;
+                     info = f.client()->describeTopic(name);
+                 }
                  py::list parts;
                  for (auto& p : info.partitions) {
                      py::dict d;
@@ -248,13 +283,75 @@ PYBIND11_MODULE(_core, m) {
                  d["max_event_bytes"] = info.config.maxEventBytes;
                  return d;
              })
-        .def("partition_count", [](Fabric& f, const std::string& t) { return f.client()->describeTopic(t).config.partitions; })
+        .def("partition_count", [](Fabric& f, const std::string& t) {
+            py::gil_scoped_release nogil;
+            return f.client()->describeTopic(t).config.partitions;
+        })
         .def("mark_complete", [](Fabric& f, const std::string& t) { py::gil_scoped_release nogil; f.client()->markComplete(t); })
-        .def("is_complete", [](Fabric& f, const std::string& t) { return f.client()->isComplete(t); })
-        .def("committed", [](Fabric& f, const std::string& g, const std::string& t, uint32_t p) { return f.client()->committed(g, t, p); })
-        .def("groups", [](Fabric& f, const std::string& t) { return f.client()->groups(t); })
+        .def("is_complete", [](Fabric& f, const std::string& t) { py::gil_scoped_release nogil; return f.client()->isComplete(t); })
+        .def("committed", [](Fabric& f, const std::string& g, const std::string& t, uint32_t p) {
+            py::gil_scoped_release nogil;
+            return f.client()->committed(g, t, p);
+        })
+        .def("offsets", [](Fabric& f, const std::string& t, uint32_t p) { py::gil_scoped_release nogil; return f.client()->offsets(t, p); })
+        .def("groups", [](Fabric& f, const std::string& t) { py::gil_scoped_release nogil; return f.client()->groups(t); })
         .def("url", [](Fabric& f) { return f.client()->url(); })
         .def("close", [](Fabric& f) { py::gil_scoped_release nogil; f.close(); });
+
+    py::class_<PyServer>(m, "Server")
+        .def(py::init([](const std::string& url, const std::string& host, uint16_t port, const std::string& token,
+                         const std::string& sync, int64_t syncIntervalMs, uint64_t maxFrameBytes, int64_t idleTimeoutMs,
+                         uint32_t maxConnections, bool repair) {
+                 FabricUrl u = parseFabricUrl(url);
+                 if (u.scheme == "tcp") throw Error(ErrorCode::InvalidArgument, "serve a memory:// or file:// fabric, not " + url);
+                 BrokerOptions o = brokerOptions(sync, syncIntervalMs, 256ull << 20, 0, 0, 64ull << 20, repair);
+                 o.directory = u.scheme == "file" ? u.path : "";
+                 TcpServerOptions so;
+                 so.host = host;
+                 so.port = port;
+                 so.token = token;
+                 so.maxFrameBytes = maxFrameBytes;
+                 so.idleTimeoutMs = idleTimeoutMs;
+                 so.maxConnections = maxConnections;
+                 py::gil_scoped_release nogil;
+                 auto s = std::make_unique<PyServer>();
+                 s->broker = std::make_shared<Broker>(o);
+                 try {
+                     s->server = std::make_unique<TcpServer>(s->broker, so);
+                 } catch (...) {
+                     s->broker->close();
+                     throw;
+                 }
+                 return s;
+             }),
+             py::arg("url"), py::arg("host") = "127.0.0.1", py::arg("port") = 7400, py::arg("token") = "",
+             py::arg("sync") = "none", py::arg("sync_interval_ms") = 1000, py::arg("max_frame_bytes") = 1ull << 30,
+             py::arg("idle_timeout_ms") = 600000, py::arg("max_connections") = 1024, py::arg("repair") = false)
+        .def_property_readonly("port", [](PyServer& s) { return s.server->port(); })
+        .def_property_readonly("connections", [](PyServer& s) { return s.server->connections(); })
+        .def("poll", [](PyServer& s, int timeoutMs) { py::gil_scoped_release nogil; s.server->poll(timeoutMs); },
+             "Run the event loop for up to timeout_ms.")
+        .def("shutdown", [](PyServer& s, int drainMs) {
+                 py::gil_scoped_release nogil;
+                 s.server->shutdown(drainMs);
+                 s.broker->close();
+             }, py::arg("drain_ms") = 2000, "Stop serving, send queued replies, sync and close the broker.");
+
+    m.def("decode_frame", [](py::bytes data, uint64_t maxBody) {
+        std::string d = data;
+        return decodeFrameForTest(reinterpret_cast<const uint8_t*>(d.data()), d.size(), maxBody);
+    }, py::arg("data"), py::arg("max_body") = 1ull << 20,
+       "Decode a request frame as the server does (for fuzzing); raises CorruptionError if malformed.");
+    m.def("sha256", [](py::bytes data) {
+        std::string d = data;
+        Digest h = sha256(d.data(), d.size());
+        return py::bytes(reinterpret_cast<const char*>(h.data()), h.size());
+    });
+    m.def("hmac_sha256", [](py::bytes key, py::bytes data) {
+        std::string k = key, d = data;
+        Digest h = hmacSha256(k, d.data(), d.size());
+        return py::bytes(reinterpret_cast<const char*>(h.data()), h.size());
+    });
 
     py::class_<Future>(m, "Future")
         .def("done", &Future::done)
@@ -359,6 +456,7 @@ PYBIND11_MODULE(_core, m) {
                  uint64_t sum = 0;
                  for (size_t i = 0; i < n; ++i) sum += lens[i];
                  if (sum != uint64_t(bl)) throw Error(ErrorCode::InvalidArgument, "lengths do not add up to the metadata size");
+                 py::gil_scoped_release nogil;
                  return p.pushManyVar(reinterpret_cast<const uint8_t*>(bp), lens, n, partition, block);
              })
         .def("flush", [](Producer& p, py::object timeout) {
@@ -491,4 +589,8 @@ PYBIND11_MODULE(_core, m) {
         .def("exhausted", &Consumer::exhausted)
         .def("partitions", &Consumer::partitions)
         .def("close", [](Consumer& c) { py::gil_scoped_release nogil; c.close(); });
+
+#ifdef MOFKA_PY_HAVE_MPI
+    registerMpiFabric(m);
+#endif
 }

@@ -50,14 +50,21 @@ def encode_metadata(metadata: Any) -> bytes:
 
 def connect(url: Optional[str] = None, *, sync: str = "none", sync_interval_ms: int = 1000,
             segment_bytes: int = 256 << 20, retention_bytes: int = 0, retention_ms: int = 0,
-            max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES, repair: bool = False) -> "Fabric":
+            max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES, repair: bool = False, token: Optional[str] = None,
+            request_timeout: float = 30.0, reconnect_timeout: float = 300.0) -> "Fabric":
     """Open a fabric.
 
     ``url`` is ``memory://`` (in this process, gone at close), ``file:///path``
-    (persistent, owned by this process) or, when omitted, ``$MOFKA_PY_URL``.
-    The other keywords are defaults for topics created through this fabric;
+    (persistent, owned by this process), ``tcp://host:port`` (a ``mofka-py
+    serve`` service shared by many processes) or, when omitted,
+    ``$MOFKA_PY_URL``. For embedded fabrics the other keywords are defaults
+    for topics created through this fabric (a service has its own);
     ``repair=True`` truncates corrupted logs on open instead of raising
-    :class:`~mofka_py.CorruptionError`.
+    :class:`~mofka_py.CorruptionError`. For ``tcp://``: ``token`` (default
+    ``$MOFKA_PY_TOKEN``) logs in with a challenge-response (the token is never
+    sent); a lost connection is retried for ``reconnect_timeout`` seconds and
+    a request without reply for ``request_timeout`` seconds raises
+    :class:`~mofka_py.TimeoutError`.
 
     >>> fab = connect("memory://")
     """
@@ -72,8 +79,11 @@ def connect(url: Optional[str] = None, *, sync: str = "none", sync_interval_ms: 
                         ("sync_interval_ms", sync_interval_ms)):
         if not isinstance(value, int) or value < 0:
             raise InvalidArgument(f"{name} must be a non-negative integer (got {value!r})")
+    if token is None:
+        token = os.environ.get("MOFKA_PY_TOKEN", "")
     return Fabric(_core.Fabric(url, sync, sync_interval_ms, segment_bytes, retention_bytes, retention_ms,
-                               max_event_bytes, repair))
+                               max_event_bytes, repair, token, int(request_timeout * 1000),
+                               int(reconnect_timeout * 1000)))
 
 
 class Fabric:
@@ -99,6 +109,10 @@ class Fabric:
             raise InvalidArgument(f"topic name must be a string, not {type(name).__name__}")
         if isinstance(partitions, bool) or not isinstance(partitions, int):
             raise InvalidArgument(f"partitions must be an integer (got {partitions!r})")
+        for key in ("segment_bytes", "retention_bytes", "retention_ms", "sync_interval_ms", "max_event_bytes"):
+            value = config.get(key, 0)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InvalidArgument(f"{key} must be a non-negative integer (got {value!r})")
         self._f.create_topic(name, partitions, config)
         return Topic(self, name)
 

@@ -29,6 +29,13 @@ struct TopicConfig {
     SyncPolicy sync = SyncPolicy::None;
     int64_t syncIntervalMs = 1000;
     uint64_t maxEventBytes = 64ull << 20;
+    /// Which fields were given (TopicField bits); the broker's defaults fill the others.
+    uint32_t setFields = ~0u;
+};
+
+/// Bits of TopicConfig::setFields.
+enum TopicField : uint32_t {
+    kSegmentBytes = 1, kRetentionBytes = 2, kRetentionMs = 4, kSync = 8, kSyncIntervalMs = 16, kMaxEventBytes = 32,
 };
 
 /// State of one partition as reported by describe().

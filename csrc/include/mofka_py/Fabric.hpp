@@ -12,6 +12,7 @@
 #pragma once
 #include "mofka_py/Broker.hpp"
 #include "mofka_py/BrokerClient.hpp"
+#include "mofka_py/TcpServer.hpp"
 
 #include <memory>
 #include <string>
@@ -21,8 +22,10 @@ namespace mofka_py {
 
 /// A parsed fabric URL.
 struct FabricUrl {
-    std::string scheme; ///< "memory", "file" (later "tcp", "mpi")
+    std::string scheme; ///< "memory", "file" or "tcp"
     std::string path;   ///< directory for file://
+    std::string host;   ///< tcp://host:port
+    uint16_t port = 0;
 };
 
 /// Parse @p url; throws InvalidArgument with the accepted forms.
@@ -33,8 +36,10 @@ FabricUrl parseFabricUrl(const std::string& url);
  */
 class Fabric {
   public:
-    /// Open an embedded fabric: "memory://" or "file:///path" (created if missing).
-    static Fabric connect(const std::string& url, const BrokerOptions& options = {});
+    /// Open a fabric: embedded ("memory://", "file:///path", created if missing)
+    /// or a service ("tcp://host:port", see TcpServer).
+    static Fabric connect(const std::string& url, const BrokerOptions& options = {},
+                          const TcpClientOptions& tcp = {});
     /// Wrap an existing client (used by the MPI and TCP transports).
     explicit Fabric(std::shared_ptr<BrokerClient> client) : m_client(std::move(client)) {}
 

@@ -242,7 +242,16 @@ std::shared_ptr<Broker::Topic> Broker::loadTopic(const std::string& name) {
     return t;
 }
 
-void Broker::createTopic(const std::string& name, const TopicConfig& config) {
+void Broker::createTopic(const std::string& name, const TopicConfig& given) {
+    TopicConfig config = m_opts.defaults;
+    config.partitions = given.partitions;
+    if (given.setFields & kSegmentBytes) config.segmentBytes = given.segmentBytes;
+    if (given.setFields & kRetentionBytes) config.retentionBytes = given.retentionBytes;
+    if (given.setFields & kRetentionMs) config.retentionMs = given.retentionMs;
+    if (given.setFields & kSync) config.sync = given.sync;
+    if (given.setFields & kSyncIntervalMs) config.syncIntervalMs = given.syncIntervalMs;
+    if (given.setFields & kMaxEventBytes) config.maxEventBytes = given.maxEventBytes;
+    config.setFields = ~0u;
     validateTopicName(name);
     validateConfig(config);
     std::lock_guard<std::mutex> lock(m_mutex);

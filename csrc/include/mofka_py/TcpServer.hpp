@@ -1,0 +1,65 @@
+/**
+ * @file TcpServer.hpp
+ * @brief The networked fabric service: one broker behind an epoll event loop.
+ */
+#pragma once
+#include "mofka_py/Broker.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace mofka_py {
+
+/// Settings of the TCP service.
+struct TcpServerOptions {
+    std::string host = "127.0.0.1";      ///< address to bind
+    uint16_t port = 7400;                 ///< 0: any free port
+    std::string token;                    ///< shared secret; empty: no authentication (loopback only)
+    uint64_t maxFrameBytes = 1ull << 30;  ///< larger frames close the connection
+    uint32_t maxInflight = 256;           ///< parked (long-poll) requests per connection
+    uint64_t maxQueuedBytes = 256ull << 20; ///< stop reading a connection whose replies pile up past this
+    int64_t idleTimeoutMs = 600000;       ///< close connections silent for this long
+    uint32_t maxConnections = 1024;       ///< refuse more, politely
+};
+
+class TcpServerImpl;
+
+/**
+ * @brief Serves a broker over TCP. Single-threaded: call poll() in a loop
+ *        (it returns after at most @p timeoutMs), then shutdown().
+ *
+ * Binding a non-loopback address without a token is refused.
+ */
+class TcpServer {
+  public:
+    /// Bind and listen; throws InvalidArgument / Connection on failure.
+    TcpServer(std::shared_ptr<Broker> broker, const TcpServerOptions& options);
+    ~TcpServer();
+    /// The port actually bound.
+    uint16_t port() const;
+    /// Run the event loop for up to @p timeoutMs milliseconds.
+    void poll(int timeoutMs);
+    /// Stop accepting, send what is queued (up to @p drainMs), close every connection.
+    void shutdown(int drainMs = 2000);
+    /// Number of open client connections.
+    size_t connections() const;
+
+  private:
+    std::unique_ptr<TcpServerImpl> m_impl;
+};
+
+/// Settings of a TCP client.
+struct TcpClientOptions {
+    std::string token;
+    int64_t connectTimeoutMs = 5000;
+    int64_t requestTimeoutMs = 30000;       ///< no reply within this: Timeout
+    int64_t reconnectTimeoutMs = 300000;    ///< keep retrying a lost connection this long
+};
+
+class BrokerClient;
+/// A client for a TcpServer at @p host : @p port.
+std::shared_ptr<BrokerClient> makeTcpClient(const std::string& host, uint16_t port, const TcpClientOptions& options,
+                                            const std::string& url);
+
+} // namespace mofka_py

@@ -1,0 +1,483 @@
+#include "mofka_py/BrokerClient.hpp"
+#include "mofka_py/Frame.hpp"
+#include "mofka_py/Sha256.hpp"
+#include "mofka_py/TcpServer.hpp"
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fcntl.h>
+#include <climits>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <random>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <thread>
+#include <unistd.h>
+
+namespace mofka_py {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Body = std::shared_ptr<std::vector<uint8_t>>;
+
+/// Read exactly @p n bytes; false on EOF or error.
+bool readFull(int fd, void* buf, size_t n) {
+    auto p = static_cast<uint8_t*>(buf);
+    while (n) {
+        ssize_t r = ::recv(fd, p, n, 0);
+        if (r > 0) { p += r; n -= size_t(r); continue; }
+        if (r < 0 && errno == EINTR) continue;
+        return false;
+    }
+    return true;
+}
+
+bool writeFull(int fd, std::vector<iovec> iov) {
+    size_t i = 0;
+    for (;;) {
+        while (i < iov.size() && iov[i].iov_len == 0) ++i; // an empty body is an empty piece
+        if (i == iov.size()) return true;
+        msghdr mh{};
+        mh.msg_iov = iov.data() + i;
+        mh.msg_iovlen = std::min<size_t>(iov.size() - i, IOV_MAX);
+        ssize_t w = ::sendmsg(fd, &mh, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return false;
+        }
+        while (w > 0 && i < iov.size()) {
+            if (size_t(w) >= iov[i].iov_len) { w -= ssize_t(iov[i].iov_len); ++i; }
+            else { iov[i].iov_base = static_cast<uint8_t*>(iov[i].iov_base) + w; iov[i].iov_len -= size_t(w); w = 0; }
+        }
+    }
+    return true;
+}
+
+Digest authMac(const std::string& token, const uint8_t* serverNonce, const uint8_t* clientNonce, const char* label) {
+    std::vector<uint8_t> msg(serverNonce, serverNonce + 32);
+    msg.insert(msg.end(), clientNonce, clientNonce + 32);
+    msg.insert(msg.end(), label, label + std::strlen(label));
+    return hmacSha256(token, msg.data(), msg.size());
+}
+
+Error errorFromBody(const std::vector<uint8_t>& body) {
+    try {
+        Reader r(body.data(), body.size());
+        auto code = ErrorCode(r.get<uint16_t>());
+        if (uint16_t(code) > uint16_t(ErrorCode::BufferFull)) code = ErrorCode::Generic;
+        return Error(code, r.str());
+    } catch (const Error&) {
+        return Error(ErrorCode::Corruption, "the server sent a malformed error reply");
+    }
+}
+
+/// A client of the TCP service; requests are pipelined on one connection.
+class TcpClient final : public BrokerClient {
+  public:
+    TcpClient(std::string host, uint16_t port, TcpClientOptions opts, std::string url)
+    : m_host(std::move(host)), m_port(port), m_opts(std::move(opts)), m_url(std::move(url)) {
+        std::random_device rd;
+        m_rng.seed((uint64_t(rd()) << 32) ^ rd());
+        std::lock_guard<std::mutex> l(m_connMutex);
+        connectLocked(); // fail fast at connect() time
+    }
+    ~TcpClient() override { close(); }
+
+    void createTopic(const std::string& name, const TopicConfig& c) override {
+        Request q; q.type = MsgType::CreateTopic; q.name = name; q.config = c;
+        simple(q);
+    }
+    std::vector<std::string> listTopics() override {
+        Request q; q.type = MsgType::ListTopics;
+        Body b = simple(q);
+        Reader r(b->data(), b->size());
+        std::vector<std::string> out(r.get<uint32_t>());
+        for (auto& s : out) s = r.str();
+        return out;
+    }
+    TopicInfo describeTopic(const std::string& t) override {
+        Request q; q.type = MsgType::DescribeTopic; q.topic = t;
+        Body b = simple(q);
+        Reader r(b->data(), b->size());
+        return readTopicInfo(r);
+    }
+    AppendResult produce(const std::string& topic, uint32_t partition, SealedBatch& batch) override {
+        // The log computes the CRC of in-process batches; over the network it is set here, checked there.
+        batch.header().crc = batchCrc(batch.pieces);
+        Writer t;
+        t.str(topic).put<uint32_t>(partition);
+        uint32_t tl = uint32_t(t.buf.size());
+        t.put<uint32_t>(tl);
+        std::vector<Piece> pieces = batch.pieces;
+        pieces.push_back({t.buf.data(), t.buf.size()});
+        Body b = call(MsgType::Produce, pieces, 0);
+        Reader r(b->data(), b->size());
+        AppendResult res;
+        res.baseOffset = r.get<uint64_t>();
+        res.duplicate = r.get<uint8_t>() != 0;
+        return res;
+    }
+    std::vector<StoredBatch> fetch(const std::string& t, uint32_t p, uint64_t o, size_t maxBytes, int64_t timeoutMs) override {
+        Request q; q.type = MsgType::Fetch; q.topic = t; q.partition = p; q.offset = o; q.maxBytes = maxBytes;
+        q.timeoutMs = std::max<int64_t>(0, timeoutMs);
+        Body b = simple(q, q.timeoutMs);
+        Reader r(b->data(), b->size());
+        uint32_t n = r.get<uint32_t>();
+        r.get<uint32_t>();
+        if (n > r.remaining() / 8) throw Error(ErrorCode::Corruption, "malformed fetch reply");
+        std::vector<uint64_t> lens(n);
+        for (auto& l : lens) l = r.get<uint64_t>();
+        std::vector<StoredBatch> out;
+        for (uint64_t l : lens) {
+            const uint8_t* d = r.take(size_t(l));
+            BatchView v(d, size_t(l)); // structure check before anyone trusts the offsets
+            out.push_back({b, d, size_t(l), v.baseOffset(), v.count()});
+        }
+        r.end();
+        return out;
+    }
+    uint64_t waitTopicChange(const std::string& t, uint64_t version, int64_t timeoutMs) override {
+        Request q; q.type = MsgType::WaitTopic; q.topic = t; q.version = version; q.timeoutMs = std::max<int64_t>(0, timeoutMs);
+        Body b = simple(q, q.timeoutMs);
+        Reader r(b->data(), b->size());
+        return r.get<uint64_t>();
+    }
+    std::pair<uint64_t, uint64_t> offsets(const std::string& t, uint32_t p) override {
+        Request q; q.type = MsgType::Offsets; q.topic = t; q.partition = p;
+        Body b = simple(q);
+        Reader r(b->data(), b->size());
+        uint64_t s = r.get<uint64_t>();
+        return {s, r.get<uint64_t>()};
+    }
+    void markComplete(const std::string& t) override { Request q; q.type = MsgType::MarkComplete; q.topic = t; simple(q); }
+    bool isComplete(const std::string& t) override {
+        Request q; q.type = MsgType::IsComplete; q.topic = t;
+        Body b = simple(q);
+        return !b->empty() && (*b)[0] != 0;
+    }
+    std::string joinGroup(const std::string& g, const std::string& t, const std::string& m) override {
+        Request q; q.type = MsgType::JoinGroup; q.group = g; q.topic = t;
+        // A client-chosen id: a retried join after a lost reply is the same member, not a phantom.
+        q.member = m.empty() ? g + "-" + std::to_string(getpid()) + "-" + std::to_string(m_rng()) : m;
+        Body b = simple(q);
+        Reader r(b->data(), b->size());
+        return r.str();
+    }
+    void leaveGroup(const std::string& g, const std::string& t, const std::string& m) override {
+        Request q; q.type = MsgType::LeaveGroup; q.group = g; q.topic = t; q.member = m; simple(q);
+    }
+    Assignment assignment(const std::string& g, const std::string& t, const std::string& m) override {
+        Request q; q.type = MsgType::Assignment; q.group = g; q.topic = t; q.member = m;
+        Body b = simple(q);
+        Reader r(b->data(), b->size());
+        Assignment a;
+        a.generation = r.get<uint64_t>();
+        uint32_t n = r.get<uint32_t>();
+        for (uint32_t i = 0; i < n; ++i) a.partitions.push_back(r.get<uint32_t>());
+        return a;
+    }
+    void releasePartitions(const std::string& g, const std::string& t, const std::string& m,
+                           const std::vector<uint32_t>& p) override {
+        Request q; q.type = MsgType::Release; q.group = g; q.topic = t; q.member = m; q.partitions = p; simple(q);
+    }
+    void commit(const std::string& g, const std::string& t, const std::vector<std::pair<uint32_t, uint64_t>>& o) override {
+        Request q; q.type = MsgType::Commit; q.group = g; q.topic = t; q.offsets = o; simple(q);
+    }
+    std::optional<uint64_t> committed(const std::string& g, const std::string& t, uint32_t p) override {
+        Request q; q.type = MsgType::Committed; q.group = g; q.topic = t; q.partition = p;
+        Body b = simple(q);
+        Reader r(b->data(), b->size());
+        bool has = r.get<uint8_t>() != 0;
+        uint64_t v = r.get<uint64_t>();
+        if (!has) return std::nullopt;
+        return v;
+    }
+    std::vector<std::string> groups(const std::string& t) override {
+        Request q; q.type = MsgType::Groups; q.topic = t;
+        Body b = simple(q);
+        Reader r(b->data(), b->size());
+        std::vector<std::string> out(r.get<uint32_t>());
+        for (auto& s : out) s = r.str();
+        return out;
+    }
+    void close() override {
+        {
+            std::lock_guard<std::mutex> l(m_connMutex);
+            if (m_closed) return;
+            m_closed = true;
+            dropConnectionLocked();
+        }
+    }
+    std::string url() const override { return m_url; }
+
+    /// Connected clients as the server counts them.
+    uint32_t serverConnections() {
+        Request q; q.type = MsgType::Status;
+        Body b = simple(q);
+        Reader r(b->data(), b->size());
+        return r.get<uint32_t>();
+    }
+
+  private:
+    struct Pending {
+        std::mutex m;
+        std::condition_variable cv;
+        bool done = false;
+        bool failed = false;
+        Error error{ErrorCode::Generic, ""};
+        Body body;
+    };
+
+    Body simple(const Request& q, int64_t waitMs = 0) {
+        std::vector<uint8_t> body = encodeRequest(q);
+        return call(q.type, {{body.data(), body.size()}}, waitMs);
+    }
+
+    /// Send a request and wait for its reply; reconnects and resends while the
+    /// connection is lost (the broker drops a produce it already stored).
+    Body call(MsgType type, const std::vector<Piece>& pieces, int64_t waitMs) {
+        Clock::time_point firstFailure{};
+        int64_t backoffMs = 50;
+        for (;;) {
+            try {
+                return attempt(type, pieces, waitMs);
+            } catch (const Error& e) {
+                if (e.code() != ErrorCode::Connection) throw;
+                {
+                    std::lock_guard<std::mutex> l(m_connMutex);
+                    if (m_closed) throw Error(ErrorCode::Closed, "fabric connection is closed");
+                }
+                auto now = Clock::now();
+                if (firstFailure == Clock::time_point{}) firstFailure = now;
+                if (now - firstFailure > std::chrono::milliseconds(m_opts.reconnectTimeoutMs))
+                    throw Error(ErrorCode::Connection, std::string(e.what()) + " (gave up after retrying for " +
+                                                           std::to_string(m_opts.reconnectTimeoutMs / 1000) + " s)");
+                std::this_thread::sleep_for(std::chrono::milliseconds(backoffMs));
+                backoffMs = std::min<int64_t>(backoffMs * 2, 2000);
+            }
+        }
+    }
+
+    Body attempt(MsgType type, const std::vector<Piece>& pieces, int64_t waitMs) {
+        int fd;
+        uint64_t gen;
+        {
+            std::lock_guard<std::mutex> l(m_connMutex);
+            if (m_closed) throw Error(ErrorCode::Closed, "fabric connection is closed");
+            if (m_fd < 0) connectLocked();
+            fd = m_fd;
+            gen = m_generation;
+        }
+        auto pending = std::make_shared<Pending>();
+        uint64_t rid;
+        {
+            std::lock_guard<std::mutex> l(m_pendingMutex);
+            rid = ++m_nextRequest;
+            m_pending[rid] = pending;
+        }
+        size_t total = 0;
+        for (auto& p : pieces) total += p.size;
+        auto head = encodeHeader(type, 0, rid, total);
+        std::vector<iovec> iov;
+        iov.push_back({head.data(), head.size()});
+        for (auto& p : pieces) iov.push_back({const_cast<uint8_t*>(p.data), p.size});
+        bool sent;
+        {
+            std::lock_guard<std::mutex> l(m_sendMutex);
+            sent = writeFull(fd, std::move(iov));
+        }
+        if (!sent) {
+            forget(rid);
+            lost(gen);
+            throw Error(ErrorCode::Connection, "lost the connection to " + m_url + " while sending");
+        }
+        std::unique_lock<std::mutex> l(pending->m);
+        if (!pending->cv.wait_for(l, std::chrono::milliseconds(waitMs + m_opts.requestTimeoutMs), [&] { return pending->done; })) {
+            l.unlock();
+            forget(rid);
+            throw Error(ErrorCode::Timeout, "no reply from " + m_url + " within " + std::to_string((waitMs + m_opts.requestTimeoutMs) / 1000) +
+                                                " s; the server may be stopped or overloaded");
+        }
+        if (pending->failed) throw pending->error;
+        return pending->body;
+    }
+
+    void forget(uint64_t rid) {
+        std::lock_guard<std::mutex> l(m_pendingMutex);
+        m_pending.erase(rid);
+    }
+
+    void connectLocked() {
+        addrinfo hints{}, *res = nullptr;
+        hints.ai_family = AF_INET;
+        hints.ai_socktype = SOCK_STREAM;
+        if (getaddrinfo(m_host.c_str(), std::to_string(m_port).c_str(), &hints, &res) != 0 || !res)
+            throw Error(ErrorCode::InvalidArgument, "cannot resolve host '" + m_host + "' of " + m_url);
+        int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        int rc = ::connect(fd, res->ai_addr, res->ai_addrlen);
+        freeaddrinfo(res);
+        if (rc != 0 && errno == EINPROGRESS) {
+            pollfd pfd{fd, POLLOUT, 0};
+            int err = 0;
+            socklen_t el = sizeof(err);
+            if (::poll(&pfd, 1, int(m_opts.connectTimeoutMs)) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0) rc = 0;
+            else errno = err ? err : ETIMEDOUT;
+        }
+        if (rc != 0) {
+            int e = errno;
+            ::close(fd);
+            errno = e;
+            throwError(ErrorCode::Connection, "cannot connect to " + m_url + " (is `mofka-py serve` running there?)", true);
+        }
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        timeval tv{long(m_opts.requestTimeoutMs / 1000), long((m_opts.requestTimeoutMs % 1000) * 1000)};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        try {
+            handshake(fd);
+        } catch (...) {
+            ::close(fd);
+            throw;
+        }
+        // After the login, the receiver thread blocks in recv without a timeout.
+        timeval none{0, 0};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
+        if (m_receiver.joinable()) m_receiver.join();
+        m_fd = fd;
+        uint64_t gen = ++m_generation;
+        m_receiver = std::thread([this, fd, gen] { receive(fd, gen); });
+    }
+
+    std::vector<uint8_t> readFrame(int fd, FrameHeader& h, uint64_t maxBody) {
+        if (!readFull(fd, &h, sizeof(h))) throw Error(ErrorCode::Connection, "connection to " + m_url + " closed during login");
+        checkFrameHeader(h, maxBody);
+        std::vector<uint8_t> body(size_t(h.bodyLength));
+        if (!readFull(fd, body.data(), body.size())) throw Error(ErrorCode::Connection, "connection to " + m_url + " closed during login");
+        return body;
+    }
+
+    void handshake(int fd) {
+        FrameHeader h;
+        std::vector<uint8_t> hello = readFrame(fd, h, 4096);
+        if (h.flags & kFlagError) throw errorFromBody(hello);
+        if (h.type != (uint16_t(MsgType::Hello) | kResponseBit) || hello.size() != 33)
+            throw Error(ErrorCode::Connection, m_url + " did not greet like a mofka-py server");
+        bool authRequired = hello[32] != 0;
+        if (authRequired && m_opts.token.empty())
+            throw Error(ErrorCode::Auth, m_url + " requires a token: pass token=... to connect() or set MOFKA_PY_TOKEN");
+        uint8_t clientNonce[32];
+        for (auto& b : clientNonce) b = uint8_t(m_rng());
+        Digest mac = m_opts.token.empty() ? Digest{} : authMac(m_opts.token, hello.data(), clientNonce, "mofka-py client");
+        Writer w;
+        w.bytes(clientNonce, 32).bytes(mac.data(), 32);
+        auto head = encodeHeader(MsgType::Auth, 0, 0, w.buf.size());
+        if (!writeFull(fd, {{head.data(), head.size()}, {w.buf.data(), w.buf.size()}}))
+            throw Error(ErrorCode::Connection, "connection to " + m_url + " closed during login");
+        std::vector<uint8_t> ok = readFrame(fd, h, 4096);
+        if (h.flags & kFlagError) throw errorFromBody(ok);
+        if (ok.size() != 32) throw Error(ErrorCode::Connection, "malformed login reply from " + m_url);
+        if (authRequired) {
+            Digest theirs;
+            std::memcpy(theirs.data(), ok.data(), 32);
+            if (!digestEqual(theirs, authMac(m_opts.token, hello.data(), clientNonce, "mofka-py server")))
+                throw Error(ErrorCode::Auth, m_url + " could not prove it knows the token; not sending it any events");
+        }
+    }
+
+    void receive(int fd, uint64_t gen) {
+        for (;;) {
+            FrameHeader h;
+            if (!readFull(fd, &h, sizeof(h))) break;
+            try {
+                checkFrameHeader(h, 1ull << 40);
+            } catch (const Error&) {
+                break;
+            }
+            auto body = std::make_shared<std::vector<uint8_t>>(size_t(h.bodyLength));
+            if (!readFull(fd, body->data(), body->size())) break;
+            std::shared_ptr<Pending> p;
+            {
+                std::lock_guard<std::mutex> l(m_pendingMutex);
+                auto it = m_pending.find(h.requestId);
+                if (it == m_pending.end()) continue; // its caller gave up
+                p = it->second;
+                m_pending.erase(it);
+            }
+            std::lock_guard<std::mutex> l(p->m);
+            if (h.flags & kFlagError) {
+                p->failed = true;
+                p->error = errorFromBody(*body);
+            }
+            p->body = std::move(body);
+            p->done = true;
+            p->cv.notify_all();
+        }
+        lost(gen);
+    }
+
+    /// The connection of generation @p gen is gone: fail its waiters, let the next call reconnect.
+    void lost(uint64_t gen) {
+        {
+            std::lock_guard<std::mutex> l(m_connMutex);
+            if (gen != m_generation || m_fd < 0) return;
+            ::shutdown(m_fd, SHUT_RDWR);
+            ::close(m_fd);
+            m_fd = -1;
+        }
+        std::map<uint64_t, std::shared_ptr<Pending>> failed;
+        {
+            std::lock_guard<std::mutex> l(m_pendingMutex);
+            failed.swap(m_pending);
+        }
+        for (auto& kv : failed) {
+            std::lock_guard<std::mutex> l(kv.second->m);
+            kv.second->failed = true;
+            kv.second->error = Error(ErrorCode::Connection, "lost the connection to " + m_url);
+            kv.second->done = true;
+            kv.second->cv.notify_all();
+        }
+    }
+
+    void dropConnectionLocked() {
+        if (m_fd >= 0) ::shutdown(m_fd, SHUT_RDWR);
+        if (m_receiver.joinable()) {
+            std::thread t = std::move(m_receiver);
+            m_connMutex.unlock();
+            t.join();
+            m_connMutex.lock();
+        }
+        if (m_fd >= 0) { ::close(m_fd); m_fd = -1; }
+    }
+
+    std::string m_host;
+    uint16_t m_port;
+    TcpClientOptions m_opts;
+    std::string m_url;
+    std::mutex m_connMutex, m_sendMutex, m_pendingMutex;
+    int m_fd = -1;
+    uint64_t m_generation = 0;
+    bool m_closed = false;
+    std::thread m_receiver;
+    std::map<uint64_t, std::shared_ptr<Pending>> m_pending;
+    uint64_t m_nextRequest = 0;
+    std::mt19937_64 m_rng;
+};
+
+} // namespace
+
+std::shared_ptr<BrokerClient> makeTcpClient(const std::string& host, uint16_t port, const TcpClientOptions& options,
+                                            const std::string& url) {
+    return std::make_shared<TcpClient>(host, port, options, url);
+}
+
+} // namespace mofka_py

@@ -1,0 +1,167 @@
+#include "mofka_py/Frame.hpp"
+
+#include "mofka_py/RecordBatch.hpp"
+
+namespace mofka_py {
+
+void checkFrameHeader(const FrameHeader& h, uint64_t maxBody) {
+    if (h.magic != kFrameMagic)
+        throw Error(ErrorCode::Corruption, "not a mofka-py frame (bad magic): is the client speaking the mofka-py protocol?");
+    if (h.version != kFrameVersion)
+        throw Error(ErrorCode::Corruption, "unsupported protocol version " + std::to_string(h.version) + " (this server speaks " +
+                                               std::to_string(kFrameVersion) + "); upgrade the older side");
+    if (h.bodyLength > maxBody)
+        throw Error(ErrorCode::Corruption, "frame of " + std::to_string(h.bodyLength) + " bytes exceeds the limit of " +
+                                               std::to_string(maxBody) + " bytes");
+}
+
+std::vector<uint8_t> encodeHeader(MsgType type, uint32_t flags, uint64_t requestId, uint64_t bodyLength) {
+    FrameHeader h{kFrameMagic, kFrameVersion, uint16_t(type), flags, 0, requestId, bodyLength};
+    std::vector<uint8_t> out(sizeof(h));
+    std::memcpy(out.data(), &h, sizeof(h));
+    return out;
+}
+
+void writeTopicConfig(Writer& w, const TopicConfig& c) {
+    w.put<uint32_t>(c.partitions).put<uint64_t>(c.segmentBytes).put<uint64_t>(c.retentionBytes)
+     .put<int64_t>(c.retentionMs).put<uint8_t>(uint8_t(c.sync)).put<int64_t>(c.syncIntervalMs).put<uint64_t>(c.maxEventBytes)
+     .put<uint32_t>(c.setFields);
+}
+
+TopicConfig readTopicConfig(Reader& r) {
+    TopicConfig c;
+    c.partitions = r.get<uint32_t>();
+    c.segmentBytes = r.get<uint64_t>();
+    c.retentionBytes = r.get<uint64_t>();
+    c.retentionMs = r.get<int64_t>();
+    uint8_t s = r.get<uint8_t>();
+    if (s > 2) throw Error(ErrorCode::Corruption, "malformed message: bad sync policy");
+    c.sync = SyncPolicy(s);
+    c.syncIntervalMs = r.get<int64_t>();
+    c.maxEventBytes = r.get<uint64_t>();
+    c.setFields = r.get<uint32_t>();
+    return c;
+}
+
+void writeTopicInfo(Writer& w, const TopicInfo& i) {
+    w.str(i.name);
+    writeTopicConfig(w, i.config);
+    w.put<uint8_t>(i.complete).put<uint32_t>(uint32_t(i.partitions.size()));
+    for (auto& p : i.partitions) w.put<uint32_t>(p.partition).put<uint64_t>(p.startOffset).put<uint64_t>(p.endOffset).put<uint64_t>(p.sizeBytes);
+}
+
+TopicInfo readTopicInfo(Reader& r) {
+    TopicInfo i;
+    i.name = r.str();
+    i.config = readTopicConfig(r);
+    i.complete = r.get<uint8_t>() != 0;
+    uint32_t n = r.get<uint32_t>();
+    if (n > r.remaining() / 28) throw Error(ErrorCode::Corruption, "malformed message: partition count");
+    for (uint32_t k = 0; k < n; ++k) {
+        PartitionInfo p;
+        p.partition = r.get<uint32_t>();
+        p.startOffset = r.get<uint64_t>();
+        p.endOffset = r.get<uint64_t>();
+        p.sizeBytes = r.get<uint64_t>();
+        i.partitions.push_back(p);
+    }
+    return i;
+}
+
+Request decodeRequest(uint16_t type, const uint8_t* body, size_t size) {
+    Request q;
+    q.type = MsgType(type);
+    Reader r(body, size);
+    auto partitionList = [&] {
+        uint32_t n = r.get<uint32_t>();
+        if (n > r.remaining() / 4) throw Error(ErrorCode::Corruption, "malformed message: list too long");
+        for (uint32_t i = 0; i < n; ++i) q.partitions.push_back(r.get<uint32_t>());
+    };
+    switch (q.type) {
+    case MsgType::CreateTopic: q.name = r.str(); q.config = readTopicConfig(r); break;
+    case MsgType::ListTopics: case MsgType::Status: break;
+    case MsgType::DescribeTopic: case MsgType::MarkComplete: case MsgType::IsComplete: case MsgType::Groups:
+        q.topic = r.str(); break;
+    case MsgType::Produce: {
+        // body = batch | topic | u32 partition | u32 trailer length (the batch comes first so it
+        // can be stored from the receive buffer as it is)
+        if (size < 4) throw Error(ErrorCode::Corruption, "malformed message: produce trailer");
+        uint32_t tl;
+        std::memcpy(&tl, body + size - 4, 4);
+        if (uint64_t(tl) + 4 > size) throw Error(ErrorCode::Corruption, "malformed message: produce trailer");
+        q.batchLength = size - tl - 4;
+        Reader t(body + q.batchLength, tl);
+        q.topic = t.str();
+        q.partition = t.get<uint32_t>();
+        t.end();
+        BatchView v(body, q.batchLength); // structure only; the log verifies the CRC
+        return q;
+    }
+    case MsgType::Fetch:
+        q.topic = r.str(); q.partition = r.get<uint32_t>(); q.offset = r.get<uint64_t>();
+        q.maxBytes = r.get<uint64_t>(); q.timeoutMs = r.get<int64_t>(); break;
+    case MsgType::WaitTopic: q.topic = r.str(); q.version = r.get<uint64_t>(); q.timeoutMs = r.get<int64_t>(); break;
+    case MsgType::Offsets: q.topic = r.str(); q.partition = r.get<uint32_t>(); break;
+    case MsgType::JoinGroup: case MsgType::LeaveGroup: case MsgType::Assignment:
+        q.group = r.str(); q.topic = r.str(); q.member = r.str(); break;
+    case MsgType::Release: q.group = r.str(); q.topic = r.str(); q.member = r.str(); partitionList(); break;
+    case MsgType::Commit: {
+        q.group = r.str(); q.topic = r.str();
+        uint32_t n = r.get<uint32_t>();
+        if (n > r.remaining() / 12) throw Error(ErrorCode::Corruption, "malformed message: list too long");
+        for (uint32_t i = 0; i < n; ++i) {
+            uint32_t p = r.get<uint32_t>();
+            q.offsets.emplace_back(p, r.get<uint64_t>());
+        }
+        break;
+    }
+    case MsgType::Committed: q.group = r.str(); q.topic = r.str(); q.partition = r.get<uint32_t>(); break;
+    default: throw Error(ErrorCode::Corruption, "unknown message type " + std::to_string(type));
+    }
+    if (q.timeoutMs < 0 || q.timeoutMs > 600000) throw Error(ErrorCode::Corruption, "malformed message: timeout out of range");
+    r.end();
+    return q;
+}
+
+std::vector<uint8_t> encodeRequest(const Request& q) {
+    Writer w;
+    switch (q.type) {
+    case MsgType::CreateTopic: w.str(q.name); writeTopicConfig(w, q.config); break;
+    case MsgType::DescribeTopic: case MsgType::MarkComplete: case MsgType::IsComplete: case MsgType::Groups:
+        w.str(q.topic); break;
+    case MsgType::Fetch:
+        w.str(q.topic).put<uint32_t>(q.partition).put<uint64_t>(q.offset).put<uint64_t>(q.maxBytes).put<int64_t>(q.timeoutMs);
+        break;
+    case MsgType::WaitTopic: w.str(q.topic).put<uint64_t>(q.version).put<int64_t>(q.timeoutMs); break;
+    case MsgType::Offsets: w.str(q.topic).put<uint32_t>(q.partition); break;
+    case MsgType::JoinGroup: case MsgType::LeaveGroup: case MsgType::Assignment:
+        w.str(q.group).str(q.topic).str(q.member); break;
+    case MsgType::Release:
+        w.str(q.group).str(q.topic).str(q.member).put<uint32_t>(uint32_t(q.partitions.size()));
+        for (uint32_t p : q.partitions) w.put<uint32_t>(p);
+        break;
+    case MsgType::Commit:
+        w.str(q.group).str(q.topic).put<uint32_t>(uint32_t(q.offsets.size()));
+        for (auto& po : q.offsets) w.put<uint32_t>(po.first).put<uint64_t>(po.second);
+        break;
+    case MsgType::Committed: w.str(q.group).str(q.topic).put<uint32_t>(q.partition); break;
+    default: break;
+    }
+    return std::move(w.buf);
+}
+
+uint16_t decodeFrameForTest(const uint8_t* data, size_t size, uint64_t maxBody) {
+    if (size < kFrameHeaderSize) throw Error(ErrorCode::Corruption, "malformed message: truncated header");
+    FrameHeader h;
+    std::memcpy(&h, data, sizeof(h));
+    checkFrameHeader(h, maxBody);
+    if (h.bodyLength != size - kFrameHeaderSize) throw Error(ErrorCode::Corruption, "malformed message: body length mismatch");
+    if (h.type == uint16_t(MsgType::Auth)) {
+        if (h.bodyLength != 64) throw Error(ErrorCode::Corruption, "malformed handshake");
+        return h.type;
+    }
+    decodeRequest(h.type, data + kFrameHeaderSize, size_t(h.bodyLength));
+    return h.type;
+}
+
+} // namespace mofka_py
