@@ -295,6 +295,7 @@ PYBIND11_MODULE(_core, m) {
         })
         .def("offsets", [](Fabric& f, const std::string& t, uint32_t p) { py::gil_scoped_release nogil; return f.client()->offsets(t, p); })
         .def("groups", [](Fabric& f, const std::string& t) { py::gil_scoped_release nogil; return f.client()->groups(t); })
+        .def("connected_clients", [](Fabric& f) { py::gil_scoped_release nogil; return f.client()->connectedClients(); })
         .def("url", [](Fabric& f) { return f.client()->url(); })
         .def("close", [](Fabric& f) { py::gil_scoped_release nogil; f.close(); });
 

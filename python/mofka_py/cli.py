@@ -23,7 +23,10 @@ def _fabric(args: argparse.Namespace) -> api.Fabric:
     url = args.url or os.environ.get("MOFKA_PY_URL")
     if not url:
         raise InvalidArgument("no fabric: pass --url (e.g. file:///data/fab) or set MOFKA_PY_URL")
-    return api.connect(url, sync=getattr(args, "sync", "none") or "none")
+    from .service import read_token
+
+    token = read_token(getattr(args, "token_file", None)) or None
+    return api.connect(url, sync=getattr(args, "sync", "none") or "none", token=token)
 
 
 def cmd_topic(args: argparse.Namespace) -> int:
@@ -218,6 +221,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mofka-py", description="mofka-py event fabric command line")
     p.add_argument("--url", help="fabric URL (default: $MOFKA_PY_URL)")
+    p.add_argument("--token-file", dest="token_file", help="token for a tcp:// service (default: $MOFKA_PY_TOKEN)")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("topic", help="create, list or describe topics")
@@ -257,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
     from . import doctor
     doctor.add_parser(sub)
+    from . import service
+    service.add_parsers(sub)
     return p
 
 
@@ -267,6 +273,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("mofka-py: error: topic create/describe need a topic name", file=sys.stderr)
         return 2
     try:
+        if getattr(args, "fabric_func", None):
+            with _fabric(args) as fab:
+                return args.fabric_func(args, fab)
         return args.func(args)
     except Error as exc:
         print(f"mofka-py: {type(exc).__name__}: {exc}", file=sys.stderr)

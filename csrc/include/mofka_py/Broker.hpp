@@ -58,6 +58,7 @@ struct TopicInfo {
 struct Assignment {
     uint64_t generation;
     std::vector<uint32_t> partitions;
+    uint32_t pending = 0; ///< partitions meant for this member still held by their previous owner
 };
 
 /// Broker-wide settings.

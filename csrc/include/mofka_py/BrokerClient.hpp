@@ -58,6 +58,8 @@ class BrokerClient {
     virtual std::optional<uint64_t> committed(const std::string& group, const std::string& topic, uint32_t partition) = 0;
     /// Groups known on a topic.
     virtual std::vector<std::string> groups(const std::string& topic) = 0;
+    /// Clients connected to the broker's service, or -1 when it has no such notion (embedded).
+    virtual int64_t connectedClients() { return -1; }
     /// Release the connection (and, for embedded fabrics, the broker).
     virtual void close() = 0;
     /// The URL this client was opened with.

@@ -411,7 +411,7 @@ Assignment Broker::assignment(const std::string& group, const std::string& topic
     for (uint32_t p = 0; p < n; ++p) {
         if (p % count != index) continue;
         auto o = g.owner.find(p);
-        if (o != g.owner.end() && o->second != memberId) continue; // still held by its previous owner
+        if (o != g.owner.end() && o->second != memberId) { ++a.pending; continue; } // still held by its previous owner
         g.owner[p] = memberId;
         a.partitions.push_back(p);
     }

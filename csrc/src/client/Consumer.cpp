@@ -29,7 +29,9 @@ class ConsumerImpl {
             if (!m_opts.partitions.empty())
                 throw Error(ErrorCode::InvalidArgument, "give either group= or partitions=, not both: a group assigns partitions itself");
             m_member = m_client->joinGroup(m_opts.group, m_topic, "");
-            rebalance(m_client->assignment(m_opts.group, m_topic, m_member));
+            Assignment a = m_client->assignment(m_opts.group, m_topic, m_member);
+            rebalance(a);
+            m_pending = a.pending;
         } else {
             std::vector<uint32_t> parts = m_opts.partitions;
             for (uint32_t p : parts)
@@ -65,12 +67,32 @@ class ConsumerImpl {
         std::vector<uint32_t> lost;
         std::map<uint32_t, uint64_t> fresh;
         {
-            std::lock_guard<std::mutex> l(m_mutex);
+            std::unique_lock<std::mutex> l(m_mutex);
             std::set<uint32_t> next(a.partitions.begin(), a.partitions.end());
             for (uint32_t p : m_assigned)
                 if (!next.count(p)) lost.push_back(p);
             for (uint32_t p : a.partitions)
                 if (!m_delivered.count(p)) fresh[p] = 0;
+            if (!lost.empty()) {
+                // Hand out nothing more from partitions that are leaving, and give the events
+                // already handed out a moment to be acknowledged, so the next owner starts
+                // right after them instead of seeing them again.
+                std::set<uint32_t> gone(lost.begin(), lost.end());
+                for (auto it = m_queue.begin(); it != m_queue.end();) {
+                    if (gone.count(it->partition)) { m_queueBytes -= it->view->size(); it = m_queue.erase(it); }
+                    else ++it;
+                }
+                std::vector<uint32_t> kept;
+                for (uint32_t p : m_assigned)
+                    if (!gone.count(p)) kept.push_back(p);
+                m_assigned = kept;
+                m_ackCv.wait_for(l, std::chrono::milliseconds(kRevokeGraceMs), [&] {
+                    if (m_stop) return true;
+                    for (uint32_t p : lost)
+                        if (m_acked[p] < m_delivered[p]) return false;
+                    return true;
+                });
+            }
         }
         if (!lost.empty()) {
             commitPartitions(lost);
@@ -96,6 +118,7 @@ class ConsumerImpl {
                 if (!m_opts.group.empty()) {
                     Assignment a = m_client->assignment(m_opts.group, m_topic, m_member);
                     if (a.generation != m_generation) rebalance(a);
+                    m_pending = a.pending;
                 }
                 if (!m_opts.group.empty() && m_opts.autoCommitMs > 0 &&
                     Clock::now() - lastCommit >= std::chrono::milliseconds(m_opts.autoCommitMs)) {
@@ -155,7 +178,8 @@ class ConsumerImpl {
     }
 
     void checkEnd() {
-        if (!m_client->isComplete(m_topic)) return;
+        // Partitions promised to this member but not yet released by their owner are work to come.
+        if (m_pending > 0 || !m_client->isComplete(m_topic)) return;
         std::vector<std::pair<uint32_t, uint64_t>> todo;
         {
             std::lock_guard<std::mutex> l(m_mutex);
@@ -225,6 +249,7 @@ class ConsumerImpl {
         auto it = m_acked.find(p);
         if (it == m_acked.end()) return; // partition moved to another member; it will see the event again
         it->second = std::max(it->second, offset + 1);
+        m_ackCv.notify_all();
     }
 
     void commitPartitions(const std::vector<uint32_t>& parts) {
@@ -300,11 +325,13 @@ class ConsumerImpl {
     uint32_t m_partitionCount = 0;
     std::string m_member;
     mutable std::mutex m_mutex;
-    std::condition_variable m_dataCv, m_spaceCv;
+    std::condition_variable m_dataCv, m_spaceCv, m_ackCv;
+    static constexpr int64_t kRevokeGraceMs = 1000;
     std::deque<Delivery> m_queue;
     size_t m_queueBytes = 0;
     std::vector<uint32_t> m_assigned;
     uint64_t m_generation = UINT64_MAX;
+    std::atomic<uint32_t> m_pending{0};
     std::map<uint32_t, uint64_t> m_fetchPos, m_delivered, m_acked, m_sentCommit;
     bool m_atEnd = false;
     bool m_closed = false;

@@ -152,6 +152,7 @@ class MpiClient final : public BrokerClient {
         Reader r = reader(reply);
         Assignment a;
         a.generation = r.get<uint64_t>();
+        a.pending = r.get<uint32_t>();
         uint32_t n = r.get<uint32_t>();
         for (uint32_t i = 0; i < n; ++i) a.partitions.push_back(r.get<uint32_t>());
         return a;

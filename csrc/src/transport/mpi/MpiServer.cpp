@@ -232,7 +232,7 @@ struct MpiServer::State {
         case Op::Assignment: {
             std::string g = r.str(), t = r.str(), m = r.str();
             Assignment a = broker->assignment(g, t, m);
-            w.put(a.generation).put<uint32_t>(uint32_t(a.partitions.size()));
+            w.put(a.generation).put<uint32_t>(a.pending).put<uint32_t>(uint32_t(a.partitions.size()));
             for (uint32_t p : a.partitions) w.put(p);
             break;
         }

@@ -180,6 +180,7 @@ class TcpClient final : public BrokerClient {
         Reader r(b->data(), b->size());
         Assignment a;
         a.generation = r.get<uint64_t>();
+        a.pending = r.get<uint32_t>();
         uint32_t n = r.get<uint32_t>();
         for (uint32_t i = 0; i < n; ++i) a.partitions.push_back(r.get<uint32_t>());
         return a;
@@ -219,7 +220,7 @@ class TcpClient final : public BrokerClient {
     std::string url() const override { return m_url; }
 
     /// Connected clients as the server counts them.
-    uint32_t serverConnections() {
+    int64_t connectedClients() override {
         Request q; q.type = MsgType::Status;
         Body b = simple(q);
         Reader r(b->data(), b->size());

@@ -360,7 +360,7 @@ class TcpServerImpl {
         case MsgType::LeaveGroup: m_broker->leaveGroup(q.group, q.topic, q.member); break;
         case MsgType::Assignment: {
             Assignment a = m_broker->assignment(q.group, q.topic, q.member);
-            w.put<uint64_t>(a.generation).put<uint32_t>(uint32_t(a.partitions.size()));
+            w.put<uint64_t>(a.generation).put<uint32_t>(a.pending).put<uint32_t>(uint32_t(a.partitions.size()));
             for (uint32_t p : a.partitions) w.put<uint32_t>(p);
             break;
         }

@@ -1,0 +1,116 @@
+"""``mofka-py serve`` (a long-running fabric service over TCP) and ``mofka-py status``.
+
+The service hosts the same broker as an embedded fabric; clients connect with
+``mofka_py.connect("tcp://host:port", token=...)``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from typing import Optional
+
+from . import _core, api
+from ._progress import table
+from .errors import InvalidArgument
+
+
+def read_token(path: Optional[str]) -> str:
+    """The shared secret in ``path`` (surrounding whitespace removed), or ''."""
+    if not path:
+        return ""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            token = fh.read().strip()
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read the token file {path}: {exc.strerror}") from None
+    if not token:
+        raise InvalidArgument(f"the token file {path} is empty; put a long random secret in it")
+    return token
+
+
+def parse_listen(listen: str) -> tuple:
+    """'HOST:PORT' -> (host, port)."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise InvalidArgument(f"--listen must be HOST:PORT such as 127.0.0.1:7400 (got {listen!r})")
+    return host, int(port)
+
+
+def _log(msg: str) -> None:
+    print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} mofka-py serve: {msg}", file=sys.stderr, flush=True)
+
+
+def serve(data_dir: Optional[str], listen: str = "127.0.0.1:7400", token: str = "", sync: str = "none",
+          ready_file: Optional[str] = None) -> int:
+    """Serve a fabric until SIGTERM or SIGINT; drains and syncs before returning.
+
+    ``data_dir`` None serves an in-memory fabric. ``ready_file``, if given,
+    receives the bound port once the service accepts connections.
+    """
+    host, port = parse_listen(listen)
+    url = f"file://{os.path.abspath(data_dir)}" if data_dir else "memory://"
+    srv = _core.Server(url, host=host, port=port, token=token, sync=sync)
+    stopping = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping.append(signum)
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        _log(f"serving {url} on {host}:{srv.port} (sync={sync}, auth={'token' if token else 'none'}, pid {os.getpid()})")
+        if ready_file:
+            tmp = ready_file + ".tmp"
+            with open(tmp, "w") as fh:
+                fh.write(str(srv.port))
+            os.replace(tmp, ready_file)
+        while not stopping:
+            srv.poll(200)
+        _log(f"signal {stopping[0]}: draining {srv.connections} connection(s)")
+        srv.shutdown(2000)
+        _log("stopped")
+        return 0
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    token = read_token(args.token_file) or os.environ.get("MOFKA_PY_TOKEN", "")
+    return serve(args.data_dir, args.listen, token, args.sync, args.ready_file)
+
+
+def cmd_status(args: argparse.Namespace, fab: api.Fabric) -> int:
+    native = fab._f
+    rows = []
+    for name in fab.topics():
+        d = native.describe(name)
+        groups = native.groups(name)
+        for p in d["partitions"]:
+            lag = []
+            for g in groups:
+                c = native.committed(g, name, p["partition"])
+                lag.append(f"{g}:{p['end_offset'] - (c if c is not None else p['start_offset'])}")
+            rows.append((name, p["partition"], p["start_offset"], p["end_offset"], p["size_bytes"],
+                         "yes" if d["complete"] else "", " ".join(lag)))
+    print(table(rows, ["topic", "partition", "start", "end", "bytes", "complete", "group:lag"]))
+    clients = native.connected_clients()
+    if clients >= 0:
+        print(f"connected clients: {clients}")
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register ``serve`` and ``status`` on the CLI's subparsers."""
+    s = sub.add_parser("serve", help="run the fabric as a TCP service")
+    s.add_argument("--data-dir", help="fabric directory (default: in memory)")
+    s.add_argument("--listen", default="127.0.0.1:7400", help="HOST:PORT (default 127.0.0.1:7400)")
+    s.add_argument("--token-file", help="file holding the shared secret clients must prove they know")
+    s.add_argument("--sync", choices=["none", "batch", "interval"], default="none",
+                   help="when appended events reach stable storage (batch: before each acknowledgement)")
+    s.add_argument("--ready-file", help=argparse.SUPPRESS)
+    s.set_defaults(func=cmd_serve)
+    st = sub.add_parser("status", help="partitions, end offsets, consumer groups with lag, connected clients")
+    st.set_defaults(func=None, fabric_func=cmd_status)

@@ -1,0 +1,78 @@
+"""Start and stop real `mofka-py serve` processes for the integration tests."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Service:
+    """A `mofka-py serve` subprocess on 127.0.0.1, stopped by pid."""
+
+    def __init__(self, data_dir: Optional[Path], port: int, token_file: Optional[Path] = None, sync: str = "batch"):
+        self.data_dir, self.port, self.token_file, self.sync = data_dir, port, token_file, sync
+        self.proc: Optional[subprocess.Popen] = None
+        self.log = b""
+
+    @property
+    def url(self) -> str:
+        return f"tcp://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> "Service":
+        ready = Path(str(self.data_dir or "/tmp") + f".ready-{self.port}")
+        if ready.exists():
+            ready.unlink()
+        cmd = [sys.executable, "-m", "mofka_py.cli", "serve", "--listen", f"127.0.0.1:{self.port}",
+               "--sync", self.sync, "--ready-file", str(ready)]
+        if self.data_dir:
+            cmd += ["--data-dir", str(self.data_dir)]
+        if self.token_file:
+            cmd += ["--token-file", str(self.token_file)]
+        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while not ready.exists():
+            if self.proc.poll() is not None:
+                self._collect_log()
+                raise RuntimeError(f"server exited early: {self.log.decode()}")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError("server did not start in time")
+            time.sleep(0.02)
+        ready.unlink()
+        return self
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM (drain), then wait; returns the exit code."""
+        if not self.proc or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self._collect_log()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """kill -9: no drain, no sync beyond what was already acknowledged."""
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        if self.proc:
+            self._collect_log()
+
+    def _collect_log(self) -> None:
+        if self.proc.stderr and not self.proc.stderr.closed:
+            self.log += self.proc.stderr.read()
+            self.proc.stderr.close()
