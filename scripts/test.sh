@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Quickstart: set up .venv and run the whole test suite:
-#   unit tests, integration tests (real servers, real builds), MPI tests under 2, 3 and 4 ranks.
+#   C++ core tests, unit tests, integration tests (real servers, real builds), MPI tests under 2, 3 and 4 ranks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/bootstrap.sh
 . .venv/bin/activate
+# The C++ core on its own (no Python in it), as a C++ simulation would use it.
+cmake -S . -B build/cpp-tests -DMOFKA_PY_ENABLE_MPI=OFF -DMOFKA_PY_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build/cpp-tests -j 2 --target test_core >/dev/null
+build/cpp-tests/test_core
 # Run from outside the source tree so the installed package is the one imported.
 (cd tests && python -m pytest -c ../pyproject.toml --rootdir .. unit integration "$@")
 ./scripts/test-mpi.sh

@@ -12,7 +12,9 @@ FabricUrl parseFabricUrl(const std::string& url) {
     };
     auto sep = url.find("://");
     if (sep == std::string::npos) throw bad("it has no scheme");
-    FabricUrl u{url.substr(0, sep), url.substr(sep + 3)};
+    FabricUrl u;
+    u.scheme = url.substr(0, sep);
+    u.path = url.substr(sep + 3);
     if (u.scheme == "memory") return u;
     if (u.scheme == "file") {
         if (u.path.empty()) throw bad("file:// needs a directory");
