@@ -76,3 +76,20 @@ class Service:
         if self.proc.stderr and not self.proc.stderr.closed:
             self.log += self.proc.stderr.read()
             self.proc.stderr.close()
+
+
+def stored_batch_bytes() -> bytes:
+    """A real record batch (one event with metadata and 40 data bytes, one metadata-only event),
+    read back from an embedded fabric's segment file."""
+    import tempfile
+
+    import mofka_py as mp
+
+    with tempfile.TemporaryDirectory() as d:
+        with mp.connect(f"file://{d}") as fab:
+            t = fab.create_topic("x")
+            with t.producer() as prod:
+                prod.push({"a": 1}, data=bytes(range(40)))
+                prod.push({"b": 2})
+        with open(os.path.join(d, "topics", "x", "p0", f"{0:020d}.log"), "rb") as fh:
+            return fh.read()

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 import mofka_py as mp
 from mofka_py import _core
+from service_helpers import stored_batch_bytes
 
 FRAME = struct.Struct("<IHHIIQQ")
 MAGIC = 0x4659504D
@@ -31,19 +32,9 @@ def s(x: str) -> bytes:
 
 
 def produce_frame() -> bytes:
-    """A PRODUCE request carrying a real batch, taken from an embedded fabric's segment file."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as d:
-        with mp.connect(f"file://{d}") as fab:
-            t = fab.create_topic("x")
-            with t.producer() as prod:
-                prod.push({"a": 1}, data=bytes(range(40)))
-                prod.push({"b": 2})
-        with open(os.path.join(d, "topics", "x", "p0", f"{0:020d}.log"), "rb") as fh:
-            batch = fh.read()
+    """A PRODUCE request carrying a real stored batch."""
     trailer = s("x") + struct.pack("<I", 0)
-    return frame(13, batch + trailer + struct.pack("<I", len(trailer)))
+    return frame(13, stored_batch_bytes() + trailer + struct.pack("<I", len(trailer)))
 
 
 VALID = [

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import mofka_py as mp
-from service_helpers import Service, free_port
+from service_helpers import Service, free_port, stored_batch_bytes
 
 FRAME = struct.Struct("<IHHIIQQ")  # magic, version, type, flags, reserved, request id, body length
 MAGIC, VERSION = 0x4659504D, 1
@@ -256,7 +256,7 @@ def test_bad_frames_close_only_that_connection_and_write_nothing(service, case):
                 s.sendall(FRAME.pack(MAGIC, VERSION, 999, 0, 0, 1, 0))
                 assert "unknown" in error_then_closed(s)
             elif case == "bad_batch_crc":
-                batch = bytearray(_valid_batch())
+                batch = bytearray(stored_batch_bytes())
                 batch[-1] ^= 0x40  # a flipped data bit: the structure is fine, the CRC is not
                 trailer = struct.pack("<I", 1) + b"t" + struct.pack("<I", 0)
                 body = bytes(batch) + trailer + struct.pack("<I", len(trailer))
@@ -271,20 +271,6 @@ def test_bad_frames_close_only_that_connection_and_write_nothing(service, case):
         assert topic.describe()["partitions"][0]["end_offset"] == before
         with topic.producer() as prod:
             assert prod.push({"after": True}).result(timeout=30).offset == before
-
-
-def _valid_batch() -> bytes:
-    """A real stored batch (one event with 64 data bytes), taken from an embedded fabric's segment file."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as d:
-        with mp.connect(f"file://{d}") as fab:
-            t = fab.create_topic("x")
-            with t.producer() as prod:
-                prod.push({"a": 1}, data=bytes(range(64)))
-        seg = os.path.join(d, "topics", "x", "p0", f"{0:020d}.log")
-        with open(seg, "rb") as fh:
-            return fh.read()
 
 
 def test_too_many_connections_are_refused_politely(tmp_path):
