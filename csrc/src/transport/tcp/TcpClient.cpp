@@ -26,7 +26,17 @@ namespace mofka_py {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using Body = std::shared_ptr<std::vector<uint8_t>>;
+/// An allocator that leaves new bytes uninitialised: a reply body is overwritten by recv
+/// right away, and zero-filling a multi-megabyte fetch reply first costs as much as a copy.
+template <typename T> struct UninitAlloc : std::allocator<T> {
+    template <typename U> struct rebind { using other = UninitAlloc<U>; };
+    UninitAlloc() = default;
+    template <typename U> UninitAlloc(const UninitAlloc<U>&) noexcept {}
+    template <typename U> void construct(U* p) noexcept { ::new (static_cast<void*>(p)) U; }
+    template <typename U, typename... A> void construct(U* p, A&&... a) { ::new (static_cast<void*>(p)) U(std::forward<A>(a)...); }
+};
+using Bytes = std::vector<uint8_t, UninitAlloc<uint8_t>>;
+using Body = std::shared_ptr<Bytes>;
 
 /// Read exactly @p n bytes; false on EOF or error.
 bool readFull(int fd, void* buf, size_t n) {
@@ -68,7 +78,7 @@ Digest authMac(const std::string& token, const uint8_t* serverNonce, const uint8
     return hmacSha256(token, msg.data(), msg.size());
 }
 
-Error errorFromBody(const std::vector<uint8_t>& body) {
+template <typename Buf> Error errorFromBody(const Buf& body) {
     try {
         Reader r(body.data(), body.size());
         auto code = ErrorCode(r.get<uint16_t>());
@@ -404,7 +414,7 @@ class TcpClient final : public BrokerClient {
             } catch (const Error&) {
                 break;
             }
-            auto body = std::make_shared<std::vector<uint8_t>>(size_t(h.bodyLength));
+            auto body = std::make_shared<Bytes>(size_t(h.bodyLength));
             if (!readFull(fd, body->data(), body->size())) break;
             std::shared_ptr<Pending> p;
             {

@@ -25,6 +25,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr size_t kStaging = 64 * 1024;
+constexpr size_t kKeepBody = 32u << 20; // largest produce buffer a connection keeps for reuse
 constexpr const char* kClientLabel = "mofka-py client";
 constexpr const char* kServerLabel = "mofka-py server";
 
@@ -56,6 +57,7 @@ struct Conn {
     bool inBody = false;
     FrameHeader cur{};
     std::vector<uint8_t> body;
+    std::vector<uint8_t> spare; // the last produce body, kept so the next one is not zero-filled again
     size_t bodyGot = 0;
     std::deque<OutMsg> out;
     size_t outOff = 0;         // bytes of out.front() already written
@@ -245,6 +247,7 @@ class TcpServerImpl {
                     fail(c, c.cur.type, c.cur.requestId, e);
                     return;
                 }
+                if (c.body.capacity() == 0 && c.spare.capacity() >= c.cur.bodyLength) c.body.swap(c.spare);
                 c.body.resize(size_t(c.cur.bodyLength));
                 c.bodyGot = 0;
                 c.inBody = true;
@@ -334,6 +337,10 @@ class TcpServerImpl {
             sb.count = sb.header().count;
             sb.pieces.push_back({sb.head.data(), sb.head.size()});
             AppendResult r = m_broker->produce(q.topic, q.partition, sb, CrcMode::Verify);
+            // The log copied the batch: keep its buffer for this connection's next produce.
+            if (sb.head.capacity() <= kKeepBody) {
+                c.spare = std::move(sb.head); // its size stays: a resize to the next length zero-fills only growth
+            }
             w.put<uint64_t>(r.baseOffset).put<uint8_t>(r.duplicate);
             send(c, q.type, 0, rid, std::move(w.buf));
             topicChanged(q.topic);
