@@ -156,7 +156,8 @@ class TcpClient final : public BrokerClient {
     }
     uint64_t waitTopicChange(const std::string& t, uint64_t version, int64_t timeoutMs) override {
         Request q; q.type = MsgType::WaitTopic; q.topic = t; q.version = version; q.timeoutMs = std::max<int64_t>(0, timeoutMs);
-        Body b = simple(q, q.timeoutMs);
+        std::vector<uint8_t> body = encodeRequest(q);
+        Body b = call(q.type, {{body.data(), body.size()}}, q.timeoutMs, &t, version);
         Reader r(b->data(), b->size());
         return r.get<uint64_t>();
     }
@@ -219,6 +220,30 @@ class TcpClient final : public BrokerClient {
         for (auto& s : out) s = r.str();
         return out;
     }
+    /// End this client's long polls on @p topic now (a closing consumer must not wait for the server's timeout).
+    void wakeTopic(const std::string& topic) override {
+        std::vector<std::shared_ptr<Pending>> woken;
+        {
+            std::lock_guard<std::mutex> l(m_pendingMutex);
+            for (auto it = m_pending.begin(); it != m_pending.end();) {
+                if (!it->second->waitTopic.empty() && it->second->waitTopic == topic) {
+                    woken.push_back(it->second);
+                    it = m_pending.erase(it); // the server's late reply finds nobody waiting
+                } else {
+                    ++it;
+                }
+            }
+        }
+        for (auto& p : woken) {
+            Writer w;
+            w.put<uint64_t>(p->waitVersion);
+            std::lock_guard<std::mutex> l(p->m);
+            p->body = std::make_shared<Body::element_type>(w.buf.begin(), w.buf.end());
+            p->done = true;
+            p->cv.notify_all();
+        }
+    }
+
     void close() override {
         {
             std::lock_guard<std::mutex> l(m_connMutex);
@@ -245,6 +270,8 @@ class TcpClient final : public BrokerClient {
         bool failed = false;
         Error error{ErrorCode::Generic, ""};
         Body body;
+        std::string waitTopic; ///< a WaitTopic long poll that wakeTopic() may end early
+        uint64_t waitVersion = 0;
     };
 
     Body simple(const Request& q, int64_t waitMs = 0) {
@@ -254,12 +281,13 @@ class TcpClient final : public BrokerClient {
 
     /// Send a request and wait for its reply; reconnects and resends while the
     /// connection is lost (the broker drops a produce it already stored).
-    Body call(MsgType type, const std::vector<Piece>& pieces, int64_t waitMs) {
+    Body call(MsgType type, const std::vector<Piece>& pieces, int64_t waitMs, const std::string* waitTopic = nullptr,
+              uint64_t version = 0) {
         Clock::time_point firstFailure{};
         int64_t backoffMs = 50;
         for (;;) {
             try {
-                return attempt(type, pieces, waitMs);
+                return attempt(type, pieces, waitMs, waitTopic, version);
             } catch (const Error& e) {
                 if (e.code() != ErrorCode::Connection) throw;
                 {
@@ -277,7 +305,8 @@ class TcpClient final : public BrokerClient {
         }
     }
 
-    Body attempt(MsgType type, const std::vector<Piece>& pieces, int64_t waitMs) {
+    Body attempt(MsgType type, const std::vector<Piece>& pieces, int64_t waitMs, const std::string* waitTopic,
+                 uint64_t version) {
         int fd;
         uint64_t gen;
         {
@@ -288,6 +317,10 @@ class TcpClient final : public BrokerClient {
             gen = m_generation;
         }
         auto pending = std::make_shared<Pending>();
+        if (waitTopic) {
+            pending->waitTopic = *waitTopic;
+            pending->waitVersion = version;
+        }
         uint64_t rid;
         {
             std::lock_guard<std::mutex> l(m_pendingMutex);
