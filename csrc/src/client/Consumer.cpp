@@ -113,12 +113,16 @@ class ConsumerImpl {
 
     void run() {
         auto lastCommit = Clock::now();
+        Clock::time_point lastHeartbeat{};
+        uint64_t version = UINT64_MAX; // the topic's change counter as last seen; unknown at first
         while (!m_stop) {
             try {
-                if (!m_opts.group.empty()) {
+                // Assignment doubles as the heartbeat; over a network it is a round trip, so not every batch.
+                if (!m_opts.group.empty() && Clock::now() - lastHeartbeat >= std::chrono::milliseconds(kHeartbeatMs)) {
                     Assignment a = m_client->assignment(m_opts.group, m_topic, m_member);
                     if (a.generation != m_generation) rebalance(a);
                     m_pending = a.pending;
+                    lastHeartbeat = Clock::now();
                 }
                 if (!m_opts.group.empty() && m_opts.autoCommitMs > 0 &&
                     Clock::now() - lastCommit >= std::chrono::milliseconds(m_opts.autoCommitMs)) {
@@ -132,10 +136,11 @@ class ConsumerImpl {
                         continue;
                     }
                 }
-                uint64_t version = m_client->waitTopicChange(m_topic, UINT64_MAX, 0);
+                // Learn the version before fetching, so an append after the fetch always wakes the wait below.
+                if (version == UINT64_MAX) version = m_client->waitTopicChange(m_topic, UINT64_MAX, 0);
                 if (fetchOnce()) continue;
                 checkEnd();
-                m_client->waitTopicChange(m_topic, version, 100);
+                version = m_client->waitTopicChange(m_topic, version, std::min<int64_t>(100, kHeartbeatMs * 2));
             } catch (const Error& e) {
                 std::lock_guard<std::mutex> l(m_mutex);
                 if (m_stop) break;
@@ -327,6 +332,7 @@ class ConsumerImpl {
     mutable std::mutex m_mutex;
     std::condition_variable m_dataCv, m_spaceCv, m_ackCv;
     static constexpr int64_t kRevokeGraceMs = 1000;
+    static constexpr int64_t kHeartbeatMs = 50;
     std::deque<Delivery> m_queue;
     size_t m_queueBytes = 0;
     std::vector<uint32_t> m_assigned;
