@@ -263,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_parser(sub)
     from . import service
     service.add_parsers(sub)
+    from .bridge import cli as bridge_cli
+    bridge_cli.add_parser(sub)
     return p
 
 

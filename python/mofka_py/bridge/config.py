@@ -1,0 +1,353 @@
+"""Bridge configuration: a TOML file (or a dict) of endpoints and rules, checked before anything runs.
+
+Every mistake is reported as :class:`ConfigError` naming the file and line
+(``bridge.toml:14: rule 'up': unknown endpoint 'clod' in to = "clod/frames"``).
+See docs/bridge.md for the format.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+from ..errors import InvalidArgument
+from .expr import ExpressionError, compile_filter
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.9/3.10 only
+    import tomli as tomllib
+
+__all__ = ["ConfigError", "Endpoint", "Rule", "BridgeConfig", "load_config", "DATA_POLICIES"]
+
+DATA_POLICIES = ("forward", "drop", "metadata")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_FUNC_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class ConfigError(InvalidArgument):
+    """The bridge configuration is wrong; the message names the line (nothing was forwarded)."""
+
+
+@dataclass
+class Endpoint:
+    """One place events live: a mofka-py fabric (file://, tcp://, memory://, or a Fabric object) or a Kafka cluster."""
+
+    name: str
+    kind: str                       # "fabric" | "kafka"
+    url: str
+    settings: Dict[str, Any] = field(default_factory=dict)   # librdkafka settings passed through
+    token_file: Optional[str] = None
+    fabric: Any = None              # an open mofka_py.Fabric given through the Python API
+    where: str = ""
+
+    @property
+    def bootstrap(self) -> str:
+        return self.url[len("kafka://"):]
+
+
+@dataclass
+class Rule:
+    """Forward events from one or more source topics to one target topic."""
+
+    name: str
+    sources: List[Tuple[Endpoint, str]]
+    target: Tuple[Endpoint, str]
+    filter: Optional[Callable[[Any], bool]] = None
+    filter_text: Optional[str] = None
+    transform: Optional[Callable[[Any, Any], Any]] = None
+    data: str = "forward"
+    batch_events: int = 10000
+    linger_ms: float = 5.0
+    rate_limit: float = 0.0         # events per second, 0 = unlimited
+    rate_limit_bytes: float = 0.0   # bytes per second, 0 = unlimited
+    group: str = ""
+    start: str = "earliest"
+    partitions: int = 0             # partitions of a target topic the bridge creates (0: like the source)
+    where: str = ""
+
+
+@dataclass
+class BridgeConfig:
+    """A whole, checked bridge configuration."""
+
+    site: str
+    endpoints: Dict[str, Endpoint]
+    rules: List[Rule]
+    state_dir: Path
+    site_key: str = "site"
+    recovery_scan_limit: int = 1_000_000
+    status_interval: float = 1.0
+    connect_timeout: float = 10.0
+    retry_max_s: float = 30.0
+    path: Optional[str] = None
+
+    def where(self, *path: Any) -> str:
+        return self._lines.where(*path) if self._lines else ".".join(str(p) for p in path)
+
+    _lines: Any = None
+
+
+class _Lines:
+    """Finds the line of a key or table in the TOML text (tomllib keeps no positions)."""
+
+    _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+    _KEY = re.compile(r"""^\s*(?:"([^"]+)"|'([^']+)'|([A-Za-z0-9_.\-]+))\s*=""")
+
+    def __init__(self, text: str, path: str):
+        self.path = path
+        self.headers: Dict[Tuple[str, int], int] = {}
+        self.keys: Dict[Tuple[str, int, str], int] = {}
+        counts: Dict[str, int] = {}
+        section: Tuple[str, int] = ("", 0)
+        for n, line in enumerate(text.splitlines(), 1):
+            m = self._HEADER.match(line)
+            if m:
+                name = re.sub(r"""\s*\.\s*""", ".", m.group(2)).replace('"', "").replace("'", "")
+                idx = counts.get(name, 0) if m.group(1) == "[[" else 0
+                counts[name] = idx + 1
+                section = (name, idx)
+                self.headers[section] = n
+                continue
+            k = self._KEY.match(line)
+            if k:
+                key = k.group(1) or k.group(2) or k.group(3)
+                self.keys.setdefault((section[0], section[1], key), n)
+
+    def line(self, *path: Any) -> Optional[int]:
+        if path and path[0] == "rules" and len(path) >= 2 and isinstance(path[1], int):
+            sec = ("rules", path[1])
+            if len(path) >= 3 and (sec[0], sec[1], path[2]) in self.keys:
+                return self.keys[(sec[0], sec[1], path[2])]
+            return self.headers.get(sec)
+        names = [str(p) for p in path]
+        for cut in range(len(names) - 1, -1, -1):
+            header = ".".join(names[:cut])
+            if cut < len(names) and (header, 0, names[cut]) in self.keys:
+                return self.keys[(header, 0, names[cut])]
+            if (header, 0) in self.headers and cut > 0:
+                return self.headers[(header, 0)]
+        return None
+
+    def where(self, *path: Any) -> str:
+        n = self.line(*path)
+        return f"{self.path}:{n}" if n else f"{self.path}"
+
+
+def _load_ref(ref: str, what: str) -> Callable[..., Any]:
+    mod_name, fn_name = ref.split(":")
+    try:
+        mod = importlib.import_module(mod_name)
+    except Exception as exc:  # noqa: BLE001 - any import failure is a config error
+        raise ValueError(f"{what} {ref!r}: cannot import module {mod_name!r}: {exc}") from None
+    fn = getattr(mod, fn_name, None)
+    if not callable(fn):
+        raise ValueError(f"{what} {ref!r}: module {mod_name!r} has no function {fn_name!r}")
+    return fn
+
+
+def _positive_int(value: Any, name: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum} (got {value!r})")
+    return value
+
+
+def _number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"{name} must be a non-negative number (got {value!r})")
+    return float(value)
+
+
+_RULE_KEYS = {"name", "from", "to", "filter", "transform", "data", "batch_events", "linger_ms", "rate_limit",
+              "rate_limit_bytes", "group", "start", "partitions"}
+_ENDPOINT_KEYS = {"url", "librdkafka", "token_file"}
+_BRIDGE_KEYS = {"site", "state_dir", "site_key", "recovery_scan_limit", "status_interval", "connect_timeout",
+                "retry_max_s"}
+
+
+def load_config(source: Union[str, os.PathLike, Dict[str, Any]], *,
+                fabrics: Optional[Dict[str, Any]] = None) -> BridgeConfig:
+    """Read and check a bridge configuration (a TOML path, or the same structure as a dict).
+
+    ``fabrics`` maps endpoint names to already open :class:`mofka_py.Fabric`
+    objects (e.g. an MPI job's in-memory fabric, for spooling); such an
+    endpoint needs no ``url`` in the configuration.
+
+    >>> cfg = load_config({"bridge": {"site": "lab"}, "endpoints": {"a": {"url": "memory://"}},
+    ...                    "rules": []})
+    """
+    fabrics = dict(fabrics or {})
+    if isinstance(source, dict):
+        data, lines, path, base = source, None, "<config>", Path.cwd()
+    else:
+        path = str(source)
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read bridge config {path}: {exc.strerror}") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        lines = _Lines(text, path)
+        base = Path(path).resolve().parent
+
+    def where(*p: Any) -> str:
+        return lines.where(*p) if lines else f"{path}: " + ".".join(
+            f"[{x}]" if isinstance(x, int) else str(x) for x in p)
+
+    def fail(msg: str, *p: Any) -> ConfigError:
+        return ConfigError(f"{where(*p)}: {msg}")
+
+    for key in data:
+        if key not in ("bridge", "endpoints", "rules"):
+            raise fail(f"unknown section [{key}] (expected [bridge], [endpoints.NAME], [[rules]])", key)
+    bridge = data.get("bridge", {})
+    for key in bridge:
+        if key not in _BRIDGE_KEYS:
+            raise fail(f"unknown setting {key!r} in [bridge] (known: {', '.join(sorted(_BRIDGE_KEYS))})", "bridge", key)
+    site = bridge.get("site")
+    if not isinstance(site, str) or not _NAME.match(site):
+        raise fail("[bridge] needs site = \"NAME\" (letters, digits, '.', '_', '-'): it tags every forwarded event",
+                   "bridge", "site")
+    if str(base) not in sys.path:
+        sys.path.insert(0, str(base))   # transforms and filters next to the config import without PYTHONPATH
+
+    endpoints: Dict[str, Endpoint] = {}
+    for name, ep in data.get("endpoints", {}).items():
+        if not isinstance(ep, dict):
+            raise fail(f"endpoint {name!r} must be a table with url = \"...\"", "endpoints", name)
+        for key in ep:
+            if key not in _ENDPOINT_KEYS:
+                raise fail(f"unknown setting {key!r} in endpoint {name!r} (known: url, librdkafka, token_file)",
+                           "endpoints", name, key)
+        url = ep.get("url")
+        if name in fabrics:
+            endpoints[name] = Endpoint(name, "fabric", url or f"<{name}>", fabric=fabrics.pop(name),
+                                       where=where("endpoints", name))
+            continue
+        if not isinstance(url, str):
+            raise fail(f"endpoint {name!r} needs url = \"file:///path\" | \"tcp://host:port\" | \"kafka://host:port\"",
+                       "endpoints", name)
+        if url.startswith("kafka://"):
+            if not url[len("kafka://"):]:
+                raise fail(f"endpoint {name!r}: kafka:// URL needs host:port", "endpoints", name, "url")
+            settings = ep.get("librdkafka", {})
+            if not isinstance(settings, dict):
+                raise fail("librdkafka must be a table of librdkafka settings", "endpoints", name, "librdkafka")
+            endpoints[name] = Endpoint(name, "kafka", url, settings=dict(settings), where=where("endpoints", name, "url"))
+        elif url.startswith(("file://", "tcp://", "memory://")):
+            if "librdkafka" in ep:
+                raise fail(f"endpoint {name!r} is a fabric; librdkafka settings apply to kafka:// only",
+                           "endpoints", name, "librdkafka")
+            endpoints[name] = Endpoint(name, "fabric", url, token_file=ep.get("token_file"),
+                                       where=where("endpoints", name, "url"))
+        else:
+            raise fail(f"endpoint {name!r}: unsupported URL {url!r} (file://, tcp://, memory:// or kafka://)",
+                       "endpoints", name, "url")
+    for name, fab in fabrics.items():
+        endpoints[name] = Endpoint(name, "fabric", f"<{name}>", fabric=fab, where=f"fabrics[{name!r}]")
+
+    def endpoint_topic(text: Any, idx: int, key: str, rule: str) -> Tuple[Endpoint, str]:
+        if not isinstance(text, str) or text.count("/") != 1:
+            raise fail(f"rule {rule!r}: {key} must be \"ENDPOINT/TOPIC\" (got {text!r})", "rules", idx, key)
+        ep_name, topic = text.split("/")
+        if ep_name not in endpoints:
+            known = ", ".join(sorted(endpoints)) or "none"
+            raise fail(f"rule {rule!r}: unknown endpoint {ep_name!r} in {key} = {text!r} (known: {known})",
+                       "rules", idx, key)
+        if not _NAME.match(topic):
+            raise fail(f"rule {rule!r}: invalid topic name {topic!r} in {key}", "rules", idx, key)
+        return endpoints[ep_name], topic
+
+    rules: List[Rule] = []
+    raw_rules = data.get("rules", [])
+    if not isinstance(raw_rules, list):
+        raise fail("rules must be an array of tables: [[rules]]", "rules")
+    names = set()
+    for i, r in enumerate(raw_rules):
+        name = r.get("name", f"rule{i + 1}")
+        if not isinstance(name, str) or not _NAME.match(name) or name in names:
+            raise fail(f"rule name {name!r} must be unique (letters, digits, '.', '_', '-')", "rules", i, "name")
+        names.add(name)
+        for key in r:
+            if key not in _RULE_KEYS:
+                raise fail(f"rule {name!r}: unknown setting {key!r} (known: {', '.join(sorted(_RULE_KEYS))})",
+                           "rules", i, key)
+        if "from" not in r or "to" not in r:
+            raise fail(f"rule {name!r} needs from = \"ENDPOINT/TOPIC\" (or a list) and to = \"ENDPOINT/TOPIC\"",
+                       "rules", i)
+        froms = r["from"] if isinstance(r["from"], list) else [r["from"]]
+        if not froms:
+            raise fail(f"rule {name!r}: from is empty", "rules", i, "from")
+        sources = [endpoint_topic(f, i, "from", name) for f in froms]
+        target = endpoint_topic(r["to"], i, "to", name)
+        for ep, topic in sources:
+            if (ep.name, topic) == (target[0].name, target[1]):
+                raise fail(f"rule {name!r} forwards {ep.name}/{topic} into itself", "rules", i, "to")
+        rule = Rule(name, sources, target, where=where("rules", i))
+        try:
+            flt = r.get("filter")
+            if flt is not None:
+                if not isinstance(flt, str):
+                    raise ValueError("filter must be a string: an expression or module:function")
+                rule.filter_text = flt
+                rule.filter = _load_ref(flt, "filter") if _FUNC_REF.match(flt.strip()) else compile_filter(flt)
+        except (ExpressionError, ValueError) as exc:
+            raise fail(f"rule {name!r}: bad filter: {exc}", "rules", i, "filter") from None
+        if "transform" in r:
+            tr = r["transform"]
+            if not isinstance(tr, str) or not _FUNC_REF.match(tr):
+                raise fail(f"rule {name!r}: transform must be \"module:function\" (got {tr!r})", "rules", i, "transform")
+            try:
+                rule.transform = _load_ref(tr, "transform")
+            except ValueError as exc:
+                raise fail(f"rule {name!r}: {exc}", "rules", i, "transform") from None
+        try:
+            rule.data = r.get("data", "forward")
+            if rule.data not in DATA_POLICIES:
+                raise ValueError(f"data must be one of {', '.join(DATA_POLICIES)} (got {rule.data!r})")
+            rule.batch_events = _positive_int(r.get("batch_events", 10000), "batch_events", 1)
+            rule.linger_ms = _number(r.get("linger_ms", 5.0), "linger_ms")
+            rule.rate_limit = _number(r.get("rate_limit", 0), "rate_limit")
+            rule.rate_limit_bytes = _number(r.get("rate_limit_bytes", 0), "rate_limit_bytes")
+            rule.partitions = _positive_int(r.get("partitions", 0), "partitions")
+            rule.start = r.get("start", "earliest")
+            if rule.start not in ("earliest", "latest"):
+                raise ValueError(f"start must be 'earliest' or 'latest' (got {rule.start!r})")
+            rule.group = r.get("group", f"mofka-bridge.{site}.{name}")
+            if not isinstance(rule.group, str) or not rule.group:
+                raise ValueError("group must be a non-empty string")
+        except ValueError as exc:
+            key = str(exc).split(" ")[0]
+            raise fail(f"rule {name!r}: {exc}", "rules", i, key) from None
+        rules.append(rule)
+
+    try:
+        state_dir = Path(bridge.get("state_dir") or (
+            (base / (Path(path).stem + ".bridge-state")) if lines else Path.cwd() / f".mofka-bridge-{site}"))
+        cfg = BridgeConfig(
+            site=site, endpoints=endpoints, rules=rules, state_dir=state_dir,
+            site_key=str(bridge.get("site_key", "site")),
+            recovery_scan_limit=_positive_int(bridge.get("recovery_scan_limit", 1_000_000), "recovery_scan_limit"),
+            status_interval=_number(bridge.get("status_interval", 1.0), "status_interval") or 1.0,
+            connect_timeout=_number(bridge.get("connect_timeout", 10.0), "connect_timeout") or 10.0,
+            retry_max_s=_number(bridge.get("retry_max_s", 30.0), "retry_max_s") or 30.0,
+            path=path)
+    except ValueError as exc:
+        raise fail(str(exc), "bridge", str(exc).split(" ")[0]) from None
+    cfg._lines = lines
+    return cfg
+
+
+def endpoints_used(cfg: BridgeConfig) -> Sequence[Endpoint]:
+    """Endpoints some rule reads from or writes to, in first-use order."""
+    seen: Dict[str, Endpoint] = {}
+    for rule in cfg.rules:
+        for ep, _ in rule.sources + [rule.target]:
+            seen.setdefault(ep.name, ep)
+    return list(seen.values())
