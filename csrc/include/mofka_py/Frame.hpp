@@ -11,6 +11,7 @@
 #pragma once
 #include "mofka_py/Broker.hpp"
 #include "mofka_py/Error.hpp"
+#include "mofka_py/Sha256.hpp"
 
 #include <cstdint>
 #include <cstring>
@@ -109,6 +110,10 @@ class Reader {
     const uint8_t* m_p;
     size_t m_n;
 };
+
+/// The login proof: HMAC-SHA-256 under the token of both nonces and a label
+/// ("mofka-py client" or "mofka-py server"), so neither side's proof can be replayed as the other's.
+Digest loginMac(const std::string& token, const uint8_t* serverNonce, const uint8_t* clientNonce, const char* label);
 
 /// Encode/decode a frame header.
 std::vector<uint8_t> encodeHeader(MsgType type, uint32_t flags, uint64_t requestId, uint64_t bodyLength);

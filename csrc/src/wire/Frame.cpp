@@ -15,6 +15,13 @@ void checkFrameHeader(const FrameHeader& h, uint64_t maxBody) {
                                                std::to_string(maxBody) + " bytes");
 }
 
+Digest loginMac(const std::string& token, const uint8_t* serverNonce, const uint8_t* clientNonce, const char* label) {
+    std::vector<uint8_t> msg(serverNonce, serverNonce + 32);
+    msg.insert(msg.end(), clientNonce, clientNonce + 32);
+    msg.insert(msg.end(), label, label + std::strlen(label));
+    return hmacSha256(token, msg.data(), msg.size());
+}
+
 std::vector<uint8_t> encodeHeader(MsgType type, uint32_t flags, uint64_t requestId, uint64_t bodyLength) {
     FrameHeader h{kFrameMagic, kFrameVersion, uint16_t(type), flags, 0, requestId, bodyLength};
     std::vector<uint8_t> out(sizeof(h));

@@ -71,12 +71,6 @@ bool writeFull(int fd, std::vector<iovec> iov) {
     return true;
 }
 
-Digest authMac(const std::string& token, const uint8_t* serverNonce, const uint8_t* clientNonce, const char* label) {
-    std::vector<uint8_t> msg(serverNonce, serverNonce + 32);
-    msg.insert(msg.end(), clientNonce, clientNonce + 32);
-    msg.insert(msg.end(), label, label + std::strlen(label));
-    return hmacSha256(token, msg.data(), msg.size());
-}
 
 template <typename Buf> Error errorFromBody(const Buf& body) {
     try {
@@ -421,7 +415,7 @@ class TcpClient final : public BrokerClient {
             throw Error(ErrorCode::Auth, m_url + " requires a token: pass token=... to connect() or set MOFKA_PY_TOKEN");
         uint8_t clientNonce[32];
         for (auto& b : clientNonce) b = uint8_t(m_rng());
-        Digest mac = m_opts.token.empty() ? Digest{} : authMac(m_opts.token, hello.data(), clientNonce, "mofka-py client");
+        Digest mac = m_opts.token.empty() ? Digest{} : loginMac(m_opts.token, hello.data(), clientNonce, "mofka-py client");
         Writer w;
         w.bytes(clientNonce, 32).bytes(mac.data(), 32);
         auto head = encodeHeader(MsgType::Auth, 0, 0, w.buf.size());
@@ -433,7 +427,7 @@ class TcpClient final : public BrokerClient {
         if (authRequired) {
             Digest theirs;
             std::memcpy(theirs.data(), ok.data(), 32);
-            if (!digestEqual(theirs, authMac(m_opts.token, hello.data(), clientNonce, "mofka-py server")))
+            if (!digestEqual(theirs, loginMac(m_opts.token, hello.data(), clientNonce, "mofka-py server")))
                 throw Error(ErrorCode::Auth, m_url + " could not prove it knows the token; not sending it any events");
         }
     }

@@ -74,12 +74,6 @@ struct Parked {
     int64_t deadline;
 };
 
-Digest authMac(const std::string& token, const uint8_t* serverNonce, const uint8_t* clientNonce, const char* label) {
-    std::vector<uint8_t> msg(serverNonce, serverNonce + 32);
-    msg.insert(msg.end(), clientNonce, clientNonce + 32);
-    msg.insert(msg.end(), label, label + std::strlen(label));
-    return hmacSha256(token, msg.data(), msg.size());
-}
 
 } // namespace
 
@@ -288,10 +282,10 @@ class TcpServerImpl {
                 const uint8_t* clientNonce = body.data();
                 Digest mac;
                 std::memcpy(mac.data(), body.data() + 32, 32);
-                if (!m_opts.token.empty() && !digestEqual(mac, authMac(m_opts.token, c.nonce, clientNonce, kClientLabel)))
+                if (!m_opts.token.empty() && !digestEqual(mac, loginMac(m_opts.token, c.nonce, clientNonce, kClientLabel)))
                     throw Error(ErrorCode::Auth, "authentication failed: wrong token. Use the token of this server (--token-file / MOFKA_PY_TOKEN)");
                 c.authed = true;
-                Digest reply = m_opts.token.empty() ? Digest{} : authMac(m_opts.token, c.nonce, clientNonce, kServerLabel);
+                Digest reply = m_opts.token.empty() ? Digest{} : loginMac(m_opts.token, c.nonce, clientNonce, kServerLabel);
                 send(c, MsgType::AuthOk, 0, h.requestId, std::vector<uint8_t>(reply.begin(), reply.end()));
             } catch (const Error& e) {
                 fail(c, h.type, h.requestId, e);
@@ -524,7 +518,7 @@ class TcpServerImpl {
         }
         bool wantOut = !c.out.empty();
         bool wantIn = !c.closing && c.queued < m_opts.maxQueuedBytes;
-        uint32_t events = (wantIn ? EPOLLIN : 0) | (wantOut ? EPOLLOUT : 0);
+        uint32_t events = (wantIn ? uint32_t(EPOLLIN) : 0u) | (wantOut ? uint32_t(EPOLLOUT) : 0u);
         if (events != c.events) {
             epoll_event ev{};
             ev.events = events;
