@@ -1,17 +1,32 @@
-"""MPI fabric beside raw MPI, in one run: ping-pong vs produce / consume over MPI.
+"""MPI fabric beside raw MPI, measured in the same run.
 
-    mpiexec -n 2 python benchmarks/bench_mpi.py [--quick] [--repeats 3]
+    mpiexec -n 2 python benchmarks/bench_mpi.py [--quick] [--repeats 5]
+    mpiexec -n 3 python benchmarks/bench_mpi.py [--quick] [--repeats 5]
 
-Rank 0 is the server, rank 1 the client. For each size (64 B .. 16 MiB) it
-measures raw mpi4py ping-pong (one-way latency and bandwidth, buffers, blocking
-calls) and then, through mofka_py.mpi.fabric, the producer's throughput
-(push + flush), one synchronous push's latency (push().result()) and the
-consumer's throughput. One JSON line per size with the ratios to raw MPI.
+With 2 ranks: rank 0 serves, rank 1 produces then consumes (one size at a
+time). With 3 ranks the same 2-rank cases run first (rank 2 idles), then the
+pipeline: rank 1 produces, rank 0 serves, rank 2 consumes, concurrently, plus
+the end-to-end latency of one event (pushed and flushed on rank 1, seen by the
+consumer on rank 2).
+
+The limit of every throughput case is raw MPI ping-pong bandwidth between
+ranks 0 and 1 for a message of the event's size, measured in the same run
+(mpi4py, blocking Send/Recv, reused buffers); the latency target is absolute.
+Each figure is the median of ``--repeats`` rounds of 64 MiB after two warm-up
+rounds (the first, into fresh memory, is reported as ``cold``). Topics keep at
+most 96 MiB (retention, 16 MiB segments), as a long-running stream would, so
+the log recycles its segments' pages instead of faulting in new ones.
+
+64 B and 1 KiB events are pushed with Producer.push_many (the vectorised path,
+one (n, size) uint8 array); larger ones one by one with push(data=array).
+Prints one JSON line per case and merges the cases into
+benchmarks/results/mpi.json, then writes mpi.md (a README table) and mpi.png.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 
@@ -21,13 +36,28 @@ from mpi4py import MPI
 import mofka_py.mpi
 
 SIZES = [64, 1 << 10, 64 << 10, 1 << 20, 16 << 20]
+VECTOR_MAX = 1 << 10          # sizes pushed with push_many
+WARMUP = 2                    # rounds not counted: they fill the topic's retention window with fresh pages
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+KiB, MiB = 1 << 10, 1 << 20
+
+
+def human(size: int) -> str:
+    return f"{size // MiB} MiB" if size >= MiB else f"{size // KiB} KiB" if size >= KiB else f"{size} B"
+
+
+def pbarrier(comm) -> None:
+    """A barrier that sleeps between polls (MPICH spins a core in a blocking one)."""
+    r = comm.Ibarrier()
+    while not r.Test():
+        time.sleep(0.0002)
 
 
 def pingpong(comm, size: int, iters: int) -> float:
-    """Median one-way time in seconds of a `size`-byte message between ranks 0 and 1."""
+    """Median one-way time in seconds of a `size`-byte message between ranks 0 and 1 of `comm`."""
     buf = np.zeros(max(size, 1), dtype=np.uint8)
     times = []
-    for _ in range(3):
+    for _ in range(5):
         comm.Barrier()
         t = time.perf_counter()
         for _ in range(iters):
@@ -41,62 +71,253 @@ def pingpong(comm, size: int, iters: int) -> float:
     return statistics.median(times)
 
 
-def fabric_case(fab, size: int, count: int, repeats: int) -> dict:
-    data = np.ones(size, dtype=np.uint8)
-    prod_rates, cons_rates, lat = [], [], []
-    for r in range(repeats):
-        topic = fab.create_topic(f"s{size}-{r}", partitions=1)
-        with topic.producer() as prod:
+def measure_raw(world, budget: int) -> dict:
+    pair = world.Split(0 if world.rank < 2 else MPI.UNDEFINED, world.rank)
+    raw = {}
+    if pair != MPI.COMM_NULL:
+        raw = {s: pingpong(pair, s, max(5, min(2000, (budget // 4) // s))) for s in SIZES}
+        pair.Free()
+    raw = world.bcast(raw, root=0)
+    pbarrier(world)
+    return raw
+
+
+def push_all(prod, size: int, count: int, payload) -> None:
+    if size <= VECTOR_MAX:
+        step = max(1, min(count, (4 * MiB) // size))
+        for i in range(0, count, step):
+            prod.push_many(payload[: min(step, count - i)])
+    else:
+        for _ in range(count):
+            prod.push(None, data=payload)
+    prod.flush()
+
+
+def pull_count(cons, count: int) -> int:
+    n = 0
+    while n < count:
+        b = cons.pull_batch(timeout=60)
+        if b is None:
+            raise RuntimeError(f"consumer got {n} of {count} events")
+        n += len(b)
+    return n
+
+
+def two_rank_cases(fab, size: int, count: int, repeats: int) -> dict:
+    """Rank 1: produce `count` events, flush, then consume them; rounds 0 (cold) .. repeats."""
+    topic = fab.create_topic(f"two-{size}", partitions=1)
+    payload = (np.ones((min(count, (4 * MiB) // size), size), dtype=np.uint8) if size <= VECTOR_MAX
+               else np.ones(size, dtype=np.uint8))
+    prod_t, cons_t, lat = [], [], []
+    offset = 0
+    with topic.producer() as prod:
+        for r in range(repeats + WARMUP):
             t = time.perf_counter()
-            for _ in range(count):
-                prod.push(None, data=data)
+            push_all(prod, size, count, payload)
+            prod_t.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            with topic.consumer(start=offset, prefetch_bytes=max(64 * MiB, 4 * size)) as cons:
+                pull_count(cons, count)
+            cons_t.append(time.perf_counter() - t)
+            offset += count
+        one = np.ones(size, dtype=np.uint8)
+        for _ in range(100):
+            t = time.perf_counter()
+            prod.push(None, data=one)
             prod.flush()
-            prod_rates.append(count * size / (time.perf_counter() - t))
-            for _ in range(min(50, count)):
-                t = time.perf_counter()
-                prod.push(None, data=data).result()
-                lat.append(time.perf_counter() - t)
-        topic.mark_complete()
+            lat.append(time.perf_counter() - t)
+    return {"produce_s": statistics.median(prod_t[WARMUP:]), "consume_s": statistics.median(cons_t[WARMUP:]),
+            "produce_cold_s": prod_t[0], "consume_cold_s": cons_t[0], "ack_latency_s": statistics.median(lat)}
+
+
+def pipeline_cases(fab, size: int, count: int, repeats: int) -> dict:
+    """Client rank 0 (world 1) produces while client rank 1 (world 2) consumes; times on the consumer."""
+    comm = fab.comm
+    topic = fab.create_topic(f"pipe-{size}", partitions=1) if comm.rank == 0 else None
+    pbarrier(comm)
+    topic = topic or fab.topic(f"pipe-{size}")
+    times, offset = [], 0
+    payload = (np.ones((min(count, (4 * MiB) // size), size), dtype=np.uint8) if size <= VECTOR_MAX
+               else np.ones(size, dtype=np.uint8))
+    prod = topic.producer() if comm.rank == 0 else None
+    for r in range(repeats + WARMUP):
+        cons = topic.consumer(start=offset, prefetch_bytes=max(64 * MiB, 4 * size)) if comm.rank == 1 else None
+        pbarrier(comm)
         t = time.perf_counter()
-        n = 0
-        with topic.consumer(prefetch_bytes=max(64 << 20, 4 * size)) as cons:
-            while True:
-                b = cons.pull_batch(timeout=30)
-                if b is None:
-                    break
-                n += len(b)
-        cons_rates.append(count * size / (time.perf_counter() - t))
-        assert n == count + min(50, count), n
-    return {"produce_Bps": statistics.median(prod_rates), "consume_Bps": statistics.median(cons_rates),
-            "push_latency_s": statistics.median(lat)}
+        if comm.rank == 0:
+            push_all(prod, size, count, payload)
+        else:
+            pull_count(cons, count)
+            cons.close()
+        times.append(time.perf_counter() - t)
+        pbarrier(comm)
+        offset += count
+    if prod is not None:
+        prod.close()
+    return {"pipeline_s": statistics.median(times[WARMUP:]), "pipeline_cold_s": times[0]}
+
+
+def pipeline_latency(fab, n: int) -> float:
+    """Median time from push() on client 0 to the consumer on client 1 holding the event (flushed at once)."""
+    comm = fab.comm
+    topic = fab.create_topic("pipe-latency", partitions=1) if comm.rank == 0 else None
+    pbarrier(comm)
+    topic = topic or fab.topic("pipe-latency")
+    lat = []
+    if comm.rank == 1:
+        with topic.consumer(start="earliest") as cons:
+            pbarrier(comm)
+            for _ in range(n):
+                ev = cons.pull(timeout=30)
+                now = time.perf_counter_ns()
+                lat.append((now - int.from_bytes(ev.metadata_bytes, "little")) / 1e9)
+    else:
+        with topic.producer(linger_ms=0) as prod:
+            pbarrier(comm)
+            for _ in range(n):
+                prod.push(time.perf_counter_ns().to_bytes(8, "little"))
+                prod.flush()
+                time.sleep(0.002)   # one event at a time: the consumer is idle again when the next comes
+    lat = comm.bcast(lat, root=1)
+    return statistics.median(lat)
+
+
+def case(mode, name, size, count, seconds, raw_bw, target=None, target_kind=None, extra=None):
+    rate = count / seconds
+    gbps = count * size / seconds / 1e9
+    line = {"bench": "mpi", "mode": mode, "case": name, "size": size, "events": count,
+            "api": "pull_batch" if name == "consume" else "push_many" if size <= VECTOR_MAX else "push",
+            "events_per_s": round(rate), "GBps": round(gbps, 3), "limit": "raw MPI ping-pong",
+            "limit_GBps": round(raw_bw / 1e9, 3), "ratio": round(gbps * 1e9 / raw_bw, 3)}
+    if target is not None:
+        line["target"] = target
+        kind, value = target_kind
+        got = {"ratio": line["ratio"], "GBps": gbps, "events_per_s": rate}[kind]
+        line["met"] = bool(got >= value)
+    line.update(extra or {})
+    print(json.dumps(line), flush=True)
+    return line
+
+
+def targets(size, name):
+    if size == 64 and name == "produce":
+        return "≥ 3M events/s (push_many)", ("events_per_s", 3e6)
+    if size == KiB and name == "produce":
+        return "≥ 2 GB/s", ("GBps", 2.0)
+    if size == KiB and name == "consume":
+        return "≥ 4 GB/s", ("GBps", 4.0)
+    if size >= MiB and name in ("produce", "consume"):
+        return "≥ 80% of raw MPI", ("ratio", 0.8)
+    return None, None
+
+
+def write_results(new_lines, raw, world_size):
+    os.makedirs(RESULTS, exist_ok=True)
+    path = os.path.join(RESULTS, "mpi.json")
+    try:
+        with open(path) as f:
+            old = json.load(f)
+    except (OSError, ValueError):
+        old = {}
+    keep = [c for c in old.get("cases", [])
+            if not any((c["mode"], c["case"], c["size"]) == (n["mode"], n["case"], n["size"]) for n in new_lines)]
+    data = {"cases": keep + new_lines,
+            "raw": {**old.get("raw", {}), f"n{world_size}": {str(s): {"latency_us": round(t * 1e6, 2),
+                                                                    "GBps": round(s / t / 1e9, 3)}
+                                                           for s, t in raw.items()}},
+            "machine": f"{os.cpu_count()} cores, MPICH {MPI.Get_library_version().split()[2]}"}
+    with open(path, "w") as f:
+        json.dump(data, f, indent=1)
+    order = {"two-rank": 0, "pipeline": 1}
+    cases = sorted(data["cases"], key=lambda c: (order.get(c["mode"], 9), c["case"] == "latency", c["size"], c["case"]))
+    rows = ["| mode | case | event size | events/s | GB/s | limit (raw MPI, same run) | ratio | target | met? |",
+            "|---|---|---|---:|---:|---|---:|---|---|"]
+    for c in cases:
+        met = "" if "met" not in c else ("yes" if c["met"] else "**no**")
+        if c["case"] == "latency":
+            rows.append(f"| {c['mode']} | {c['what']} | {human(c['size'])} | | | {c['raw_latency_us']} µs one-way | "
+                        f"{c['latency_us']} µs | {c.get('target', '')} | {met} |")
+        else:
+            rows.append(f"| {c['mode']} | {c['case']} ({c['api']}) | {human(c['size'])} | {c['events_per_s']:,} | "
+                        f"{c['GBps']} | {c['limit_GBps']} GB/s | {c['ratio']} | {c.get('target', '')} | {met} |")
+    with open(os.path.join(RESULTS, "mpi.md"), "w") as f:
+        f.write("\n".join(rows) + "\n")
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        labels = [human(s) for s in SIZES]
+        x = np.arange(len(SIZES))
+        series = [("two-rank", "produce"), ("two-rank", "consume"), ("pipeline", "pipeline")]
+        w = 0.2
+        for i, (mode, name) in enumerate(series):
+            vals = [next((c["GBps"] for c in cases if (c["mode"], c["case"], c["size"]) == (mode, name, s)), 0)
+                    for s in SIZES]
+            ax.bar(x + (i - 1.5) * w, vals, w, label=f"{mode} {name}")
+        rawk = f"n{world_size}"
+        ax.bar(x + 1.5 * w, [data["raw"][rawk][str(s)]["GBps"] for s in SIZES], w, label="raw MPI ping-pong",
+               color="grey")
+        ax.set_xticks(x, labels)
+        ax.set_ylabel("GB/s")
+        ax.set_yscale("log")
+        ax.set_title("mofka-py MPI fabric vs raw MPI (same run, medians)")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(os.path.join(RESULTS, "mpi.png"), dpi=120)
+    except ImportError:
+        pass
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--pipeline-only", action="store_true", help="with 3 ranks: skip the 2-rank cases")
     args = ap.parse_args()
-    comm = MPI.COMM_WORLD
-    if comm.size != 2:
-        raise SystemExit("run with mpiexec -n 2")
-    budget = (16 << 20) if args.quick else (128 << 20)
-    raw = {s: pingpong(comm, s, max(5, min(2000, (budget // 8) // s))) for s in SIZES}
-    with mofka_py.mpi.fabric(comm, servers=[0]) as fab:
+    world = MPI.COMM_WORLD
+    if world.size not in (2, 3):
+        raise SystemExit("run with mpiexec -n 2 (server + client) or -n 3 (adds the producer -> server -> consumer pipeline)")
+    budget = (16 * MiB) if args.quick else (64 * MiB)
+    raw = measure_raw(world, budget)
+    lines = []
+    with mofka_py.mpi.fabric(world, servers=[0], segment_bytes=16 * MiB, retention_bytes=96 * MiB) as fab:
         if fab is None:
             return
-        for s in SIZES:
-            count = max(4, min(20000, budget // s))
-            res = fabric_case(fab, s, count, args.repeats)
+        for s in SIZES if not (args.pipeline_only and world.size == 3) else []:
+            count = max(4, min(1 << 20, budget // s))
             raw_bw = s / raw[s]
-            line = {"bench": "mpi", "size": s, "events": count,
-                    "raw_latency_us": round(raw[s] * 1e6, 2), "raw_GBps": round(raw_bw / 1e9, 3),
-                    "push_latency_us": round(res["push_latency_s"] * 1e6, 2),
-                    "produce_GBps": round(res["produce_Bps"] / 1e9, 3),
-                    "consume_GBps": round(res["consume_Bps"] / 1e9, 3),
-                    "produce_ratio": round(res["produce_Bps"] / raw_bw, 3),
-                    "consume_ratio": round(res["consume_Bps"] / raw_bw, 3),
-                    "latency_ratio": round(res["push_latency_s"] / raw[s], 2)}
-            print(json.dumps(line), flush=True)
+            if fab.comm.rank == 0:
+                res = two_rank_cases(fab, s, count, args.repeats)
+                for name in ("produce", "consume"):
+                    tgt, kind = targets(s, name)
+                    lines.append(case("two-rank", name, s, count, res[f"{name}_s"], raw_bw, tgt, kind,
+                                      {f"cold_GBps": round(count * s / res[f"{name}_cold_s"] / 1e9, 3)}))
+                line = {"bench": "mpi", "mode": "two-rank", "case": "latency", "size": s,
+                        "what": "push + flush (ack)", "latency_us": round(res["ack_latency_s"] * 1e6, 1),
+                        "raw_latency_us": round(raw[s] * 1e6, 2)}
+                print(json.dumps(line), flush=True)
+                lines.append(line)
+            pbarrier(fab.comm)
+        if world.size == 3:
+            for s in SIZES:
+                count = max(4, min(1 << 20, budget // s))
+                res = pipeline_cases(fab, s, count, args.repeats)
+                if fab.comm.rank == 1:
+                    tgt, kind = targets(s, "produce") if s == 64 else (None, None)
+                    lines.append(case("pipeline", "pipeline", s, count, res["pipeline_s"], s / raw[s], tgt, kind,
+                                      {"cold_GBps": round(count * s / res["pipeline_cold_s"] / 1e9, 3)}))
+            lat = pipeline_latency(fab, 300 if not args.quick else 100)
+            if fab.comm.rank == 1:
+                line = {"bench": "mpi", "mode": "pipeline", "case": "latency", "size": 8,
+                        "what": "push + flush -> consumer on another rank", "latency_us": round(lat * 1e6, 1),
+                        "raw_latency_us": round(raw[64] * 1e6, 2), "target": "≤ 15 µs median",
+                        "met": bool(lat <= 15e-6)}
+                print(json.dumps(line), flush=True)
+                lines.append(line)
+        gathered = fab.comm.gather(lines, root=0)
+        if fab.comm.rank == 0:
+            write_results([l for part in gathered for l in part], raw, world.size)
 
 
 if __name__ == "__main__":

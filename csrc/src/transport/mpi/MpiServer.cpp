@@ -17,6 +17,8 @@ struct MpiServer::State {
     std::shared_ptr<Broker> broker;
     int clients;
     int byes = 0;
+    /// Receive buffers of produced batches, reused (warm pages) batch after batch.
+    std::shared_ptr<BufferPool> pool = std::make_shared<BufferPool>(size_t(128) << 20);
 
     /// A reply being sent; its buffers and the stored batches it reads stay alive until done.
     struct Send {
@@ -114,25 +116,21 @@ struct MpiServer::State {
         in.tag = tag;
         in.topic = std::move(topic);
         in.partition = partition;
-        // Header into the batch's head, the rest into one buffer: the log reads both as pieces.
-        in.batch.head.resize(kBatchHeaderSize);
-        size_t rest = size_t(length) - kBatchHeaderSize;
-        AddressList where;
-        where.add(in.batch.head.data(), kBatchHeaderSize);
-        in.batch.pieces.push_back({in.batch.head.data(), kBatchHeaderSize});
-        if (rest) {
-            in.body = std::shared_ptr<uint8_t>(new uint8_t[rest], std::default_delete<uint8_t[]>());
-            where.add(in.body.get(), rest);
-            in.batch.pieces.push_back({in.body.get(), rest});
-        }
+        // The whole batch into one pooled (warm) buffer, received as plain bytes:
+        // a contiguous receive lets MPI copy straight into it (a derived-datatype
+        // receive may stage through a temporary buffer). The header is then
+        // copied into the batch's head (the log reads head + rest as pieces).
+        in.body = pool->get(size_t(length));
         in.batch.length = length;
-        MPI_Datatype t = where.commit();
-        int rc = MPI_Irecv(MPI_BOTTOM, 1, t, src, tag, req, &in.req);
-        MPI_Type_free(&t);
+        int rc = MPI_Irecv(in.body.get(), int(length), MPI_BYTE, src, tag, req, &in.req);
         check(rc, "MPI_Irecv (batch)");
     }
 
     void finishProduce(Incoming& in) {
+        in.batch.head.assign(in.body.get(), in.body.get() + kBatchHeaderSize);
+        in.batch.pieces.push_back({in.batch.head.data(), kBatchHeaderSize});
+        if (in.batch.length > kBatchHeaderSize)
+            in.batch.pieces.push_back({in.body.get() + kBatchHeaderSize, size_t(in.batch.length) - kBatchHeaderSize});
         const BatchHeader& h = in.batch.header();
         if (h.magic != kBatchMagic || h.length != in.batch.length || h.lengthCheck != lengthCheck(h.length))
             throw Error(ErrorCode::Corruption, "malformed record batch received over MPI; it was not stored");
