@@ -149,7 +149,8 @@ def test_kill9_mid_produce_then_restart_keeps_every_acknowledged_event_once(tmp_
         time.sleep(1.0)
         svc = Service(tmp_path / "fab", port, sync="batch").start()
         for p in procs:  # they finish on their own, without any help from user code
-            out, _ = p.communicate(timeout=240)
+            p.wait(timeout=240)
+            out = p.stdout.read()  # through the same buffer readline() used
             assert p.returncode == 0 and out.strip().endswith("done")
         with mp.connect(svc.url) as fab:
             topic = fab.topic("events")

@@ -6,6 +6,8 @@
 #pragma once
 #include "mofka_py/Broker.hpp"
 
+#include <exception>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -29,6 +31,29 @@ class BrokerClient {
     virtual TopicInfo describeTopic(const std::string& name) = 0;
     /// Append a batch (the transport carries it without re-encoding).
     virtual AppendResult produce(const std::string& topic, uint32_t partition, SealedBatch& batch) = 0;
+    /// Called once when an asynchronous append is over: its result, or its error.
+    using ProduceCallback = std::function<void(const AppendResult&, std::exception_ptr)>;
+    /**
+     * @brief Start an append and return; @p done runs when it is over (maybe on a transport thread,
+     *        maybe before this returns). @p batch must stay alive and unchanged until then.
+     *
+     * Appends started on one client reach the broker in the order they were started. A
+     * connection lost on the way fails them with ErrorCode::Connection and the next ones
+     * fail fast until the caller resends with produce(), which reconnects.
+     * The default runs produce() right away.
+     */
+    virtual void produceAsync(const std::string& topic, uint32_t partition, SealedBatch& batch, ProduceCallback done) {
+        AppendResult r{};
+        try {
+            r = produce(topic, partition, batch);
+        } catch (...) {
+            done(r, std::current_exception());
+            return;
+        }
+        done(r, nullptr);
+    }
+    /// How many appends a producer should keep in flight on this transport (1: one at a time).
+    virtual size_t maxInflightProduce() const { return 1; }
     /// Batches from @p offset, waiting up to @p timeoutMs when there are none.
     virtual std::vector<StoredBatch> fetch(const std::string& topic, uint32_t partition, uint64_t offset,
                                            size_t maxBytes, int64_t timeoutMs) = 0;

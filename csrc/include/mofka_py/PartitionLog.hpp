@@ -107,7 +107,17 @@ class PartitionLog {
     mutable std::condition_variable m_cv;
     std::vector<std::shared_ptr<Segment>> m_segments;
     uint64_t m_next = 0;
-    struct ProducerState { uint64_t sequence; uint64_t baseOffset; };
+    /// The last batches of a producer (sequence, base offset): a resent batch within this
+    /// window gets its original offsets back (producers keep fewer batches than this in flight).
+    struct ProducerState {
+        static constexpr size_t kWindow = 16;
+        std::vector<std::pair<uint64_t, uint64_t>> recent; // oldest first
+        uint64_t lastSequence() const { return recent.back().first; }
+        void add(uint64_t seq, uint64_t base) {
+            if (recent.size() == kWindow) recent.erase(recent.begin());
+            recent.emplace_back(seq, base);
+        }
+    };
     std::map<uint64_t, ProducerState> m_producers;
     std::chrono::steady_clock::time_point m_lastSync;
     bool m_dirty = false;

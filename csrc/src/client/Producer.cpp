@@ -225,7 +225,83 @@ class ProducerImpl {
         ++m_inflight;
     }
 
+    /// A batch handed to the transport, reported in order once its outcome is known.
+    struct Sending {
+        Ready r;
+        SealedBatch batch;
+        bool done = false;
+        AppendResult result{};
+        std::exception_ptr error;
+    };
+
+    static bool connectionLost(const std::exception_ptr& e) {
+        if (!e) return false;
+        try {
+            std::rethrow_exception(e);
+        } catch (const Error& err) {
+            return err.code() == ErrorCode::Connection;
+        } catch (...) {
+            return false;
+        }
+    }
+
+    /// Report one batch's outcome to its futures and release its memory.
+    void complete(Sending& s) {
+        int status = 1;
+        ErrorCode code = ErrorCode::Generic;
+        std::string msg;
+        if (s.error) {
+            status = 2;
+            try {
+                std::rethrow_exception(s.error);
+            } catch (const Error& e) {
+                code = e.code(); msg = e.what();
+            } catch (const std::exception& e) {
+                msg = e.what();
+            } catch (...) {
+                msg = "unknown error";
+            }
+        }
+        uint32_t count = s.batch.count;
+        s.batch = SealedBatch(); // release user buffers before reporting success
+        s.r.state->finish(status, s.result.baseOffset, code, msg);
+        std::lock_guard<std::mutex> l(m_mutex);
+        if (status == 2 && m_firstError.empty()) { m_firstError = msg; m_firstErrorCode = code; }
+        if (status == 1) m_appended += count;
+        m_pending -= s.r.bytes;
+        --m_inflight;
+        m_spaceCv.notify_all();
+        m_doneCv.notify_all();
+    }
+
+    /// The connection went away under batches in flight: once all of them have an outcome,
+    /// resend the failed ones in order with the synchronous call, which reconnects with backoff;
+    /// the broker drops those it had already stored (same producer id and sequence).
+    void recover(std::unique_lock<std::mutex>& l) {
+        m_cv.wait(l, [&] {
+            for (auto& s : m_sending)
+                if (!s->done) return false;
+            return true;
+        });
+        std::deque<std::shared_ptr<Sending>> all;
+        all.swap(m_sending);
+        l.unlock();
+        for (auto& s : all) {
+            if (connectionLost(s->error)) {
+                try {
+                    s->result = m_client->produce(m_topic, s->r.partition, s->batch);
+                    s->error = nullptr;
+                } catch (...) {
+                    s->error = std::current_exception();
+                }
+            }
+            complete(*s);
+        }
+        l.lock();
+    }
+
     void run() {
+        const size_t window = std::max<size_t>(1, m_client->maxInflightProduce());
         std::unique_lock<std::mutex> l(m_mutex);
         for (;;) {
             // Seal batches whose linger time is up.
@@ -238,39 +314,45 @@ class ProducerImpl {
                 if (now - ob.started >= linger || m_flushing || m_closed) sealLocked(p);
                 else next = std::min(next, ob.started + linger);
             }
-            if (m_ready.empty()) {
-                if (m_closed) break;
-                if (m_flushing) { m_flushing = false; m_doneCv.notify_all(); }
-                if (next == Clock::time_point::max()) m_cv.wait(l);
-                else m_cv.wait_until(l, next);
+            // Report finished batches in the order they were sent.
+            if (!m_sending.empty() && m_sending.front()->done) {
+                if (connectionLost(m_sending.front()->error)) {
+                    recover(l);
+                } else {
+                    auto s = m_sending.front();
+                    m_sending.pop_front();
+                    l.unlock();
+                    complete(*s);
+                    l.lock();
+                }
                 continue;
             }
-            Ready r = std::move(m_ready.front());
-            m_ready.pop_front();
-            uint64_t seq = m_sequence[r.partition]++;
-            l.unlock();
-            SealedBatch batch = r.builder.seal(m_producerId, seq);
-            int status = 1;
-            uint64_t base = 0;
-            ErrorCode code = ErrorCode::Generic;
-            std::string msg;
-            try {
-                base = m_client->produce(m_topic, r.partition, batch).baseOffset;
-            } catch (const Error& e) {
-                status = 2; code = e.code(); msg = e.what();
-            } catch (const std::exception& e) {
-                status = 2; msg = e.what();
+            // Keep up to `window` batches in flight; they reach the broker in this order.
+            if (!m_ready.empty() && m_sending.size() < window) {
+                auto s = std::make_shared<Sending>();
+                s->r = std::move(m_ready.front());
+                m_ready.pop_front();
+                uint64_t seq = m_sequence[s->r.partition]++;
+                m_sending.push_back(s);
+                l.unlock();
+                s->batch = s->r.builder.seal(m_producerId, seq);
+                m_client->produceAsync(m_topic, s->r.partition, s->batch,
+                                       [this, s](const AppendResult& res, std::exception_ptr err) {
+                                           std::lock_guard<std::mutex> g(m_mutex);
+                                           s->result = res;
+                                           s->error = err;
+                                           s->done = true;
+                                           m_cv.notify_all();
+                                       });
+                l.lock();
+                continue;
             }
-            uint32_t count = batch.count;
-            batch = SealedBatch(); // release user buffers before reporting success
-            r.state->finish(status, base, code, msg);
-            l.lock();
-            if (status == 2 && m_firstError.empty()) { m_firstError = msg; m_firstErrorCode = code; }
-            if (status == 1) m_appended += count;
-            m_pending -= r.bytes;
-            --m_inflight;
-            m_spaceCv.notify_all();
-            m_doneCv.notify_all();
+            if (m_ready.empty() && m_sending.empty()) {
+                if (m_closed) break;
+                if (m_flushing) { m_flushing = false; m_doneCv.notify_all(); }
+            }
+            if (next == Clock::time_point::max()) m_cv.wait(l);
+            else m_cv.wait_until(l, next);
         }
         m_doneCv.notify_all();
     }
@@ -329,6 +411,7 @@ class ProducerImpl {
     std::condition_variable m_doneCv;
     std::vector<OpenBatch> m_open;
     std::deque<Ready> m_ready;
+    std::deque<std::shared_ptr<Sending>> m_sending;
     std::vector<uint64_t> m_sequence;
     uint64_t m_rr = 0;
     size_t m_pending = 0;

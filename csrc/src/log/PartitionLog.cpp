@@ -239,7 +239,7 @@ void PartitionLog::recoverSegment(Segment& seg, bool last) {
         seg.addToIndex(h.baseOffset, pos, m_opts.indexIntervalBytes);
         expected = h.baseOffset + h.count;
         seg.maxTimestampUs = std::max(seg.maxTimestampUs, h.lastTimestampUs);
-        if (h.producerId) m_producers[h.producerId] = {h.sequence, h.baseOffset};
+        if (h.producerId) m_producers[h.producerId].add(h.sequence, h.baseOffset);
         pos += size_t(h.length);
     }
     seg.nextOffset = expected;
@@ -299,8 +299,10 @@ AppendResult PartitionLog::append(SealedBatch& batch, CrcMode mode) {
     BatchHeader& h = batch.header();
     if (h.producerId) {
         auto it = m_producers.find(h.producerId);
-        if (it != m_producers.end() && h.sequence <= it->second.sequence) {
-            uint64_t base = h.sequence == it->second.sequence ? it->second.baseOffset : UINT64_MAX;
+        if (it != m_producers.end() && h.sequence <= it->second.lastSequence()) {
+            uint64_t base = UINT64_MAX; // older than the window: stored, offset forgotten
+            for (auto& sb : it->second.recent)
+                if (sb.first == h.sequence) base = sb.second;
             return {base, true};
         }
     }
@@ -355,7 +357,7 @@ AppendResult PartitionLog::append(SealedBatch& batch, CrcMode mode) {
     const uint64_t base = m_next;
     m_next += batch.count;
     seg.nextOffset = m_next;
-    if (h.producerId) m_producers[h.producerId] = {h.sequence, base};
+    if (h.producerId) m_producers[h.producerId].add(h.sequence, base);
     lock.unlock();
     m_cv.notify_all();
     return {base, false};

@@ -11,6 +11,7 @@
 #include <climits>
 #include <condition_variable>
 #include <map>
+#include <set>
 #include <mutex>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -123,11 +124,72 @@ class TcpClient final : public BrokerClient {
         std::vector<Piece> pieces = batch.pieces;
         pieces.push_back({t.buf.data(), t.buf.size()});
         Body b = call(MsgType::Produce, pieces, 0);
-        Reader r(b->data(), b->size());
+        {
+            // This producer's stream is back in order: it may pipeline again.
+            std::lock_guard<std::mutex> l(m_connMutex);
+            m_resendFirst.erase(batch.header().producerId);
+        }
+        return produceReply(*b);
+    }
+
+    static AppendResult produceReply(const Bytes& b) {
+        Reader r(b.data(), b.size());
         AppendResult res;
         res.baseOffset = r.get<uint64_t>();
         res.duplicate = r.get<uint8_t>() != 0;
         return res;
+    }
+
+    size_t maxInflightProduce() const override { return 4; }
+
+    /// Send now, reply later: one connection keeps requests in order, so batches sent back to
+    /// back are stored in that order. After a lost connection a producer's async sends fail
+    /// fast until it has resent its failed batches with produce() (no overtaking on a new connection).
+    void produceAsync(const std::string& topic, uint32_t partition, SealedBatch& batch, ProduceCallback done) override {
+        batch.header().crc = batchCrc(batch.pieces);
+        const uint64_t producer = batch.header().producerId;
+        int fd;
+        uint64_t gen;
+        {
+            std::lock_guard<std::mutex> l(m_connMutex);
+            if (m_closed || m_fd < 0 || m_resendFirst.count(producer)) {
+                fd = -1;
+                gen = 0;
+            } else {
+                fd = m_fd;
+                gen = m_generation;
+            }
+        }
+        if (fd < 0) {
+            done(AppendResult{}, std::make_exception_ptr(Error(ErrorCode::Connection, "lost the connection to " + m_url)));
+            return;
+        }
+        Writer t;
+        t.str(topic).put<uint32_t>(partition);
+        uint32_t tl = uint32_t(t.buf.size());
+        t.put<uint32_t>(tl);
+        auto pending = std::make_shared<Pending>();
+        pending->onProduce = std::move(done);
+        pending->producer = producer;
+        uint64_t rid;
+        {
+            std::lock_guard<std::mutex> l(m_pendingMutex);
+            rid = ++m_nextRequest;
+            m_pending[rid] = pending;
+        }
+        size_t total = t.buf.size();
+        for (auto& p : batch.pieces) total += p.size;
+        auto head = encodeHeader(MsgType::Produce, 0, rid, total);
+        std::vector<iovec> iov;
+        iov.push_back({head.data(), head.size()});
+        for (auto& p : batch.pieces) iov.push_back({const_cast<uint8_t*>(p.data), p.size});
+        iov.push_back({t.buf.data(), t.buf.size()});
+        bool sent;
+        {
+            std::lock_guard<std::mutex> l(m_sendMutex);
+            sent = writeFull(fd, std::move(iov));
+        }
+        if (!sent) lost(gen); // fails every request of that connection, this one included
     }
     std::vector<StoredBatch> fetch(const std::string& t, uint32_t p, uint64_t o, size_t maxBytes, int64_t timeoutMs) override {
         Request q; q.type = MsgType::Fetch; q.topic = t; q.partition = p; q.offset = o; q.maxBytes = maxBytes;
@@ -266,7 +328,34 @@ class TcpClient final : public BrokerClient {
         Body body;
         std::string waitTopic; ///< a WaitTopic long poll that wakeTopic() may end early
         uint64_t waitVersion = 0;
+        ProduceCallback onProduce; ///< set for produceAsync: called instead of waking a waiter
+        uint64_t producer = 0;
     };
+
+    /// Deliver a request's outcome: to its callback (async produce) or its waiting caller.
+    static void settle(const std::shared_ptr<Pending>& p, bool failed, const Error& error, std::shared_ptr<Bytes> body) {
+        if (p->onProduce) {
+            if (failed) {
+                p->onProduce(AppendResult{}, std::make_exception_ptr(error));
+                return;
+            }
+            AppendResult r{};
+            std::exception_ptr err;
+            try {
+                r = produceReply(*body);
+            } catch (...) {
+                err = std::current_exception();
+            }
+            p->onProduce(r, err);
+            return;
+        }
+        std::lock_guard<std::mutex> l(p->m);
+        p->failed = failed;
+        if (failed) p->error = error;
+        p->body = std::move(body);
+        p->done = true;
+        p->cv.notify_all();
+    }
 
     Body simple(const Request& q, int64_t waitMs = 0) {
         std::vector<uint8_t> body = encodeRequest(q);
@@ -451,39 +540,31 @@ class TcpClient final : public BrokerClient {
                 p = it->second;
                 m_pending.erase(it);
             }
-            std::lock_guard<std::mutex> l(p->m);
-            if (h.flags & kFlagError) {
-                p->failed = true;
-                p->error = errorFromBody(*body);
-            }
-            p->body = std::move(body);
-            p->done = true;
-            p->cv.notify_all();
+            bool failed = (h.flags & kFlagError) != 0;
+            Error error = failed ? errorFromBody(*body) : Error(ErrorCode::Generic, ""); // before body is moved
+            settle(p, failed, error, std::move(body));
         }
         lost(gen);
     }
 
     /// The connection of generation @p gen is gone: fail its waiters, let the next call reconnect.
     void lost(uint64_t gen) {
+        std::map<uint64_t, std::shared_ptr<Pending>> failed;
         {
             std::lock_guard<std::mutex> l(m_connMutex);
             if (gen != m_generation || m_fd < 0) return;
             ::shutdown(m_fd, SHUT_RDWR);
             ::close(m_fd);
             m_fd = -1;
-        }
-        std::map<uint64_t, std::shared_ptr<Pending>> failed;
-        {
-            std::lock_guard<std::mutex> l(m_pendingMutex);
+            std::lock_guard<std::mutex> lp(m_pendingMutex);
             failed.swap(m_pending);
+            // In the same critical section as the close: no async produce of these producers
+            // may overtake their failed batches on a connection opened meanwhile.
+            for (auto& kv : failed)
+                if (kv.second->onProduce) m_resendFirst.insert(kv.second->producer);
         }
-        for (auto& kv : failed) {
-            std::lock_guard<std::mutex> l(kv.second->m);
-            kv.second->failed = true;
-            kv.second->error = Error(ErrorCode::Connection, "lost the connection to " + m_url);
-            kv.second->done = true;
-            kv.second->cv.notify_all();
-        }
+        Error e(ErrorCode::Connection, "lost the connection to " + m_url);
+        for (auto& kv : failed) settle(kv.second, true, e, nullptr);
     }
 
     void dropConnectionLocked() {
@@ -507,6 +588,7 @@ class TcpClient final : public BrokerClient {
     bool m_closed = false;
     std::thread m_receiver;
     std::map<uint64_t, std::shared_ptr<Pending>> m_pending;
+    std::set<uint64_t> m_resendFirst; ///< producers whose async sends failed: they resend with produce() first
     uint64_t m_nextRequest = 0;
     std::mt19937_64 m_rng;
 };
