@@ -52,6 +52,9 @@ class BrokerClient {
         }
         done(r, nullptr);
     }
+    /// True when a fetch with a timeout (a long poll) is the cheapest way to wait for one
+    /// partition's next events on this transport (a round trip saved over the network).
+    virtual bool longPollFetch() const { return false; }
     /// How many appends a producer should keep in flight on this transport (1: one at a time).
     virtual size_t maxInflightProduce() const { return 1; }
     /// Batches from @p offset, waiting up to @p timeoutMs when there are none.

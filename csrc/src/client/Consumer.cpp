@@ -138,6 +138,12 @@ class ConsumerImpl {
                 }
                 // Learn the version before fetching, so an append after the fetch always wakes the wait below.
                 if (version == UINT64_MAX) version = m_client->waitTopicChange(m_topic, UINT64_MAX, 0);
+                if (m_client->longPollFetch() && !m_atEnd && partitions().size() == 1) {
+                    // One partition over a network: the fetch itself waits, and returns the events.
+                    if (fetchOnce(std::min<int64_t>(100, kHeartbeatMs * 2))) continue;
+                    checkEnd();
+                    if (!m_atEnd) continue;
+                }
                 if (fetchOnce()) continue;
                 checkEnd();
                 version = m_client->waitTopicChange(m_topic, version, std::min<int64_t>(100, kHeartbeatMs * 2));
@@ -152,7 +158,8 @@ class ConsumerImpl {
         }
     }
 
-    bool fetchOnce() {
+    /// Fetch from every owned partition; with one partition, @p waitMs lets the fetch wait for data.
+    bool fetchOnce(int64_t waitMs = 0) {
         std::vector<std::pair<uint32_t, uint64_t>> todo;
         uint64_t gen;
         {
@@ -163,7 +170,7 @@ class ConsumerImpl {
         bool got = false;
         size_t budget = m_opts.fetchBytes;
         for (auto& [p, pos] : todo) {
-            auto batches = m_client->fetch(m_topic, p, pos, budget, 0);
+            auto batches = m_client->fetch(m_topic, p, pos, budget, todo.size() == 1 ? waitMs : 0);
             if (batches.empty()) continue;
             std::lock_guard<std::mutex> l(m_mutex);
             if (gen != m_generation || m_fetchPos[p] != pos) return true; // a rebalance moved things

@@ -141,6 +141,7 @@ class TcpClient final : public BrokerClient {
     }
 
     size_t maxInflightProduce() const override { return 4; }
+    bool longPollFetch() const override { return true; }
 
     /// Send now, reply later: one connection keeps requests in order, so batches sent back to
     /// back are stored in that order. After a lost connection a producer's async sends fail
@@ -194,7 +195,10 @@ class TcpClient final : public BrokerClient {
     std::vector<StoredBatch> fetch(const std::string& t, uint32_t p, uint64_t o, size_t maxBytes, int64_t timeoutMs) override {
         Request q; q.type = MsgType::Fetch; q.topic = t; q.partition = p; q.offset = o; q.maxBytes = maxBytes;
         q.timeoutMs = std::max<int64_t>(0, timeoutMs);
-        Body b = simple(q, q.timeoutMs);
+        std::vector<uint8_t> body = encodeRequest(q);
+        // A long poll that wakeTopic() may end with "no batches" (count 0 + padding).
+        Body b = call(q.type, {{body.data(), body.size()}}, q.timeoutMs, q.timeoutMs > 0 ? &t : nullptr,
+                      std::vector<uint8_t>(8, 0));
         Reader r(b->data(), b->size());
         uint32_t n = r.get<uint32_t>();
         r.get<uint32_t>();
@@ -213,7 +217,9 @@ class TcpClient final : public BrokerClient {
     uint64_t waitTopicChange(const std::string& t, uint64_t version, int64_t timeoutMs) override {
         Request q; q.type = MsgType::WaitTopic; q.topic = t; q.version = version; q.timeoutMs = std::max<int64_t>(0, timeoutMs);
         std::vector<uint8_t> body = encodeRequest(q);
-        Body b = call(q.type, {{body.data(), body.size()}}, q.timeoutMs, &t, version);
+        Writer woken;
+        woken.put<uint64_t>(version);
+        Body b = call(q.type, {{body.data(), body.size()}}, q.timeoutMs, &t, std::move(woken.buf));
         Reader r(b->data(), b->size());
         return r.get<uint64_t>();
     }
@@ -291,10 +297,8 @@ class TcpClient final : public BrokerClient {
             }
         }
         for (auto& p : woken) {
-            Writer w;
-            w.put<uint64_t>(p->waitVersion);
             std::lock_guard<std::mutex> l(p->m);
-            p->body = std::make_shared<Body::element_type>(w.buf.begin(), w.buf.end());
+            p->body = std::make_shared<Body::element_type>(p->wakeBody.begin(), p->wakeBody.end());
             p->done = true;
             p->cv.notify_all();
         }
@@ -327,7 +331,7 @@ class TcpClient final : public BrokerClient {
         Error error{ErrorCode::Generic, ""};
         Body body;
         std::string waitTopic; ///< a WaitTopic long poll that wakeTopic() may end early
-        uint64_t waitVersion = 0;
+        std::vector<uint8_t> wakeBody; ///< the reply it gets when woken early
         ProduceCallback onProduce; ///< set for produceAsync: called instead of waking a waiter
         uint64_t producer = 0;
     };
@@ -365,12 +369,12 @@ class TcpClient final : public BrokerClient {
     /// Send a request and wait for its reply; reconnects and resends while the
     /// connection is lost (the broker drops a produce it already stored).
     Body call(MsgType type, const std::vector<Piece>& pieces, int64_t waitMs, const std::string* waitTopic = nullptr,
-              uint64_t version = 0) {
+              std::vector<uint8_t> wakeBody = {}) {
         Clock::time_point firstFailure{};
         int64_t backoffMs = 50;
         for (;;) {
             try {
-                return attempt(type, pieces, waitMs, waitTopic, version);
+                return attempt(type, pieces, waitMs, waitTopic, wakeBody);
             } catch (const Error& e) {
                 if (e.code() != ErrorCode::Connection) throw;
                 {
@@ -389,7 +393,7 @@ class TcpClient final : public BrokerClient {
     }
 
     Body attempt(MsgType type, const std::vector<Piece>& pieces, int64_t waitMs, const std::string* waitTopic,
-                 uint64_t version) {
+                 const std::vector<uint8_t>& wakeBody) {
         int fd;
         uint64_t gen;
         {
@@ -402,7 +406,7 @@ class TcpClient final : public BrokerClient {
         auto pending = std::make_shared<Pending>();
         if (waitTopic) {
             pending->waitTopic = *waitTopic;
-            pending->waitVersion = version;
+            pending->wakeBody = wakeBody;
         }
         uint64_t rid;
         {
