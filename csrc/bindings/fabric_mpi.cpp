@@ -72,6 +72,9 @@ void registerMpiFabric(py::module_& m) {
         .def_property_readonly("is_server", &MpiFabric::isServer)
         .def_property_readonly("is_client", &MpiFabric::isClient)
         .def_property_readonly("rank", &MpiFabric::rank)
+        .def_property_readonly("servers", &MpiFabric::servers, "The server ranks, sorted.")
+        .def("partition_server", &MpiFabric::partitionServer, py::arg("topic"), py::arg("partition"),
+             "The server rank that stores a partition of a topic (placement only; no request).")
         .def("fabric", &MpiFabric::fabric, "The fabric of a client rank (a _core.Fabric).")
         .def("wait_served", [](MpiFabric& f, int64_t timeoutMs) {
                  py::gil_scoped_release nogil;

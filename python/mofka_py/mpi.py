@@ -20,8 +20,12 @@ Client ranks get a :class:`MpiFabric`, which has the API of
 :class:`mofka_py.Fabric` plus ``comm``, a communicator of the client ranks
 only (use it, not ``comm``, for your own collectives inside the block).
 
-Placement: each topic lives entirely on one server, chosen by a hash of its
-name; several topics spread over several servers.
+Placement: every server holds each topic's metadata; partition ``p`` of topic
+``t`` stores its events on server number ``(p + fnv1a(t)) % nservers`` (of the
+sorted server ranks), so a topic with more partitions than servers uses them
+all. The server of partition 0 coordinates the topic's consumer groups,
+committed offsets and completion. :meth:`MpiFabric.partition_servers` tells
+where each partition lives.
 """
 from __future__ import annotations
 
@@ -48,6 +52,16 @@ class MpiFabric(Fabric):
     def is_server(self) -> bool:
         """Whether this rank also hosts partitions (colocated mode)."""
         return bool(self._transport.is_server)
+
+    @property
+    def servers(self) -> list:
+        """The server ranks (in the communicator given to :func:`fabric`), sorted."""
+        return list(self._transport.servers)
+
+    def partition_servers(self, topic: str) -> list:
+        """The server rank storing each partition of ``topic`` (index = partition)."""
+        n = self.topic(topic).partitions
+        return [self._transport.partition_server(topic, p) for p in range(n)]
 
 
 def _server_ranks(servers: Union[int, Sequence[int]], size: int) -> list:

@@ -3,9 +3,11 @@
  * @brief A fabric inside an MPI job: some ranks host partitions, every client
  *        rank gets an ordinary mofka_py::Fabric.
  *
- * The only public header that includes <mpi.h>. Placement: each topic lives
- * entirely on one server rank, chosen by a hash of its name; listing topics
- * asks every server.
+ * The only public header that includes <mpi.h>. Placement: every server holds
+ * each topic's metadata; partition p of topic t stores its events on server
+ * number (p + FNV-1a(t)) mod nservers (of the sorted server ranks), so a topic
+ * with more partitions than servers uses them all. The server of partition 0
+ * coordinates the topic's consumer groups, commits and completion.
  *
  * @code
  *   mofka_py::MpiFabricOptions opts;
@@ -66,6 +68,10 @@ class MpiFabric {
     bool isClient() const;
     /// Rank of this process in the communicator.
     int rank() const;
+    /// The server ranks, sorted.
+    const std::vector<int>& servers() const;
+    /// The server rank that stores partition @p partition of @p topic (placement, no request made).
+    int partitionServer(const std::string& topic, uint32_t partition) const;
     /// The fabric of a client rank; throws InvalidArgument on a server-only rank.
     Fabric fabric() const;
     /// On a server rank, wait up to @p timeoutMs (< 0: forever) until every

@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <deque>
 #include <functional>
+#include <map>
 
 namespace mofka_py {
 namespace {
@@ -23,10 +25,26 @@ class MpiClient final : public BrokerClient {
         try { close(); } catch (...) {}
     }
 
+    /// Every server gets the topic (all partitions; only its own receive events). The
+    /// coordinator goes first: it decides TopicExists and validates the settings.
     void createTopic(const std::string& name, const TopicConfig& config) override {
-        Writer w = request(Op::CreateTopic);
-        w.str(name).config(config);
-        call(serverFor(name), w);
+        int coord = coordinator(name);
+        auto make = [&](int server) {
+            Writer w = request(Op::CreateTopic);
+            w.str(name);
+            writeTopicConfig(w, config);
+            call(server, w);
+        };
+        make(coord);
+        for (int s : m_servers) {
+            if (s == coord) continue;
+            try {
+                make(s);
+            } catch (const Error& e) {
+                if (e.code() != ErrorCode::TopicExists) throw; // left behind by an interrupted create
+            }
+        }
+        rememberPartitions(name, config.partitions);
     }
 
     std::vector<std::string> listTopics() override {
@@ -39,26 +57,23 @@ class MpiClient final : public BrokerClient {
             for (uint32_t i = 0; i < n; ++i) all.push_back(r.str());
         }
         std::sort(all.begin(), all.end());
+        all.erase(std::unique(all.begin(), all.end()), all.end());
         return all;
     }
 
+    /// Settings and completion from the coordinator, each partition's offsets from its server.
     TopicInfo describeTopic(const std::string& name) override {
-        Writer w = request(Op::DescribeTopic);
-        w.str(name);
-        auto reply = call(serverFor(name), w);
-        Reader r = reader(reply);
-        TopicInfo info;
-        info.name = r.str();
-        info.config = r.config();
-        info.complete = r.get<uint8_t>() != 0;
-        uint32_t n = r.get<uint32_t>();
-        for (uint32_t i = 0; i < n; ++i) {
-            PartitionInfo p;
-            p.partition = r.get<uint32_t>();
-            p.startOffset = r.get<uint64_t>();
-            p.endOffset = r.get<uint64_t>();
-            p.sizeBytes = r.get<uint64_t>();
-            info.partitions.push_back(p);
+        TopicInfo info = describeOn(coordinator(name), name);
+        rememberPartitions(name, info.config.partitions);
+        if (m_servers.size() == 1) return info;
+        std::map<int, TopicInfo> others;
+        for (auto& p : info.partitions) {
+            int s = partitionServer(name, p.partition);
+            if (s == coordinator(name)) continue;
+            auto it = others.find(s);
+            if (it == others.end()) it = others.emplace(s, describeOn(s, name)).first;
+            for (auto& q : it->second.partitions)
+                if (q.partition == p.partition) p = q;
         }
         return info;
     }
@@ -70,7 +85,7 @@ class MpiClient final : public BrokerClient {
         w.str(topic).put(partition).put<uint64_t>(batch.length);
         AddressList payload;
         for (const Piece& p : batch.pieces) payload.add(p.data, p.size);
-        auto reply = call(serverFor(topic), w, &payload);
+        auto reply = call(partitionServer(topic, partition), w, &payload);
         Reader r = reader(reply);
         AppendResult res;
         res.baseOffset = r.get<uint64_t>();
@@ -82,7 +97,7 @@ class MpiClient final : public BrokerClient {
                                    int64_t timeoutMs) override {
         Writer w = request(Op::Fetch);
         w.str(topic).put(partition).put(offset).put<uint64_t>(maxBytes).put(timeoutMs);
-        int server = serverFor(topic);
+        int server = partitionServer(topic, partition);
         std::vector<StoredBatch> out;
         call(server, w, nullptr, std::max<int64_t>(timeoutMs, 0), [&](Reader& r, int tag, Clock::time_point deadline) {
             uint32_t n = r.get<uint32_t>();
@@ -108,47 +123,145 @@ class MpiClient final : public BrokerClient {
         return out;
     }
 
+    /**
+     * One server: its version as is. Several (the topic's partitions are spread): the
+     * waits go to every server holding a partition at once; the first change cancels
+     * the others (CancelWait), so the call lasts no longer than the timeout and returns
+     * as soon as any partition changed. The version handed out is the sum of the servers'
+     * versions (each only grows, so the sum changes whenever one does); the per-server
+     * versions behind recent sums are remembered to resume the wait. An unknown sum
+     * returns at once with the current versions: a spurious wake, never a missed one.
+     */
     uint64_t waitTopicChange(const std::string& topic, uint64_t version, int64_t timeoutMs) override {
-        Writer w = request(Op::WaitTopicChange);
-        w.str(topic).put(version).put(timeoutMs);
-        auto reply = call(serverFor(topic), w, nullptr, std::max<int64_t>(timeoutMs, 0));
-        return reader(reply).get<uint64_t>();
+        std::vector<int> servers = topicServers(topic);
+        if (servers.size() == 1) {
+            Writer w = request(Op::WaitTopicChange);
+            w.str(topic).put(version).put(timeoutMs);
+            auto reply = call(servers[0], w, nullptr, std::max<int64_t>(timeoutMs, 0));
+            return reader(reply).get<uint64_t>();
+        }
+        std::vector<uint64_t> seen(servers.size(), UINT64_MAX);
+        if (version != UINT64_MAX) {
+            std::lock_guard<std::mutex> l(m_vmutex);
+            auto& known = m_versions[topic];
+            auto it = known.find(version);
+            if (it != known.end() && it->second.size() == servers.size()) seen = it->second;
+            else timeoutMs = 0;
+        }
+        Guard g = enter(false);
+        std::vector<Call> calls(servers.size());
+        for (size_t i = 0; i < servers.size(); ++i) {
+            Writer w = request(Op::WaitTopicChange);
+            w.str(topic).put(seen[i]).put(timeoutMs);
+            start(calls[i], servers[i], w, nullptr);
+        }
+        auto deadline = Clock::now() + std::chrono::milliseconds(m_timeoutMs + std::max<int64_t>(timeoutMs, 0));
+        std::vector<uint64_t> now(servers.size(), 0);
+        std::exception_ptr error;
+        std::deque<std::vector<uint8_t>> cancelMsgs;
+        std::vector<MPI_Request> cancelReqs;
+        bool cancelled = false;
+        Backoff backoff;
+        for (;;) {
+            bool progress = false, all = true;
+            for (size_t i = 0; i < calls.size(); ++i) {
+                Call& c = calls[i];
+                if (c.sent && c.got) continue;
+                if (poll(c)) {
+                    progress = true;
+                    if (c.got) {
+                        bool changed = true;
+                        try {
+                            now[i] = reader(checked(c.reply)).get<uint64_t>();
+                            changed = now[i] != seen[i];
+                        } catch (...) {
+                            if (!error) error = std::current_exception();
+                        }
+                        if (changed && !cancelled) {
+                            cancelled = true;
+                            for (Call& o : calls) {
+                                if (o.got) continue;
+                                Writer cw = request(Op::CancelWait);
+                                std::memcpy(cw.buf.data() + 1, &o.tag, sizeof(o.tag));
+                                cancelMsgs.push_back(std::move(cw.buf));
+                                auto& m = cancelMsgs.back();
+                                cancelReqs.push_back(MPI_REQUEST_NULL);
+                                check(MPI_Isend(m.data(), int(m.size()), MPI_BYTE, o.server, kRequestTag, m_req,
+                                                &cancelReqs.back()),
+                                      "MPI_Isend (cancel)");
+                            }
+                        }
+                    }
+                }
+                if (!(c.sent && c.got)) all = false;
+            }
+            if (all && !cancelReqs.empty()) {
+                int flag = 0;
+                check(MPI_Testall(int(cancelReqs.size()), cancelReqs.data(), &flag, MPI_STATUSES_IGNORE),
+                      "MPI_Testall (cancel)");
+                all = flag != 0;
+            }
+            if (all) break;
+            if (progress) continue;
+            if (Clock::now() > deadline) timedOut(calls[0].server, m_timeoutMs + std::max<int64_t>(timeoutMs, 0));
+            backoff.idle();
+        }
+        if (error) std::rethrow_exception(error);
+        uint64_t sum = 0;
+        for (uint64_t v : now) sum += v;
+        std::lock_guard<std::mutex> l(m_vmutex);
+        auto& known = m_versions[topic];
+        known[sum] = now;
+        while (known.size() > 64) known.erase(known.begin());
+        return sum;
     }
 
     std::pair<uint64_t, uint64_t> offsets(const std::string& topic, uint32_t partition) override {
         Writer w = request(Op::Offsets);
         w.str(topic).put(partition);
-        auto reply = call(serverFor(topic), w);
+        auto reply = call(partitionServer(topic, partition), w);
         Reader r = reader(reply);
         uint64_t a = r.get<uint64_t>();
         return {a, r.get<uint64_t>()};
     }
 
-    void markComplete(const std::string& topic) override { simple(Op::MarkComplete, topic); }
-    void wakeTopic(const std::string& topic) override { simple(Op::WakeTopic, topic); }
+    /// Every server, the coordinator last: once it says complete, every server refuses appends.
+    void markComplete(const std::string& topic) override {
+        int coord = coordinator(topic);
+        if (m_servers.size() > 1)
+            for (int s : m_servers)
+                if (s != coord) simple(Op::MarkComplete, topic, s);
+        simple(Op::MarkComplete, topic, coord);
+    }
+
+    void wakeTopic(const std::string& topic) override {
+        for (int s : topicServers(topic)) simple(Op::WakeTopic, topic, s);
+    }
 
     bool isComplete(const std::string& topic) override {
-        auto reply = simple(Op::IsComplete, topic);
+        auto reply = simple(Op::IsComplete, topic, coordinator(topic));
         return reader(reply).get<uint8_t>() != 0;
     }
+
+    // Groups and commits: the topic's coordinator keeps them all.
 
     std::string joinGroup(const std::string& group, const std::string& topic, const std::string& member) override {
         Writer w = request(Op::JoinGroup);
         w.str(group).str(topic).str(member);
-        auto reply = call(serverFor(topic), w);
+        auto reply = call(coordinator(topic), w);
         return reader(reply).str();
     }
 
     void leaveGroup(const std::string& group, const std::string& topic, const std::string& member) override {
         Writer w = request(Op::LeaveGroup);
         w.str(group).str(topic).str(member);
-        call(serverFor(topic), w);
+        call(coordinator(topic), w);
     }
 
     Assignment assignment(const std::string& group, const std::string& topic, const std::string& member) override {
         Writer w = request(Op::Assignment);
         w.str(group).str(topic).str(member);
-        auto reply = call(serverFor(topic), w);
+        auto reply = call(coordinator(topic), w);
         Reader r = reader(reply);
         Assignment a;
         a.generation = r.get<uint64_t>();
@@ -163,7 +276,7 @@ class MpiClient final : public BrokerClient {
         Writer w = request(Op::ReleasePartitions);
         w.str(group).str(topic).str(member).put<uint32_t>(uint32_t(partitions.size()));
         for (uint32_t p : partitions) w.put(p);
-        call(serverFor(topic), w);
+        call(coordinator(topic), w);
     }
 
     void commit(const std::string& group, const std::string& topic,
@@ -171,13 +284,13 @@ class MpiClient final : public BrokerClient {
         Writer w = request(Op::Commit);
         w.str(group).str(topic).put<uint32_t>(uint32_t(offsets.size()));
         for (auto& [p, o] : offsets) w.put(p).put(o);
-        call(serverFor(topic), w);
+        call(coordinator(topic), w);
     }
 
     std::optional<uint64_t> committed(const std::string& group, const std::string& topic, uint32_t partition) override {
         Writer w = request(Op::Committed);
         w.str(group).str(topic).put(partition);
-        auto reply = call(serverFor(topic), w);
+        auto reply = call(coordinator(topic), w);
         Reader r = reader(reply);
         bool has = r.get<uint8_t>() != 0;
         uint64_t v = r.get<uint64_t>();
@@ -185,7 +298,7 @@ class MpiClient final : public BrokerClient {
     }
 
     std::vector<std::string> groups(const std::string& topic) override {
-        auto reply = simple(Op::Groups, topic);
+        auto reply = simple(Op::Groups, topic, coordinator(topic));
         Reader r = reader(reply);
         std::vector<std::string> out(r.get<uint32_t>());
         for (auto& g : out) g = r.str();
@@ -215,99 +328,165 @@ class MpiClient final : public BrokerClient {
   private:
     using Body = std::function<void(Reader&, int, Clock::time_point)>;
 
-    int serverFor(const std::string& topic) const { return m_servers[topicHash(topic) % m_servers.size()]; }
+    /// One request on its way: its bytes, its sends, its reply.
+    struct Call {
+        int server = 0;
+        int tag = 0;
+        std::vector<uint8_t> msg;
+        MPI_Request sends[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
+        std::vector<uint8_t> reply;
+        bool sent = false, got = false;
+    };
+
+    /// Counts a request in flight (close() waits for none); refuses after close or a timeout.
+    struct Guard {
+        MpiClient* c;
+        ~Guard() {
+            std::lock_guard<std::mutex> l(c->m_mutex);
+            if (--c->m_inflight == 0) c->m_idle.notify_all();
+        }
+    };
+    Guard enter(bool leaving) {
+        std::lock_guard<std::mutex> l(m_mutex);
+        if (m_closed && !leaving) throw Error(ErrorCode::Closed, "the MPI fabric is closed");
+        if (m_broken)
+            throw Error(ErrorCode::Connection, "an earlier request to an MPI server timed out; this fabric is unusable");
+        ++m_inflight;
+        return Guard{this};
+    }
+
+    int partitionServer(const std::string& topic, uint32_t partition) const {
+        return m_servers[partitionServerIndex(topic, partition, m_servers.size())];
+    }
+    int coordinator(const std::string& topic) const { return m_servers[coordinatorIndex(topic, m_servers.size())]; }
+
+    void rememberPartitions(const std::string& topic, uint32_t partitions) {
+        std::lock_guard<std::mutex> l(m_vmutex);
+        m_partitions[topic] = partitions;
+    }
+
+    /// The servers holding at least one partition of @p topic, in index order.
+    std::vector<int> topicServers(const std::string& topic) {
+        if (m_servers.size() == 1) return m_servers;
+        uint32_t parts = 0;
+        {
+            std::lock_guard<std::mutex> l(m_vmutex);
+            auto it = m_partitions.find(topic);
+            if (it != m_partitions.end()) parts = it->second;
+        }
+        if (parts == 0) {
+            parts = describeOn(coordinator(topic), topic).config.partitions;
+            rememberPartitions(topic, parts);
+        }
+        if (parts >= m_servers.size()) return m_servers;
+        std::vector<int> out;
+        for (uint32_t p = 0; p < parts; ++p) out.push_back(partitionServer(topic, p));
+        std::sort(out.begin(), out.end());
+        return out;
+    }
+
+    TopicInfo describeOn(int server, const std::string& name) {
+        Writer w = request(Op::DescribeTopic);
+        w.str(name);
+        auto reply = call(server, w);
+        Reader r = reader(reply);
+        return readTopicInfo(r);
+    }
 
     static Writer request(Op op) {
         Writer w;
-        w.put(uint8_t(op)).put<int32_t>(0); // the tag is filled in by call()
+        w.put(uint8_t(op)).put<int32_t>(0); // the tag is filled in by start()
         return w;
     }
 
     static Reader reader(const std::vector<uint8_t>& reply) { return Reader(reply.data() + 1, reply.size() - 1); }
 
-    std::vector<uint8_t> simple(Op op, const std::string& topic) {
-        Writer w = request(op);
-        w.str(topic);
-        return call(serverFor(topic), w);
-    }
-
-    /// Send a request (and its payload), wait for the reply; @p body reads
-    /// what follows the reply (fetch payloads) while the request still holds its tag.
-    std::vector<uint8_t> call(int server, Writer& w, AddressList* payload = nullptr, int64_t extraMs = 0,
-                              const Body& body = nullptr, bool leaving = false) {
-        {
-            std::lock_guard<std::mutex> l(m_mutex);
-            if (m_closed && !leaving) throw Error(ErrorCode::Closed, "the MPI fabric is closed");
-            if (m_broken)
-                throw Error(ErrorCode::Connection, "an earlier request to an MPI server timed out; this fabric is unusable");
-            ++m_inflight;
-        }
-        struct Done {
-            MpiClient* c;
-            ~Done() {
-                std::lock_guard<std::mutex> l(c->m_mutex);
-                if (--c->m_inflight == 0) c->m_idle.notify_all();
-            }
-        } done{this};
-
-        int tag = kFirstReplyTag + int(m_nextTag.fetch_add(1) % uint64_t(kLastReplyTag - kFirstReplyTag + 1));
-        std::vector<uint8_t>& msg = w.buffer();
-        std::memcpy(msg.data() + 1, &tag, sizeof(tag));
-        auto deadline = Clock::now() + std::chrono::milliseconds(m_timeoutMs + extraMs);
-
-        MPI_Request sends[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
-        check(MPI_Isend(msg.data(), int(msg.size()), MPI_BYTE, server, kRequestTag, m_req, &sends[0]), "MPI_Isend (request)");
-        if (payload && !payload->empty()) {
-            MPI_Datatype t = payload->commit();
-            int rc = MPI_Isend(MPI_BOTTOM, 1, t, server, tag, m_req, &sends[1]);
-            MPI_Type_free(&t);
-            check(rc, "MPI_Isend (batch)");
-        }
-        std::vector<uint8_t> reply;
-        Backoff backoff;
-        bool sent = false, got = false;
-        while (!(sent && got)) {
-            bool progress = false;
-            if (!sent) {
-                int flag = 0;
-                check(MPI_Testall(2, sends, &flag, MPI_STATUSES_IGNORE), "MPI_Testall (request)");
-                if (flag) sent = progress = true;
-            }
-            if (!got) {
-                int flag = 0;
-                MPI_Message m;
-                MPI_Status st;
-                check(MPI_Improbe(server, tag, m_rep, &flag, &m, &st), "MPI_Improbe (reply)");
-                if (flag) {
-                    int n = 0;
-                    MPI_Get_count(&st, MPI_BYTE, &n);
-                    reply.resize(size_t(n));
-                    check(MPI_Mrecv(reply.data(), n, MPI_BYTE, &m, MPI_STATUS_IGNORE), "MPI_Mrecv (reply)");
-                    got = progress = true;
-                }
-            }
-            if (progress) continue;
-            if (Clock::now() > deadline) {
-                // A late reply could be matched by a later request: this client is done.
-                std::lock_guard<std::mutex> l(m_mutex);
-                m_broken = true;
-                throw Error(ErrorCode::Timeout, "MPI server rank " + std::to_string(server) + " did not answer within " +
-                                                    std::to_string((m_timeoutMs + extraMs) / 1000.0) +
-                                                    " s; is it alive and inside mofka_py.mpi.fabric()?");
-            }
-            backoff.idle(!sent);
-        }
+    /// The reply, or the server's error thrown.
+    static const std::vector<uint8_t>& checked(const std::vector<uint8_t>& reply) {
         if (reply.empty()) throw Error(ErrorCode::Connection, "MPI transport: empty reply");
         if (reply[0] != 0) {
             Reader r(reply.data() + 1, reply.size() - 1);
             auto code = ErrorCode(r.get<int32_t>());
             throw Error(code, r.str());
         }
-        if (body) {
-            Reader r = reader(reply);
-            body(r, tag, deadline);
-        }
         return reply;
+    }
+
+    std::vector<uint8_t> simple(Op op, const std::string& topic, int server) {
+        Writer w = request(op);
+        w.str(topic);
+        return call(server, w);
+    }
+
+    /// Send a request (and its payload) without waiting.
+    void start(Call& c, int server, Writer& w, AddressList* payload) {
+        c.server = server;
+        c.tag = kFirstReplyTag + int(m_nextTag.fetch_add(1) % uint64_t(kLastReplyTag - kFirstReplyTag + 1));
+        c.msg = std::move(w.buf);
+        std::memcpy(c.msg.data() + 1, &c.tag, sizeof(c.tag));
+        check(MPI_Isend(c.msg.data(), int(c.msg.size()), MPI_BYTE, server, kRequestTag, m_req, &c.sends[0]),
+              "MPI_Isend (request)");
+        if (payload && !payload->empty()) {
+            MPI_Datatype t = payload->commit();
+            int rc = MPI_Isend(MPI_BOTTOM, 1, t, server, c.tag, m_req, &c.sends[1]);
+            MPI_Type_free(&t);
+            check(rc, "MPI_Isend (batch)");
+        }
+    }
+
+    /// Move a call on (sends done? reply here?); true if anything happened.
+    bool poll(Call& c) {
+        bool progress = false;
+        if (!c.sent) {
+            int flag = 0;
+            check(MPI_Testall(2, c.sends, &flag, MPI_STATUSES_IGNORE), "MPI_Testall (request)");
+            if (flag) c.sent = progress = true;
+        }
+        if (!c.got) {
+            int flag = 0;
+            MPI_Message m;
+            MPI_Status st;
+            check(MPI_Improbe(c.server, c.tag, m_rep, &flag, &m, &st), "MPI_Improbe (reply)");
+            if (flag) {
+                int n = 0;
+                MPI_Get_count(&st, MPI_BYTE, &n);
+                c.reply.resize(size_t(n));
+                check(MPI_Mrecv(c.reply.data(), n, MPI_BYTE, &m, MPI_STATUS_IGNORE), "MPI_Mrecv (reply)");
+                c.got = progress = true;
+            }
+        }
+        return progress;
+    }
+
+    [[noreturn]] void timedOut(int server, int64_t ms) {
+        // A late reply could be matched by a later request: this client is done.
+        std::lock_guard<std::mutex> l(m_mutex);
+        m_broken = true;
+        throw Error(ErrorCode::Timeout, "MPI server rank " + std::to_string(server) + " did not answer within " +
+                                            std::to_string(ms / 1000.0) +
+                                            " s; is it alive and inside mofka_py.mpi.fabric()?");
+    }
+
+    /// Send a request (and its payload), wait for the reply; @p body reads
+    /// what follows the reply (fetch payloads) while the request still holds its tag.
+    std::vector<uint8_t> call(int server, Writer& w, AddressList* payload = nullptr, int64_t extraMs = 0,
+                              const Body& body = nullptr, bool leaving = false) {
+        Guard g = enter(leaving);
+        Call c;
+        start(c, server, w, payload);
+        auto deadline = Clock::now() + std::chrono::milliseconds(m_timeoutMs + extraMs);
+        Backoff backoff;
+        while (!(c.sent && c.got)) {
+            if (poll(c)) continue;
+            if (Clock::now() > deadline) timedOut(server, m_timeoutMs + extraMs);
+            backoff.idle(!c.sent);
+        }
+        checked(c.reply);
+        if (body) {
+            Reader r = reader(c.reply);
+            body(r, c.tag, deadline);
+        }
+        return std::move(c.reply);
     }
 
     /// Receive exactly @p size bytes from @p server on @p tag into @p dst.
@@ -348,6 +527,9 @@ class MpiClient final : public BrokerClient {
     int m_inflight = 0;
     bool m_closed = false;
     bool m_broken = false;
+    std::mutex m_vmutex; ///< guards the two caches below
+    std::map<std::string, uint32_t> m_partitions;                               ///< partition count per topic
+    std::map<std::string, std::map<uint64_t, std::vector<uint64_t>>> m_versions; ///< sum -> per-server versions
 };
 
 } // namespace

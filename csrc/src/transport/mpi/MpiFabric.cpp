@@ -42,6 +42,7 @@ class MpiFabricImpl {
         if (clients == 0)
             throw Error(ErrorCode::InvalidArgument,
                         "every rank is a server, so no rank could use the fabric; use fewer servers or colocated=True");
+        m_servers = servers;
         m_isServer = std::binary_search(servers.begin(), servers.end(), m_rank);
         m_isClient = opts.colocated || !m_isServer;
 
@@ -96,6 +97,10 @@ class MpiFabricImpl {
     bool isServer() const { return m_isServer; }
     bool isClient() const { return m_isClient; }
     int rank() const { return m_rank; }
+    const std::vector<int>& servers() const { return m_servers; }
+    int partitionServer(const std::string& topic, uint32_t partition) const {
+        return m_servers[partitionServerIndex(topic, partition, m_servers.size())];
+    }
 
     Fabric fabric() const {
         if (!m_client)
@@ -151,6 +156,7 @@ class MpiFabricImpl {
     }
 
     int m_rank = 0, m_size = 0;
+    std::vector<int> m_servers;
     bool m_isServer = false, m_isClient = false, m_closed = false;
     MPI_Comm m_req = MPI_COMM_NULL, m_rep = MPI_COMM_NULL;
     std::shared_ptr<Broker> m_broker;
@@ -164,6 +170,10 @@ MpiFabric::~MpiFabric() = default;
 bool MpiFabric::isServer() const { return m_impl->isServer(); }
 bool MpiFabric::isClient() const { return m_impl->isClient(); }
 int MpiFabric::rank() const { return m_impl->rank(); }
+const std::vector<int>& MpiFabric::servers() const { return m_impl->servers(); }
+int MpiFabric::partitionServer(const std::string& topic, uint32_t partition) const {
+    return m_impl->partitionServer(topic, partition);
+}
 Fabric MpiFabric::fabric() const { return m_impl->fabric(); }
 bool MpiFabric::waitServed(int64_t timeoutMs) { return m_impl->waitServed(timeoutMs); }
 void MpiFabric::close() { m_impl->close(); }

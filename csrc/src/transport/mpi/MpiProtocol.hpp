@@ -6,6 +6,7 @@
 #pragma once
 #include "mofka_py/Broker.hpp"
 #include "mofka_py/Error.hpp"
+#include "mofka_py/Frame.hpp" // Writer, Reader, topic config/info encoding
 
 #include <mpi.h>
 
@@ -34,7 +35,8 @@ constexpr int kLastReplyTag = 32000; // MPI guarantees tags up to 32767
 
 enum class Op : uint8_t {
     CreateTopic = 1, ListTopics, DescribeTopic, Produce, Fetch, WaitTopicChange, Offsets, MarkComplete,
-    IsComplete, JoinGroup, LeaveGroup, Assignment, Commit, Committed, Groups, WakeTopic, Bye, ReleasePartitions
+    IsComplete, JoinGroup, LeaveGroup, Assignment, Commit, Committed, Groups, WakeTopic, Bye, ReleasePartitions,
+    CancelWait ///< one-way: answer the parked WaitTopicChange of this source with the tag given now
 };
 
 /// Throw a mofka_py Error if an MPI call failed (the communicators use MPI_ERRORS_RETURN).
@@ -166,69 +168,6 @@ class BufferPool : public std::enable_shared_from_this<BufferPool> {
     size_t m_maxIdle;
 };
 
-/// Little-endian-as-host encoder (all ranks of a job share the byte order).
-class Writer {
-  public:
-    template <typename T> Writer& put(T v) {
-        static_assert(std::is_trivially_copyable<T>::value, "plain values only");
-        size_t n = m_buf.size();
-        m_buf.resize(n + sizeof(T));
-        std::memcpy(m_buf.data() + n, &v, sizeof(T));
-        return *this;
-    }
-    Writer& str(const std::string& s) {
-        put<uint32_t>(uint32_t(s.size()));
-        m_buf.insert(m_buf.end(), s.begin(), s.end());
-        return *this;
-    }
-    Writer& config(const TopicConfig& c) {
-        return put(c.partitions).put(c.segmentBytes).put(c.retentionBytes).put(c.retentionMs)
-            .put(uint8_t(c.sync)).put(c.syncIntervalMs).put(c.maxEventBytes).put(c.setFields);
-    }
-    std::vector<uint8_t>& buffer() { return m_buf; }
-
-  private:
-    std::vector<uint8_t> m_buf;
-};
-
-class Reader {
-  public:
-    Reader(const uint8_t* p, size_t n) : m_p(p), m_end(p + n) {}
-    template <typename T> T get() {
-        need(sizeof(T));
-        T v;
-        std::memcpy(&v, m_p, sizeof(T));
-        m_p += sizeof(T);
-        return v;
-    }
-    std::string str() {
-        uint32_t n = get<uint32_t>();
-        need(n);
-        std::string s(reinterpret_cast<const char*>(m_p), n);
-        m_p += n;
-        return s;
-    }
-    TopicConfig config() {
-        TopicConfig c;
-        c.partitions = get<uint32_t>();
-        c.segmentBytes = get<uint64_t>();
-        c.retentionBytes = get<uint64_t>();
-        c.retentionMs = get<int64_t>();
-        c.sync = SyncPolicy(get<uint8_t>());
-        c.syncIntervalMs = get<int64_t>();
-        c.maxEventBytes = get<uint64_t>();
-        c.setFields = get<uint32_t>(); // settings left unset take the servers' defaults
-        return c;
-    }
-
-  private:
-    void need(size_t n) {
-        if (size_t(m_end - m_p) < n) throw Error(ErrorCode::Connection, "MPI transport: truncated message");
-    }
-    const uint8_t* m_p;
-    const uint8_t* m_end;
-};
-
 /// A committed derived datatype over absolute addresses (used with MPI_BOTTOM):
 /// scatter/gather without a packing copy.
 class AddressList {
@@ -254,11 +193,22 @@ class AddressList {
     std::vector<int> m_len;
 };
 
-/// Stable hash of a topic name (FNV-1a): which server hosts it.
+/// Stable hash of a topic name (FNV-1a): where its partitions start.
 inline uint32_t topicHash(const std::string& s) {
     uint32_t h = 2166136261u;
     for (unsigned char c : s) { h ^= c; h *= 16777619u; }
     return h;
+}
+
+/// Placement. Every server holds the topic's metadata (all partitions exist
+/// everywhere); partition p's events live on server (p + hash(topic)) mod n.
+/// The server of partition 0 is the topic's coordinator: consumer groups,
+/// commits, completion.
+inline size_t partitionServerIndex(const std::string& topic, uint32_t partition, size_t nservers) {
+    return size_t((uint64_t(topicHash(topic)) + partition) % nservers);
+}
+inline size_t coordinatorIndex(const std::string& topic, size_t nservers) {
+    return partitionServerIndex(topic, 0, nservers);
 }
 
 } // namespace mpi

@@ -64,7 +64,7 @@ struct MpiServer::State {
 
     void send(int dst, int tag, Writer& w) {
         Send& s = sends.emplace_back();
-        s.head = std::move(w.buffer());
+        s.head = std::move(w.buf);
         check(MPI_Isend(s.head.data(), int(s.head.size()), MPI_BYTE, dst, tag, rep, &s.reqs[0]), "MPI_Isend (reply)");
     }
 
@@ -175,7 +175,7 @@ struct MpiServer::State {
         switch (op) {
         case Op::CreateTopic: {
             std::string name = r.str();
-            broker->createTopic(name, r.config());
+            broker->createTopic(name, readTopicConfig(r));
             break;
         }
         case Op::ListTopics: {
@@ -185,9 +185,7 @@ struct MpiServer::State {
             break;
         }
         case Op::DescribeTopic: {
-            TopicInfo info = broker->describeTopic(r.str());
-            w.str(info.name).config(info.config).put<uint8_t>(info.complete).put<uint32_t>(uint32_t(info.partitions.size()));
-            for (auto& p : info.partitions) w.put(p.partition).put(p.startOffset).put(p.endOffset).put(p.sizeBytes);
+            writeTopicInfo(w, broker->describeTopic(r.str()));
             break;
         }
         case Op::Produce:
@@ -264,6 +262,21 @@ struct MpiServer::State {
             break;
         }
         case Op::Bye: ++byes; break;
+        case Op::CancelWait:
+            // One-way (no reply of its own): the client got a change from another server and
+            // wants its wait here answered now. It may have been answered already.
+            for (auto it = parked.begin(); it != parked.end(); ++it) {
+                if (it->src == src && it->tag == tag && it->op == Op::WaitTopicChange) {
+                    try {
+                        tryAnswer(*it, true);
+                    } catch (const Error& e) {
+                        sendError(src, tag, e.code(), e.what());
+                    }
+                    parked.erase(it);
+                    break;
+                }
+            }
+            return;
         default: throw Error(ErrorCode::InvalidArgument, "unknown MPI request " + std::to_string(int(op)));
         }
         send(src, tag, w);
