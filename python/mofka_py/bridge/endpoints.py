@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import time
 import zlib
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from itertools import accumulate
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .. import api
 from ..errors import BufferFull, Error, TimeoutError, TopicNotFound
@@ -27,7 +28,9 @@ ORIGIN_FIELD = "mofka_origin"
 _ORIGIN_NEEDLE = b'"' + ORIGIN_FIELD.encode() + b'":"'
 _SCAN_WINDOW = 20000
 
-Item = Tuple[int, int, bytes, Any, Any]   # partition, offset, metadata, data (buffer or None), ack handle
+# One source partition's consecutive events: partition, offsets (a range or a list), metadata list, data list
+# (buffers or None; the list is None when data is not forwarded), and the handle that acknowledges them.
+Chunk = Tuple[int, Sequence[int], List[bytes], Optional[List[Any]], Any]
 
 
 def target_partition(prefix: str, partitions: int) -> int:
@@ -110,23 +113,35 @@ class FabricSource:
         self.partition_ids = list(range(self.topic.partitions))
         self.cons = self.topic.consumer(group=rule.group, start="committed", data=rule.data == "forward")
 
-    def poll(self, max_events: int, timeout: float) -> List[Item]:
-        out: List[Item] = []
-        append, with_data = out.append, self.rule.data == "forward"
+    def poll(self, max_events: int, timeout: float) -> List[Chunk]:
+        """Up to ``max_events`` events as chunks (one per stored batch): metadata sliced out of one zero-copy
+        view of the batch, data views only when the rule forwards data."""
+        out: List[Chunk] = []
+        n = 0
+        with_data = self.rule.data == "forward"
         batch = self.cons.pull_batch(max_events, timeout)
         while batch is not None:
-            p, first = batch.partition, batch.first_offset
-            for i in range(len(batch)):
-                ev = batch[i]
-                append((p, first + i, ev.metadata_bytes, ev.data if with_data else None, ev))
-            if len(out) >= max_events:
+            k = len(batch)
+            if k:
+                whole = bytes(batch.metadata_view())
+                u = batch.uniform_metadata_size()
+                if u is not None:
+                    metas = [whole[j:j + u] for j in range(0, u * k, u)] if u else [b""] * k
+                else:
+                    ends = list(accumulate(batch.metadata_lengths()))
+                    metas = [whole[a:b] for a, b in zip([0] + ends[:-1], ends)]
+                datas = [batch[i].data for i in range(k)] if with_data else None
+                first = batch.first_offset
+                out.append((batch.partition, range(first, first + k), metas, datas, batch))
+                n += k
+            if n >= max_events:
                 break
-            batch = self.cons.pull_batch(max_events - len(out), 0)
+            batch = self.cons.pull_batch(max_events - n, 0)
         return out
 
-    def commit(self, last: Dict[int, Item]) -> None:
-        for item in last.values():
-            item[4].ack()
+    def commit(self, last: Dict[int, Tuple[int, Any]]) -> None:
+        for _, handle in last.values():
+            handle.ack()
         self.cons.commit()
 
     def lag(self) -> Optional[int]:
@@ -163,26 +178,34 @@ class KafkaSource:
         self.next_offset = {tp.partition: tp.offset for tp in committed}   # < 0: not known yet
         self.last_error: Optional[str] = None
 
-    def poll(self, max_events: int, timeout: float) -> List[Item]:
-        out: List[Item] = []
+    def poll(self, max_events: int, timeout: float) -> List[Chunk]:
+        out: List[Chunk] = []
+        with_data = self.rule.data == "forward"
+        cur: Optional[Chunk] = None
         for m in self.cons.consume(max_events, timeout):
             if m.error():
                 self.last_error = str(m.error())
                 continue
-            data = None
-            if self.rule.data == "forward":
+            p = m.partition()
+            if cur is None or cur[0] != p:
+                cur = (p, [], [], [] if with_data else None, None)
+                out.append(cur)
+            cur[1].append(m.offset())
+            cur[2].append(m.value() or b"")
+            if with_data:
+                data = None
                 for k, v in m.headers() or ():
                     if k == DATA_HEADER:
                         data = v
-            out.append((m.partition(), m.offset(), m.value() or b"", data, None))
+                cur[3].append(data)
         return out
 
     def _seen(self, p: int, off: int) -> None:
         if off + 1 > self.next_offset.get(p, -1):
             self.next_offset[p] = off + 1
 
-    def commit(self, last: Dict[int, Item]) -> None:
-        offsets = [self.ck.TopicPartition(self.topic_name, p, item[1] + 1) for p, item in last.items()]
+    def commit(self, last: Dict[int, Tuple[int, Any]]) -> None:
+        offsets = [self.ck.TopicPartition(self.topic_name, p, off + 1) for p, (off, _) in last.items()]
         if offsets:
             self.cons.commit(offsets=offsets, asynchronous=False)
         for tp in offsets:
@@ -245,13 +268,24 @@ class FabricSink:
                 hi = lo
         return found
 
-    def send(self, prefix: str, q: int, origin: str, meta: bytes, data: Any) -> None:
-        while True:
-            try:
-                self.prod.push(meta, data, partition=q, block=False)
-                return
-            except BufferFull:
-                time.sleep(0.005)
+    def send_chunks(self, chunks: List[Chunk], keys: Dict[int, bytes], qmap: Dict[int, int]) -> Any:
+        """Push the (final) metadata and data of ``chunks``; the returned token is awaited with :meth:`wait`."""
+        push = self.prod.push
+        for p, _, metas, datas, _ in chunks:
+            q = qmap[p]
+            for j, meta in enumerate(metas):
+                data = datas[j] if datas is not None else None
+                while True:
+                    try:
+                        push(meta, data, partition=q, block=False)
+                        break
+                    except BufferFull:
+                        time.sleep(0.005)
+        return None
+
+    def wait(self, token: Any, timeout: float) -> int:
+        """0 once everything pushed so far is stored, else the bytes still pending."""
+        return self.flush(timeout)
 
     def flush(self, timeout: float) -> int:
         try:
@@ -277,6 +311,21 @@ def _origin_from_metadata(meta: bytes) -> Optional[Tuple[str, int]]:
         return None
 
 
+class _Round:
+    """Delivery state of one round of a Kafka sink: its marker records not yet acknowledged, the first error."""
+
+    __slots__ = ("left", "error")
+
+    def __init__(self) -> None:
+        self.left = 0
+        self.error: Any = None
+
+    def delivered(self, err: Any, msg: Any) -> None:
+        if err is not None and self.error is None:
+            self.error = err
+        self.left -= 1
+
+
 class KafkaSink:
     """An idempotent Kafka producer; the origin id travels in the ``mofka.origin`` header."""
 
@@ -290,12 +339,7 @@ class KafkaSink:
             "enable.idempotence": True, "acks": "all", "linger.ms": rule.linger_ms,
             "batch.num.messages": 10000, "queue.buffering.max.messages": 1_000_000,
             "queue.buffering.max.kbytes": 1 << 20, "message.timeout.ms": 0,
-            "delivery.report.only.error": True, "on_delivery": self._on_delivery, "error_cb": self._on_error}))
-        self._since_poll = 0
-
-    def _on_delivery(self, err: Any, msg: Any) -> None:
-        if err is not None and self.failed is None:
-            self.failed = f"delivery to {self.topic_name} failed: {err}"
+            "enable.gapless.guarantee": True, "error_cb": self._on_error}))
 
     def _on_error(self, err: Any) -> None:
         self.last_error = str(err)
@@ -327,7 +371,9 @@ class KafkaSink:
                     while not done:
                         if time.monotonic() > deadline:
                             raise Error(f"recovery scan of Kafka {self.topic_name}[{q}] timed out")
-                        for m in cons.consume(10000, 1.0):
+                        # consume() waits for the whole timeout unless the batch fills: keep it short so an
+                        # empty or short tail (the usual case) ends at the partition EOF, not after a second.
+                        for m in cons.consume(10000, 0.02):
                             if m.error():
                                 if m.error().code() == ck.KafkaError._PARTITION_EOF:
                                     done = True
@@ -351,57 +397,80 @@ class KafkaSink:
             cons.close()
         return found
 
-    def send(self, prefix: str, q: int, origin: str, meta: bytes, data: Any) -> None:
-        headers = [(ORIGIN_HEADER, origin.encode())]
-        if data is not None and len(data):
-            headers.append((DATA_HEADER, bytes(data)))
-        while True:
-            try:
-                self.prod.produce(self.topic_name, meta, prefix.encode(), partition=q, headers=headers)
-                break
-            except BufferError:
-                self.prod.poll(0.05)
-                if self.failed:
-                    raise Error(self.failed)
-        self._since_poll += 1
-        if self._since_poll >= 1000:
-            self._since_poll = 0
-            self.prod.poll(0)
+    def send_chunks(self, chunks: List[Chunk], keys: Dict[int, bytes], qmap: Dict[int, int]) -> "_Round":
+        """Produce ``chunks`` (final metadata; data into the ``mofka.data`` header) and return the round's token.
 
-    def send_many(self, items: List[Item], floors: Dict[int, int], prefixes: Dict[int, str], qmap: Dict[int, int],
-                  tag: Any, with_data: bool) -> Tuple[int, int, int]:
-        """The hot path (no filter/transform): send ``items``, skipping origins at or below ``floors``.
-
-        Returns (forwarded, duplicates, bytes)."""
-        produce, poll, topic = self.prod.produce, self.prod.poll, self.topic_name
-        keys = {p: pre.encode() for p, pre in prefixes.items()}
-        sent = dups = nbytes = 0
-        for p, off, meta, data, _ in items:
-            if off <= floors[p]:
-                dups += 1
+        Only the last record of the round per target partition carries a delivery callback: the idempotent
+        producer delivers one partition in order and ``enable.gapless.guarantee`` turns any gap into a fatal
+        error, so that record's acknowledgement covers every earlier one of the round.
+        """
+        rnd = _Round()
+        last_for_q: Dict[int, int] = {}
+        for i, c in enumerate(chunks):
+            if c[2]:
+                last_for_q[qmap[c[0]]] = i
+        rnd.left = len(last_for_q)
+        produce, topic, odh = self.prod.produce, self.topic_name, ORIGIN_HEADER
+        sent = 0
+        for i, (p, offs, metas, datas, _) in enumerate(chunks):
+            n = len(metas)
+            if not n:
                 continue
-            if meta[:1] == b"{":
-                meta = tag(meta, None)
-            key = keys[p]
-            headers = [(ORIGIN_HEADER, b"%s/%d" % (key, off))]
-            if with_data and data is not None and len(data):
-                data = bytes(data)
-                headers.append((DATA_HEADER, data))
-                nbytes += len(data)
-            while True:
+            key, q = keys[p], qmap[p]
+            pre = key + b"/"
+            marker = last_for_q[q] == i
+            stop = n - 1 if marker else n
+            try:
+                if datas is None:
+                    for j in range(stop):
+                        produce(topic, metas[j], key, q, None, None, 0, [(odh, b"%s%d" % (pre, offs[j]))])
+                else:
+                    for j in range(stop):
+                        d = datas[j]
+                        h = [(odh, b"%s%d" % (pre, offs[j]))]
+                        if d is not None and len(d):
+                            h.append((DATA_HEADER, bytes(d)))
+                        produce(topic, metas[j], key, q, None, None, 0, h)
+                j = stop
+            except BufferError:
+                pass
+            while j < n:    # the queue was full (slow path), and the marker record
+                h = [(odh, b"%s%d" % (pre, offs[j]))]
+                d = datas[j] if datas is not None else None
+                if d is not None and len(d):
+                    h.append((DATA_HEADER, bytes(d)))
+                cb = rnd.delivered if (marker and j == n - 1) else None
                 try:
-                    produce(topic, meta, key, partition=qmap[p], headers=headers)
-                    break
+                    produce(topic, metas[j], key, partition=q, on_delivery=cb, headers=h)
+                    j += 1
                 except BufferError:
-                    poll(0.05)
+                    self.prod.poll(0.05)
                     if self.failed:
                         raise Error(self.failed)
-            sent += 1
-            nbytes += len(meta)
-            if sent % 2000 == 0:
-                poll(0)
-        poll(0)
-        return sent, dups, nbytes
+            sent += n
+            if sent >= 5000:
+                self.prod.poll(0)
+                sent = 0
+        self.prod.poll(0)
+        return rnd
+
+    def wait(self, rnd: "_Round", timeout: float) -> int:
+        """0 once the round is acknowledged, else the records still unacknowledged (all rounds)."""
+        deadline = time.monotonic() + timeout
+        while rnd.left > 0:
+            if rnd.error is not None and self.failed is None:
+                self.failed = f"delivery to {self.topic_name} failed: {rnd.error}"
+            if self.failed:
+                raise Error(self.failed)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return max(1, len(self.prod))
+            self.prod.poll(min(left, 0.05))
+        if rnd.error is not None:
+            raise Error(f"delivery to {self.topic_name} failed: {rnd.error}")
+        if self.failed:
+            raise Error(self.failed)
+        return 0
 
     def flush(self, timeout: float) -> int:
         remaining = self.prod.flush(timeout)

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Dict, Optional
+from bisect import bisect_right
+from collections import deque
+from typing import Any, Callable, Deque, Dict, List, Optional
 
 import orjson
 
 from ..api import encode_metadata
 from .config import BridgeConfig, Rule
-from .endpoints import (ORIGIN_FIELD, FabricSink, FabricSource, Item, KafkaSink, KafkaSource, target_partition)
+from .endpoints import ORIGIN_FIELD, FabricSink, FabricSource, KafkaSink, KafkaSource, target_partition
 
-__all__ = ["Route", "RouteStats"]
+__all__ = ["Route", "RouteStats", "RateLimiter"]
 
 
 class RouteStats:
@@ -52,6 +54,51 @@ class RouteStats:
                                               "rate_bps", "last_error", "last_error_at", "restarts")}
 
 
+class RateLimiter:
+    """A token bucket over events/s and bytes/s (0: no cap), with an injectable clock and sleep.
+
+    ``acquire(events, nbytes)`` takes the tokens, letting the bucket go into debt, and sleeps until the debt
+    is paid off; a full bucket holds ``burst`` seconds' worth, so an idle route may send that much at once.
+
+    >>> t = [0.0]
+    >>> rl = RateLimiter(100, clock=lambda: t[0], sleep=lambda s: t.__setitem__(0, t[0] + s), burst=0.1)
+    >>> for _ in range(50): _ = rl.acquire(10, 0)
+    >>> round(t[0], 2)      # 500 events at 100/s: the first 10 free (the burst), the rest paced
+    4.9
+    """
+
+    def __init__(self, events_per_s: float = 0.0, bytes_per_s: float = 0.0, *,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 burst: float = 0.1):
+        self.rates = (float(events_per_s), float(bytes_per_s))
+        self.clock, self.sleep, self.burst = clock, sleep, burst
+        self.tokens = [r * burst for r in self.rates]
+        self.stamp = clock()
+
+    def _refill(self) -> None:
+        now = self.clock()
+        dt, self.stamp = max(0.0, now - self.stamp), now
+        for i, r in enumerate(self.rates):
+            if r:
+                self.tokens[i] = min(r * self.burst, self.tokens[i] + dt * r)
+
+    def delay(self) -> float:
+        """Seconds until the bucket is out of debt (0: may send now)."""
+        self._refill()
+        return max([-tok / r for tok, r in zip(self.tokens, self.rates) if r and tok < 0], default=0.0)
+
+    def acquire(self, events: int, nbytes: int = 0) -> float:
+        """Take ``events``/``nbytes`` tokens, then sleep until they are paid for; returns the time slept."""
+        self._refill()
+        for i, amount in enumerate((events, nbytes)):
+            if self.rates[i]:
+                self.tokens[i] -= amount
+        wait = self.delay()
+        if wait > 0:
+            self.sleep(wait)
+        return wait
+
+
 class _Stop(Exception):
     pass
 
@@ -70,9 +117,8 @@ class Route:
         self._fabric_sink = self.dst_ep.kind == "fabric"
         self._site_key = cfg.site_key.encode()
         self._site_pair = orjson.dumps({cfg.site_key: cfg.site})[1:-1]    # b'"site":"alcf"'
-        self._rate_t0 = 0.0
-        self._rate_n = 0
-        self._rate_b = 0
+        self._site_needle = b'"' + self._site_key + b'"'
+        self._site_head = b"{" + self._site_pair + b","
 
     # -- plumbing ---------------------------------------------------------------------------------------
     def _open(self) -> tuple:
@@ -126,90 +172,155 @@ class Route:
         site, topic = self.cfg.site, self.src_topic
         prefixes = {p: f"{site}/{topic}/{p}" for p in source.partition_ids}
         qmap = {p: target_partition(pre, sink.partitions) for p, pre in prefixes.items()}
+        keys = {p: pre.encode() for p, pre in prefixes.items()}
         floors = sink.recover(prefixes.values(), self.cfg.recovery_scan_limit)
         floor_by_part = {p: floors.get(pre, -1) for p, pre in prefixes.items()}
         rule = self.rule
         linger = max(rule.linger_ms, 1.0) / 1000.0
-        next_lag = 0.0
-        fast = (rule.filter is None and rule.transform is None and not rule.rate_limit and not rule.rate_limit_bytes
-                and hasattr(sink, "send_many"))
+        round_max = rule.batch_events
+        limiter = None
+        if rule.rate_limit or rule.rate_limit_bytes:
+            limiter = RateLimiter(rule.rate_limit, rule.rate_limit_bytes, sleep=self._sleep)
+            if rule.rate_limit:     # small rounds keep a capped route smooth (about 10 rounds a second)
+                round_max = max(1, min(round_max, int(rule.rate_limit / 10) or 1))
+        fast = rule.filter is None and rule.transform is None and not self._fabric_sink
+        forward = rule.data == "forward"
         self.stats.state = "running"
-        # One round is in flight while the next is read from the source: `pending` was sent but is
-        # committed only after the sink acknowledged it (and before the next round is sent).
-        pending: Optional[tuple] = None
+        # Rounds in flight, oldest first: (sink token, last (offset, handle) per source partition, events).
+        # Round N+1 is read and sent while round N is being acknowledged; a round's source positions are
+        # committed only after it and every earlier round were acknowledged.
+        inflight: Deque[tuple] = deque()
+        next_lag = 0.0
         while True:
             if self.stop.is_set():
-                if pending is not None:
-                    self._await_sink(sink, source)
-                    self._commit(source, pending)
+                self._drain(sink, source, inflight, 0)
                 raise _Stop()
-            items = source.poll(rule.batch_events, 0.2 if pending is None else linger)
-            if not items:
-                if pending is not None:
-                    self._await_sink(sink, source)
-                    self._commit(source, pending)
-                    pending = None
+            chunks = source.poll(round_max, 0.2 if not inflight else linger)
+            if not chunks:
+                self._drain(sink, source, inflight, 0)
                 if time.monotonic() >= next_lag:
                     self._update_lag(source)
                     next_lag = time.monotonic() + 1.0
                 continue
-            # Fill the round up to batch_events within the linger time.
+            n = sum(len(c[2]) for c in chunks)
             deadline = time.monotonic() + linger
-            while len(items) < rule.batch_events:
+            while n < round_max:        # fill the round up to batch_events within the linger time
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                more = source.poll(rule.batch_events - len(items), left)
+                more = source.poll(round_max - n, left)
                 if not more:
                     break
-                items.extend(more)
-            last: Dict[int, Item] = {}
-            for item in items:
-                last[item[0]] = item
-            for p in last:
+                chunks.extend(more)
+                n += sum(len(c[2]) for c in more)
+            last: Dict[int, tuple] = {}
+            for i, c in enumerate(chunks):
+                p = c[0]
+                last[p] = (c[1][-1], c[4])
                 if p not in prefixes:   # a partition added to the source topic since start
                     prefixes[p] = f"{site}/{topic}/{p}"
+                    keys[p] = prefixes[p].encode()
                     qmap[p] = target_partition(prefixes[p], sink.partitions)
                     floor_by_part[p] = -1
-            if pending is not None:
-                self._await_sink(sink, source)
-                self._commit(source, pending)
-                pending = None
+                if c[1][0] <= floor_by_part[p]:     # already in the target (found by the recovery scan)
+                    k = bisect_right(c[1], floor_by_part[p])
+                    chunks[i] = (p, c[1][k:], c[2][k:], c[3][k:] if c[3] is not None else None, c[4])
+                    self.stats.duplicates += k
             if fast:
-                sent, dups, nbytes = sink.send_many(items, floor_by_part, prefixes, qmap, self._tag, rule.data == "forward")
-                self.stats.forwarded += sent
-                self.stats.duplicates += dups
-                self.stats.bytes += nbytes
+                out = self._splice_site(chunks)
+                sent = nbytes = 0
+                for c in out:
+                    sent += len(c[2])
+                    nbytes += sum(map(len, c[2]))
+                    if c[3] is not None:
+                        nbytes += sum(len(d) for d in c[3] if d is not None)
             else:
-                for item in items:
-                    p, off = item[0], item[1]
-                    if off <= floor_by_part[p]:
-                        self.stats.duplicates += 1
-                        continue
-                    self._send(sink, prefixes[p], qmap[p], off, item[2], item[3])
-            pending = (last, len(items))
+                out, sent, nbytes = self._process(chunks)
+            if not forward:
+                out = [(c[0], c[1], c[2], None, c[4]) for c in out]
+            if limiter is not None and (sent or nbytes):
+                limiter.acquire(sent, nbytes)
+            token = sink.send_chunks(out, keys, qmap)
+            self.stats.forwarded += sent
+            self.stats.bytes += nbytes
+            inflight.append((token, last, n))
+            self._drain(sink, source, inflight, 1)      # at most one older round in flight besides this one
             if time.monotonic() >= next_lag:
                 self._update_lag(source)
                 next_lag = time.monotonic() + 1.0
 
-    def _commit(self, source: Any, pending: tuple) -> None:
-        source.commit(pending[0])
-        self.stats.committed_events += pending[1]
+    def _sleep(self, seconds: float) -> None:
+        if self.stop.wait(seconds):
+            raise _Stop()
 
-    def _send(self, sink: Any, prefix: str, q: int, off: int, meta: bytes, data: Any) -> None:
+    def _drain(self, sink: Any, source: Any, inflight: "Deque[tuple]", keep: int) -> None:
+        """Await and commit the oldest rounds until at most ``keep`` are in flight."""
+        while len(inflight) > keep:
+            token, last, n = inflight[0]
+            self._await_sink(sink, source, token)
+            inflight.popleft()
+            source.commit(last)
+            self.stats.committed_events += n
+
+    def _splice_site(self, chunks: List[tuple]) -> List[tuple]:
+        """Add the site tag to JSON-object metadata by a bytes splice (only where it is missing)."""
+        splice = self._site_splice
+        out = []
+        for c in chunks:
+            metas = c[2]
+            if metas and (metas[0][:1] == b"{" or any(m[:1] == b"{" for m in metas)):
+                metas = [splice(m) if m[:1] == b"{" else m for m in metas]
+            out.append((c[0], c[1], metas, c[3], c[4]))
+        return out
+
+    def _site_splice(self, meta: bytes) -> bytes:
+        """``meta`` (starting with ``{``) with the site tag added, unless it already has one."""
+        if self._site_needle in meta:       # maybe present (or just inside a string): check properly
+            obj = _decode(meta)
+            if not isinstance(obj, dict) or self.cfg.site_key in obj:
+                return meta
+        rest = meta[1:].lstrip()
+        if rest[:1] == b"}":
+            return b"{" + self._site_pair + b"}"
+        return self._site_head + rest
+
+    def _process(self, chunks: List[tuple]) -> tuple:
+        """The general path: filter, transform, site tag and (fabric targets) origin field, event by event."""
+        out = []
+        sent = nbytes = 0
+        forward = self.rule.data == "forward"
+        for p, offs, metas, datas, h in chunks:
+            prefix = f"{self.cfg.site}/{self.src_topic}/{p}"
+            o_offs: List[int] = []
+            o_metas: List[bytes] = []
+            o_datas: List[Any] = []
+            for j, off in enumerate(offs):
+                res = self._one(prefix, off, metas[j], datas[j] if datas is not None else None)
+                if res is None:
+                    continue
+                meta, data = res
+                o_offs.append(off)
+                o_metas.append(meta)
+                o_datas.append(data)
+                nbytes += len(meta) + (len(data) if data is not None and forward else 0)
+            sent += len(o_metas)
+            out.append((p, o_offs, o_metas, o_datas, h))
+        return out, sent, nbytes
+
+    def _one(self, prefix: str, off: int, meta: bytes, data: Any) -> Optional[tuple]:
         rule = self.rule
         origin = f"{prefix}/{off}"
         if rule.filter is not None or rule.transform is not None:
             obj: Any = _decode(meta)
             if rule.filter is not None and not rule.filter(obj):
                 self.stats.filtered += 1
-                return
+                return None
             if rule.transform is not None:
-                out = rule.transform(obj, data)
-                if out is None:
+                res = rule.transform(obj, data)
+                if res is None:
                     self.stats.filtered += 1
-                    return
-                obj, data = out
+                    return None
+                obj, data = res
             if isinstance(obj, dict):
                 obj.setdefault(self.cfg.site_key, self.cfg.site)
                 if self._fabric_sink:
@@ -221,12 +332,7 @@ class Route:
             meta = self._tag(meta, origin)
         if rule.data == "drop":
             data = None
-        sink.send(prefix, q, origin, meta, data)
-        size = len(meta) + (len(data) if data is not None else 0)
-        self.stats.forwarded += 1
-        self.stats.bytes += size
-        if rule.rate_limit or rule.rate_limit_bytes:
-            self._throttle(size)
+        return meta, data
 
     def _tag(self, meta: bytes, origin: str) -> bytes:
         """Add the site tag (and, for fabric targets, the origin) to JSON-object metadata without a full parse."""
@@ -242,33 +348,19 @@ class Route:
         head = b"{"
         if self._fabric_sink:
             head += b'"' + ORIGIN_FIELD.encode() + b'":' + orjson.dumps(origin) + b","
-        if b'"' + self._site_key + b'"' not in meta:
+        if self._site_splice(meta) is not meta:     # no site tag yet
             head += self._site_pair + b","
         rest = meta[1:].lstrip()
         if rest[:1] == b"}":
             return head[:-1] + b"}" if head != b"{" else meta
         return head + rest
 
-    def _throttle(self, size: int) -> None:
-        now = time.monotonic()
-        if now - self._rate_t0 > 1.0:
-            self._rate_t0, self._rate_n, self._rate_b = now, 0, 0
-        self._rate_n += 1
-        self._rate_b += size
-        ahead = 0.0
-        if self.rule.rate_limit:
-            ahead = max(ahead, self._rate_n / self.rule.rate_limit - (now - self._rate_t0))
-        if self.rule.rate_limit_bytes:
-            ahead = max(ahead, self._rate_b / self.rule.rate_limit_bytes - (now - self._rate_t0))
-        if ahead > 0:
-            time.sleep(ahead)
-
-    def _await_sink(self, sink: Any, source: Any) -> None:
-        """Wait until the sink acknowledged everything sent; in an outage, report lag and keep waiting."""
+    def _await_sink(self, sink: Any, source: Any, token: Any) -> None:
+        """Wait until the sink acknowledged the round of ``token``; in an outage, report lag and keep waiting."""
         give_up: Optional[float] = None
         next_lag = time.monotonic() + 1.0
         while True:
-            remaining = sink.flush(0.5)
+            remaining = sink.wait(token, 0.5)
             if remaining == 0:
                 if self.stats.state != "running":
                     self.stats.state = "running"
