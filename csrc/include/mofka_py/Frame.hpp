@@ -118,6 +118,10 @@ Digest loginMac(const std::string& token, const uint8_t* serverNonce, const uint
 /// Encode/decode a frame header.
 std::vector<uint8_t> encodeHeader(MsgType type, uint32_t flags, uint64_t requestId, uint64_t bodyLength);
 
+/// A group member's assignment on the wire.
+void writeAssignment(Writer& w, const Assignment& a);
+Assignment readAssignment(Reader& r);
+
 /// Topic settings and info on the wire.
 void writeTopicConfig(Writer& w, const TopicConfig& c);
 TopicConfig readTopicConfig(Reader& r);

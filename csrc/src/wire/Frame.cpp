@@ -29,6 +29,21 @@ std::vector<uint8_t> encodeHeader(MsgType type, uint32_t flags, uint64_t request
     return out;
 }
 
+void writeAssignment(Writer& w, const Assignment& a) {
+    w.put<uint64_t>(a.generation).put<uint32_t>(a.pending).put<uint32_t>(uint32_t(a.partitions.size()));
+    for (uint32_t p : a.partitions) w.put<uint32_t>(p);
+}
+
+Assignment readAssignment(Reader& r) {
+    Assignment a;
+    a.generation = r.get<uint64_t>();
+    a.pending = r.get<uint32_t>();
+    uint32_t n = r.get<uint32_t>();
+    if (n > r.remaining() / 4) throw Error(ErrorCode::Corruption, "malformed message: partition count");
+    for (uint32_t i = 0; i < n; ++i) a.partitions.push_back(r.get<uint32_t>());
+    return a;
+}
+
 void writeTopicConfig(Writer& w, const TopicConfig& c) {
     w.put<uint32_t>(c.partitions).put<uint64_t>(c.segmentBytes).put<uint64_t>(c.retentionBytes)
      .put<int64_t>(c.retentionMs).put<uint8_t>(uint8_t(c.sync)).put<int64_t>(c.syncIntervalMs).put<uint64_t>(c.maxEventBytes)

@@ -263,12 +263,7 @@ class MpiClient final : public BrokerClient {
         w.str(group).str(topic).str(member);
         auto reply = call(coordinator(topic), w);
         Reader r = reader(reply);
-        Assignment a;
-        a.generation = r.get<uint64_t>();
-        a.pending = r.get<uint32_t>();
-        uint32_t n = r.get<uint32_t>();
-        for (uint32_t i = 0; i < n; ++i) a.partitions.push_back(r.get<uint32_t>());
-        return a;
+        return readAssignment(r);
     }
 
     void releasePartitions(const std::string& group, const std::string& topic, const std::string& member,

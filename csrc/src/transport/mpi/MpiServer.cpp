@@ -227,9 +227,7 @@ struct MpiServer::State {
         }
         case Op::Assignment: {
             std::string g = r.str(), t = r.str(), m = r.str();
-            Assignment a = broker->assignment(g, t, m);
-            w.put(a.generation).put<uint32_t>(a.pending).put<uint32_t>(uint32_t(a.partitions.size()));
-            for (uint32_t p : a.partitions) w.put(p);
+            writeAssignment(w, broker->assignment(g, t, m));
             break;
         }
         case Op::ReleasePartitions: {

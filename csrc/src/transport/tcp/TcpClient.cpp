@@ -251,12 +251,7 @@ class TcpClient final : public BrokerClient {
         Request q; q.type = MsgType::Assignment; q.group = g; q.topic = t; q.member = m;
         Body b = simple(q);
         Reader r(b->data(), b->size());
-        Assignment a;
-        a.generation = r.get<uint64_t>();
-        a.pending = r.get<uint32_t>();
-        uint32_t n = r.get<uint32_t>();
-        for (uint32_t i = 0; i < n; ++i) a.partitions.push_back(r.get<uint32_t>());
-        return a;
+        return readAssignment(r);
     }
     void releasePartitions(const std::string& g, const std::string& t, const std::string& m,
                            const std::vector<uint32_t>& p) override {

@@ -359,12 +359,7 @@ class TcpServerImpl {
         case MsgType::IsComplete: w.put<uint8_t>(m_broker->isComplete(q.topic)); break;
         case MsgType::JoinGroup: w.str(m_broker->joinGroup(q.group, q.topic, q.member)); break;
         case MsgType::LeaveGroup: m_broker->leaveGroup(q.group, q.topic, q.member); break;
-        case MsgType::Assignment: {
-            Assignment a = m_broker->assignment(q.group, q.topic, q.member);
-            w.put<uint64_t>(a.generation).put<uint32_t>(a.pending).put<uint32_t>(uint32_t(a.partitions.size()));
-            for (uint32_t p : a.partitions) w.put<uint32_t>(p);
-            break;
-        }
+        case MsgType::Assignment: writeAssignment(w, m_broker->assignment(q.group, q.topic, q.member)); break;
         case MsgType::Release: m_broker->releasePartitions(q.group, q.topic, q.member, q.partitions); break;
         case MsgType::Commit: m_broker->commit(q.group, q.topic, q.offsets); break;
         case MsgType::Committed: {
