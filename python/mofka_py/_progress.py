@@ -14,11 +14,11 @@ class Progress:
     """
 
     def __init__(self, label: str, total: Optional[int] = None, unit: str = "ev", stream: TextIO = sys.stderr,
-                 enabled: Optional[bool] = None):
+                 enabled: Optional[bool] = None, start: Optional[float] = None):
         self.label, self.total, self.unit, self.stream = label, total, unit, stream
         self.enabled = stream.isatty() if enabled is None else enabled
         self.done = 0
-        self.start = time.perf_counter()
+        self.start = time.perf_counter() if start is None else start  # a perf_counter() value
         self._last = 0.0
 
     def update(self, n: int = 1) -> None:

@@ -190,7 +190,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                           key=f"detector-{i % 8}")
                 bar.update()
         topic.mark_complete()
-        with Progress("analysing", total=total, unit="frames", enabled=True) as bar:
+        # The workers started with the stream: their rate counts from there.
+        with Progress("analysing", total=total, unit="frames", enabled=True, start=t0) as bar:
             while any(w.is_alive() for w in workers):
                 with lock:
                     n = len(results)
