@@ -535,9 +535,11 @@ PYBIND11_MODULE(_core, m) {
 
     py::class_<Consumer, std::shared_ptr<Consumer>>(m, "Consumer")
         .def(py::init([](Fabric& f, const std::string& topic, const std::string& group, py::object start, py::object data,
-                         std::vector<uint32_t> partitions, size_t prefetchBytes, int64_t autoCommitMs) {
+                         std::vector<uint32_t> partitions, size_t prefetchBytes, int64_t autoCommitMs,
+                         const std::string& memberId) {
                  ConsumerOptions o;
                  o.group = group;
+                 o.memberId = memberId;
                  if (py::isinstance<py::str>(start)) {
                      std::string s = start.cast<std::string>();
                      if (s == "earliest") o.start = StartPosition::Earliest;
@@ -569,7 +571,8 @@ PYBIND11_MODULE(_core, m) {
                  o.autoCommitMs = autoCommitMs;
                  py::gil_scoped_release nogil;
                  return std::make_shared<Consumer>(f.client(), topic, o);
-             }))
+             }), py::arg("fabric"), py::arg("topic"), py::arg("group"), py::arg("start"), py::arg("data"), py::arg("partitions"),
+             py::arg("prefetch_bytes"), py::arg("auto_commit_ms"), py::arg("member_id") = "")
         .def("pull", [](std::shared_ptr<Consumer>& c, py::object timeout) -> py::object {
                  int64_t ms = toMs(timeout);
                  std::optional<Event> ev = waitInterruptibly(ms, [&](int64_t slice) {

@@ -169,14 +169,18 @@ class Topic:
 
     def consumer(self, group: Optional[str] = None, *, start: Union[str, int, None] = None,
                  data: Union[bool, tuple, Callable[[Any], Any]] = True, partitions: Optional[Sequence[int]] = None,
-                 prefetch_bytes: int = 64 << 20, auto_commit_ms: int = 1000) -> "Consumer":
+                 prefetch_bytes: int = 64 << 20, auto_commit_ms: int = 1000,
+                 member_id: Optional[str] = None) -> "Consumer":
         """A consumer of this topic (a context manager and an iterator).
 
         ``group``: share partitions with the group's other members and commit
         offsets durably. ``start``: 'earliest', 'latest', 'committed' (default
         with a group) or an offset. ``data``: True (all), False (metadata only),
         ``(offset, size)`` (a byte range) or a callable ``f(metadata)``
-        returning one of those per event.
+        returning one of those per event. ``member_id``: a stable id in the group
+        (e.g. a service's name), so that after a crash the restarted consumer takes
+        its partitions back at once instead of waiting for the old session to
+        expire; two live consumers must not share one.
         """
         if start is None:
             start = "committed" if group else "earliest"
@@ -184,7 +188,7 @@ class Topic:
         if callable(data):
             selector, data = data, True
         native = _core.Consumer(self.fabric._f, self.name, group or "", start, data,
-                                list(partitions or []), prefetch_bytes, auto_commit_ms)
+                                list(partitions or []), prefetch_bytes, auto_commit_ms, member_id or "")
         return Consumer(native, selector)
 
     def mark_complete(self) -> None:

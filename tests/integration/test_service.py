@@ -309,3 +309,43 @@ def test_too_many_connections_are_refused_politely(tmp_path):
         proc.wait(timeout=30)
         proc.stdin.close()
         proc.stdout.close()
+
+
+CRASHING_CONSUMER = textwrap.dedent("""
+    import os, signal, sys, mofka_py as mp
+    fab = mp.connect(sys.argv[1])
+    cons = fab.topic("t").consumer("g", member_id=sys.argv[2] or None)
+    for _ in range(10):
+        cons.pull(timeout=30).ack()
+    cons.commit()
+    print("committed", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # gone without leaving the group
+""")
+
+
+@pytest.mark.parametrize("stable_id", [True, False])
+def test_restarted_member_with_stable_id_takes_its_partitions_back_at_once(service, tmp_path, stable_id):
+    with mp.connect(service.url) as fab:
+        topic = fab.create_topic("t", partitions=2)
+        with topic.producer() as prod:
+            for i in range(40):
+                prod.push({"i": i}, partition=i % 2)
+        script = tmp_path / "crash.py"
+        script.write_text(CRASHING_CONSUMER)
+        member = "ingest-1" if stable_id else ""
+        proc = subprocess.run([sys.executable, str(script), service.url, member], capture_output=True, text=True,
+                              timeout=120)
+        assert "committed" in proc.stdout and proc.returncode == -9
+        with topic.consumer("g", member_id=member or None) as cons:
+            ev = cons.pull(timeout=5)
+            if stable_id:
+                # The same member again: no session to wait out, it reads on from the committed offsets.
+                assert ev is not None
+                seen = {(ev.partition, ev.offset)}
+                for _ in range(29):
+                    e = cons.pull(timeout=10)
+                    seen.add((e.partition, e.offset))
+                assert len(seen) == 30
+            else:
+                # A new member: the dead one's partitions stay held until its 30 s session expires.
+                assert ev is None

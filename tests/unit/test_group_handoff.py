@@ -38,3 +38,10 @@ def test_group_formed_before_reading_reads_everything_once(members, trial):
         assert not errors
         everything = [i for g in got for i in g]
         assert sorted(everything) == list(range(300))
+
+
+def test_member_id_needs_a_group():
+    with mp.connect("memory://") as fab:
+        topic = fab.create_topic("t")
+        with pytest.raises(mp.InvalidArgument, match="member_id needs a group"):
+            topic.consumer(member_id="x")

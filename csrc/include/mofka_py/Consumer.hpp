@@ -27,6 +27,10 @@ enum class DataMode {
 /// Consumer settings.
 struct ConsumerOptions {
     std::string group;                       ///< empty: no group, no commits
+    /// Stable member id in the group (empty: a new one). A consumer restarted after a crash with
+    /// the same id takes its partitions back at once instead of waiting for the old session to
+    /// expire; two live consumers must never share an id.
+    std::string memberId;
     StartPosition start = StartPosition::Committed;
     uint64_t startOffset = 0;                ///< for StartPosition::Offset
     DataMode data = DataMode::Full;

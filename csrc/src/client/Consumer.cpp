@@ -25,10 +25,12 @@ class ConsumerImpl {
             throw Error(ErrorCode::InvalidArgument, "prefetch_bytes and fetch_bytes must be positive");
         TopicInfo info = m_client->describeTopic(m_topic);
         m_partitionCount = info.config.partitions;
+        if (m_opts.group.empty() && !m_opts.memberId.empty())
+            throw Error(ErrorCode::InvalidArgument, "member_id needs a group: use topic.consumer(group='name', member_id=...)");
         if (!m_opts.group.empty()) {
             if (!m_opts.partitions.empty())
                 throw Error(ErrorCode::InvalidArgument, "give either group= or partitions=, not both: a group assigns partitions itself");
-            m_member = m_client->joinGroup(m_opts.group, m_topic, "");
+            m_member = m_client->joinGroup(m_opts.group, m_topic, m_opts.memberId);
             Assignment a = m_client->assignment(m_opts.group, m_topic, m_member);
             rebalance(a);
             m_pending = a.pending;

@@ -111,7 +111,10 @@ class FabricSource:
         self.fab, self.topic_name, self.rule = fab, topic, rule
         self.topic = fab.topic(topic)
         self.partition_ids = list(range(self.topic.partitions))
-        self.cons = self.topic.consumer(group=rule.group, start="committed", data=rule.data == "forward")
+        # One consumer per rule and bridge (the bridge's state-directory lock keeps it so): a stable
+        # member id lets a bridge restarted after kill -9 take its partitions back at once.
+        self.cons = self.topic.consumer(group=rule.group, start="committed", data=rule.data == "forward",
+                                        member_id=f"{rule.group}.bridge")
 
     def poll(self, max_events: int, timeout: float) -> List[Chunk]:
         """Up to ``max_events`` events as chunks (one per stored batch): metadata sliced out of one zero-copy
