@@ -16,39 +16,11 @@ MPI = pytest.importorskip("mpi4py.MPI")
 mpi = pytest.importorskip("mofka_py.mpi")
 import mofka_py as mp  # noqa: E402
 
+from mpi_checks import check_event, check_order, group_reads_everything_once, produce  # noqa: E402
+
 pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(120)]
 
 WORLD = MPI.COMM_WORLD
-
-
-def _payload(src: int, seq: int) -> np.ndarray:
-    # Mostly small events (copied into batches), some large ones (sent by reference).
-    n = 20_000 if seq % 17 == 0 else 1 + (seq * 7 + src) % 300
-    return (np.arange(n, dtype=np.float64) * (src + 1) + seq).astype(np.float64)
-
-
-def _produce(topic, src: int, count: int) -> None:
-    with topic.producer(linger_ms=0.5, selector="round_robin") as prod:
-        for seq in range(count):
-            arr = _payload(src, seq)
-            prod.push({"src": src, "seq": seq, "crc": zlib.crc32(arr)}, data=arr)
-
-
-def _check_event(ev) -> tuple:
-    meta = ev.metadata
-    data = np.frombuffer(ev.data, dtype=np.float64)
-    assert zlib.crc32(data) == meta["crc"], f"payload of {meta} damaged"
-    assert np.array_equal(data, _payload(meta["src"], meta["seq"]))
-    return (ev.partition, ev.offset, meta["src"], meta["seq"])
-
-
-def _check_order(records) -> None:
-    """Within a partition, one producer's events appear in the order it pushed them."""
-    last = {}
-    for part, off, src, seq in sorted(records):
-        key = (part, src)
-        assert last.get(key, -1) < seq, f"partition {part}: event {seq} of rank {src} out of order"
-        last[key] = seq
 
 
 def test_producers_and_consumer_groups():
@@ -63,7 +35,7 @@ def test_producers_and_consumer_groups():
         producers = list(range(0, c.size, 2)) if c.size > 2 else [0, 1]
         count = 150
         if c.rank in producers:
-            _produce(topic, c.rank, count)
+            produce(topic, c.rank, range(count))
         c.Barrier()
         if c.rank == 0:
             topic.mark_complete()
@@ -72,30 +44,20 @@ def test_producers_and_consumer_groups():
         expected = {(src, seq) for src in producers for seq in range(count)}
 
         # No group: every rank reads everything.
-        mine = [_check_event(ev) for ev in topic.consumer(start="earliest")]
+        mine = [check_event(ev) for ev in topic.consumer(start="earliest")]
         assert {(s, q) for _, _, s, q in mine} == expected
         assert len(mine) == len(expected)
-        _check_order(mine)
+        check_order(mine)
 
         # Group "all": the ranks share the partitions; each event reaches exactly one member.
-        cons = topic.consumer(group="all")
-        c.Barrier()  # everybody joined before anybody reads
-        got = []
-        for ev in cons:
-            got.append(_check_event(ev))
-            ev.ack()
-        cons.close()
-        everything = [r for part in c.allgather(got) for r in part]
-        assert len(everything) == len(expected)
-        assert {(s, q) for _, _, s, q in everything} == expected
-        _check_order(everything)
+        group_reads_everything_once(c, topic, "all", expected)
 
         # Group "solo": one member gets it all; the others are not in it.
         if c.rank == c.size - 1:
             with topic.consumer(group="solo") as solo:
                 seen = []
                 for ev in solo:
-                    seen.append(_check_event(ev))
+                    seen.append(check_event(ev))
                     ev.ack()
             assert {(s, q) for _, _, s, q in seen} == expected
             assert len(seen) == len(expected)
@@ -121,14 +83,14 @@ def test_topics_spread_over_servers():
         for i, name in enumerate(names):
             if i % c.size == c.rank:
                 topic = fab.topic(name)
-                _produce(topic, c.rank, 40)
+                produce(topic, c.rank, range(40))
                 topic.mark_complete()
         c.Barrier()
         for i, name in enumerate(names):
             src = i % c.size
-            recs = [_check_event(ev) for ev in fab.topic(name).consumer()]
+            recs = [check_event(ev) for ev in fab.topic(name).consumer()]
             assert sorted((s, q) for _, _, s, q in recs) == [(src, q) for q in range(40)]
-            _check_order(recs)
+            check_order(recs)
             info = fab.topic(name).describe()
             assert info["complete"]
             assert sum(p["end_offset"] for p in info["partitions"]) == 40

@@ -7,14 +7,15 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import threading
 import zlib
+import threading
 
-import numpy as np
 import pytest
 
 MPI = pytest.importorskip("mpi4py.MPI")
 mpi = pytest.importorskip("mofka_py.mpi")
+
+from mpi_checks import check_event, check_order, group_reads_everything_once, payload, produce  # noqa: E402
 
 pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(120)]
 
@@ -33,33 +34,6 @@ def _fnv1a(s: str) -> int:
     for b in s.encode():
         h = ((h ^ b) * 16777619) & 0xFFFFFFFF
     return h
-
-
-def _payload(src: int, seq: int) -> np.ndarray:
-    n = 5000 if seq % 13 == 0 else 1 + (seq * 5 + src) % 200
-    return np.arange(n, dtype=np.int64) * (src + 3) + seq
-
-
-def _produce(topic, src: int, seqs) -> None:
-    with topic.producer(linger_ms=0.5, selector="round_robin") as prod:
-        for seq in seqs:
-            arr = _payload(src, seq)
-            prod.push({"src": src, "seq": seq, "crc": zlib.crc32(arr)}, data=arr)
-
-
-def _check(ev) -> tuple:
-    meta = ev.metadata
-    data = np.frombuffer(ev.data, dtype=np.int64)
-    assert zlib.crc32(data) == meta["crc"]
-    assert np.array_equal(data, _payload(meta["src"], meta["seq"]))
-    return (ev.partition, ev.offset, meta["src"], meta["seq"])
-
-
-def _check_order(records) -> None:
-    last = {}
-    for part, off, src, seq in sorted(records):
-        assert last.get((part, src), -1) < seq, f"partition {part}: event {seq} of rank {src} out of order"
-        last[(part, src)] = seq
 
 
 def _log_bytes(base: str, server: int, topic: str, partition: int) -> int:
@@ -99,7 +73,7 @@ def test_partitions_spread_over_servers():
                 assert placement == [servers[(p + h) % len(servers)] for p in range(nparts)]
                 assert set(placement) == set(servers)  # several servers hold this one topic
                 topic = fab.topic("spread")
-                _produce(topic, c.rank, range(count))
+                produce(topic, c.rank, range(count))
                 c.Barrier()
                 if c.rank == 0:
                     topic.mark_complete()
@@ -113,23 +87,13 @@ def test_partitions_spread_over_servers():
                 assert all(p["end_offset"] > 0 for p in info["partitions"])
 
                 # No group: every rank reads everything, from every server.
-                mine = [_check(ev) for ev in topic.consumer(start="earliest")]
+                mine = [check_event(ev) for ev in topic.consumer(start="earliest")]
                 assert len(mine) == len(expected) and {(s, q) for _, _, s, q in mine} == expected
-                _check_order(mine)
+                check_order(mine)
 
                 # Two groups: each delivers every event exactly once over its members.
                 for group in ("g1", "g2"):
-                    cons = topic.consumer(group=group)
-                    c.Barrier()
-                    got = []
-                    for ev in cons:
-                        got.append(_check(ev))
-                        ev.ack()
-                    cons.close()
-                    everything = [r for part in c.allgather(got) for r in part]
-                    assert len(everything) == len(expected)
-                    assert {(s, q) for _, _, s, q in everything} == expected
-                    _check_order(everything)
+                    group_reads_everything_once(c, topic, group, expected)
                     c.Barrier()
                     for p in info["partitions"]:
                         assert fab._f.committed(group, "spread", p["partition"]) == p["end_offset"]
@@ -159,7 +123,7 @@ def test_file_storage_survives_fabric_restart():
                     fab.create_topic("keep", partitions=3 * len(servers))
                 c.Barrier()
                 topic = fab.topic("keep")
-                _produce(topic, c.rank, range(first))
+                produce(topic, c.rank, range(first))
                 c.Barrier()
                 # One member of group "g" reads and acknowledges everything so far.
                 if c.rank == 0:
@@ -169,7 +133,7 @@ def test_file_storage_survives_fabric_restart():
                         while n < total:
                             ev = cons.pull(timeout=30)
                             assert ev is not None, f"only {n} of {total} events arrived"
-                            _check(ev)
+                            check_event(ev)
                             ev.ack()
                             n += 1
                 c.Barrier()
@@ -181,22 +145,22 @@ def test_file_storage_survives_fabric_restart():
                 topic = fab.topic("keep")
                 assert sum(p["end_offset"] for p in topic.describe()["partitions"]) == first * c.size
                 c.Barrier()
-                _produce(topic, c.rank, range(first, first + second))
+                produce(topic, c.rank, range(first, first + second))
                 c.Barrier()
                 if c.rank == 0:
                     topic.mark_complete()
                 c.Barrier()
                 # Everything, old and new, without a group.
-                allrecs = [_check(ev) for ev in topic.consumer(start="earliest")]
+                allrecs = [check_event(ev) for ev in topic.consumer(start="earliest")]
                 assert {(s, q) for _, _, s, q in allrecs} == {
                     (src, seq) for src in range(c.size) for seq in range(first + second)}
-                _check_order(allrecs)
+                check_order(allrecs)
                 # Group "g" resumes from its committed offsets: only the new events.
                 if c.rank == 0:
                     with topic.consumer(group="g") as cons:
                         rest = []
                         for ev in cons:
-                            rest.append(_check(ev))
+                            rest.append(check_event(ev))
                             ev.ack()
                     assert sorted((s, q) for _, _, s, q in rest) == sorted(
                         (src, seq) for src in range(c.size) for seq in range(first, first + second))
@@ -224,7 +188,7 @@ def test_clean_shutdown_leaves_nothing_behind():
                     fab.create_topic("bye", partitions=4)
                 c.Barrier()
                 topic = fab.topic("bye")
-                _produce(topic, c.rank, range(10))
+                produce(topic, c.rank, range(10))
                 cons = topic.consumer(group="x")
                 assert cons.pull(timeout=30) is not None
                 cons.close()
@@ -251,7 +215,7 @@ def test_live_consumer_wakes_on_any_server():
         if c.rank == 0:
             with topic.producer(linger_ms=0) as prod:
                 for seq in range(count):
-                    arr = _payload(0, seq)
+                    arr = payload(0, seq)
                     prod.push({"src": 0, "seq": seq, "crc": zlib.crc32(arr)}, data=arr, partition=seq % 5)
                     prod.flush()
                     time.sleep(0.01)
@@ -260,8 +224,8 @@ def test_live_consumer_wakes_on_any_server():
             while len(got) < count:
                 ev = cons.pull(timeout=30)
                 assert ev is not None, f"only {len(got)} of {count} events arrived"
-                got.append(_check(ev))
+                got.append(check_event(ev))
             cons.close()
             assert sorted(q for _, _, _, q in got) == list(range(count))
-            _check_order(got)
+            check_order(got)
         c.Barrier()
