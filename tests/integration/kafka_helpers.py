@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import pytest
-from service_helpers import free_port
+from service_helpers import free_port, stop_process
 
 
 def tansu_binary() -> Optional[str]:
@@ -69,13 +69,8 @@ class Tansu:
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGCONT)
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+            os.kill(self.proc.pid, signal.SIGCONT)  # a broker paused by an outage test must hear SIGTERM
+            stop_process(self.proc, timeout=10)
 
     def create_topic(self, name: str, partitions: int = 1) -> None:
         from confluent_kafka.admin import AdminClient, NewTopic
@@ -166,14 +161,3 @@ def run_bridge_process(config: Path, env: Optional[Dict[str, str]] = None) -> su
         assert time.monotonic() < deadline, "bridge did not start"
         time.sleep(0.05)
     return proc
-
-
-def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-    if proc.poll() is None:
-        os.kill(proc.pid, sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return proc.returncode

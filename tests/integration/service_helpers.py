@@ -17,6 +17,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+    """Send ``sig`` to a child by pid and wait; SIGKILL if it does not exit in ``timeout`` s. The exit code."""
+    if proc.poll() is None:
+        os.kill(proc.pid, sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode
+
+
 class Service:
     """A `mofka-py serve` subprocess on 127.0.0.1, stopped by pid."""
 
@@ -56,11 +68,7 @@ class Service:
         """SIGTERM (drain), then wait; returns the exit code."""
         if not self.proc or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else 0
-        os.kill(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        stop_process(self.proc, timeout=timeout)
         self._collect_log()
         return self.proc.returncode
 
