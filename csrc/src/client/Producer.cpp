@@ -311,7 +311,7 @@ class ProducerImpl {
             for (uint32_t p = 0; p < m_partitions; ++p) {
                 OpenBatch& ob = m_open[p];
                 if (ob.builder.empty()) continue;
-                if (now - ob.started >= linger || m_flushing || m_closed) sealLocked(p);
+                if (now - ob.started >= linger || m_closed) sealLocked(p);
                 else next = std::min(next, ob.started + linger);
             }
             // Report finished batches in the order they were sent.
@@ -347,10 +347,7 @@ class ProducerImpl {
                 l.lock();
                 continue;
             }
-            if (m_ready.empty() && m_sending.empty()) {
-                if (m_closed) break;
-                if (m_flushing) { m_flushing = false; m_doneCv.notify_all(); }
-            }
+            if (m_ready.empty() && m_sending.empty() && m_closed) break;
             if (next == Clock::time_point::max()) m_cv.wait(l);
             else m_cv.wait_until(l, next);
         }
@@ -417,7 +414,6 @@ class ProducerImpl {
     size_t m_pending = 0;
     size_t m_inflight = 0;
     uint64_t m_appended = 0;
-    bool m_flushing = false;
     bool m_closed = false;
     std::string m_firstError;
     ErrorCode m_firstErrorCode = ErrorCode::Generic;
