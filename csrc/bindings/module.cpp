@@ -6,6 +6,7 @@
 #include "mofka_py/Error.hpp"
 #include "mofka_py/Fabric.hpp"
 #include "mofka_py/Frame.hpp"
+#include "mofka_py/PartitionLog.hpp"
 #include "mofka_py/Sha256.hpp"
 #include "mofka_py/TcpServer.hpp"
 #include "mofka_py/Producer.hpp"
@@ -189,6 +190,11 @@ PYBIND11_MODULE(_core, m) {
     }, py::arg("data"), py::arg("crc") = 0, py::arg("portable") = false,
        "CRC32C of a buffer (hardware instruction when available unless portable=True).");
     m.def("crc32c_is_hardware", &crc32cIsHardware);
+    m.def("reserve_memory", [](size_t nbytes) {
+        py::gil_scoped_release nogil;
+        return reserveSegmentMemory(nbytes);
+    }, py::arg("nbytes"), "Pre-fault memory for memory:// segments; returns bytes held in reserve.");
+    m.def("reserved_memory", &reservedSegmentMemory, "Bytes of pre-faulted memory not yet used.");
     m.def("partition_for_key", [](py::bytes key, uint32_t n) {
         std::string k = key;
         if (n == 0) throw Error(ErrorCode::InvalidArgument, "partitions must be positive");
@@ -522,6 +528,17 @@ PYBIND11_MODULE(_core, m) {
                 if (b.d.view->metadata(i).size != s) return py::none();
             return py::int_(s);
         })
+        .def("data_size", [](const PyEventBatch& b) {
+            size_t s = 0;
+            for (uint32_t i = b.d.first; i < b.d.end; ++i) s += b.consumer->select(b.d.view->eventData(i)).size;
+            return s;
+        }, "Total data bytes of the events of this batch (0: metadata only, or data not read).")
+        .def("data_views", [](const PyEventBatch& b) {
+            py::list out(b.d.end - b.d.first);
+            for (uint32_t i = b.d.first; i < b.d.end; ++i)
+                out[i - b.d.first] = viewOf(b.d.owner, b.consumer->select(b.d.view->eventData(i)));
+            return out;
+        }, "The data of every event of this batch: one read-only view each, as ``batch[i].data``.")
         .def("__getitem__", [](const PyEventBatch& b, int64_t i) {
             int64_t n = int64_t(b.d.end - b.d.first);
             if (i < 0) i += n;

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from . import _core
 from ._types import EventId
-from .api import Consumer, Event, EventBatch, Fabric, Future, Producer, Topic, connect
+from .api import Consumer, Event, EventBatch, Fabric, Future, Producer, Topic, connect, reserve_memory
 from .errors import (
     AuthError,
     BufferFull,
@@ -28,7 +28,7 @@ from .errors import (
 __version__ = getattr(_core, "__version__", "0.0.0")
 
 __all__ = [
-    "connect", "Fabric", "Topic", "Producer", "Consumer", "Future", "Event", "EventBatch", "EventId",
+    "connect", "reserve_memory", "Fabric", "Topic", "Producer", "Consumer", "Future", "Event", "EventBatch", "EventId",
     "Error", "InvalidArgument", "TopicNotFound", "TopicExists", "TimeoutError", "ConnectionError",
     "AuthError", "CorruptionError", "Closed", "FabricLocked", "NotAFabric", "EventTooLarge", "BufferFull",
     "__version__",

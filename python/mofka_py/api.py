@@ -22,7 +22,7 @@ from . import _core
 from ._types import EventId
 from .errors import Closed, InvalidArgument
 
-__all__ = ["connect", "Fabric", "Topic", "Producer", "Consumer", "Future", "Event", "EventBatch", "EventId"]
+__all__ = ["connect", "reserve_memory", "Fabric", "Topic", "Producer", "Consumer", "Future", "Event", "EventBatch", "EventId"]
 
 Future = _core.Future
 Event = _core.Event
@@ -46,6 +46,33 @@ def encode_metadata(metadata: Any) -> bytes:
         raise InvalidArgument(
             f"event metadata must be JSON-serialisable (dict, list, str, numbers, numpy scalars) or bytes: {exc}"
         ) from None
+
+
+def reserve_memory(nbytes: int, progress: Optional[Callable[[int, int], None]] = None) -> int:
+    """Pre-fault ``nbytes`` of memory for ``memory://`` storage in this process.
+
+    The first write to never-used memory costs a page fault that can be slower
+    than the copy itself (measured here: fresh memory fills at 0.2-1.6 GB/s,
+    touched memory at 20+ GB/s). Reserved memory is touched now and moved
+    into in-memory partition segments, without copying, as they fill. Use it
+    in services and MPI server ranks before producers start; memory held in
+    reserve is not returned to the system. ``progress(done, total)`` is called
+    after each 64 MiB. Returns the bytes now held in reserve.
+    """
+    if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 0:
+        raise InvalidArgument(f"nbytes must be a non-negative integer (got {nbytes!r})")
+    step = 64 << 20
+    done = 0
+    while done < nbytes:
+        n = min(step, nbytes - done)
+        try:
+            _core.reserve_memory(n)
+        except Exception as exc:  # mmap refused: say how much was reserved
+            raise InvalidArgument(f"could not reserve {nbytes} bytes (got {done}): {exc}; ask for less") from exc
+        done += n
+        if progress is not None:
+            progress(done, nbytes)
+    return _core.reserved_memory()
 
 
 def connect(url: Optional[str] = None, *, sync: str = "none", sync_interval_ms: int = 1000,

@@ -31,6 +31,19 @@ def read_token(path: Optional[str]) -> str:
     return token
 
 
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """'512M', '2G', '1048576', '2GiB' -> bytes (binary units)."""
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    num, unit = (t[:-1], t[-1]) if t and t[-1] in _SIZE_UNITS else (t, "")
+    if not num.isdigit():
+        raise InvalidArgument(f"a size must be a whole number with an optional K, M, G or T suffix, such as 2G "
+                              f"(got {text!r})")
+    return int(num) * _SIZE_UNITS[unit]
+
+
 def parse_listen(listen: str) -> tuple:
     """'HOST:PORT' -> (host, port)."""
     host, sep, port = listen.rpartition(":")
@@ -44,14 +57,29 @@ def _log(msg: str) -> None:
 
 
 def serve(data_dir: Optional[str], listen: str = "127.0.0.1:7400", token: str = "", sync: str = "none",
-          ready_file: Optional[str] = None) -> int:
+          ready_file: Optional[str] = None, memory_reserve: int = 0) -> int:
     """Serve a fabric until SIGTERM or SIGINT; drains and syncs before returning.
 
-    ``data_dir`` None serves an in-memory fabric. ``ready_file``, if given,
-    receives the bound port once the service accepts connections.
+    ``data_dir`` None serves an in-memory fabric; ``memory_reserve`` bytes of
+    memory are then pre-faulted before listening (see
+    :func:`mofka_py.reserve_memory`). ``ready_file``, if given, receives the
+    bound port once the service accepts connections.
     """
     host, port = parse_listen(listen)
+    if memory_reserve and data_dir:
+        raise InvalidArgument("--memory-reserve applies to in-memory storage; drop it or drop --data-dir")
     url = f"file://{os.path.abspath(data_dir)}" if data_dir else "memory://"
+    if memory_reserve:
+        t0 = time.perf_counter()
+        last = [t0]
+
+        def report(done: int, total: int) -> None:
+            if time.perf_counter() - last[0] >= 1.0:
+                last[0] = time.perf_counter()
+                _log(f"reserving memory: {done >> 20} of {total >> 20} MiB")
+
+        held = api.reserve_memory(memory_reserve, report)
+        _log(f"reserved {held >> 20} MiB of pre-faulted memory in {time.perf_counter() - t0:.1f} s")
     srv = _core.Server(url, host=host, port=port, token=token, sync=sync)
     stopping = []
 
@@ -79,7 +107,7 @@ def serve(data_dir: Optional[str], listen: str = "127.0.0.1:7400", token: str = 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     token = read_token(args.token_file) or os.environ.get("MOFKA_PY_TOKEN", "")
-    return serve(args.data_dir, args.listen, token, args.sync, args.ready_file)
+    return serve(args.data_dir, args.listen, token, args.sync, args.ready_file, parse_size(args.memory_reserve))
 
 
 def cmd_status(args: argparse.Namespace, fab: api.Fabric) -> int:
@@ -110,6 +138,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--token-file", help="file holding the shared secret clients must prove they know")
     s.add_argument("--sync", choices=["none", "batch", "interval"], default="none",
                    help="when appended events reach stable storage (batch: before each acknowledgement)")
+    s.add_argument("--memory-reserve", default="0", metavar="SIZE",
+                   help="in-memory storage: pre-fault SIZE bytes (e.g. 2G, 512M) at start so producers "
+                        "do not wait on page faults")
     s.add_argument("--ready-file", help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_serve)
     st = sub.add_parser("status", help="partitions, end offsets, consumer groups with lag, connected clients")

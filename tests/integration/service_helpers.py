@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 
 def free_port() -> int:
@@ -32,8 +32,10 @@ def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: flo
 class Service:
     """A `mofka-py serve` subprocess on 127.0.0.1, stopped by pid."""
 
-    def __init__(self, data_dir: Optional[Path], port: int, token_file: Optional[Path] = None, sync: str = "batch"):
+    def __init__(self, data_dir: Optional[Path], port: int, token_file: Optional[Path] = None, sync: str = "batch",
+                 extra: Sequence[str] = ()):
         self.data_dir, self.port, self.token_file, self.sync = data_dir, port, token_file, sync
+        self.extra = list(extra)
         self.proc: Optional[subprocess.Popen] = None
         self.log = b""
 
@@ -51,6 +53,7 @@ class Service:
             cmd += ["--data-dir", str(self.data_dir)]
         if self.token_file:
             cmd += ["--token-file", str(self.token_file)]
+        cmd += self.extra
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while not ready.exists():

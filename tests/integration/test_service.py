@@ -349,3 +349,36 @@ def test_restarted_member_with_stable_id_takes_its_partitions_back_at_once(servi
             else:
                 # A new member: the dead one's partitions stay held until its 30 s session expires.
                 assert ev is None
+
+
+def test_memory_reserve_prefaults_then_serves_intact_events(tmp_path):
+    """``serve --memory-reserve``: memory pre-faulted before listening, events round-trip intact."""
+    svc = Service(None, free_port(), sync="none", extra=["--memory-reserve", "16M"]).start(timeout=120)
+    try:
+        with mp.connect(svc.url) as fab:
+            topic = fab.create_topic("big", segment_bytes=4 << 20)
+            rng = np.random.default_rng(5)
+            blobs = [rng.integers(0, 256, int(n), dtype=np.uint8) for n in rng.integers(1, 1 << 20, 24)]
+            with topic.producer(batch_bytes=1 << 20) as prod:
+                for i, b in enumerate(blobs):
+                    prod.push({"i": i}, data=b)
+            with topic.consumer() as cons:
+                for i, b in enumerate(blobs):
+                    ev = cons.pull(timeout=10)
+                    assert ev is not None and ev.metadata["i"] == i
+                    assert hashlib.sha256(bytes(ev.data)).digest() == hashlib.sha256(b.tobytes()).digest()
+    finally:
+        assert svc.stop() == 0
+    assert b"reserved 16 MiB of pre-faulted memory" in svc.log
+
+
+def test_memory_reserve_refused_with_a_data_dir(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "mofka_py.cli", "serve", "--data-dir", str(tmp_path / "d"),
+                        "--listen", f"127.0.0.1:{free_port()}", "--memory-reserve", "1G"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "--memory-reserve applies to in-memory storage" in r.stderr
+    assert not (tmp_path / "d").exists()
+    r = subprocess.run([sys.executable, "-m", "mofka_py.cli", "serve", "--listen", f"127.0.0.1:{free_port()}",
+                        "--memory-reserve", "lots"], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "K, M, G or T" in r.stderr

@@ -54,6 +54,22 @@ enum class CrcMode {
 };
 
 /**
+ * @brief Pre-fault @p bytes (rounded up to 2 MiB) of memory for `memory://` segments.
+ *
+ * The first touch of never-used memory can cost more than copying into it
+ * (on virtual machines the host backs guest pages lazily; on any Linux the
+ * kernel zeroes each fresh page). Reserved memory is touched now, kept in a
+ * process-wide reservoir of 2 MiB pieces and moved (mremap, no copy) into
+ * in-memory segments ahead of each append, so producers do not wait on page
+ * faults. Call before the first produce, e.g. at service start. Thread-safe.
+ * @return bytes now waiting in the reservoir.
+ */
+size_t reserveSegmentMemory(size_t bytes);
+
+/// Bytes of pre-faulted memory still waiting in the reservoir (see reserveSegmentMemory()).
+size_t reservedSegmentMemory();
+
+/**
  * @brief Append-only, persistent (or in-memory) log of record batches.
  *
  * Thread-safe: one writer at a time, readers concurrently. Stored bytes are

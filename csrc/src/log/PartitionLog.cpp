@@ -59,6 +59,69 @@ AnonSegmentPool& anonSegmentPool() {
     return *pool;
 }
 
+constexpr size_t kHugePage = size_t(1) << 21;
+
+/// Anonymous mapping of @p length bytes (a multiple of 2 MiB) starting on a 2 MiB
+/// boundary, so pieces moved in from the reservoir stay huge pages.
+void* mapAligned(size_t length) {
+    void* raw = mmap(nullptr, length + kHugePage, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (raw == MAP_FAILED) return MAP_FAILED;
+    const uintptr_t r = reinterpret_cast<uintptr_t>(raw);
+    const uintptr_t a = (r + kHugePage - 1) & ~uintptr_t(kHugePage - 1);
+    if (a > r) munmap(raw, a - r);
+    if (r + kHugePage > a) munmap(reinterpret_cast<void*>(a + length), r + kHugePage - a);
+#ifdef MADV_HUGEPAGE
+    // Faulting fresh 4 KiB pages costs more than copying into them; 2 MiB pages cut that ~3x.
+    madvise(reinterpret_cast<void*>(a), length, MADV_HUGEPAGE);
+#endif
+    return reinterpret_cast<void*>(a);
+}
+
+/// Pre-faulted 2 MiB pieces waiting to be moved into in-memory segments.
+class FaultReservoir {
+  public:
+    size_t reserve(size_t bytes) {
+        const size_t n = (bytes + kHugePage - 1) / kHugePage;
+        if (n == 0) return held();
+        void* region = mapAligned(n * kHugePage);
+        if (region == MAP_FAILED) throwError(ErrorCode::Generic, "cannot map memory to reserve", true);
+        auto* p = static_cast<volatile uint8_t*>(region);
+        for (size_t off = 0; off < n * kHugePage; off += 4096) p[off] = 0; // touch: the kernel backs it now
+        std::lock_guard<std::mutex> l(m_mutex);
+        for (size_t i = 0; i < n; ++i) m_pieces.push_back(static_cast<uint8_t*>(region) + i * kHugePage);
+        return m_pieces.size() * kHugePage;
+    }
+    size_t held() {
+        std::lock_guard<std::mutex> l(m_mutex);
+        return m_pieces.size() * kHugePage;
+    }
+    /// Move one piece to @p dst (2 MiB aligned, replacing what was mapped there); false if empty.
+    bool install(uint8_t* dst) {
+        uint8_t* piece;
+        {
+            std::lock_guard<std::mutex> l(m_mutex);
+            if (m_pieces.empty()) return false;
+            piece = m_pieces.back();
+            m_pieces.pop_back();
+        }
+        if (mremap(piece, kHugePage, kHugePage, MREMAP_MAYMOVE | MREMAP_FIXED, dst) == MAP_FAILED) {
+            munmap(piece, kHugePage); // the destination keeps its own (unfaulted) pages
+            return false;
+        }
+        return true;
+    }
+
+  private:
+    std::mutex m_mutex;
+    std::vector<uint8_t*> m_pieces;
+};
+
+FaultReservoir& faultReservoir() {
+    static FaultReservoir* r = new FaultReservoir; // never destroyed, like the pool
+    return *r;
+}
+
 struct Mapping {
     void* addr = MAP_FAILED;
     size_t length = 0;
@@ -116,6 +179,7 @@ struct PartitionLog::Segment {
     int fd = -1;
     std::string path;
     int64_t maxTimestampUs = 0;
+    size_t backed = 0; ///< in memory: bytes from the start known to be faulted in (or written)
     std::vector<std::pair<uint64_t, uint64_t>> index; // (first offset of a batch, position)
     uint64_t lastIndexedPos = 0;
 
@@ -151,14 +215,8 @@ std::shared_ptr<PartitionLog::Segment> PartitionLog::newSegment(uint64_t baseOff
     if (m_opts.directory.empty()) {
         seg->map->anonymous = true;
         seg->map->addr = anonSegmentPool().take(seg->capacity);
-        if (seg->map->addr == MAP_FAILED) {
-            seg->map->addr = mmap(nullptr, seg->capacity, PROT_READ | PROT_WRITE,
-                                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-#ifdef MADV_HUGEPAGE
-            // Faulting fresh 4 KiB pages costs more than copying into them; 2 MiB pages cut that ~3x.
-            if (seg->map->addr != MAP_FAILED) madvise(seg->map->addr, seg->capacity, MADV_HUGEPAGE);
-#endif
-        }
+        if (seg->map->addr != MAP_FAILED) seg->backed = seg->capacity; // used before: its pages are in
+        else seg->map->addr = mapAligned(seg->capacity);
     } else {
         seg->path = m_opts.directory + "/" + segmentName(baseOffset);
         seg->fd = ::open(seg->path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
@@ -174,6 +232,10 @@ std::shared_ptr<PartitionLog::Segment> PartitionLog::newSegment(uint64_t baseOff
     seg->base = static_cast<uint8_t*>(seg->map->addr);
     return seg;
 }
+
+size_t reserveSegmentMemory(size_t bytes) { return faultReservoir().reserve(bytes); }
+
+size_t reservedSegmentMemory() { return faultReservoir().held(); }
 
 void PartitionLog::openDirectory() {
     makeDirs(m_opts.directory);
@@ -311,6 +373,14 @@ AppendResult PartitionLog::append(SealedBatch& batch, CrcMode mode) {
     h.baseOffset = m_next;
     const size_t pos = seg.size;
     if (seg.fd < 0) {
+        // Move reserved, already-faulted memory in where this batch lands. Only past the
+        // written end: [pos, capacity) holds nothing yet, so replacing its pages loses nothing.
+        if (seg.backed < pos + length) {
+            size_t at = std::max(seg.backed, alignUp(pos, kHugePage));
+            while (at < pos + length && at + kHugePage <= seg.capacity && faultReservoir().install(seg.base + at))
+                at += kHugePage;
+            seg.backed = std::max<size_t>(at, alignUp(pos + length, kHugePage)); // stays 2 MiB aligned
+        }
         // In memory: copy each piece once, checksumming it while it is in cache.
         uint8_t* dst = seg.base + pos;
         uint32_t crc = 0;
@@ -385,6 +455,9 @@ std::vector<StoredBatch> PartitionLog::read(uint64_t offset, size_t maxBytes) co
         if (it != seg.index.begin()) pos = size_t(std::prev(it)->second);
         while (pos < seg.size) {
             const auto* h = reinterpret_cast<const BatchHeader*>(seg.base + pos);
+            if (h->length < kBatchHeaderSize || h->length > seg.size - pos)
+                throw Error(ErrorCode::Corruption, "partition log damaged in memory at byte " + std::to_string(pos) +
+                                                       " of a segment (bad batch length); this is a bug, please report it");
             if (h->baseOffset + h->count > offset) {
                 if (!out.empty() && total + h->length > maxBytes) return out;
                 out.push_back({seg.map, seg.base + pos, size_t(h->length), h->baseOffset, h->count});
