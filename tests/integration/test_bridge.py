@@ -83,6 +83,37 @@ def test_upward_filter_and_transform(tansu, tmp_path, monkeypatch):  # noqa: F81
         assert all(len(v) == 1 for v in by_origin.values())
 
 
+@pytest.mark.parametrize("queue", ["roomy", "full"])
+def test_metadata_only_and_mixed_data_events(tansu, tmp_path, queue):  # noqa: F811
+    """Batches without data (the fast path: no data views at all) and batches mixing empty and non-empty data:
+    ``mofka.data`` exactly when an event has data, one origin header on every record, each event once; also
+    when the producer's queue keeps filling up mid-round (``full``: the retry path after ``BufferError``)."""
+    n = 2000
+    with mp.connect("memory://") as fab:
+        t = fab.create_topic("mixed", partitions=2)
+        with t.producer(linger_ms=1) as prod:
+            prod.push_many([{"i": i, "crc": crc(b"")} for i in range(n // 2)])     # metadata-only batches
+            for i in range(n // 2, n):
+                data = payload(i, 64) if i % 3 else b""
+                prod.push({"i": i, "crc": crc(data)}, data=data)
+        with t.consumer(group="check") as c:                    # the batch views the bridge reads
+            b = c.pull_batch(100, 5)
+            assert b.data_size() == sum(b[i].data_size for i in range(len(b)))
+            assert [bytes(v) for v in b.data_views()] == [bytes(b[i].data) for i in range(len(b))]
+        cfg = {"bridge": {"site": "s", "state_dir": str(tmp_path / "state")},
+               "endpoints": {"site": {"url": "memory://"}, "cloud": {"url": tansu.url}},
+               "rules": [{"name": "up", "from": "site/mixed", "to": f"cloud/mixed-{queue}", "batch_events": 300}]}
+        if queue == "full":
+            cfg["endpoints"]["cloud"]["librdkafka"] = {"queue.buffering.max.messages": 50}
+        with Bridge(cfg, fabrics={"site": fab}) as bridge:
+            assert bridge.wait_idle(60), bridge.status()
+    recs = tansu.wait_count(f"mixed-{queue}", n)
+    check_kafka_exactly_once(recs, range(n), site="s")
+    for r in recs:
+        i = orjson.loads(r["value"])["i"]
+        assert ("mofka.data" in r["headers"]) == (i >= n // 2 and i % 3 != 0)
+
+
 def test_downward_steering_commands(tansu, tmp_path):  # noqa: F811
     tansu.create_topic("steer", partitions=2)
     cmds = [orjson.dumps({"cmd": "set_exposure", "seq": k, "value_ms": 10 + k}) for k in range(200)]

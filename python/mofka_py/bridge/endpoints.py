@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 import zlib
 from itertools import accumulate
+from operator import length_hint
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .. import api
@@ -29,7 +30,8 @@ _ORIGIN_NEEDLE = b'"' + ORIGIN_FIELD.encode() + b'":"'
 _SCAN_WINDOW = 20000
 
 # One source partition's consecutive events: partition, offsets (a range or a list), metadata list, data list
-# (buffers or None; the list is None when data is not forwarded), and the handle that acknowledges them.
+# (buffers or None; the list is None when data is not forwarded or none of the events has any), and the handle
+# that acknowledges them.
 Chunk = Tuple[int, Sequence[int], List[bytes], Optional[List[Any]], Any]
 
 
@@ -118,10 +120,13 @@ class FabricSource:
 
     def poll(self, max_events: int, timeout: float) -> List[Chunk]:
         """Up to ``max_events`` events as chunks (one per stored batch): metadata sliced out of one zero-copy
-        view of the batch, data views only when the rule forwards data."""
+        view of the batch, data views only when the rule forwards data and the batch has some (or a transform
+        wants to see them)."""
         out: List[Chunk] = []
         n = 0
         with_data = self.rule.data == "forward"
+        # A transform sees each event's data view even when empty; otherwise a batch without data forwards none.
+        need_views = self.rule.transform is not None
         batch = self.cons.pull_batch(max_events, timeout)
         while batch is not None:
             k = len(batch)
@@ -133,7 +138,7 @@ class FabricSource:
                 else:
                     ends = list(accumulate(batch.metadata_lengths()))
                     metas = [whole[a:b] for a, b in zip([0] + ends[:-1], ends)]
-                datas = [batch[i].data for i in range(k)] if with_data else None
+                datas = batch.data_views() if with_data and (need_views or batch.data_size()) else None
                 first = batch.first_offset
                 out.append((batch.partition, range(first, first + k), metas, datas, batch))
                 n += k
@@ -314,6 +319,18 @@ def _origin_from_metadata(meta: bytes) -> Optional[Tuple[str, int]]:
         return None
 
 
+def _headers(pre: bytes, offs: Sequence[int], datas: Optional[List[Any]]) -> List[Dict[str, bytes]]:
+    """The Kafka headers of one chunk's records: the origin id, and the data (when not empty) in ``mofka.data``.
+
+    Dicts rather than lists of pairs: a dict of bytes is not tracked by the garbage collector, and
+    confluent-kafka converts it a little faster (~10% of the per-record cost for 100 B records).
+    """
+    if datas is None:
+        return [{ORIGIN_HEADER: b"%s%d" % (pre, o)} for o in offs]
+    return [{ORIGIN_HEADER: b"%s%d" % (pre, o)} if d is None or not len(d) else
+            {ORIGIN_HEADER: b"%s%d" % (pre, o), DATA_HEADER: bytes(d)} for o, d in zip(offs, datas)]
+
+
 class _Round:
     """Delivery state of one round of a Kafka sink: its marker records not yet acknowledged, the first error."""
 
@@ -413,38 +430,29 @@ class KafkaSink:
             if c[2]:
                 last_for_q[qmap[c[0]]] = i
         rnd.left = len(last_for_q)
-        produce, topic, odh = self.prod.produce, self.topic_name, ORIGIN_HEADER
+        produce, topic = self.prod.produce, self.topic_name
         sent = 0
         for i, (p, offs, metas, datas, _) in enumerate(chunks):
             n = len(metas)
             if not n:
                 continue
             key, q = keys[p], qmap[p]
-            pre = key + b"/"
+            hs = _headers(key + b"/", offs, datas)
             marker = last_for_q[q] == i
             stop = n - 1 if marker else n
+            # The hot loop: one positional produce() per record (topic, value, key, partition, on_delivery,
+            # timestamp, headers), everything else prepared per chunk.
+            it = iter(metas)
             try:
-                if datas is None:
-                    for j in range(stop):
-                        produce(topic, metas[j], key, q, None, None, 0, [(odh, b"%s%d" % (pre, offs[j]))])
-                else:
-                    for j in range(stop):
-                        d = datas[j]
-                        h = [(odh, b"%s%d" % (pre, offs[j]))]
-                        if d is not None and len(d):
-                            h.append((DATA_HEADER, bytes(d)))
-                        produce(topic, metas[j], key, q, None, None, 0, h)
+                for m, h in zip(it, hs if stop == n else hs[:stop]):
+                    produce(topic, m, key, q, None, None, 0, h)
                 j = stop
             except BufferError:
-                pass
+                j = n - 1 - length_hint(it)     # the record that did not fit
             while j < n:    # the queue was full (slow path), and the marker record
-                h = [(odh, b"%s%d" % (pre, offs[j]))]
-                d = datas[j] if datas is not None else None
-                if d is not None and len(d):
-                    h.append((DATA_HEADER, bytes(d)))
                 cb = rnd.delivered if (marker and j == n - 1) else None
                 try:
-                    produce(topic, metas[j], key, partition=q, on_delivery=cb, headers=h)
+                    produce(topic, metas[j], key, partition=q, on_delivery=cb, headers=hs[j])
                     j += 1
                 except BufferError:
                     self.prod.poll(0.05)
