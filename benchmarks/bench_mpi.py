@@ -12,10 +12,11 @@ consumer on rank 2).
 The limit of every throughput case is raw MPI ping-pong bandwidth between
 ranks 0 and 1 for a message of the event's size, measured in the same run
 (mpi4py, blocking Send/Recv, reused buffers); the latency target is absolute.
-Each figure is the median of ``--repeats`` rounds of 64 MiB after two warm-up
-rounds (the first, into fresh memory, is reported as ``cold``). Topics keep at
-most 96 MiB (retention, 16 MiB segments), as a long-running stream would, so
-the log recycles its segments' pages instead of faulting in new ones.
+Each figure is the median of ``--repeats`` rounds of 64 MiB (at least 16
+events: 256 MiB of 16 MiB events) after two warm-up rounds (the first, into
+fresh memory, is reported as ``cold``). Topics keep at most two rounds
+(retention per topic, 16 MiB segments), as a long-running stream would, so the log
+recycles its segments' pages instead of faulting in new ones.
 
 64 B and 1 KiB events are pushed with Producer.push_many (the vectorised path,
 one (n, size) uint8 array); larger ones one by one with push(data=array).
@@ -38,6 +39,7 @@ import mofka_py.mpi
 SIZES = [64, 1 << 10, 64 << 10, 1 << 20, 16 << 20]
 VECTOR_MAX = 1 << 10          # sizes pushed with push_many
 WARMUP = 2                    # rounds not counted: they fill the topic's retention window with fresh pages
+MIN_EVENTS = 16               # per round: with 4 batches in flight, fewer would time mostly pipeline fill and drain
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 KiB, MiB = 1 << 10, 1 << 20
 
@@ -71,15 +73,49 @@ def pingpong(comm, size: int, iters: int) -> float:
     return statistics.median(times)
 
 
-def measure_raw(world, budget: int) -> dict:
+def rma_get(comm, size: int, iters: int) -> float:
+    """Median time in seconds of one MPI_Get of `size` bytes by rank 1 from a window on rank 0
+    (passive target, flushed per get): the one-sided alternative to a two-sided transfer."""
+    buf = np.ones(max(size, 1), dtype=np.uint8)
+    dst = np.empty_like(buf)
+    win = MPI.Win.Create(buf if comm.rank == 0 else None, comm=comm)
+    times = []
+    for _ in range(5):
+        comm.Barrier()
+        t = time.perf_counter()
+        if comm.rank == 1:
+            win.Lock(0, MPI.LOCK_SHARED)
+            for _ in range(iters):
+                win.Get(dst, 0)
+                win.Flush(0)
+            win.Unlock(0)
+        times.append((time.perf_counter() - t) / iters)
+        comm.Barrier()
+    win.Free()
+    return comm.bcast(statistics.median(times), root=1)
+
+
+def measure_raw(world, budget: int) -> tuple:
+    """Two-sided ping-pong one-way times (the limit) and one-sided MPI_Get times, per size."""
     pair = world.Split(0 if world.rank < 2 else MPI.UNDEFINED, world.rank)
-    raw = {}
+    raw, rma = {}, {}
     if pair != MPI.COMM_NULL:
         raw = {s: pingpong(pair, s, max(5, min(2000, (budget // 4) // s))) for s in SIZES}
+        rma = {s: rma_get(pair, s, max(5, min(2000, (budget // 4) // s))) for s in SIZES}
         pair.Free()
-    raw = world.bcast(raw, root=0)
+    raw, rma = world.bcast((raw, rma), root=0)
+    if world.rank == 0:
+        for s in SIZES:
+            print(json.dumps({"bench": "mpi", "limit": "raw", "size": s, "two_sided_GBps": round(s / raw[s] / 1e9, 3),
+                              "rma_get_GBps": round(s / rma[s] / 1e9, 3)}), flush=True)
     pbarrier(world)
-    return raw
+    return raw, rma
+
+
+def retention(size: int, count: int) -> int:
+    """Two rounds of events: the warm-up fills it, later rounds recycle its pages; a round is read
+    after it is produced, so retention must not drop it first."""
+    return max(32 * MiB, 2 * size * count)
 
 
 def push_all(prod, size: int, count: int, payload) -> None:
@@ -105,7 +141,7 @@ def pull_count(cons, count: int) -> int:
 
 def two_rank_cases(fab, size: int, count: int, repeats: int) -> dict:
     """Rank 1: produce `count` events, flush, then consume them; rounds 0 (cold) .. repeats."""
-    topic = fab.create_topic(f"two-{size}", partitions=1)
+    topic = fab.create_topic(f"two-{size}", partitions=1, retention_bytes=retention(size, count))
     payload = (np.ones((min(count, (4 * MiB) // size), size), dtype=np.uint8) if size <= VECTOR_MAX
                else np.ones(size, dtype=np.uint8))
     prod_t, cons_t, lat = [], [], []
@@ -133,7 +169,7 @@ def two_rank_cases(fab, size: int, count: int, repeats: int) -> dict:
 def pipeline_cases(fab, size: int, count: int, repeats: int) -> dict:
     """Client rank 0 (world 1) produces while client rank 1 (world 2) consumes; times on the consumer."""
     comm = fab.comm
-    topic = fab.create_topic(f"pipe-{size}", partitions=1) if comm.rank == 0 else None
+    topic = fab.create_topic(f"pipe-{size}", partitions=1, retention_bytes=retention(size, count)) if comm.rank == 0 else None
     pbarrier(comm)
     topic = topic or fab.topic(f"pipe-{size}")
     times, offset = [], 0
@@ -211,7 +247,7 @@ def targets(size, name):
     return None, None
 
 
-def write_results(new_lines, raw, world_size):
+def write_results(new_lines, raw, rma, world_size):
     os.makedirs(RESULTS, exist_ok=True)
     path = os.path.join(RESULTS, "mpi.json")
     try:
@@ -225,6 +261,7 @@ def write_results(new_lines, raw, world_size):
             "raw": {**old.get("raw", {}), f"n{world_size}": {str(s): {"latency_us": round(t * 1e6, 2),
                                                                     "GBps": round(s / t / 1e9, 3)}
                                                            for s, t in raw.items()}},
+            "rma_get": {**old.get("rma_get", {}), f"n{world_size}": {str(s): round(s / t / 1e9, 3) for s, t in rma.items()}},
             "machine": f"{os.cpu_count()} cores, MPICH {MPI.Get_library_version().split()[2]}"}
     with open(path, "w") as f:
         json.dump(data, f, indent=1)
@@ -240,6 +277,14 @@ def write_results(new_lines, raw, world_size):
         else:
             rows.append(f"| {c['mode']} | {c['case']} ({c['api']}) | {human(c['size'])} | {c['events_per_s']:,} | "
                         f"{c['GBps']} | {c['limit_GBps']} GB/s | {c['ratio']} | {c.get('target', '')} | {met} |")
+    rk = f"n{world_size}"
+    if rk in data["rma_get"]:
+        rows += ["", "Raw transfer paths between two ranks in the same run (GB/s): two-sided Send/Recv (ping-pong, "
+                 "one way) vs one-sided MPI_Get from a window (passive target, flushed per get).", "",
+                 "| path | " + " | ".join(human(int(s)) for s in data["rma_get"][rk]) + " |",
+                 "|---|" + "---:|" * len(data["rma_get"][rk]),
+                 "| two-sided | " + " | ".join(str(data["raw"][rk][s]["GBps"]) for s in data["rma_get"][rk]) + " |",
+                 "| one-sided MPI_Get | " + " | ".join(str(v) for v in data["rma_get"][rk].values()) + " |"]
     with open(os.path.join(RESULTS, "mpi.md"), "w") as f:
         f.write("\n".join(rows) + "\n")
     try:
@@ -274,18 +319,22 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--pipeline-only", action="store_true", help="with 3 ranks: skip the 2-rank cases")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave results/ alone")
+    ap.add_argument("--sizes", help="comma-separated event sizes in bytes (default: all of %s)" % SIZES)
     args = ap.parse_args()
+    if args.sizes:
+        SIZES[:] = [int(x) for x in args.sizes.split(",")]
     world = MPI.COMM_WORLD
     if world.size not in (2, 3):
         raise SystemExit("run with mpiexec -n 2 (server + client) or -n 3 (adds the producer -> server -> consumer pipeline)")
     budget = (16 * MiB) if args.quick else (64 * MiB)
-    raw = measure_raw(world, budget)
+    raw, rma = measure_raw(world, budget)
     lines = []
     with mofka_py.mpi.fabric(world, servers=[0], segment_bytes=16 * MiB, retention_bytes=96 * MiB) as fab:
         if fab is None:
             return
         for s in SIZES if not (args.pipeline_only and world.size == 3) else []:
-            count = max(4, min(1 << 20, budget // s))
+            count = max(MIN_EVENTS, min(1 << 20, budget // s))
             raw_bw = s / raw[s]
             if fab.comm.rank == 0:
                 res = two_rank_cases(fab, s, count, args.repeats)
@@ -301,7 +350,7 @@ def main() -> None:
             pbarrier(fab.comm)
         if world.size == 3:
             for s in SIZES:
-                count = max(4, min(1 << 20, budget // s))
+                count = max(MIN_EVENTS, min(1 << 20, budget // s))
                 res = pipeline_cases(fab, s, count, args.repeats)
                 if fab.comm.rank == 1:
                     tgt, kind = targets(s, "produce") if s == 64 else (None, None)
@@ -316,8 +365,8 @@ def main() -> None:
                 print(json.dumps(line), flush=True)
                 lines.append(line)
         gathered = fab.comm.gather(lines, root=0)
-        if fab.comm.rank == 0:
-            write_results([l for part in gathered for l in part], raw, world.size)
+        if fab.comm.rank == 0 and not args.no_write:
+            write_results([l for part in gathered for l in part], raw, rma, world.size)
 
 
 if __name__ == "__main__":

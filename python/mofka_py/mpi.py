@@ -33,7 +33,7 @@ import contextlib
 from typing import Any, Iterator, Optional, Sequence, Union
 
 from . import _core
-from .api import DEFAULT_MAX_EVENT_BYTES, Fabric
+from .api import DEFAULT_MAX_EVENT_BYTES, Fabric, reserve_memory
 from .errors import InvalidArgument
 
 __all__ = ["fabric", "MpiFabric"]
@@ -82,7 +82,7 @@ def fabric(comm: Any = None, servers: Union[int, Sequence[int]] = 1, storage: st
            colocated: bool = False, request_timeout: float = 60.0, sync: str = "none",
            sync_interval_ms: int = 1000, segment_bytes: int = 256 << 20, retention_bytes: int = 0,
            retention_ms: int = 0, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
-           repair: bool = False) -> Iterator[Optional[MpiFabric]]:
+           repair: bool = False, memory_reserve: int = 0) -> Iterator[Optional[MpiFabric]]:
     """Collectively turn ranks of ``comm`` into a fabric (a context manager).
 
     ``comm``: an mpi4py communicator (default ``MPI.COMM_WORLD``); it is
@@ -91,8 +91,11 @@ def fabric(comm: Any = None, servers: Union[int, Sequence[int]] = 1, storage: st
     ``storage``: ``memory://`` or ``file:///dir`` (server rank r uses
     ``dir/rank<r>``). ``colocated=True`` makes server ranks clients too.
     ``request_timeout``: seconds a request may go unanswered before it raises
-    :class:`mofka_py.TimeoutError`. The other keywords are topic defaults, as in
-    :func:`mofka_py.connect`.
+    :class:`mofka_py.TimeoutError`. ``memory_reserve``: bytes each server rank
+    pre-faults before serving (``memory://`` only; see
+    :func:`mofka_py.reserve_memory`), so large events are stored at transport
+    speed instead of waiting on page faults. The other keywords are topic
+    defaults, as in :func:`mofka_py.connect`.
 
     >>> with fabric(servers=1) as fab:        # doctest: +SKIP
     ...     if fab is not None:
@@ -106,8 +109,14 @@ def fabric(comm: Any = None, servers: Union[int, Sequence[int]] = 1, storage: st
         raise InvalidArgument(f"storage must be a URL string, not {type(storage).__name__}")
     if request_timeout <= 0:
         raise InvalidArgument("request_timeout must be > 0 seconds")
+    if isinstance(memory_reserve, bool) or not isinstance(memory_reserve, int) or memory_reserve < 0:
+        raise InvalidArgument(f"memory_reserve must be a non-negative number of bytes (got {memory_reserve!r})")
+    if memory_reserve and not storage.startswith("memory://"):
+        raise InvalidArgument("memory_reserve applies to memory:// storage; drop it for file:// storage")
     size, rank = comm.Get_size(), comm.Get_rank()
     ranks = _server_ranks(servers, size)
+    if memory_reserve and rank in ranks:
+        reserve_memory(memory_reserve)
     is_client = colocated or rank not in ranks
     client_comm = comm.Split(0 if is_client else MPI.UNDEFINED, rank)
     try:

@@ -16,7 +16,7 @@ MPI = pytest.importorskip("mpi4py.MPI")
 mpi = pytest.importorskip("mofka_py.mpi")
 import mofka_py as mp  # noqa: E402
 
-from mpi_checks import check_event, check_order, group_reads_everything_once, produce  # noqa: E402
+from mpi_checks import check_event, check_order, group_reads_everything_once, payload, produce  # noqa: E402
 
 pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(120)]
 
@@ -160,3 +160,65 @@ def test_fabric_twice_and_application_traffic_untouched():
             fab.comm.Barrier()
             assert fab.topics() == [name]
     assert WORLD.allreduce(1) == WORLD.size
+
+
+def test_pipelined_produce_keeps_order_with_reserved_memory():
+    """Small batches, several in flight per producer (mixing pieces sent alone and grouped):
+    every event stored once, in push order, intact; server memory pre-faulted."""
+    with mpi.fabric(WORLD, servers=[0], memory_reserve=8 << 20, segment_bytes=4 << 20) as fab:
+        if fab is None:
+            return
+        c = fab.comm
+        if c.rank == 0:
+            fab.create_topic("pipe", partitions=1)  # one log: a batch stored out of turn would be dropped
+        c.Barrier()
+        topic = fab.topic("pipe")
+        count = 240
+        with topic.producer(batch_bytes=96 << 10, linger_ms=5) as prod:
+            for seq in range(count):
+                arr = payload(c.rank, seq)
+                prod.push({"src": c.rank, "seq": seq, "crc": zlib.crc32(arr)}, data=arr)
+        c.Barrier()
+        if c.rank == 0:
+            topic.mark_complete()
+        c.Barrier()
+        got = [check_event(ev) for ev in topic.consumer(start="earliest")]
+        assert sorted((s, q) for _, _, s, q in got) == sorted((s, q) for s in range(c.size) for q in range(count))
+        check_order(got)
+
+
+def test_memory_reserve_needs_memory_storage():
+    with pytest.raises(mp.InvalidArgument, match="memory_reserve applies to memory://"):
+        with mpi.fabric(WORLD, servers=1, storage="file:///tmp/never-created", memory_reserve=1 << 20):
+            pass
+    assert not os.path.exists("/tmp/never-created")
+
+
+def test_server_that_stops_answering_is_a_timeout_not_a_hang():
+    """A server rank stopped (SIGSTOP) past request_timeout: the client's flush raises
+    TimeoutError; once the server runs again, everybody leaves the fabric cleanly."""
+    import signal
+    import time
+
+    pids = WORLD.allgather(os.getpid())
+    server = WORLD.size - 1
+    with mpi.fabric(WORLD, servers=[server], request_timeout=1.5) as fab:
+        if fab is None:
+            return
+        c = fab.comm
+        if c.rank == 0:
+            topic = fab.create_topic("stalled")
+            os.kill(pids[server], signal.SIGSTOP)
+            try:
+                t0 = time.monotonic()
+                with pytest.raises(mp.TimeoutError, match="did not answer"):
+                    with topic.producer() as prod:
+                        prod.push({"n": 1}, data=b"x" * 100)
+                        prod.flush()
+                waited = time.monotonic() - t0
+            finally:
+                os.kill(pids[server], signal.SIGCONT)
+            assert waited < 30, f"the timeout took {waited:.1f} s"
+            with pytest.raises(mp.ConnectionError, match="timed out; this fabric is unusable"):
+                fab.topics()
+        c.Barrier()

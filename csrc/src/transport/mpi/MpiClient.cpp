@@ -23,6 +23,7 @@ class MpiClient final : public BrokerClient {
 
     ~MpiClient() override {
         try { close(); } catch (...) {}
+        stopProgress();
     }
 
     /// Every server gets the topic (all partitions; only its own receive events). The
@@ -81,16 +82,47 @@ class MpiClient final : public BrokerClient {
     AppendResult produce(const std::string& topic, uint32_t partition, SealedBatch& batch) override {
         // The CRC is computed here, once, and checked by the server's log.
         batch.header().crc = batchCrc(batch.pieces);
-        Writer w = request(Op::Produce);
-        w.str(topic).put(partition).put<uint64_t>(batch.length);
-        AddressList payload;
-        for (const Piece& p : batch.pieces) payload.add(p.data, p.size);
-        auto reply = call(partitionServer(topic, partition), w, &payload);
-        Reader r = reader(reply);
-        AppendResult res;
-        res.baseOffset = r.get<uint64_t>();
-        res.duplicate = r.get<uint8_t>() != 0;
-        return res;
+        MessagePlan payload;
+        Writer w = produceRequest(topic, partition, batch, payload);
+        return appendResult(call(partitionServer(topic, partition), w, &payload));
+    }
+
+    /// A few batches in flight: the next one is on its way while the server stores this one.
+    size_t maxInflightProduce() const override { return 4; }
+
+    /// Start the sends and return; a progress thread polls the reply and calls @p done.
+    /// Requests from one rank reach a server in order (MPI non-overtaking on one tag),
+    /// and the server stores each source's batches in that order.
+    void produceAsync(const std::string& topic, uint32_t partition, SealedBatch& batch, ProduceCallback done) override {
+        auto a = std::make_unique<AsyncCall>();
+        try {
+            batch.header().crc = batchCrc(batch.pieces);
+            MessagePlan payload;
+            Writer w = produceRequest(topic, partition, batch, payload);
+            {
+                std::lock_guard<std::mutex> l(m_mutex);
+                if (m_closed) throw Error(ErrorCode::Closed, "the MPI fabric is closed");
+                if (m_broken)
+                    throw Error(ErrorCode::Connection, "an earlier request to an MPI server timed out; this fabric is unusable");
+                ++m_inflight;
+            }
+            a->done = std::move(done);
+            a->deadline = Clock::now() + std::chrono::milliseconds(m_timeoutMs);
+            try {
+                start(a->call, partitionServer(topic, partition), w, &payload);
+            } catch (...) {
+                leaveInflight();
+                throw;
+            }
+        } catch (...) {
+            if (a->done) a->done(AppendResult{}, std::current_exception());
+            else done(AppendResult{}, std::current_exception());
+            return;
+        }
+        std::lock_guard<std::mutex> l(m_amutex);
+        m_async.push_back(std::move(a));
+        if (!m_progress.joinable()) m_progress = std::thread([this] { progressLoop(); });
+        m_acv.notify_one();
     }
 
     std::vector<StoredBatch> fetch(const std::string& topic, uint32_t partition, uint64_t offset, size_t maxBytes,
@@ -112,9 +144,14 @@ class MpiClient final : public BrokerClient {
                 total += sb.size;
                 out.push_back(sb);
             }
+            std::vector<uint64_t> lengths = getLengths(r, total);
             // A pooled, already-touched buffer (64-aligned: the batches, multiples of 8 long, stay 8-aligned).
             std::shared_ptr<uint8_t> buf = m_pool->get(total);
-            receiveInto(server, tag, buf.get(), total, deadline);
+            size_t off = 0;
+            for (uint64_t n : lengths) {
+                receiveInto(server, tag, buf.get() + off, size_t(n), deadline);
+                off += size_t(n);
+            }
             for (auto& sb : out) {
                 sb.data = buf.get() + reinterpret_cast<uintptr_t>(sb.data);
                 sb.owner = buf;
@@ -203,7 +240,11 @@ class MpiClient final : public BrokerClient {
             }
             if (all) break;
             if (progress) continue;
-            if (Clock::now() > deadline) timedOut(calls[0].server, m_timeoutMs + std::max<int64_t>(timeoutMs, 0));
+            if (Clock::now() > deadline) {
+                for (Call& o : calls)
+                    if (!o.got) abandon(o.server, o.tag);
+                timedOut(calls[0].server, m_timeoutMs + std::max<int64_t>(timeoutMs, 0));
+            }
             backoff.idle();
         }
         if (error) std::rethrow_exception(error);
@@ -308,14 +349,26 @@ class MpiClient final : public BrokerClient {
             m_closed = true;
             m_idle.wait(l, [&] { return m_inflight == 0; });
         }
-        if (m_broken) return;
+        stopProgress();
         int finalized = 0;
         MPI_Finalized(&finalized);
         if (finalized) return;
+        bool broken;
+        {
+            std::lock_guard<std::mutex> l(m_mutex);
+            broken = m_broken;
+        }
         for (int s : m_servers) {
             Writer w = request(Op::Bye);
-            call(s, w, nullptr, 0, nullptr, /*leaving=*/true);
+            try {
+                call(s, w, nullptr, 0, nullptr, /*leaving=*/true);
+            } catch (const Error&) {
+                // After a timeout, still say goodbye (a server that was only slow can then
+                // finish), but a server that is gone must not turn close() into an error.
+                if (!broken) throw;
+            }
         }
+        if (broken) drainAbandoned();
     }
 
     std::string url() const override { return m_url; }
@@ -323,12 +376,30 @@ class MpiClient final : public BrokerClient {
   private:
     using Body = std::function<void(Reader&, int, Clock::time_point)>;
 
+    /// A produce request: where, how long, and how the batch's pieces travel (see MessagePlan).
+    static Writer produceRequest(const std::string& topic, uint32_t partition, const SealedBatch& batch,
+                                 MessagePlan& payload) {
+        for (const Piece& p : batch.pieces) payload.add(p.data, p.size);
+        Writer w = request(Op::Produce);
+        w.str(topic).put(partition).put<uint64_t>(batch.length);
+        putLengths(w, payload.lengths());
+        return w;
+    }
+
+    static AppendResult appendResult(const std::vector<uint8_t>& reply) {
+        Reader r = reader(reply);
+        AppendResult res;
+        res.baseOffset = r.get<uint64_t>();
+        res.duplicate = r.get<uint8_t>() != 0;
+        return res;
+    }
+
     /// One request on its way: its bytes, its sends, its reply.
     struct Call {
         int server = 0;
         int tag = 0;
         std::vector<uint8_t> msg;
-        MPI_Request sends[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
+        std::vector<MPI_Request> sends; ///< the request, then the payload's messages
         std::vector<uint8_t> reply;
         bool sent = false, got = false;
     };
@@ -344,7 +415,7 @@ class MpiClient final : public BrokerClient {
     Guard enter(bool leaving) {
         std::lock_guard<std::mutex> l(m_mutex);
         if (m_closed && !leaving) throw Error(ErrorCode::Closed, "the MPI fabric is closed");
-        if (m_broken)
+        if (m_broken && !leaving)
             throw Error(ErrorCode::Connection, "an earlier request to an MPI server timed out; this fabric is unusable");
         ++m_inflight;
         return Guard{this};
@@ -414,19 +485,15 @@ class MpiClient final : public BrokerClient {
     }
 
     /// Send a request (and its payload) without waiting.
-    void start(Call& c, int server, Writer& w, AddressList* payload) {
+    void start(Call& c, int server, Writer& w, MessagePlan* payload) {
         c.server = server;
         c.tag = kFirstReplyTag + int(m_nextTag.fetch_add(1) % uint64_t(kLastReplyTag - kFirstReplyTag + 1));
         c.msg = std::move(w.buf);
         std::memcpy(c.msg.data() + 1, &c.tag, sizeof(c.tag));
+        c.sends.assign(1, MPI_REQUEST_NULL);
         check(MPI_Isend(c.msg.data(), int(c.msg.size()), MPI_BYTE, server, kRequestTag, m_req, &c.sends[0]),
               "MPI_Isend (request)");
-        if (payload && !payload->empty()) {
-            MPI_Datatype t = payload->commit();
-            int rc = MPI_Isend(MPI_BOTTOM, 1, t, server, c.tag, m_req, &c.sends[1]);
-            MPI_Type_free(&t);
-            check(rc, "MPI_Isend (batch)");
-        }
+        if (payload && !payload->empty()) payload->isendAll(server, c.tag, m_req, c.sends);
     }
 
     /// Move a call on (sends done? reply here?); true if anything happened.
@@ -434,7 +501,7 @@ class MpiClient final : public BrokerClient {
         bool progress = false;
         if (!c.sent) {
             int flag = 0;
-            check(MPI_Testall(2, c.sends, &flag, MPI_STATUSES_IGNORE), "MPI_Testall (request)");
+            check(MPI_Testall(int(c.sends.size()), c.sends.data(), &flag, MPI_STATUSES_IGNORE), "MPI_Testall (request)");
             if (flag) c.sent = progress = true;
         }
         if (!c.got) {
@@ -453,6 +520,131 @@ class MpiClient final : public BrokerClient {
         return progress;
     }
 
+    /// A produce started by produceAsync, waiting for its reply.
+    struct AsyncCall {
+        Call call;
+        ProduceCallback done;
+        Clock::time_point deadline;
+    };
+
+    void leaveInflight() {
+        std::lock_guard<std::mutex> l(m_mutex);
+        if (--m_inflight == 0) m_idle.notify_all();
+    }
+
+    /// Polls the asynchronous produces (oldest first) until stopProgress(); sleeps while there are none.
+    void progressLoop() {
+        Backoff backoff;
+        std::unique_lock<std::mutex> l(m_amutex);
+        for (;;) {
+            m_acv.wait(l, [&] { return m_stopAsync || !m_async.empty(); });
+            if (m_async.empty()) return; // stopping, nothing left
+            // Only this thread removes entries; new ones are appended under the lock.
+            std::vector<AsyncCall*> now;
+            for (auto& a : m_async) now.push_back(a.get());
+            l.unlock();
+            bool progress = false, sending = false;
+            std::vector<AsyncCall*> finished;
+            std::exception_ptr timeout;
+            for (AsyncCall* a : now) {
+                Call& c = a->call;
+                try {
+                    if (poll(c)) progress = true;
+                    if (!c.sent) sending = true;
+                    if (c.sent && c.got) finished.push_back(a);
+                    else if (Clock::now() > a->deadline) {
+                        for (AsyncCall* o : now)
+                            if (!o->call.got) abandon(o->call.server, o->call.tag);
+                        timedOut(c.server, m_timeoutMs);
+                    }
+                } catch (...) {
+                    timeout = std::current_exception(); // fails this and every later call: the fabric is broken
+                    break;
+                }
+            }
+            for (AsyncCall* a : finished) {
+                AppendResult res{};
+                std::exception_ptr err;
+                try {
+                    res = appendResult(checked(a->call.reply));
+                } catch (...) {
+                    err = std::current_exception();
+                }
+                a->done(res, err);
+            }
+            l.lock();
+            for (AsyncCall* a : finished)
+                m_async.erase(std::find_if(m_async.begin(), m_async.end(), [&](auto& p) { return p.get() == a; }));
+            size_t gone = finished.size();
+            if (timeout) {
+                std::deque<std::unique_ptr<AsyncCall>> failed;
+                failed.swap(m_async);
+                l.unlock();
+                for (auto& a : failed) a->done(AppendResult{}, timeout);
+                gone += failed.size();
+                l.lock();
+            }
+            if (gone) {
+                l.unlock();
+                for (size_t i = 0; i < gone; ++i) leaveInflight();
+                l.lock();
+            }
+            if (progress || gone) {
+                backoff.reset();
+            } else {
+                l.unlock();
+                backoff.idle(sending);
+                l.lock();
+            }
+        }
+    }
+
+    void stopProgress() {
+        {
+            std::lock_guard<std::mutex> l(m_amutex);
+            m_stopAsync = true;
+            m_acv.notify_all();
+        }
+        if (m_progress.joinable() && m_progress.get_id() != std::this_thread::get_id()) m_progress.join();
+    }
+
+    /// A request given up on: its late reply (and payload) must not be left unreceived, or it
+    /// could match a request of a later fabric whose communicator reuses the context.
+    void abandon(int server, int tag) {
+        std::lock_guard<std::mutex> l(m_mutex);
+        m_abandoned.emplace_back(server, tag);
+    }
+
+    /// Receive and drop what arrived for abandoned requests (called after the servers' goodbyes:
+    /// a server answers in order, so anything late is here by then). Bounded: a dead server sends nothing.
+    void drainAbandoned() {
+        std::vector<std::pair<int, int>> left;
+        {
+            std::lock_guard<std::mutex> l(m_mutex);
+            left.swap(m_abandoned);
+        }
+        auto until = Clock::now() + std::chrono::milliseconds(200);
+        Backoff backoff;
+        for (auto& [server, tag] : left) {
+            for (;;) {
+                int flag = 0;
+                MPI_Message m;
+                MPI_Status st;
+                if (MPI_Improbe(server, tag, m_rep, &flag, &m, &st) != MPI_SUCCESS) break;
+                if (flag) {
+                    int n = 0;
+                    MPI_Get_count(&st, MPI_BYTE, &n);
+                    std::vector<uint8_t> junk(size_t(std::max(n, 0)));
+                    MPI_Mrecv(junk.data(), n, MPI_BYTE, &m, MPI_STATUS_IGNORE);
+                    until = std::max(until, Clock::now() + std::chrono::milliseconds(50)); // a payload may follow
+                    continue;
+                }
+                if (Clock::now() > until) break;
+                backoff.idle();
+            }
+        }
+    }
+
     [[noreturn]] void timedOut(int server, int64_t ms) {
         // A late reply could be matched by a later request: this client is done.
         std::lock_guard<std::mutex> l(m_mutex);
@@ -464,7 +656,7 @@ class MpiClient final : public BrokerClient {
 
     /// Send a request (and its payload), wait for the reply; @p body reads
     /// what follows the reply (fetch payloads) while the request still holds its tag.
-    std::vector<uint8_t> call(int server, Writer& w, AddressList* payload = nullptr, int64_t extraMs = 0,
+    std::vector<uint8_t> call(int server, Writer& w, MessagePlan* payload = nullptr, int64_t extraMs = 0,
                               const Body& body = nullptr, bool leaving = false) {
         Guard g = enter(leaving);
         Call c;
@@ -473,7 +665,10 @@ class MpiClient final : public BrokerClient {
         Backoff backoff;
         while (!(c.sent && c.got)) {
             if (poll(c)) continue;
-            if (Clock::now() > deadline) timedOut(server, m_timeoutMs + extraMs);
+            if (Clock::now() > deadline) {
+                abandon(server, c.tag);
+                timedOut(server, m_timeoutMs + extraMs);
+            }
             backoff.idle(!c.sent);
         }
         checked(c.reply);
@@ -503,6 +698,7 @@ class MpiClient final : public BrokerClient {
                 return;
             }
             if (Clock::now() > deadline) {
+                abandon(server, tag);
                 std::lock_guard<std::mutex> l(m_mutex);
                 m_broken = true;
                 throw Error(ErrorCode::Timeout, "MPI server rank " + std::to_string(server) + " stopped sending fetched batches");
@@ -522,6 +718,12 @@ class MpiClient final : public BrokerClient {
     int m_inflight = 0;
     bool m_closed = false;
     bool m_broken = false;
+    std::vector<std::pair<int, int>> m_abandoned; ///< (server, tag) of timed-out requests; guarded by m_mutex
+    std::mutex m_amutex; ///< guards the asynchronous produces below
+    std::condition_variable m_acv;
+    std::deque<std::unique_ptr<AsyncCall>> m_async;
+    bool m_stopAsync = false;
+    std::thread m_progress;
     std::mutex m_vmutex; ///< guards the two caches below
     std::map<std::string, uint32_t> m_partitions;                               ///< partition count per topic
     std::map<std::string, std::map<uint64_t, std::vector<uint64_t>>> m_versions; ///< sum -> per-server versions

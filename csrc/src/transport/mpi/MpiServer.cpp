@@ -3,6 +3,7 @@
 
 #include "mofka_py/RecordBatch.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <climits>
 #include <list>
@@ -18,17 +19,17 @@ struct MpiServer::State {
     int clients;
     int byes = 0;
     /// Receive buffers of produced batches, reused (warm pages) batch after batch.
-    std::shared_ptr<BufferPool> pool = std::make_shared<BufferPool>(size_t(128) << 20);
+    std::shared_ptr<BufferPool> pool = std::make_shared<BufferPool>(size_t(256) << 20);
 
     /// A reply being sent; its buffers and the stored batches it reads stay alive until done.
     struct Send {
-        MPI_Request reqs[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
+        std::vector<MPI_Request> reqs; ///< the reply, then its payload's messages
         std::vector<uint8_t> head;
         std::vector<Owner> keep;
     };
     /// A produced batch being received.
     struct Incoming {
-        MPI_Request req = MPI_REQUEST_NULL;
+        std::vector<MPI_Request> reqs; ///< one per payload message
         int src, tag;
         std::string topic;
         uint32_t partition;
@@ -65,6 +66,7 @@ struct MpiServer::State {
     void send(int dst, int tag, Writer& w) {
         Send& s = sends.emplace_back();
         s.head = std::move(w.buf);
+        s.reqs.assign(1, MPI_REQUEST_NULL);
         check(MPI_Isend(s.head.data(), int(s.head.size()), MPI_BYTE, dst, tag, rep, &s.reqs[0]), "MPI_Isend (reply)");
     }
 
@@ -74,41 +76,64 @@ struct MpiServer::State {
         send(dst, tag, w);
     }
 
-    /// The reply of a fetch: sizes first, then the stored bytes straight from the log.
+    /// The reply of a fetch: sizes and message lengths first, then the stored bytes straight
+    /// from the log (batches adjacent in a segment travel as one contiguous message).
     void sendBatches(int dst, int tag, const std::vector<StoredBatch>& batches) {
         Writer w = ok();
         w.put<uint32_t>(uint32_t(batches.size()));
-        AddressList where;
+        MessagePlan where;
         std::vector<Owner> keep;
         for (const StoredBatch& b : batches) {
             w.put<uint64_t>(b.size).put(b.baseOffset).put(b.count);
             where.add(b.data, b.size);
             keep.push_back(b.owner);
         }
+        if (batches.empty()) {
+            send(dst, tag, w);
+            return;
+        }
+        putLengths(w, where.lengths());
         send(dst, tag, w);
-        if (where.empty()) return;
         Send& s = sends.back();
         s.keep = std::move(keep);
-        MPI_Datatype t = where.commit();
-        int rc = MPI_Isend(MPI_BOTTOM, 1, t, dst, tag, rep, &s.reqs[1]);
-        MPI_Type_free(&t);
-        check(rc, "MPI_Isend (batches)");
+        where.isendAll(dst, tag, rep, s.reqs);
     }
 
     void startProduce(int src, int tag, Reader& r) {
         std::string topic = r.str();
         uint32_t partition = r.get<uint32_t>();
         uint64_t length = r.get<uint64_t>();
+        const uint32_t nmsg = r.get<uint32_t>();
+        std::vector<uint64_t> lengths;
+        std::string problem;
         if (length < kBatchHeaderSize || length > uint64_t(INT_MAX) || length % 8 != 0) {
-            // Take the payload off the wire anyway, then refuse it.
-            MPI_Message m;
-            MPI_Status st;
-            check(MPI_Mprobe(src, tag, req, &m, &st), "MPI_Mprobe (batch)");
-            int n = 0;
-            MPI_Get_count(&st, MPI_BYTE, &n);
-            std::vector<uint8_t> junk(static_cast<size_t>(n));
-            check(MPI_Mrecv(junk.data(), n, MPI_BYTE, &m, MPI_STATUS_IGNORE), "MPI_Mrecv (batch)");
-            sendError(src, tag, ErrorCode::InvalidArgument, "record batch of invalid length " + std::to_string(length));
+            problem = "record batch of invalid length " + std::to_string(length);
+        } else {
+            try {
+                lengths.resize(nmsg);
+                uint64_t sum = 0;
+                for (auto& v : lengths) {
+                    v = r.get<uint64_t>();
+                    sum += v;
+                    if (v == 0 || v > MessagePlan::kMaxMessage) problem = "bad payload message length";
+                }
+                if (problem.empty() && sum != length) problem = "payload message lengths do not add up to the batch length";
+            } catch (const Error& e) {
+                problem = e.what();
+            }
+        }
+        if (!problem.empty()) {
+            // Take the payload's messages off the wire anyway (so they match nothing later), then refuse it.
+            for (uint32_t i = 0; i < std::min<uint32_t>(nmsg, 1u << 16); ++i) {
+                MPI_Message m;
+                MPI_Status st;
+                check(MPI_Mprobe(src, tag, req, &m, &st), "MPI_Mprobe (batch)");
+                int n = 0;
+                MPI_Get_count(&st, MPI_BYTE, &n);
+                std::vector<uint8_t> junk(static_cast<size_t>(n));
+                check(MPI_Mrecv(junk.data(), n, MPI_BYTE, &m, MPI_STATUS_IGNORE), "MPI_Mrecv (batch)");
+            }
+            sendError(src, tag, ErrorCode::InvalidArgument, problem);
             return;
         }
         Incoming& in = incoming.emplace_back();
@@ -116,14 +141,12 @@ struct MpiServer::State {
         in.tag = tag;
         in.topic = std::move(topic);
         in.partition = partition;
-        // The whole batch into one pooled (warm) buffer, received as plain bytes:
-        // a contiguous receive lets MPI copy straight into it (a derived-datatype
-        // receive may stage through a temporary buffer). The header is then
-        // copied into the batch's head (the log reads head + rest as pieces).
+        // The whole batch into one pooled (warm) buffer, each message a contiguous receive
+        // at its offset (MPI copies straight into it). The header is then copied into the
+        // batch's head (the log reads head + rest as pieces).
         in.body = pool->get(size_t(length));
         in.batch.length = length;
-        int rc = MPI_Irecv(in.body.get(), int(length), MPI_BYTE, src, tag, req, &in.req);
-        check(rc, "MPI_Irecv (batch)");
+        irecvAll(in.body.get(), lengths, src, tag, req, in.reqs);
     }
 
     void finishProduce(Incoming& in) {
@@ -296,11 +319,18 @@ struct MpiServer::State {
             handle(st.MPI_SOURCE, msg);
             progress = true;
         }
+        // A source may have several batches in flight: store them in the order they were
+        // sent (the log drops a producer's batch whose sequence is not past the last one).
+        std::vector<int> waiting; // sources with an earlier batch still arriving
         for (auto it = incoming.begin(); it != incoming.end();) {
+            if (std::find(waiting.begin(), waiting.end(), it->src) != waiting.end()) { ++it; continue; }
             int flag = 0;
-            MPI_Status st;
-            int rc = MPI_Test(&it->req, &flag, &st);
-            if (rc == MPI_SUCCESS && !flag) { ++it; continue; }
+            int rc = MPI_Testall(int(it->reqs.size()), it->reqs.data(), &flag, MPI_STATUSES_IGNORE);
+            if (rc == MPI_SUCCESS && !flag) {
+                waiting.push_back(it->src);
+                ++it;
+                continue;
+            }
             try {
                 check(rc, "receiving a record batch");
                 finishProduce(*it);
@@ -330,7 +360,7 @@ struct MpiServer::State {
         }
         for (auto it = sends.begin(); it != sends.end();) {
             int flag = 0;
-            check(MPI_Testall(2, it->reqs, &flag, MPI_STATUSES_IGNORE), "MPI_Testall (reply)");
+            check(MPI_Testall(int(it->reqs.size()), it->reqs.data(), &flag, MPI_STATUSES_IGNORE), "MPI_Testall (reply)");
             if (flag) {
                 it = sends.erase(it);
                 progress = true;
