@@ -26,6 +26,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr size_t kStaging = 64 * 1024;
 constexpr size_t kKeepBody = 32u << 20; // largest produce buffer a connection keeps for reuse
+constexpr size_t kLowatMax = 1u << 20; // wake for at most this much of a large body at a time
 constexpr const char* kClientLabel = "mofka-py client";
 constexpr const char* kServerLabel = "mofka-py server";
 
@@ -59,6 +60,7 @@ struct Conn {
     std::vector<uint8_t> body;
     std::vector<uint8_t> spare; // the last produce body, kept so the next one is not zero-filled again
     size_t bodyGot = 0;
+    int lowat = 1;             // SO_RCVLOWAT now set on the socket
     std::deque<OutMsg> out;
     size_t outOff = 0;         // bytes of out.front() already written
     size_t queued = 0;
@@ -206,6 +208,12 @@ class TcpServerImpl {
         }
     }
 
+    void setLowat(Conn& c, int bytes) {
+        if (c.lowat == bytes) return;
+        c.lowat = bytes;
+        setsockopt(c.fd, SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof(bytes));
+    }
+
     /// Read into the staging buffer until it holds @p need bytes; false if the socket has no more now.
     bool fill(Conn& c, size_t need) {
         while (c.sEnd - c.sBegin < need) {
@@ -261,13 +269,19 @@ class TcpServerImpl {
                 }
                 ssize_t n = ::read(c.fd, c.body.data() + c.bodyGot, c.body.size() - c.bodyGot);
                 if (n > 0) { c.bodyGot += size_t(n); continue; }
-                if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+                if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                    // A large body arrives in many segments: wake up once a good part of the rest is
+                    // here rather than for each one (each wake-up is an epoll round and a reschedule).
+                    setLowat(c, int(std::min<size_t>(c.body.size() - c.bodyGot, kLowatMax)));
+                    return;
+                }
                 if (n < 0 && errno == EINTR) continue;
                 c.closing = true;
                 c.out.clear();
                 return;
             }
             c.inBody = false;
+            setLowat(c, 1);
             handle(c);
         }
     }
