@@ -4,6 +4,7 @@
 #include "mofka_py/Crc32c.hpp"
 #include "mofka_py/Error.hpp"
 #include "mofka_py/Fabric.hpp"
+#include "mofka_py/PartitionLog.hpp"
 #include "mofka_py/Producer.hpp"
 #include "mofka_py/Sha256.hpp"
 
@@ -104,6 +105,74 @@ static void testErrors() {
     fab.close();
 }
 
+/// The bytes of a sealed batch of @p n events (data of @p dataLen bytes each, value @p fill) with its CRC set.
+static std::vector<uint8_t> batchBytes(uint64_t producer, uint64_t seq, int n, size_t dataLen, uint8_t fill) {
+    BatchBuilder b;
+    std::vector<uint8_t> data(dataLen, fill);
+    for (int i = 0; i < n; ++i) {
+        DataRef d{data.data(), data.size(), nullptr};
+        std::string meta = "{\"i\":" + std::to_string(i) + "}";
+        b.add(meta.data(), meta.size(), &d, 1, 1000 + i);
+    }
+    SealedBatch sb = b.seal(producer, seq);
+    sb.header().crc = batchCrc(sb.pieces);
+    std::vector<uint8_t> out;
+    for (const Piece& p : sb.pieces) out.insert(out.end(), p.data, p.data + p.size);
+    return out;
+}
+
+/// Receiving straight into a log: reservations in order, a failed one dropped and the next moved down.
+static void testReservations() {
+    LogOptions o;
+    o.segmentBytes = 4 << 20;
+    PartitionLog log(o);
+    auto a = batchBytes(7, 0, 3, 1000, 0xA1), b = batchBytes(7, 1, 2, 70000, 0xB2), c = batchBytes(7, 2, 4, 10, 0xC3);
+    uint8_t* pa = log.reserve(a.size());
+    uint8_t* pb = log.reserve(b.size());
+    uint8_t* pc = log.reserve(c.size());
+    CHECK(pa && pb == pa + a.size() && pc == pb + b.size());
+    bool threw = false;
+    try { SealedBatch x; log.append(x); } catch (const Error&) { threw = true; }
+    CHECK(threw); // no append while reservations are open
+    std::memcpy(pa, a.data(), a.size());
+    std::memcpy(pb, b.data(), b.size());
+    pb[b.size() / 2] ^= 1; // damaged in transit
+    std::memcpy(pc, c.data(), c.size());
+    CHECK(log.endOffset() == 0); // nothing visible before commit
+    AppendResult r = log.commitReserved(CrcMode::Verify);
+    CHECK(r.baseOffset == 0 && !r.duplicate);
+    threw = false;
+    try { log.commitReserved(CrcMode::Verify); } catch (const Error& e) { threw = e.code() == ErrorCode::Corruption; }
+    CHECK(threw); // b refused
+    r = log.commitReserved(CrcMode::Verify); // c moves down over b
+    CHECK(r.baseOffset == 3 && log.endOffset() == 7);
+    auto got = log.read(0, 1 << 20);
+    CHECK(got.size() == 2);
+    CHECK(got.size() == 2 && got[1].size == c.size() && std::memcmp(got[1].data + 32, c.data() + 32, c.size() - 32) == 0);
+    // A resent batch (same producer and sequence) is dropped with its original offsets.
+    uint8_t* again = log.reserve(c.size());
+    std::memcpy(again, c.data(), c.size());
+    r = log.commitReserved(CrcMode::Verify);
+    CHECK(r.duplicate && r.baseOffset == 3 && log.endOffset() == 7);
+    // Cancelled: nothing stored; the next reservation starts at the end again.
+    uint8_t* p = log.reserve(a.size());
+    log.cancelReserved();
+    CHECK(log.reserve(a.size()) == p);
+    log.cancelReserved();
+    CHECK(log.reserve(size_t(8) << 20) == nullptr); // does not fit the segment: the caller buffers
+    // File storage does not reserve.
+    char dir[] = "/tmp/mofka-cpp-resv-XXXXXX";
+    if (mkdtemp(dir)) {
+        LogOptions f;
+        f.directory = std::string(dir) + "/p0";
+        PartitionLog flog(f);
+        CHECK(flog.reserve(a.size()) == nullptr);
+        flog.close();
+        std::string rm = std::string("rm -rf ") + dir;
+        if (std::system(rm.c_str()) != 0) std::fprintf(stderr, "could not remove %s\n", dir);
+    }
+}
+
 int main() {
     testCrc();
     testSha();
@@ -119,6 +188,7 @@ int main() {
     std::string rm = std::string("rm -rf ") + dir;
     if (std::system(rm.c_str()) != 0) std::fprintf(stderr, "could not remove %s\n", dir);
     testErrors();
+    testReservations();
     std::printf("%d passed, %d failed\n", g_checks - g_failed, g_failed);
     return g_failed ? 1 : 0;
 }

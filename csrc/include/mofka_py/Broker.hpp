@@ -96,6 +96,13 @@ class Broker {
     /// Append a batch to a partition.
     AppendResult produce(const std::string& topic, uint32_t partition, SealedBatch& batch,
                          CrcMode mode = CrcMode::Compute);
+    /// In-memory topics: room to receive a batch of @p length bytes straight into the
+    /// partition's log (see PartitionLog::reserve); nullptr when not possible.
+    uint8_t* reserve(const std::string& topic, uint32_t partition, uint64_t length);
+    /// Publish the partition's oldest reservation (refused after the topic is complete).
+    AppendResult commitReserved(const std::string& topic, uint32_t partition, CrcMode mode = CrcMode::Verify);
+    /// Drop the partition's oldest reservation.
+    void cancelReserved(const std::string& topic, uint32_t partition);
     /// Stored batches from @p offset, waiting up to @p timeoutMs for data.
     std::vector<StoredBatch> fetch(const std::string& topic, uint32_t partition, uint64_t offset,
                                    size_t maxBytes, int64_t timeoutMs);

@@ -86,6 +86,21 @@ class PartitionLog {
     /// Append a sealed batch; assigns offsets and drops a producer's duplicate.
     AppendResult append(SealedBatch& batch, CrcMode mode = CrcMode::Compute);
 
+    /**
+     * @brief In-memory logs: room for one batch of @p length bytes past the end of the active
+     *        segment (and past earlier open reservations), for a transport to receive into.
+     *
+     * Nothing is visible until commitReserved(); reservations are committed (or cancelled) in
+     * the order they were made, and append() must not be called while any is open.
+     * @return where to write, or nullptr when the log cannot (file storage, segment full).
+     */
+    uint8_t* reserve(uint64_t length);
+    /// Publish the oldest reservation: check the batch header and CRC, drop a producer's
+    /// duplicate, assign offsets. A refused batch is dropped (later reservations move down).
+    AppendResult commitReserved(CrcMode mode = CrcMode::Verify);
+    /// Drop the oldest reservation unpublished (its transfer failed).
+    void cancelReserved();
+
     /// Batches holding offsets >= @p offset, at most @p maxBytes (at least one batch).
     std::vector<StoredBatch> read(uint64_t offset, size_t maxBytes) const;
 
@@ -114,6 +129,7 @@ class PartitionLog {
     void openDirectory();
     void recoverSegment(Segment& seg, bool last);
     Segment& writableSegment(uint64_t length);
+    void backRange(Segment& seg, size_t pos, uint64_t length);
     std::shared_ptr<Segment> newSegment(uint64_t baseOffset, uint64_t capacity);
     void applyRetentionLocked();
     size_t findSegmentLocked(uint64_t offset) const;
@@ -135,6 +151,8 @@ class PartitionLog {
         }
     };
     std::map<uint64_t, ProducerState> m_producers;
+    /// Open reservations of the active segment (position reserved, length), oldest first.
+    std::vector<std::pair<size_t, uint64_t>> m_reserved;
     std::chrono::steady_clock::time_point m_lastSync;
     bool m_dirty = false;
     bool m_closed = false;

@@ -326,6 +326,28 @@ AppendResult Broker::produce(const std::string& topic, uint32_t partition, Seale
     return r;
 }
 
+uint8_t* Broker::reserve(const std::string& topic, uint32_t partition, uint64_t length) {
+    auto t = getTopic(topic);
+    checkPartition(*this, partition, t->config.partitions, topic);
+    if (t->complete) return nullptr; // the normal path reports the error
+    return t->logs[partition]->reserve(length);
+}
+
+AppendResult Broker::commitReserved(const std::string& topic, uint32_t partition, CrcMode mode) {
+    auto t = getTopic(topic);
+    if (t->complete) {
+        t->logs[partition]->cancelReserved();
+        throw Error(ErrorCode::Closed, "topic '" + topic + "' is marked complete and accepts no more events");
+    }
+    AppendResult r = t->logs[partition]->commitReserved(mode);
+    t->bump();
+    return r;
+}
+
+void Broker::cancelReserved(const std::string& topic, uint32_t partition) {
+    getTopic(topic)->logs[partition]->cancelReserved();
+}
+
 std::vector<StoredBatch> Broker::fetch(const std::string& topic, uint32_t partition, uint64_t offset,
                                        size_t maxBytes, int64_t timeoutMs) {
     auto t = getTopic(topic);

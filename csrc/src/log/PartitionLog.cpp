@@ -355,9 +355,79 @@ PartitionLog::Segment& PartitionLog::writableSegment(uint64_t length) {
     return *m_segments.back();
 }
 
+/// Move reserved, already-faulted memory in where [pos, pos + length) of an in-memory segment
+/// lands. Only past everything written or reserved (the caller passes that end as @p pos):
+/// [pos, capacity) holds nothing yet, so replacing its pages loses nothing.
+void PartitionLog::backRange(Segment& seg, size_t pos, uint64_t length) {
+    if (seg.backed >= pos + length) return;
+    size_t at = std::max(seg.backed, alignUp(pos, kHugePage));
+    while (at < pos + length && at + kHugePage <= seg.capacity && faultReservoir().install(seg.base + at))
+        at += kHugePage;
+    seg.backed = std::max<size_t>(at, alignUp(pos + length, kHugePage)); // stays 2 MiB aligned
+}
+
+uint8_t* PartitionLog::reserve(uint64_t length) {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    if (m_closed) throw Error(ErrorCode::Closed, "partition log is closed");
+    if (!m_opts.directory.empty() || length < kBatchHeaderSize) return nullptr;
+    Segment& seg = *m_segments.back();
+    const size_t start = m_reserved.empty() ? seg.size : m_reserved.back().first + m_reserved.back().second;
+    if (start + length > seg.capacity || (start != 0 && start + length > m_opts.segmentBytes)) return nullptr;
+    backRange(seg, start, length);
+    m_reserved.emplace_back(start, length);
+    return seg.base + start;
+}
+
+void PartitionLog::cancelReserved() {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    if (!m_reserved.empty()) m_reserved.erase(m_reserved.begin());
+}
+
+AppendResult PartitionLog::commitReserved(CrcMode mode) {
+    std::unique_lock<std::mutex> lock(m_mutex);
+    if (m_reserved.empty()) throw Error(ErrorCode::Generic, "commitReserved without a reservation");
+    const auto [reservedAt, length] = m_reserved.front();
+    m_reserved.erase(m_reserved.begin());
+    if (m_closed) throw Error(ErrorCode::Closed, "partition log is closed");
+    Segment& seg = *m_segments.back();
+    const size_t pos = seg.size;
+    // An earlier reservation was dropped: close the gap (regions may overlap).
+    if (reservedAt != pos) std::memmove(seg.base + pos, seg.base + reservedAt, size_t(length));
+    auto* h = reinterpret_cast<BatchHeader*>(seg.base + pos);
+    if (h->magic != kBatchMagic || h->version != kBatchVersion || h->length != length ||
+        h->lengthCheck != lengthCheck(h->length))
+        throw Error(ErrorCode::Corruption, "malformed record batch received; it was not stored");
+    if (h->producerId) {
+        auto it = m_producers.find(h->producerId);
+        if (it != m_producers.end() && h->sequence <= it->second.lastSequence()) {
+            uint64_t base = UINT64_MAX;
+            for (auto& sb : it->second.recent)
+                if (sb.first == h->sequence) base = sb.second;
+            return {base, true};
+        }
+    }
+    const uint32_t crc = crc32c(0, seg.base + pos + kCrcCoverageStart, size_t(length) - kCrcCoverageStart);
+    if (mode == CrcMode::Verify && crc != h->crc)
+        throw Error(ErrorCode::Corruption, "record batch CRC32C mismatch: the batch was damaged in transit; it was not stored");
+    h->crc = crc;
+    h->baseOffset = m_next;
+    seg.addToIndex(m_next, pos, m_opts.indexIntervalBytes);
+    seg.size = pos + length;
+    seg.maxTimestampUs = std::max(seg.maxTimestampUs, h->lastTimestampUs);
+    const uint64_t base = m_next;
+    m_next += h->count;
+    seg.nextOffset = m_next;
+    if (h->producerId) m_producers[h->producerId].add(h->sequence, base);
+    lock.unlock();
+    m_cv.notify_all();
+    return {base, false};
+}
+
 AppendResult PartitionLog::append(SealedBatch& batch, CrcMode mode) {
     std::unique_lock<std::mutex> lock(m_mutex);
     if (m_closed) throw Error(ErrorCode::Closed, "partition log is closed");
+    if (!m_reserved.empty())
+        throw Error(ErrorCode::Generic, "append while a reservation is open (a transport bug: commit it first)");
     BatchHeader& h = batch.header();
     if (h.producerId) {
         auto it = m_producers.find(h.producerId);
@@ -373,14 +443,7 @@ AppendResult PartitionLog::append(SealedBatch& batch, CrcMode mode) {
     h.baseOffset = m_next;
     const size_t pos = seg.size;
     if (seg.fd < 0) {
-        // Move reserved, already-faulted memory in where this batch lands. Only past the
-        // written end: [pos, capacity) holds nothing yet, so replacing its pages loses nothing.
-        if (seg.backed < pos + length) {
-            size_t at = std::max(seg.backed, alignUp(pos, kHugePage));
-            while (at < pos + length && at + kHugePage <= seg.capacity && faultReservoir().install(seg.base + at))
-                at += kHugePage;
-            seg.backed = std::max<size_t>(at, alignUp(pos + length, kHugePage)); // stays 2 MiB aligned
-        }
+        backRange(seg, pos, length);
         // In memory: copy each piece once, checksumming it while it is in cache.
         uint8_t* dst = seg.base + pos;
         uint32_t crc = 0;

@@ -35,6 +35,7 @@ struct MpiServer::State {
         uint32_t partition;
         SealedBatch batch;
         std::shared_ptr<uint8_t> body;
+        bool direct = false; ///< received straight into the partition's log (a reservation)
     };
     /// A fetch or wait that found nothing yet (a long poll).
     struct Parked {
@@ -141,15 +142,38 @@ struct MpiServer::State {
         in.tag = tag;
         in.topic = std::move(topic);
         in.partition = partition;
-        // The whole batch into one pooled (warm) buffer, each message a contiguous receive
-        // at its offset (MPI copies straight into it). The header is then copied into the
-        // batch's head (the log reads head + rest as pieces).
-        in.body = pool->get(size_t(length));
         in.batch.length = length;
+        // In memory, and no earlier batch of this partition waiting to be copied in: receive
+        // straight into the log, past its end (MPI's copy is then the only one). Otherwise the
+        // whole batch goes into one pooled (warm) buffer and the log copies it when it is here.
+        bool buffered = std::any_of(incoming.begin(), std::prev(incoming.end()), [&](const Incoming& o) {
+            return !o.direct && o.partition == in.partition && o.topic == in.topic;
+        });
+        uint8_t* dst = nullptr;
+        if (!buffered) {
+            try {
+                dst = broker->reserve(in.topic, in.partition, length);
+            } catch (const Error&) {
+                dst = nullptr; // unknown topic or partition: received, then refused by the normal path
+            }
+        }
+        if (dst) {
+            in.direct = true;
+            irecvAll(dst, lengths, src, tag, req, in.reqs);
+            return;
+        }
+        in.body = pool->get(size_t(length));
         irecvAll(in.body.get(), lengths, src, tag, req, in.reqs);
     }
 
     void finishProduce(Incoming& in) {
+        if (in.direct) {
+            AppendResult res = broker->commitReserved(in.topic, in.partition, CrcMode::Verify);
+            Writer w = ok();
+            w.put(res.baseOffset).put<uint8_t>(res.duplicate ? 1 : 0);
+            send(in.src, in.tag, w);
+            return;
+        }
         in.batch.head.assign(in.body.get(), in.body.get() + kBatchHeaderSize);
         in.batch.pieces.push_back({in.batch.head.data(), kBatchHeaderSize});
         if (in.batch.length > kBatchHeaderSize)
@@ -321,17 +345,31 @@ struct MpiServer::State {
         }
         // A source may have several batches in flight: store them in the order they were
         // sent (the log drops a producer's batch whose sequence is not past the last one).
-        std::vector<int> waiting; // sources with an earlier batch still arriving
+        // Likewise a partition's batches are stored in arrival order (its reservations are
+        // committed in the order they were made).
+        std::vector<int> waiting;                                     // sources with an earlier batch still arriving
+        std::vector<std::pair<const std::string*, uint32_t>> blocked; // partitions likewise
+        auto isBlocked = [&](const Incoming& in) {
+            return std::any_of(blocked.begin(), blocked.end(),
+                               [&](auto& b) { return b.second == in.partition && *b.first == in.topic; });
+        };
         for (auto it = incoming.begin(); it != incoming.end();) {
-            if (std::find(waiting.begin(), waiting.end(), it->src) != waiting.end()) { ++it; continue; }
+            if (std::find(waiting.begin(), waiting.end(), it->src) != waiting.end() || isBlocked(*it)) {
+                waiting.push_back(it->src);
+                blocked.emplace_back(&it->topic, it->partition);
+                ++it;
+                continue;
+            }
             int flag = 0;
             int rc = MPI_Testall(int(it->reqs.size()), it->reqs.data(), &flag, MPI_STATUSES_IGNORE);
             if (rc == MPI_SUCCESS && !flag) {
                 waiting.push_back(it->src);
+                blocked.emplace_back(&it->topic, it->partition);
                 ++it;
                 continue;
             }
             try {
+                if (rc != MPI_SUCCESS && it->direct) broker->cancelReserved(it->topic, it->partition);
                 check(rc, "receiving a record batch");
                 finishProduce(*it);
             } catch (const Error& e) {
