@@ -59,6 +59,7 @@ inline void check(int rc, const char* what) {
 class Backoff {
   public:
     static constexpr int64_t kSpinNs = 100000; ///< yield-only window after activity
+    static constexpr int64_t kMaxSleepUs = 250; ///< longest sleep between polls of an idle fabric
 
     void idle(bool transferring = false) {
         if (transferring) {
@@ -72,7 +73,7 @@ class Backoff {
             return;
         }
         tightTimerSlack();
-        int64_t us = std::min<int64_t>(250, int64_t(2) << std::min(m_sleeps++, 7));
+        int64_t us = std::min<int64_t>(kMaxSleepUs, int64_t(2) << std::min(m_sleeps++, 7));
         std::this_thread::sleep_for(std::chrono::microseconds(us));
     }
     void reset() { m_rounds = 0; m_sleeps = 0; }
