@@ -1,4 +1,4 @@
-"""Shared fixtures of the unit tests (embedded fabrics only)."""
+"""Shared fixtures of the unit tests (embedded fabrics only); time limits and environment: ../conftest.py."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,19 +6,6 @@ from pathlib import Path
 import pytest
 
 import mofka_py as mp
-
-
-def pytest_collection_modifyitems(config, items):
-    # A hung wait must fail the test, not the whole run.
-    if config.pluginmanager.hasplugin("timeout"):
-        for item in items:
-            if item.get_closest_marker("timeout") is None:
-                item.add_marker(pytest.mark.timeout(180))
-
-
-@pytest.fixture(autouse=True)
-def _no_env_url(monkeypatch):
-    monkeypatch.delenv("MOFKA_PY_URL", raising=False)
 
 
 @pytest.fixture
