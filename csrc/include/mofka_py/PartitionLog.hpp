@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -130,6 +131,11 @@ class PartitionLog {
     void recoverSegment(Segment& seg, bool last);
     Segment& writableSegment(uint64_t length);
     void backRange(Segment& seg, size_t pos, uint64_t length);
+    /// A batch its producer sent before (a retry): its original offsets, or nullopt for a new one.
+    std::optional<AppendResult> resentLocked(const BatchHeader& h) const;
+    /// Make a batch written at @p pos of @p seg visible: index, offsets, producer window; unlocks, wakes readers.
+    AppendResult publishLocked(Segment& seg, size_t pos, uint64_t length, const BatchHeader& h, uint32_t count,
+                               std::unique_lock<std::mutex>& lock);
     std::shared_ptr<Segment> newSegment(uint64_t baseOffset, uint64_t capacity);
     void applyRetentionLocked();
     size_t findSegmentLocked(uint64_t offset) const;

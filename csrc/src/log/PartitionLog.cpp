@@ -397,27 +397,34 @@ AppendResult PartitionLog::commitReserved(CrcMode mode) {
     if (h->magic != kBatchMagic || h->version != kBatchVersion || h->length != length ||
         h->lengthCheck != lengthCheck(h->length))
         throw Error(ErrorCode::Corruption, "malformed record batch received; it was not stored");
-    if (h->producerId) {
-        auto it = m_producers.find(h->producerId);
-        if (it != m_producers.end() && h->sequence <= it->second.lastSequence()) {
-            uint64_t base = UINT64_MAX;
-            for (auto& sb : it->second.recent)
-                if (sb.first == h->sequence) base = sb.second;
-            return {base, true};
-        }
-    }
+    if (auto again = resentLocked(*h)) return *again;
     const uint32_t crc = crc32c(0, seg.base + pos + kCrcCoverageStart, size_t(length) - kCrcCoverageStart);
     if (mode == CrcMode::Verify && crc != h->crc)
         throw Error(ErrorCode::Corruption, "record batch CRC32C mismatch: the batch was damaged in transit; it was not stored");
     h->crc = crc;
     h->baseOffset = m_next;
+    return publishLocked(seg, pos, length, *h, h->count, lock);
+}
+
+std::optional<AppendResult> PartitionLog::resentLocked(const BatchHeader& h) const {
+    if (!h.producerId) return std::nullopt;
+    auto it = m_producers.find(h.producerId);
+    if (it == m_producers.end() || h.sequence > it->second.lastSequence()) return std::nullopt;
+    uint64_t base = UINT64_MAX; // older than the window: stored, offset forgotten
+    for (auto& sb : it->second.recent)
+        if (sb.first == h.sequence) base = sb.second;
+    return AppendResult{base, true};
+}
+
+AppendResult PartitionLog::publishLocked(Segment& seg, size_t pos, uint64_t length, const BatchHeader& h,
+                                         uint32_t count, std::unique_lock<std::mutex>& lock) {
     seg.addToIndex(m_next, pos, m_opts.indexIntervalBytes);
     seg.size = pos + length;
-    seg.maxTimestampUs = std::max(seg.maxTimestampUs, h->lastTimestampUs);
+    seg.maxTimestampUs = std::max(seg.maxTimestampUs, h.lastTimestampUs);
     const uint64_t base = m_next;
-    m_next += h->count;
+    m_next += count;
     seg.nextOffset = m_next;
-    if (h->producerId) m_producers[h->producerId].add(h->sequence, base);
+    if (h.producerId) m_producers[h.producerId].add(h.sequence, base);
     lock.unlock();
     m_cv.notify_all();
     return {base, false};
@@ -429,15 +436,7 @@ AppendResult PartitionLog::append(SealedBatch& batch, CrcMode mode) {
     if (!m_reserved.empty())
         throw Error(ErrorCode::Generic, "append while a reservation is open (a transport bug: commit it first)");
     BatchHeader& h = batch.header();
-    if (h.producerId) {
-        auto it = m_producers.find(h.producerId);
-        if (it != m_producers.end() && h.sequence <= it->second.lastSequence()) {
-            uint64_t base = UINT64_MAX; // older than the window: stored, offset forgotten
-            for (auto& sb : it->second.recent)
-                if (sb.first == h.sequence) base = sb.second;
-            return {base, true};
-        }
-    }
+    if (auto again = resentLocked(h)) return *again;
     const uint64_t length = batch.length;
     Segment& seg = writableSegment(length);
     h.baseOffset = m_next;
@@ -484,16 +483,7 @@ AppendResult PartitionLog::append(SealedBatch& batch, CrcMode mode) {
             m_dirty = true;
         }
     }
-    seg.addToIndex(m_next, pos, m_opts.indexIntervalBytes);
-    seg.size = pos + length;
-    seg.maxTimestampUs = std::max(seg.maxTimestampUs, h.lastTimestampUs);
-    const uint64_t base = m_next;
-    m_next += batch.count;
-    seg.nextOffset = m_next;
-    if (h.producerId) m_producers[h.producerId].add(h.sequence, base);
-    lock.unlock();
-    m_cv.notify_all();
-    return {base, false};
+    return publishLocked(seg, pos, length, h, batch.count, lock);
 }
 
 size_t PartitionLog::findSegmentLocked(uint64_t offset) const {

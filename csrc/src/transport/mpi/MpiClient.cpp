@@ -95,18 +95,12 @@ class MpiClient final : public BrokerClient {
     /// and the server stores each source's batches in that order.
     void produceAsync(const std::string& topic, uint32_t partition, SealedBatch& batch, ProduceCallback done) override {
         auto a = std::make_unique<AsyncCall>();
+        a->done = std::move(done);
         try {
             batch.header().crc = batchCrc(batch.pieces);
             MessagePlan payload;
             Writer w = produceRequest(topic, partition, batch, payload);
-            {
-                std::lock_guard<std::mutex> l(m_mutex);
-                if (m_closed) throw Error(ErrorCode::Closed, "the MPI fabric is closed");
-                if (m_broken)
-                    throw Error(ErrorCode::Connection, "an earlier request to an MPI server timed out; this fabric is unusable");
-                ++m_inflight;
-            }
-            a->done = std::move(done);
+            admit(false);
             a->deadline = Clock::now() + std::chrono::milliseconds(m_timeoutMs);
             try {
                 start(a->call, partitionServer(topic, partition), w, &payload);
@@ -115,8 +109,7 @@ class MpiClient final : public BrokerClient {
                 throw;
             }
         } catch (...) {
-            if (a->done) a->done(AppendResult{}, std::current_exception());
-            else done(AppendResult{}, std::current_exception());
+            a->done(AppendResult{}, std::current_exception());
             return;
         }
         std::lock_guard<std::mutex> l(m_amutex);
@@ -404,20 +397,26 @@ class MpiClient final : public BrokerClient {
         bool sent = false, got = false;
     };
 
-    /// Counts a request in flight (close() waits for none); refuses after close or a timeout.
-    struct Guard {
-        MpiClient* c;
-        ~Guard() {
-            std::lock_guard<std::mutex> l(c->m_mutex);
-            if (--c->m_inflight == 0) c->m_idle.notify_all();
-        }
-    };
-    Guard enter(bool leaving) {
+    /// Count a request in flight (close() waits for none); refuses after close or a timeout
+    /// unless @p leaving (the goodbye). Each admit() is matched by one leaveInflight().
+    void admit(bool leaving) {
         std::lock_guard<std::mutex> l(m_mutex);
         if (m_closed && !leaving) throw Error(ErrorCode::Closed, "the MPI fabric is closed");
         if (m_broken && !leaving)
             throw Error(ErrorCode::Connection, "an earlier request to an MPI server timed out; this fabric is unusable");
         ++m_inflight;
+    }
+    void leaveInflight() {
+        std::lock_guard<std::mutex> l(m_mutex);
+        if (--m_inflight == 0) m_idle.notify_all();
+    }
+    /// A synchronous request's admit(), left when it goes out of scope.
+    struct Guard {
+        MpiClient* c;
+        ~Guard() { c->leaveInflight(); }
+    };
+    Guard enter(bool leaving) {
+        admit(leaving);
         return Guard{this};
     }
 
@@ -526,11 +525,6 @@ class MpiClient final : public BrokerClient {
         ProduceCallback done;
         Clock::time_point deadline;
     };
-
-    void leaveInflight() {
-        std::lock_guard<std::mutex> l(m_mutex);
-        if (--m_inflight == 0) m_idle.notify_all();
-    }
 
     /// Polls the asynchronous produces (oldest first) until stopProgress(); sleeps while there are none.
     void progressLoop() {

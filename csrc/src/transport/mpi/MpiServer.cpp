@@ -104,21 +104,14 @@ struct MpiServer::State {
         std::string topic = r.str();
         uint32_t partition = r.get<uint32_t>();
         uint64_t length = r.get<uint64_t>();
-        const uint32_t nmsg = r.get<uint32_t>();
+        const uint32_t nmsg = Reader(r).get<uint32_t>(); // how many messages to take off the wire, come what may
         std::vector<uint64_t> lengths;
         std::string problem;
         if (length < kBatchHeaderSize || length > uint64_t(INT_MAX) || length % 8 != 0) {
             problem = "record batch of invalid length " + std::to_string(length);
         } else {
             try {
-                lengths.resize(nmsg);
-                uint64_t sum = 0;
-                for (auto& v : lengths) {
-                    v = r.get<uint64_t>();
-                    sum += v;
-                    if (v == 0 || v > MessagePlan::kMaxMessage) problem = "bad payload message length";
-                }
-                if (problem.empty() && sum != length) problem = "payload message lengths do not add up to the batch length";
+                lengths = getLengths(r, length);
             } catch (const Error& e) {
                 problem = e.what();
             }
