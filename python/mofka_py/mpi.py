@@ -82,7 +82,8 @@ def fabric(comm: Any = None, servers: Union[int, Sequence[int]] = 1, storage: st
            colocated: bool = False, request_timeout: float = 60.0, sync: str = "none",
            sync_interval_ms: int = 1000, segment_bytes: int = 256 << 20, retention_bytes: int = 0,
            retention_ms: int = 0, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
-           repair: bool = False, memory_reserve: int = 0) -> Iterator[Optional[MpiFabric]]:
+           repair: bool = False, memory_reserve: int = 0,
+           spindown_ms: float = 10.0) -> Iterator[Optional[MpiFabric]]:
     """Collectively turn ranks of ``comm`` into a fabric (a context manager).
 
     ``comm``: an mpi4py communicator (default ``MPI.COMM_WORLD``); it is
@@ -94,8 +95,12 @@ def fabric(comm: Any = None, servers: Union[int, Sequence[int]] = 1, storage: st
     :class:`mofka_py.TimeoutError`. ``memory_reserve``: bytes each server rank
     pre-faults before serving (``memory://`` only; see
     :func:`mofka_py.reserve_memory`), so large events are stored at transport
-    speed instead of waiting on page faults. The other keywords are topic
-    defaults, as in :func:`mofka_py.connect`.
+    speed instead of waiting on page faults. ``spindown_ms``: after events
+    went through a rank, its pollers keep polling (yielding the core, never
+    sleeping) this long, so the next event of a stream is seen at once; past
+    it they sleep up to 250 us between polls and an idle rank costs a few
+    percent of a core (0: sleep as soon as idle, lowest CPU, higher latency).
+    The other keywords are topic defaults, as in :func:`mofka_py.connect`.
 
     >>> with fabric(servers=1) as fab:        # doctest: +SKIP
     ...     if fab is not None:
@@ -111,6 +116,8 @@ def fabric(comm: Any = None, servers: Union[int, Sequence[int]] = 1, storage: st
         raise InvalidArgument("request_timeout must be > 0 seconds")
     if isinstance(memory_reserve, bool) or not isinstance(memory_reserve, int) or memory_reserve < 0:
         raise InvalidArgument(f"memory_reserve must be a non-negative number of bytes (got {memory_reserve!r})")
+    if isinstance(spindown_ms, bool) or not isinstance(spindown_ms, (int, float)) or not 0 <= spindown_ms <= 3.6e6:
+        raise InvalidArgument(f"spindown_ms must be a number of milliseconds between 0 and 3600000 (got {spindown_ms!r})")
     if memory_reserve and not storage.startswith("memory://"):
         raise InvalidArgument("memory_reserve applies to memory:// storage; drop it for file:// storage")
     size, rank = comm.Get_size(), comm.Get_rank()
@@ -122,7 +129,7 @@ def fabric(comm: Any = None, servers: Union[int, Sequence[int]] = 1, storage: st
     try:
         native = _core.MpiFabric(comm, ranks, bool(colocated), storage, sync, sync_interval_ms, segment_bytes,
                                  retention_bytes, retention_ms, max_event_bytes, bool(repair),
-                                 int(request_timeout * 1000))
+                                 int(request_timeout * 1000), int(spindown_ms * 1000))
     except BaseException:
         if client_comm != MPI.COMM_NULL:
             client_comm.Free()

@@ -8,10 +8,14 @@
 #include "mofka_py/Producer.hpp"
 #include "mofka_py/Sha256.hpp"
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <random>
 #include <string>
+#include <thread>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <vector>
@@ -122,6 +126,85 @@ static std::vector<uint8_t> batchBytes(uint64_t producer, uint64_t seq, int n, s
 }
 
 /// Receiving straight into a log: reservations in order, a failed one dropped and the next moved down.
+/// A transport in front of an embedded fabric that keeps 4 appends in flight and takes a
+/// random few microseconds to put each one "on the wire" (where it notes the batch's
+/// sequence): appends handed over by two threads at once would reach the broker out of turn.
+class JitteryClient final : public BrokerClient {
+  public:
+    explicit JitteryClient(std::shared_ptr<BrokerClient> inner) : m_in(std::move(inner)) {}
+    std::vector<uint64_t> wire; ///< sequences in the order they went out
+    size_t maxInflightProduce() const override { return 4; }
+    void produceAsync(const std::string& topic, uint32_t partition, SealedBatch& batch, ProduceCallback done) override {
+        thread_local std::minstd_rand rng(std::random_device{}());
+        std::this_thread::sleep_for(std::chrono::microseconds(rng() % 40));
+        {
+            std::lock_guard<std::mutex> l(m_mutex);
+            wire.push_back(batch.header().sequence);
+        }
+        BrokerClient::produceAsync(topic, partition, batch, std::move(done));
+    }
+    AppendResult produce(const std::string& t, uint32_t p, SealedBatch& b) override { return m_in->produce(t, p, b); }
+    void createTopic(const std::string& n, const TopicConfig& c) override { m_in->createTopic(n, c); }
+    std::vector<std::string> listTopics() override { return m_in->listTopics(); }
+    TopicInfo describeTopic(const std::string& n) override { return m_in->describeTopic(n); }
+    std::vector<StoredBatch> fetch(const std::string& t, uint32_t p, uint64_t o, size_t m, int64_t w) override {
+        return m_in->fetch(t, p, o, m, w);
+    }
+    uint64_t waitTopicChange(const std::string& t, uint64_t v, int64_t w) override { return m_in->waitTopicChange(t, v, w); }
+    std::pair<uint64_t, uint64_t> offsets(const std::string& t, uint32_t p) override { return m_in->offsets(t, p); }
+    void markComplete(const std::string& t) override { m_in->markComplete(t); }
+    bool isComplete(const std::string& t) override { return m_in->isComplete(t); }
+    std::string joinGroup(const std::string& g, const std::string& t, const std::string& m) override { return m_in->joinGroup(g, t, m); }
+    void leaveGroup(const std::string& g, const std::string& t, const std::string& m) override { m_in->leaveGroup(g, t, m); }
+    Assignment assignment(const std::string& g, const std::string& t, const std::string& m) override { return m_in->assignment(g, t, m); }
+    void releasePartitions(const std::string& g, const std::string& t, const std::string& m, const std::vector<uint32_t>& ps) override {
+        m_in->releasePartitions(g, t, m, ps);
+    }
+    void commit(const std::string& g, const std::string& t, const std::vector<std::pair<uint32_t, uint64_t>>& o) override {
+        m_in->commit(g, t, o);
+    }
+    std::optional<uint64_t> committed(const std::string& g, const std::string& t, uint32_t p) override { return m_in->committed(g, t, p); }
+    std::vector<std::string> groups(const std::string& t) override { return m_in->groups(t); }
+    void close() override { m_in->close(); }
+    std::string url() const override { return m_in->url(); }
+
+  private:
+    std::shared_ptr<BrokerClient> m_in;
+    std::mutex m_mutex;
+};
+
+/// flush() from other threads hands batches over too: never two at once, so they go out in sequence.
+static void testFlushRacesSender() {
+    Fabric fab = Fabric::connect("memory://");
+    auto client = std::make_shared<JitteryClient>(fab.client());
+    TopicConfig cfg;
+    cfg.partitions = 1;
+    client->createTopic("race", cfg);
+    ProducerOptions po;
+    po.batchEvents = 3;
+    po.lingerMs = 0.05;
+    const int n = 6000;
+    {
+        Producer prod(client, "race", po);
+        std::atomic<bool> stop{false};
+        std::vector<std::thread> flushers;
+        for (int i = 0; i < 3; ++i)
+            flushers.emplace_back([&] { while (!stop) prod.flush(-1); });
+        for (int i = 0; i < n; ++i) {
+            std::string meta = std::to_string(i);
+            prod.push(meta.data(), meta.size(), nullptr, 0, 0, nullptr, 0, true);
+        }
+        prod.flush(-1);
+        stop = true;
+        for (auto& t : flushers) t.join();
+        prod.close();
+    }
+    bool inOrder = true;
+    for (size_t i = 0; i < client->wire.size(); ++i) inOrder = inOrder && client->wire[i] == i;
+    CHECK(inOrder);
+    CHECK(client->offsets("race", 0).second == uint64_t(n));
+}
+
 static void testReservations() {
     LogOptions o;
     o.segmentBytes = 4 << 20;
@@ -189,6 +272,7 @@ int main() {
     if (std::system(rm.c_str()) != 0) std::fprintf(stderr, "could not remove %s\n", dir);
     testErrors();
     testReservations();
+    testFlushRacesSender();
     std::printf("%d passed, %d failed\n", g_checks - g_failed, g_failed);
     return g_failed ? 1 : 0;
 }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import zlib
 
@@ -17,6 +18,9 @@ mpi = pytest.importorskip("mofka_py.mpi")
 import mofka_py as mp  # noqa: E402
 
 from mpi_checks import check_event, check_order, group_reads_everything_once, payload, produce  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "unit"))
+from _helpers import flush_while_pushing_keeps_order  # noqa: E402
 
 pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(120)]
 
@@ -187,6 +191,16 @@ def test_pipelined_produce_keeps_order_with_reserved_memory():
         check_order(got)
 
 
+def test_flush_from_other_threads_while_pushing_keeps_order():
+    """Batches handed over MPI both by flushing callers and by the sender thread, several in
+    flight: stored once each, in sequence order."""
+    with mpi.fabric(WORLD, servers=[0]) as fab:
+        if fab is None:
+            return
+        topic = fab.create_topic(f"racing-{fab.comm.rank}", partitions=1)
+        flush_while_pushing_keeps_order(topic)
+
+
 def test_memory_reserve_needs_memory_storage():
     with pytest.raises(mp.InvalidArgument, match="memory_reserve applies to memory://"):
         with mpi.fabric(WORLD, servers=1, storage="file:///tmp/never-created", memory_reserve=1 << 20):
@@ -222,3 +236,58 @@ def test_server_that_stops_answering_is_a_timeout_not_a_hang():
             with pytest.raises(mp.ConnectionError, match="timed out; this fabric is unusable"):
                 fab.topics()
         c.Barrier()
+
+
+@pytest.mark.parametrize("bad", [-1, "10", True, 1e9])
+def test_spindown_must_be_milliseconds(bad):
+    with pytest.raises(mp.InvalidArgument, match="spindown_ms must be a number of milliseconds"):
+        with mpi.fabric(WORLD, servers=1, spindown_ms=bad):
+            pass
+
+
+@pytest.mark.parametrize("spindown_ms", [0, 10.0])
+def test_idle_ranks_sleep_after_the_spindown(spindown_ms):
+    """Events flow one at a time (a stream: pollers stay eager, every event seen in order), then
+    the fabric idles with a consumer waiting on an empty partition (a parked long poll): past the
+    spin-down every rank, server thread included (colocated), uses a small part of a core."""
+    import resource
+    import time
+
+    def cpu_seconds():
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        return ru.ru_utime + ru.ru_stime
+
+    with mpi.fabric(WORLD, servers=[0], colocated=True, spindown_ms=spindown_ms) as fab:
+        c = fab.comm
+        if c.rank == 0:
+            fab.create_topic("idle", partitions=1)
+        c.Barrier()
+        topic = fab.topic("idle")
+        last = c.size - 1
+        if c.rank == 0:
+            with topic.producer(linger_ms=0) as prod:
+                c.Barrier()
+                for seq in range(50):
+                    prod.push({"seq": seq})
+                    prod.flush()
+                    time.sleep(0.001)
+        elif c.rank == last:
+            with topic.consumer(start="earliest") as cons:
+                c.Barrier()
+                seqs = [cons.pull(timeout=30).metadata["seq"] for _ in range(50)]
+                assert seqs == list(range(50))
+                c.Barrier()
+                time.sleep(0.2)  # past the spin-down
+                before, t0 = cpu_seconds(), time.monotonic()
+                assert cons.pull(timeout=1.5) is None  # waits: nothing comes
+                used, wall = cpu_seconds() - before, time.monotonic() - t0
+        else:
+            c.Barrier()
+        if c.rank != last:
+            c.Barrier()
+            time.sleep(0.2)
+            before, t0 = cpu_seconds(), time.monotonic()
+            time.sleep(1.5)
+            used, wall = cpu_seconds() - before, time.monotonic() - t0
+        shares = c.allgather(used / wall)  # every rank reaches this collective, then all check
+        assert max(shares) < 0.3, f"ranks used {[f'{s:.0%}' for s in shares]} of a core while idle"

@@ -92,3 +92,38 @@ def payload(i: int, size: Optional[int] = None) -> bytes:
 
 def expected_events(events: Iterable[Tuple[bytes, bytes]]) -> list:
     return [(0, i, m, d) for i, (m, d) in enumerate(events)]
+
+
+def flush_while_pushing_keeps_order(topic, n: int = 20000, flushers: int = 4) -> None:
+    """One thread pushes ``n`` events (small batches, several in flight) while other threads
+    call flush() over and over, so batches are handed to the transport both by the producer's
+    sender thread and by flushing callers. Every event must be stored once, in push order.
+    ``topic`` must have one partition and be empty."""
+    import threading
+
+    done = threading.Event()
+    errors = []
+    with topic.producer(batch_size=7, linger_ms=0.2) as prod:
+        def flusher():
+            try:
+                while not done.is_set():
+                    prod.flush(timeout=60)
+            except BaseException as e:  # reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=flusher) for _ in range(flushers)]
+        for t in threads:
+            t.start()
+        try:
+            futs = [prod.push({"seq": i}, data=i.to_bytes(4, "little")) for i in range(n)]
+        finally:
+            done.set()
+            for t in threads:
+                t.join()
+        ids = [f.result(timeout=60) for f in futs]
+    assert not errors, errors
+    assert [e.offset for e in ids] == list(range(n))
+    topic.mark_complete()
+    with topic.consumer(start="earliest") as cons:
+        seqs = [ev.metadata["seq"] for ev in cons]
+    assert seqs == list(range(n))

@@ -10,7 +10,7 @@ import pytest
 
 import mofka_py as mp
 from mofka_py import _core
-from _helpers import consume_all, end_offsets, payload, pull_n, wait_until
+from _helpers import consume_all, end_offsets, flush_while_pushing_keeps_order, payload, pull_n, wait_until
 
 # ----------------------------------------------------------------------------- producer
 
@@ -113,6 +113,11 @@ def test_flush_stores_everything(mem_fab):
         prod.flush()  # nothing queued: returns at once
     finally:
         prod.close()
+
+
+def test_flush_from_other_threads_while_pushing_keeps_order(any_fab):
+    # flush() hands sealed batches to the transport itself: never out of turn with the sender thread
+    flush_while_pushing_keeps_order(any_fab.create_topic("racing", partitions=1))
 
 
 def test_close_flushes_and_push_after_close_is_closed(mem_fab):

@@ -57,6 +57,10 @@ class BrokerClient {
     virtual bool longPollFetch() const { return false; }
     /// How many appends a producer should keep in flight on this transport (1: one at a time).
     virtual size_t maxInflightProduce() const { return 1; }
+    /// How long (microseconds) a consumer waiting for events keeps polling its queue, yielding
+    /// the core, after events last arrived, before it blocks: on transports whose own pollers
+    /// spin down after traffic (MPI), this saves a thread wake-up per event in a stream.
+    virtual int64_t spindownUs() const { return 0; }
     /// Batches from @p offset, waiting up to @p timeoutMs when there are none.
     virtual std::vector<StoredBatch> fetch(const std::string& topic, uint32_t partition, uint64_t offset,
                                            size_t maxBytes, int64_t timeoutMs) = 0;

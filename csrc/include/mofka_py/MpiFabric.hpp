@@ -40,6 +40,10 @@ struct MpiFabricOptions {
     std::string storage = "memory://"; ///< "memory://" or "file:///dir" (server r uses dir/rank<r>)
     BrokerOptions broker;              ///< topic defaults and repair flag of the servers
     int64_t requestTimeoutMs = 60000;  ///< a request without an answer this long fails with Timeout
+    /// After events went through a rank, its pollers keep polling (yielding the core, never
+    /// sleeping) this long: low latency in a stream. Past it they sleep up to 250 us between
+    /// polls, so an idle rank costs a few percent of a core. 0: sleep as soon as idle.
+    int64_t spindownUs = 10000;
 };
 
 class MpiFabricImpl;

@@ -23,6 +23,7 @@ class ConsumerImpl {
     : m_client(std::move(client)), m_topic(std::move(topic)), m_opts(std::move(opts)) {
         if (m_opts.prefetchBytes < 1 || m_opts.fetchBytes < 1)
             throw Error(ErrorCode::InvalidArgument, "prefetch_bytes and fetch_bytes must be positive");
+        m_spindown = std::chrono::microseconds(m_client->spindownUs());
         TopicInfo info = m_client->describeTopic(m_topic);
         m_partitionCount = info.config.partitions;
         if (m_opts.group.empty() && !m_opts.memberId.empty())
@@ -185,6 +186,7 @@ class ConsumerImpl {
                 pos = sb.baseOffset + sb.count;
             }
             m_fetchPos[p] = pos;
+            m_lastData = Clock::now();
             got = true;
             m_dataCv.notify_all();
         }
@@ -208,6 +210,16 @@ class ConsumerImpl {
 
     bool waitData(std::unique_lock<std::mutex>& l, int64_t timeoutMs) {
         auto ready = [&] { return !m_queue.empty() || m_atEnd || m_closed || !m_error.empty(); };
+        if (!ready() && m_spindown.count() > 0) {
+            // Events arrived moments ago: the next ones likely follow, poll for them a while.
+            auto until = m_lastData + m_spindown;
+            if (timeoutMs >= 0) until = std::min(until, Clock::now() + std::chrono::milliseconds(timeoutMs));
+            while (!ready() && Clock::now() < until) {
+                l.unlock();
+                std::this_thread::yield();
+                l.lock();
+            }
+        }
         if (timeoutMs < 0) m_dataCv.wait(l, ready);
         else m_dataCv.wait_for(l, std::chrono::milliseconds(timeoutMs), ready);
         if (!m_error.empty()) throw Error(m_errorCode, "consumer stopped: " + m_error);
@@ -344,6 +356,8 @@ class ConsumerImpl {
     static constexpr int64_t kHeartbeatMs = 50;
     std::deque<Delivery> m_queue;
     size_t m_queueBytes = 0;
+    Clock::time_point m_lastData{};            ///< when a fetch last brought events (guarded by m_mutex)
+    std::chrono::microseconds m_spindown{0};   ///< the transport's spin-down window (see waitData)
     std::vector<uint32_t> m_assigned;
     uint64_t m_generation = UINT64_MAX;
     std::atomic<uint32_t> m_pending{0};

@@ -97,6 +97,7 @@ class ProducerImpl {
         m_maxEvent = info.config.maxEventBytes;
         m_open.resize(m_partitions);
         m_sequence.assign(m_partitions, 0);
+        m_window = std::max<size_t>(1, m_client->maxInflightProduce());
         m_producerId = randomProducerId();
         m_thread = std::thread([this] { run(); });
     }
@@ -279,10 +280,12 @@ class ProducerImpl {
     /// the broker drops those it had already stored (same producer id and sequence).
     void recover(std::unique_lock<std::mutex>& l) {
         m_cv.wait(l, [&] {
+            if (m_dispatching) return false;
             for (auto& s : m_sending)
                 if (!s->done) return false;
             return true;
         });
+        m_dispatching = true; // nobody sends a later batch before these are resent
         std::deque<std::shared_ptr<Sending>> all;
         all.swap(m_sending);
         l.unlock();
@@ -298,10 +301,47 @@ class ProducerImpl {
             complete(*s);
         }
         l.lock();
+        m_dispatching = false;
+        m_cv.notify_all();
+    }
+
+    /// Hands the oldest ready batch to the transport if the window has room and no other thread
+    /// is handing one over (batches must reach the broker in sequence order). Called with @p l
+    /// held, by the sender thread or by flush(); true if a batch was sent.
+    bool dispatchOne(std::unique_lock<std::mutex>& l) {
+        if (m_dispatching || m_ready.empty() || m_sending.size() >= m_window) return false;
+        m_dispatching = true;
+        auto s = std::make_shared<Sending>();
+        s->r = std::move(m_ready.front());
+        m_ready.pop_front();
+        uint64_t seq = m_sequence[s->r.partition]++;
+        m_sending.push_back(s);
+        l.unlock();
+        std::exception_ptr failed;
+        try {
+            s->batch = s->r.builder.seal(m_producerId, seq);
+            m_client->produceAsync(m_topic, s->r.partition, s->batch,
+                                   [this, s](const AppendResult& res, std::exception_ptr err) {
+                                       std::lock_guard<std::mutex> g(m_mutex);
+                                       s->result = res;
+                                       s->error = err;
+                                       s->done = true;
+                                       m_cv.notify_all();
+                                   });
+        } catch (...) {
+            failed = std::current_exception();
+        }
+        l.lock();
+        if (failed && !s->done) {
+            s->error = failed;
+            s->done = true;
+        }
+        m_dispatching = false;
+        m_cv.notify_all();
+        return true;
     }
 
     void run() {
-        const size_t window = std::max<size_t>(1, m_client->maxInflightProduce());
         std::unique_lock<std::mutex> l(m_mutex);
         for (;;) {
             // Seal batches whose linger time is up.
@@ -327,26 +367,8 @@ class ProducerImpl {
                 }
                 continue;
             }
-            // Keep up to `window` batches in flight; they reach the broker in this order.
-            if (!m_ready.empty() && m_sending.size() < window) {
-                auto s = std::make_shared<Sending>();
-                s->r = std::move(m_ready.front());
-                m_ready.pop_front();
-                uint64_t seq = m_sequence[s->r.partition]++;
-                m_sending.push_back(s);
-                l.unlock();
-                s->batch = s->r.builder.seal(m_producerId, seq);
-                m_client->produceAsync(m_topic, s->r.partition, s->batch,
-                                       [this, s](const AppendResult& res, std::exception_ptr err) {
-                                           std::lock_guard<std::mutex> g(m_mutex);
-                                           s->result = res;
-                                           s->error = err;
-                                           s->done = true;
-                                           m_cv.notify_all();
-                                       });
-                l.lock();
-                continue;
-            }
+            // Keep up to m_window batches in flight; they reach the broker in this order.
+            if (dispatchOne(l)) continue;
             if (m_ready.empty() && m_sending.empty() && m_closed) break;
             if (next == Clock::time_point::max()) m_cv.wait(l);
             else m_cv.wait_until(l, next);
@@ -357,6 +379,8 @@ class ProducerImpl {
     void flush(int64_t timeoutMs) {
         std::unique_lock<std::mutex> l(m_mutex);
         for (uint32_t p = 0; p < m_partitions; ++p) sealLocked(p);
+        // Send from this thread rather than waking the sender: one thread hand-off less per flush.
+        while (dispatchOne(l)) {}
         m_cv.notify_one();
         auto done = [&] { return m_inflight == 0; };
         if (timeoutMs < 0) m_doneCv.wait(l, done);
@@ -415,6 +439,8 @@ class ProducerImpl {
     size_t m_inflight = 0;
     uint64_t m_appended = 0;
     bool m_closed = false;
+    bool m_dispatching = false; ///< a thread is handing a batch to the transport (or resending after a lost connection)
+    size_t m_window = 1;        ///< batches in flight at most
     std::string m_firstError;
     ErrorCode m_firstErrorCode = ErrorCode::Generic;
     std::thread m_thread;

@@ -18,8 +18,10 @@ using Clock = std::chrono::steady_clock;
 
 class MpiClient final : public BrokerClient {
   public:
-    MpiClient(MPI_Comm requests, MPI_Comm replies, std::vector<int> servers, int64_t timeoutMs, std::string url)
-    : m_req(requests), m_rep(replies), m_servers(std::move(servers)), m_timeoutMs(timeoutMs), m_url(std::move(url)) {}
+    MpiClient(MPI_Comm requests, MPI_Comm replies, std::vector<int> servers, int64_t timeoutMs, int64_t spindownUs,
+              std::string url)
+    : m_req(requests), m_rep(replies), m_servers(std::move(servers)), m_timeoutMs(timeoutMs), m_spindownUs(spindownUs),
+      m_url(std::move(url)) {}
 
     ~MpiClient() override {
         try { close(); } catch (...) {}
@@ -81,6 +83,7 @@ class MpiClient final : public BrokerClient {
 
     AppendResult produce(const std::string& topic, uint32_t partition, SealedBatch& batch) override {
         // The CRC is computed here, once, and checked by the server's log.
+        markTraffic(m_traffic);
         batch.header().crc = batchCrc(batch.pieces);
         MessagePlan payload;
         Writer w = produceRequest(topic, partition, batch, payload);
@@ -90,6 +93,12 @@ class MpiClient final : public BrokerClient {
     /// A few batches in flight: the next one is on its way while the server stores this one.
     size_t maxInflightProduce() const override { return 4; }
 
+    /// The server parks a fetch of a caught-up partition and answers it when events arrive:
+    /// one message to the consumer instead of wait-for-change, fetch and end-of-topic checks.
+    bool longPollFetch() const override { return true; }
+
+    int64_t spindownUs() const override { return m_spindownUs; }
+
     /// Start the sends and return; a progress thread polls the reply and calls @p done.
     /// Requests from one rank reach a server in order (MPI non-overtaking on one tag),
     /// and the server stores each source's batches in that order.
@@ -97,6 +106,7 @@ class MpiClient final : public BrokerClient {
         auto a = std::make_unique<AsyncCall>();
         a->done = std::move(done);
         try {
+            markTraffic(m_traffic);
             batch.header().crc = batchCrc(batch.pieces);
             MessagePlan payload;
             Writer w = produceRequest(topic, partition, batch, payload);
@@ -127,6 +137,7 @@ class MpiClient final : public BrokerClient {
         call(server, w, nullptr, std::max<int64_t>(timeoutMs, 0), [&](Reader& r, int tag, Clock::time_point deadline) {
             uint32_t n = r.get<uint32_t>();
             if (n == 0) return;
+            markTraffic(m_traffic);
             size_t total = 0;
             for (uint32_t i = 0; i < n; ++i) {
                 StoredBatch sb{};
@@ -191,7 +202,7 @@ class MpiClient final : public BrokerClient {
         std::deque<std::vector<uint8_t>> cancelMsgs;
         std::vector<MPI_Request> cancelReqs;
         bool cancelled = false;
-        Backoff backoff;
+        Backoff backoff = pacer();
         for (;;) {
             bool progress = false, all = true;
             for (size_t i = 0; i < calls.size(); ++i) {
@@ -528,7 +539,7 @@ class MpiClient final : public BrokerClient {
 
     /// Polls the asynchronous produces (oldest first) until stopProgress(); sleeps while there are none.
     void progressLoop() {
-        Backoff backoff;
+        Backoff backoff = pacer();
         std::unique_lock<std::mutex> l(m_amutex);
         for (;;) {
             m_acv.wait(l, [&] { return m_stopAsync || !m_async.empty(); });
@@ -618,7 +629,7 @@ class MpiClient final : public BrokerClient {
             left.swap(m_abandoned);
         }
         auto until = Clock::now() + std::chrono::milliseconds(200);
-        Backoff backoff;
+        Backoff backoff = pacer();
         for (auto& [server, tag] : left) {
             for (;;) {
                 int flag = 0;
@@ -639,6 +650,9 @@ class MpiClient final : public BrokerClient {
         }
     }
 
+    /// How every poller of this client waits: eagerly while events flow, then sleeping.
+    Backoff pacer() const { return Backoff(m_spindownUs, &m_traffic); }
+
     [[noreturn]] void timedOut(int server, int64_t ms) {
         // A late reply could be matched by a later request: this client is done.
         std::lock_guard<std::mutex> l(m_mutex);
@@ -656,7 +670,7 @@ class MpiClient final : public BrokerClient {
         Call c;
         start(c, server, w, payload);
         auto deadline = Clock::now() + std::chrono::milliseconds(m_timeoutMs + extraMs);
-        Backoff backoff;
+        Backoff backoff = pacer();
         while (!(c.sent && c.got)) {
             if (poll(c)) continue;
             if (Clock::now() > deadline) {
@@ -675,7 +689,7 @@ class MpiClient final : public BrokerClient {
 
     /// Receive exactly @p size bytes from @p server on @p tag into @p dst.
     void receiveInto(int server, int tag, uint8_t* dst, size_t size, Clock::time_point deadline) {
-        Backoff backoff;
+        Backoff backoff = pacer();
         for (;;) {
             int flag = 0;
             MPI_Message m;
@@ -704,6 +718,8 @@ class MpiClient final : public BrokerClient {
     MPI_Comm m_req, m_rep;
     std::vector<int> m_servers;
     int64_t m_timeoutMs;
+    int64_t m_spindownUs;
+    Traffic m_traffic{0}; ///< when this rank last produced or fetched events
     std::string m_url;
     std::atomic<uint64_t> m_nextTag{0};
     std::shared_ptr<BufferPool> m_pool = std::make_shared<BufferPool>(size_t(256) << 20);
@@ -726,8 +742,9 @@ class MpiClient final : public BrokerClient {
 } // namespace
 
 std::shared_ptr<BrokerClient> makeMpiClient(MPI_Comm requests, MPI_Comm replies, std::vector<int> servers,
-                                            int64_t requestTimeoutMs, std::string url) {
-    return std::make_shared<MpiClient>(requests, replies, std::move(servers), requestTimeoutMs, std::move(url));
+                                            int64_t requestTimeoutMs, int64_t spindownUs, std::string url) {
+    return std::make_shared<MpiClient>(requests, replies, std::move(servers), requestTimeoutMs, spindownUs,
+                                       std::move(url));
 }
 
 } // namespace mofka_py

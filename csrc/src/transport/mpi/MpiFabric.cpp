@@ -35,6 +35,9 @@ class MpiFabricImpl {
         servers.erase(std::unique(servers.begin(), servers.end()), servers.end());
         if (servers.empty())
             throw Error(ErrorCode::InvalidArgument, "an MPI fabric needs at least one server rank");
+        if (opts.spindownUs < 0 || opts.spindownUs > int64_t(3600) * 1000000)
+            throw Error(ErrorCode::InvalidArgument, "spindown must be between 0 and one hour (got " +
+                                                        std::to_string(opts.spindownUs) + " us)");
         if (servers.front() < 0 || servers.back() >= m_size)
             throw Error(ErrorCode::InvalidArgument, "server ranks must be between 0 and " + std::to_string(m_size - 1) +
                                                         " (the communicator has " + std::to_string(m_size) + " ranks)");
@@ -65,7 +68,7 @@ class MpiFabricImpl {
                     bo.directory = dir.string();
                 }
                 m_broker = std::make_shared<Broker>(bo);
-                m_server = std::make_unique<MpiServer>(m_req, m_rep, m_broker, clients);
+                m_server = std::make_unique<MpiServer>(m_req, m_rep, m_broker, clients, opts.spindownUs);
             } catch (const Error& e) {
                 failure = e.what();
                 failureCode = e.code();
@@ -86,7 +89,7 @@ class MpiFabricImpl {
             throw Error(ErrorCode::Connection, "an MPI fabric server rank failed to start (see its error); no fabric was created");
         }
         if (m_isClient)
-            m_client = makeMpiClient(m_req, m_rep, servers, opts.requestTimeoutMs,
+            m_client = makeMpiClient(m_req, m_rep, servers, opts.requestTimeoutMs, opts.spindownUs,
                                      "mpi://" + std::to_string(servers.size()) + "-servers");
     }
 

@@ -17,7 +17,10 @@ struct MpiServer::State {
     MPI_Comm req, rep;
     std::shared_ptr<Broker> broker;
     int clients;
+    int64_t spindownUs;
     int byes = 0;
+    Traffic traffic{0}; ///< when events last came in or went out
+
     /// Receive buffers of produced batches, reused (warm pages) batch after batch.
     std::shared_ptr<BufferPool> pool = std::make_shared<BufferPool>(size_t(256) << 20);
 
@@ -80,6 +83,7 @@ struct MpiServer::State {
     /// The reply of a fetch: sizes and message lengths first, then the stored bytes straight
     /// from the log (batches adjacent in a segment travel as one contiguous message).
     void sendBatches(int dst, int tag, const std::vector<StoredBatch>& batches) {
+        if (!batches.empty()) markTraffic(traffic);
         Writer w = ok();
         w.put<uint32_t>(uint32_t(batches.size()));
         MessagePlan where;
@@ -101,6 +105,7 @@ struct MpiServer::State {
     }
 
     void startProduce(int src, int tag, Reader& r) {
+        markTraffic(traffic);
         std::string topic = r.str();
         uint32_t partition = r.get<uint32_t>();
         uint64_t length = r.get<uint64_t>();
@@ -405,8 +410,8 @@ struct MpiServer::State {
     bool finished() const { return byes >= clients && sends.empty() && incoming.empty() && parked.empty(); }
 };
 
-MpiServer::MpiServer(MPI_Comm requests, MPI_Comm replies, std::shared_ptr<Broker> broker, int clients)
-: m_state(new State{requests, replies, std::move(broker), clients}) {
+MpiServer::MpiServer(MPI_Comm requests, MPI_Comm replies, std::shared_ptr<Broker> broker, int clients, int64_t spindownUs)
+: m_state(new State{requests, replies, std::move(broker), clients, spindownUs}) {
     m_thread = std::thread([this] { run(); });
 }
 
@@ -416,7 +421,7 @@ MpiServer::~MpiServer() {
 
 void MpiServer::run() {
     State& s = *m_state;
-    Backoff backoff;
+    Backoff backoff(s.spindownUs, &s.traffic);
     try {
         while (!s.finished() && !s.stopping) {
             if (s.poll()) backoff.reset();

@@ -17,8 +17,9 @@
 namespace mofka_py {
 
 /// A client over two duplicated communicators; close() tells every server it left.
+/// @p spindownUs: how long its pollers keep yielding (not sleeping) after events went through.
 std::shared_ptr<BrokerClient> makeMpiClient(MPI_Comm requests, MPI_Comm replies, std::vector<int> servers,
-                                            int64_t requestTimeoutMs, std::string url);
+                                            int64_t requestTimeoutMs, int64_t spindownUs, std::string url);
 
 /**
  * Serves one Broker to the client ranks from a thread of its own: polls for
@@ -27,7 +28,8 @@ std::shared_ptr<BrokerClient> makeMpiClient(MPI_Comm requests, MPI_Comm replies,
  */
 class MpiServer {
   public:
-    MpiServer(MPI_Comm requests, MPI_Comm replies, std::shared_ptr<Broker> broker, int clients);
+    /// @p spindownUs: how long the loop keeps yielding (not sleeping) after events went through.
+    MpiServer(MPI_Comm requests, MPI_Comm replies, std::shared_ptr<Broker> broker, int clients, int64_t spindownUs);
     ~MpiServer();
     /// Wait up to @p timeoutMs (< 0: forever) for every client to leave.
     bool waitDone(int64_t timeoutMs);
