@@ -258,7 +258,25 @@ struct MpiServer::State {
             break;
         }
         case Op::MarkComplete: broker->markComplete(r.str()); break;
-        case Op::WakeTopic: broker->wakeTopic(r.str()); break;
+        case Op::WakeTopic: {
+            // A consumer is closing: end this rank's long polls on the topic now (an empty
+            // answer) rather than at their timeout.
+            std::string t = r.str();
+            broker->wakeTopic(t);
+            for (auto it = parked.begin(); it != parked.end();) {
+                if (it->src != src || it->topic != t) {
+                    ++it;
+                    continue;
+                }
+                try {
+                    tryAnswer(*it, true);
+                } catch (const Error& e) {
+                    sendError(it->src, it->tag, e.code(), e.what());
+                }
+                it = parked.erase(it);
+            }
+            break;
+        }
         case Op::IsComplete: w.put<uint8_t>(broker->isComplete(r.str())); break;
         case Op::JoinGroup: {
             std::string g = r.str(), t = r.str(), m = r.str();
