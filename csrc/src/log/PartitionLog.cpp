@@ -370,9 +370,17 @@ uint8_t* PartitionLog::reserve(uint64_t length) {
     std::lock_guard<std::mutex> lock(m_mutex);
     if (m_closed) throw Error(ErrorCode::Closed, "partition log is closed");
     if (!m_opts.directory.empty() || length < kBatchHeaderSize) return nullptr;
+    if (m_reserved.empty()) {
+        // Nothing pending: roll to a new segment if this one is full, as append() would (a batch
+        // larger than a segment gets a segment of its own instead of a detour through a buffer).
+        Segment& seg = writableSegment(length);
+        backRange(seg, seg.size, length);
+        m_reserved.emplace_back(seg.size, length);
+        return seg.base + seg.size;
+    }
     Segment& seg = *m_segments.back();
-    const size_t start = m_reserved.empty() ? seg.size : m_reserved.back().first + m_reserved.back().second;
-    if (start + length > seg.capacity || (start != 0 && start + length > m_opts.segmentBytes)) return nullptr;
+    const size_t start = m_reserved.back().first + m_reserved.back().second;
+    if (start + length > seg.capacity || start + length > m_opts.segmentBytes) return nullptr;
     backRange(seg, start, length);
     m_reserved.emplace_back(start, length);
     return seg.base + start;

@@ -5,8 +5,12 @@
 #include <mutex>
 
 #if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
 #include <nmmintrin.h>
 #define MOFKA_PY_X86 1
+#if defined(__GNUC__) && (__GNUC__ >= 9 || defined(__clang__))
+#define MOFKA_PY_FOLD512 1 // AVX-512 + VPCLMULQDQ folding, chosen at run time
+#endif
 #endif
 
 namespace mofka_py {
@@ -101,12 +105,107 @@ uint32_t rawHw(uint32_t c, const uint8_t* p, size_t n) {
     }
     return rawHw1(c, p, n);
 }
+#ifdef MOFKA_PY_FOLD512
+// Folding with carry-less multiplication. A 16-byte chunk A (two 64-bit halves, reflected bit
+// order as loaded) is moved D bytes further down the message by
+//   fold(A) = clmul(A.lo, x^(8D+31) mod P) ^ clmul(A.hi, x^(8D-33) mod P)   (constants bit-reflected)
+// and XORed into the chunk found there: the message keeps its CRC and gets 16 bytes shorter.
+// Four 64-byte registers walk the input 256 bytes at a time (D = 256), then fold into one
+// 16-byte chunk whose CRC (two crc32 instructions) continues over the tail.
+uint32_t xPowModP(size_t e) { // x^e mod P, normal (unreflected) bit order
+    uint64_t r = 1;
+    for (size_t i = 0; i < e; ++i) {
+        r <<= 1;
+        if (r & (uint64_t(1) << 32)) r ^= 0x11EDC6F41ull;
+    }
+    return uint32_t(r);
+}
+uint32_t reflect32(uint32_t v) {
+    uint32_t r = 0;
+    for (int i = 0; i < 32; ++i) r |= ((v >> i) & 1u) << (31 - i);
+    return r;
+}
+struct FoldConstants {
+    uint64_t k[5][2]; // distances 256, 64, 48, 32, 16 bytes: {lo, hi}
+    FoldConstants() {
+        const size_t d[5] = {256, 64, 48, 32, 16};
+        for (int i = 0; i < 5; ++i) {
+            k[i][0] = reflect32(xPowModP(8 * d[i] + 31));
+            k[i][1] = reflect32(xPowModP(8 * d[i] - 33));
+        }
+    }
+};
+const FoldConstants& foldConstants() {
+    static const FoldConstants fc;
+    return fc;
+}
+
+bool detectFold512() {
+    return __builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("pclmul") &&
+           __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("vpclmulqdq");
+}
+
+#define MOFKA_PY_FOLD_TARGET __attribute__((target("avx512f,vpclmulqdq,pclmul,sse4.2")))
+
+MOFKA_PY_FOLD_TARGET inline __m512i fold512(__m512i x, __m512i k, __m512i next) {
+    return _mm512_ternarylogic_epi64(_mm512_clmulepi64_epi128(x, k, 0x00), _mm512_clmulepi64_epi128(x, k, 0x11), next,
+                                     0x96); // a ^ b ^ c
+}
+MOFKA_PY_FOLD_TARGET inline __m128i fold128(__m128i x, const uint64_t* k) {
+    __m128i kk = _mm_set_epi64x(int64_t(k[1]), int64_t(k[0]));
+    return _mm_xor_si128(_mm_clmulepi64_si128(x, kk, 0x00), _mm_clmulepi64_si128(x, kk, 0x11));
+}
+
+/// Raw register update over @p n >= 256 bytes.
+MOFKA_PY_FOLD_TARGET uint32_t rawFold512(uint32_t c, const uint8_t* p, size_t n) {
+    const FoldConstants& fc = foldConstants();
+    const __m512i k256 = _mm512_set_epi64(int64_t(fc.k[0][1]), int64_t(fc.k[0][0]), int64_t(fc.k[0][1]), int64_t(fc.k[0][0]),
+                                          int64_t(fc.k[0][1]), int64_t(fc.k[0][0]), int64_t(fc.k[0][1]), int64_t(fc.k[0][0]));
+    const __m512i k64 = _mm512_set_epi64(int64_t(fc.k[1][1]), int64_t(fc.k[1][0]), int64_t(fc.k[1][1]), int64_t(fc.k[1][0]),
+                                         int64_t(fc.k[1][1]), int64_t(fc.k[1][0]), int64_t(fc.k[1][1]), int64_t(fc.k[1][0]));
+    __m512i x0 = _mm512_xor_si512(_mm512_loadu_si512(p), _mm512_set_epi64(0, 0, 0, 0, 0, 0, 0, int64_t(c)));
+    __m512i x1 = _mm512_loadu_si512(p + 64);
+    __m512i x2 = _mm512_loadu_si512(p + 128);
+    __m512i x3 = _mm512_loadu_si512(p + 192);
+    p += 256;
+    n -= 256;
+    while (n >= 256) {
+        x0 = fold512(x0, k256, _mm512_loadu_si512(p));
+        x1 = fold512(x1, k256, _mm512_loadu_si512(p + 64));
+        x2 = fold512(x2, k256, _mm512_loadu_si512(p + 128));
+        x3 = fold512(x3, k256, _mm512_loadu_si512(p + 192));
+        p += 256;
+        n -= 256;
+    }
+    x1 = fold512(x0, k64, x1);
+    x2 = fold512(x1, k64, x2);
+    x3 = fold512(x2, k64, x3);
+    alignas(64) uint8_t lane[64];
+    _mm512_store_si512(lane, x3);
+    auto at = [&](int i) { return _mm_load_si128(reinterpret_cast<const __m128i*>(lane + 16 * i)); };
+    __m128i r = _mm_xor_si128(fold128(at(0), fc.k[2]), fold128(at(1), fc.k[3]));
+    r = _mm_xor_si128(r, fold128(at(2), fc.k[4]));
+    r = _mm_xor_si128(r, at(3));
+    uint64_t lo = uint64_t(_mm_cvtsi128_si64(r)), hi = uint64_t(_mm_extract_epi64(r, 1));
+    uint64_t c64 = _mm_crc32_u64(_mm_crc32_u64(0, lo), hi);
+    return rawHw(uint32_t(c64), p, n);
+}
+const bool g_fold512 = detectFold512();
+constexpr size_t kFoldMin = 1024; // below this the crc32 instruction is as fast
+#endif
 #else
 bool detectHardware() { return false; }
 uint32_t rawHw(uint32_t c, const uint8_t* p, size_t n) { return rawPortable(c, p, n); }
 #endif
 
 const bool g_hw = detectHardware();
+
+uint32_t rawBest(uint32_t c, const uint8_t* p, size_t n) {
+#ifdef MOFKA_PY_FOLD512
+    if (g_fold512 && n >= kFoldMin) return rawFold512(c, p, n);
+#endif
+    return g_hw ? rawHw(c, p, n) : rawPortable(c, p, n);
+}
 
 } // namespace
 
@@ -116,7 +215,7 @@ uint32_t crc32cPortable(uint32_t crc, const void* data, size_t size) noexcept {
 
 uint32_t crc32c(uint32_t crc, const void* data, size_t size) noexcept {
     auto p = static_cast<const uint8_t*>(data);
-    return g_hw ? ~rawHw(~crc, p, size) : ~rawPortable(~crc, p, size);
+    return ~rawBest(~crc, p, size);
 }
 
 bool crc32cIsHardware() noexcept { return g_hw; }
