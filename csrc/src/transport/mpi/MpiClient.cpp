@@ -148,13 +148,20 @@ class MpiClient final : public BrokerClient {
                 total += sb.size;
                 out.push_back(sb);
             }
-            std::vector<uint64_t> lengths = getLengths(r, total);
             // A pooled, already-touched buffer (64-aligned: the batches, multiples of 8 long, stay 8-aligned).
             std::shared_ptr<uint8_t> buf = m_pool->get(total);
-            size_t off = 0;
-            for (uint64_t n : lengths) {
-                receiveInto(server, tag, buf.get() + off, size_t(n), deadline);
-                off += size_t(n);
+            if (Reader(r).get<uint32_t>() == 0) { // no payload messages: the bytes are in the reply
+                r.get<uint32_t>();
+                if (total > kInlineFetchBytes || r.remaining() != total)
+                    throw Error(ErrorCode::Corruption, "MPI transport: a fetch reply carries the wrong number of bytes");
+                std::memcpy(buf.get(), r.take(total), total);
+            } else {
+                std::vector<uint64_t> lengths = getLengths(r, total);
+                size_t off = 0;
+                for (uint64_t n : lengths) {
+                    receiveInto(server, tag, buf.get() + off, size_t(n), deadline);
+                    off += size_t(n);
+                }
             }
             for (auto& sb : out) {
                 sb.data = buf.get() + reinterpret_cast<uintptr_t>(sb.data);

@@ -33,6 +33,8 @@ namespace mpi {
 constexpr int kRequestTag = 0;
 constexpr int kFirstReplyTag = 1;
 constexpr int kLastReplyTag = 32000; // MPI guarantees tags up to 32767
+/// Fetch replies up to this size carry the stored bytes in the reply message itself.
+constexpr size_t kInlineFetchBytes = 16 << 10;
 
 enum class Op : uint8_t {
     CreateTopic = 1, ListTopics, DescribeTopic, Produce, Fetch, WaitTopicChange, Offsets, MarkComplete,
@@ -229,6 +231,12 @@ class MessagePlan {
         m_runs.emplace_back(b, n);
     }
     bool empty() const { return m_runs.empty(); }
+    /// Bytes in all runs.
+    size_t bytes() const {
+        size_t n = 0;
+        for (const auto& r : m_runs) n += r.second;
+        return n;
+    }
 
     /// Byte length of each message, in sending order (built on first use).
     const std::vector<uint64_t>& lengths() {

@@ -97,6 +97,14 @@ struct MpiServer::State {
             send(dst, tag, w);
             return;
         }
+        if (where.bytes() <= kInlineFetchBytes) {
+            // Small: the stored bytes ride in the reply itself (no payload messages), one
+            // message less on the way to a waiting consumer.
+            putLengths(w, {});
+            for (const StoredBatch& b : batches) w.bytes(b.data, b.size);
+            send(dst, tag, w);
+            return;
+        }
         putLengths(w, where.lengths());
         send(dst, tag, w);
         Send& s = sends.back();
