@@ -61,47 +61,30 @@ def pbarrier(comm) -> None:
         time.sleep(0.0002)
 
 
-def pingpong(comm, size: int, iters: int) -> float:
-    """Median one-way time in seconds of a `size`-byte message between ranks 0 and 1 of `comm`."""
-    buf = np.zeros(max(size, 1), dtype=np.uint8)
-    times = []
-    for _ in range(5):
-        comm.Barrier()
-        t = time.perf_counter()
-        for _ in range(iters):
-            if comm.rank == 0:
-                comm.Send(buf, dest=1, tag=7)
-                comm.Recv(buf, source=1, tag=7)
-            else:
-                comm.Recv(buf, source=0, tag=7)
-                comm.Send(buf, dest=0, tag=7)
-        times.append((time.perf_counter() - t) / (2 * iters))
-    return statistics.median(times)
-
-
 COLD_RING = 128 * MiB   # 4x the L3 cache here: a message's buffers are out of cache when it is sent again
 
 
-def pingpong_cold(comm, size: int, iters: int) -> float:
-    """Like pingpong(), but each message is sent from and received into the next slot of a
-    128 MiB ring on each side, as a log's pages are: the data comes from and goes to memory,
-    not cache. For large events the limit is the faster of this and the one-buffer ping-pong."""
-    slots = max(2, COLD_RING // size)
-    ring = np.ones((slots, size), dtype=np.uint8)  # touched: page faults are not timed
+def pingpong(comm, size: int, iters: int, ring: bool = False) -> float:
+    """Median one-way time in seconds of a `size`-byte message between ranks 0 and 1 of `comm`.
+    One buffer bounced back and forth, or with ``ring`` the next slot of a 128 MiB ring of
+    buffers on each side for each message, as a log's pages are: the data comes from and goes
+    to memory, not cache. For large events the limit is the faster of the two."""
+    slots = max(2, COLD_RING // size) if ring else 1
+    bufs = np.ones((slots, max(size, 1)), dtype=np.uint8)  # touched: page faults are not timed
     times = []
     k = 0
     for _ in range(5):
         comm.Barrier()
         t = time.perf_counter()
         for _ in range(iters):
-            a, b = ring[k % slots], ring[(k + 1) % slots]
+            a, b = bufs[k % slots], bufs[(k + 1) % slots]
             k += 2
             if comm.rank == 0:
-                comm.Send(a, dest=1, tag=8)
-                comm.Recv(b, source=1, tag=8)
+                comm.Send(a, dest=1, tag=7)
+                comm.Recv(b, source=1, tag=7)
             else:
-                comm.Recv(a, source=0, tag=8)
-                comm.Send(b, dest=0, tag=8)
+                comm.Recv(a, source=0, tag=7)
+                comm.Send(b, dest=0, tag=7)
         times.append((time.perf_counter() - t) / (2 * iters))
     return statistics.median(times)
 
@@ -136,7 +119,7 @@ def measure_raw(world, budget: int) -> tuple:
     if pair != MPI.COMM_NULL:
         iters = {s: max(5, min(2000, (budget // 4) // s)) for s in SIZES}
         raw = {s: pingpong(pair, s, iters[s]) for s in SIZES}
-        cold = {s: pingpong_cold(pair, s, iters[s]) for s in SIZES if s >= MiB}
+        cold = {s: pingpong(pair, s, iters[s], ring=True) for s in SIZES if s >= MiB}
         # Measured again after the rest, the faster of the two kept: a limit caught at a noisy
         # moment would flatter every ratio.
         raw = {s: min(t, pingpong(pair, s, iters[s])) for s, t in raw.items()}
