@@ -99,7 +99,8 @@ def fabric(comm: Any = None, servers: Union[int, Sequence[int]] = 1, storage: st
     went through a rank, its pollers keep polling (yielding the core, never
     sleeping) this long, so the next event of a stream is seen at once; past
     it they sleep up to 250 us between polls and an idle rank costs a few
-    percent of a core (0: sleep as soon as idle, lowest CPU, higher latency).
+    percent of a core (0: sleep as soon as idle, lowest CPU, higher latency;
+    use a small value on ranks that also compute, e.g. with ``colocated``).
     The other keywords are topic defaults, as in :func:`mofka_py.connect`.
 
     >>> with fabric(servers=1) as fab:        # doctest: +SKIP
