@@ -71,7 +71,7 @@ void registerMpiFabric(py::module_& m) {
              py::arg("comm"), py::arg("servers"), py::arg("colocated"), py::arg("storage"), py::arg("sync"),
              py::arg("sync_interval_ms"), py::arg("segment_bytes"), py::arg("retention_bytes"), py::arg("retention_ms"),
              py::arg("max_event_bytes"), py::arg("repair"), py::arg("request_timeout_ms"),
-             py::arg("spindown_us") = 10000)
+             py::arg("spindown_us"))
         .def_property_readonly("is_server", &MpiFabric::isServer)
         .def_property_readonly("is_client", &MpiFabric::isClient)
         .def_property_readonly("rank", &MpiFabric::rank)

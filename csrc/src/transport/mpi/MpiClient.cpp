@@ -658,7 +658,7 @@ class MpiClient final : public BrokerClient {
     }
 
     /// How every poller of this client waits: eagerly while events flow, then sleeping.
-    Backoff pacer() const { return Backoff(m_spindownUs, &m_traffic); }
+    Backoff pacer() const { return Backoff(&m_traffic, m_spindownUs); }
 
     [[noreturn]] void timedOut(int server, int64_t ms) {
         // A late reply could be matched by a later request: this client is done.

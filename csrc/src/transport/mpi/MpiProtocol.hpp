@@ -78,12 +78,12 @@ inline void markTraffic(Traffic& t) { t.store(steadyNs(), std::memory_order_rela
 /// slack is set to 1 us so that short sleeps are short (the default adds ~50 us).
 class Backoff {
   public:
-    static constexpr int64_t kDefaultSpindownUs = 10000; ///< default yield-only window after traffic
-    static constexpr int64_t kQuickNs = 100000;          ///< yield-only window after the poller's own progress
-    static constexpr int64_t kMaxSleepUs = 250;          ///< longest sleep between polls of an idle fabric
+    static constexpr int64_t kQuickNs = 100000; ///< yield-only window after the poller's own progress
+    static constexpr int64_t kMaxSleepUs = 250; ///< longest sleep between polls of an idle fabric
 
-    /// @p traffic: the rank's Traffic mark (none: only the 100 us window after progress applies).
-    explicit Backoff(int64_t spindownUs = kDefaultSpindownUs, const Traffic* traffic = nullptr)
+    /// @p traffic: the rank's Traffic mark, yielding for @p spindownUs after it (none: only the
+    /// 100 us window after the poller's own progress applies).
+    explicit Backoff(const Traffic* traffic = nullptr, int64_t spindownUs = 0)
     : m_spindownNs(spindownUs * 1000), m_traffic(traffic) {}
 
     void idle(bool transferring = false) {
@@ -231,12 +231,6 @@ class MessagePlan {
         m_runs.emplace_back(b, n);
     }
     bool empty() const { return m_runs.empty(); }
-    /// Bytes in all runs.
-    size_t bytes() const {
-        size_t n = 0;
-        for (const auto& r : m_runs) n += r.second;
-        return n;
-    }
 
     /// Byte length of each message, in sending order (built on first use).
     const std::vector<uint64_t>& lengths() {

@@ -88,16 +88,18 @@ struct MpiServer::State {
         w.put<uint32_t>(uint32_t(batches.size()));
         MessagePlan where;
         std::vector<Owner> keep;
+        size_t total = 0;
         for (const StoredBatch& b : batches) {
             w.put<uint64_t>(b.size).put(b.baseOffset).put(b.count);
             where.add(b.data, b.size);
             keep.push_back(b.owner);
+            total += b.size;
         }
         if (batches.empty()) {
             send(dst, tag, w);
             return;
         }
-        if (where.bytes() <= kInlineFetchBytes) {
+        if (total <= kInlineFetchBytes) {
             // Small: the stored bytes ride in the reply itself (no payload messages), one
             // message less on the way to a waiting consumer.
             putLengths(w, {});
@@ -210,6 +212,28 @@ struct MpiServer::State {
         return true;
     }
 
+    /// tryAnswer, a failure being answered with the error; true once the request has its answer.
+    bool answerParked(Parked& p, bool force) {
+        try {
+            return tryAnswer(p, force);
+        } catch (const Error& e) {
+            sendError(p.src, p.tag, e.code(), e.what());
+            return true;
+        }
+    }
+
+    /// Answer at once, with whatever there is, the parked requests @p match selects, and drop them.
+    template <typename Match> void answerNow(Match match) {
+        for (auto it = parked.begin(); it != parked.end();) {
+            if (match(*it)) {
+                answerParked(*it, true);
+                it = parked.erase(it);
+            } else {
+                ++it;
+            }
+        }
+    }
+
     void handle(int src, const std::vector<uint8_t>& msg) {
         Reader r(msg.data(), msg.size());
         Op op = Op(r.get<uint8_t>());
@@ -271,18 +295,7 @@ struct MpiServer::State {
             // answer) rather than at their timeout.
             std::string t = r.str();
             broker->wakeTopic(t);
-            for (auto it = parked.begin(); it != parked.end();) {
-                if (it->src != src || it->topic != t) {
-                    ++it;
-                    continue;
-                }
-                try {
-                    tryAnswer(*it, true);
-                } catch (const Error& e) {
-                    sendError(it->src, it->tag, e.code(), e.what());
-                }
-                it = parked.erase(it);
-            }
+            answerNow([&](const Parked& p) { return p.src == src && p.topic == t; });
             break;
         }
         case Op::IsComplete: w.put<uint8_t>(broker->isComplete(r.str())); break;
@@ -334,17 +347,7 @@ struct MpiServer::State {
         case Op::CancelWait:
             // One-way (no reply of its own): the client got a change from another server and
             // wants its wait here answered now. It may have been answered already.
-            for (auto it = parked.begin(); it != parked.end(); ++it) {
-                if (it->src == src && it->tag == tag && it->op == Op::WaitTopicChange) {
-                    try {
-                        tryAnswer(*it, true);
-                    } catch (const Error& e) {
-                        sendError(src, tag, e.code(), e.what());
-                    }
-                    parked.erase(it);
-                    break;
-                }
-            }
+            answerNow([&](const Parked& p) { return p.src == src && p.tag == tag && p.op == Op::WaitTopicChange; });
             return;
         default: throw Error(ErrorCode::InvalidArgument, "unknown MPI request " + std::to_string(int(op)));
         }
@@ -406,14 +409,7 @@ struct MpiServer::State {
         }
         auto now = Clock::now();
         for (auto it = parked.begin(); it != parked.end();) {
-            bool answered;
-            try {
-                answered = tryAnswer(*it, now >= it->deadline);
-            } catch (const Error& e) {
-                sendError(it->src, it->tag, e.code(), e.what());
-                answered = true;
-            }
-            if (answered) {
+            if (answerParked(*it, now >= it->deadline)) {
                 it = parked.erase(it);
                 progress = true;
             } else {
@@ -447,7 +443,7 @@ MpiServer::~MpiServer() {
 
 void MpiServer::run() {
     State& s = *m_state;
-    Backoff backoff(s.spindownUs, &s.traffic);
+    Backoff backoff(&s.traffic, s.spindownUs);
     try {
         while (!s.finished() && !s.stopping) {
             if (s.poll()) backoff.reset();
