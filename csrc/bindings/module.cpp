@@ -301,6 +301,47 @@ PYBIND11_MODULE(_core, m) {
         })
         .def("offsets", [](Fabric& f, const std::string& t, uint32_t p) { py::gil_scoped_release nogil; return f.client()->offsets(t, p); })
         .def("groups", [](Fabric& f, const std::string& t) { py::gil_scoped_release nogil; return f.client()->groups(t); })
+        .def("describe_group", [](Fabric& f, const std::string& g, const std::string& t) {
+            GroupState st;
+            {
+                py::gil_scoped_release nogil;
+                st = f.client()->describeGroup(g, t);
+            }
+            py::list members, parts;
+            for (auto& m : st.members) {
+                py::dict d;
+                d["id"] = m.id;
+                d["partitions"] = m.partitions;
+                d["idle_ms"] = m.idleMs;
+                d["session_timeout_ms"] = m.sessionTimeoutMs;
+                members.append(d);
+            }
+            for (auto& p : st.partitions) {
+                py::dict d;
+                d["partition"] = p.partition;
+                d["committed"] = p.committed ? py::object(py::int_(*p.committed)) : py::object(py::none());
+                d["skipped"] = p.skipped;
+                d["owner"] = p.owner ? py::object(py::str(*p.owner)) : py::object(py::none());
+                d["position"] = p.owner ? py::object(py::int_(p.position)) : py::object(py::none());
+                parts.append(d);
+            }
+            py::dict d;
+            d["group"] = st.group;
+            d["topic"] = st.topic;
+            d["generation"] = st.generation;
+            d["members"] = members;
+            d["partitions"] = parts;
+            return d;
+        })
+        .def("reset_group", [](Fabric& f, const std::string& g, const std::string& t,
+                               const std::vector<std::pair<uint32_t, uint64_t>>& offsets) {
+            py::gil_scoped_release nogil;
+            f.client()->resetGroup(g, t, offsets);
+        })
+        .def("offset_for_time", [](Fabric& f, const std::string& t, uint32_t p, int64_t tsUs) {
+            py::gil_scoped_release nogil;
+            return f.client()->offsetForTime(t, p, tsUs);
+        })
         .def("connected_clients", [](Fabric& f) { py::gil_scoped_release nogil; return f.client()->connectedClients(); })
         .def("url", [](Fabric& f) { return f.client()->url(); })
         .def("close", [](Fabric& f) { py::gil_scoped_release nogil; f.close(); });
@@ -308,11 +349,13 @@ PYBIND11_MODULE(_core, m) {
     py::class_<PyServer>(m, "Server")
         .def(py::init([](const std::string& url, const std::string& host, uint16_t port, const std::string& token,
                          const std::string& sync, int64_t syncIntervalMs, uint64_t maxFrameBytes, int64_t idleTimeoutMs,
-                         uint32_t maxConnections, bool repair) {
+                         uint32_t maxConnections, bool repair, int64_t rejoinGraceMs) {
                  FabricUrl u = parseFabricUrl(url);
                  if (u.scheme == "tcp") throw Error(ErrorCode::InvalidArgument, "serve a memory:// or file:// fabric, not " + url);
                  BrokerOptions o = brokerOptions(sync, syncIntervalMs, 256ull << 20, 0, 0, 64ull << 20, repair);
                  o.directory = u.scheme == "file" ? u.path : "";
+                 if (rejoinGraceMs < 0) throw Error(ErrorCode::InvalidArgument, "rejoin_grace_ms must be >= 0");
+                 o.rejoinGraceMs = rejoinGraceMs;
                  TcpServerOptions so;
                  so.host = host;
                  so.port = port;
@@ -333,7 +376,8 @@ PYBIND11_MODULE(_core, m) {
              }),
              py::arg("url"), py::arg("host") = "127.0.0.1", py::arg("port") = 7400, py::arg("token") = "",
              py::arg("sync") = "none", py::arg("sync_interval_ms") = 1000, py::arg("max_frame_bytes") = 1ull << 30,
-             py::arg("idle_timeout_ms") = 600000, py::arg("max_connections") = 1024, py::arg("repair") = false)
+             py::arg("idle_timeout_ms") = 600000, py::arg("max_connections") = 1024, py::arg("repair") = false,
+             py::arg("rejoin_grace_ms") = 3000)
         .def_property_readonly("port", [](PyServer& s) { return s.server->port(); })
         .def_property_readonly("connections", [](PyServer& s) { return s.server->connections(); })
         .def("poll", [](PyServer& s, int timeoutMs) { py::gil_scoped_release nogil; s.server->poll(timeoutMs); },
@@ -553,10 +597,16 @@ PYBIND11_MODULE(_core, m) {
     py::class_<Consumer, std::shared_ptr<Consumer>>(m, "Consumer")
         .def(py::init([](Fabric& f, const std::string& topic, const std::string& group, py::object start, py::object data,
                          std::vector<uint32_t> partitions, size_t prefetchBytes, int64_t autoCommitMs,
-                         const std::string& memberId) {
+                         const std::string& memberId, const std::string& onGap, int64_t sessionTimeoutMs,
+                         int64_t rebalanceTimeoutMs) {
                  ConsumerOptions o;
                  o.group = group;
                  o.memberId = memberId;
+                 if (onGap == "error") o.onGap = GapPolicy::Error;
+                 else if (onGap == "earliest") o.onGap = GapPolicy::Earliest;
+                 else throw Error(ErrorCode::InvalidArgument, "on_gap must be 'error' or 'earliest' (got '" + onGap + "')");
+                 o.sessionTimeoutMs = sessionTimeoutMs;
+                 o.rebalanceTimeoutMs = rebalanceTimeoutMs;
                  if (py::isinstance<py::str>(start)) {
                      std::string s = start.cast<std::string>();
                      if (s == "earliest") o.start = StartPosition::Earliest;
@@ -589,7 +639,8 @@ PYBIND11_MODULE(_core, m) {
                  py::gil_scoped_release nogil;
                  return std::make_shared<Consumer>(f.client(), topic, o);
              }), py::arg("fabric"), py::arg("topic"), py::arg("group"), py::arg("start"), py::arg("data"), py::arg("partitions"),
-             py::arg("prefetch_bytes"), py::arg("auto_commit_ms"), py::arg("member_id") = "")
+             py::arg("prefetch_bytes"), py::arg("auto_commit_ms"), py::arg("member_id") = "", py::arg("on_gap") = "error",
+             py::arg("session_timeout_ms") = 10000, py::arg("rebalance_timeout_ms") = 10000)
         .def("pull", [](std::shared_ptr<Consumer>& c, py::object timeout) -> py::object {
                  int64_t ms = toMs(timeout);
                  std::optional<Event> ev = waitInterruptibly(ms, [&](int64_t slice) {
@@ -609,6 +660,17 @@ PYBIND11_MODULE(_core, m) {
         .def("commit", [](Consumer& c) { py::gil_scoped_release nogil; c.commit(); })
         .def("exhausted", &Consumer::exhausted)
         .def("partitions", &Consumer::partitions)
+        .def("member_id", &Consumer::memberId)
+        .def("stats", [](Consumer& c) {
+            ConsumerStats s = c.stats();
+            py::dict d;
+            d["delivered"] = s.delivered;
+            d["skipped"] = s.skipped;
+            d["rebalances"] = s.rebalances;
+            d["revoked_unacked"] = s.revokedUnacked;
+            d["fenced_commits"] = s.fencedCommits;
+            return d;
+        })
         .def("close", [](Consumer& c) { py::gil_scoped_release nogil; c.close(); });
 
 #ifdef MOFKA_PY_HAVE_MPI

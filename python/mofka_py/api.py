@@ -113,6 +113,11 @@ def connect(url: Optional[str] = None, *, sync: str = "none", sync_interval_ms: 
                                int(reconnect_timeout * 1000)))
 
 
+def _check_group(group: Any) -> None:
+    if not isinstance(group, str) or not 1 <= len(group) <= 1000:
+        raise InvalidArgument(f"group must be a name of 1-1000 characters (got {group!r})")
+
+
 class Fabric:
     """A connection to an event fabric; a context manager that closes it."""
 
@@ -151,6 +156,10 @@ class Fabric:
     def topics(self) -> list:
         """Names of all topics."""
         return self._f.topics()
+
+    def groups(self) -> list:
+        """Every consumer group with members or committed offsets: ``[{"group", "topic"}]``."""
+        return [{"group": g, "topic": t} for t in self._f.topics() for g in self._f.groups(t)]
 
     def close(self) -> None:
         """Close the fabric (embedded: flush and release its files and lock)."""
@@ -197,26 +206,123 @@ class Topic:
     def consumer(self, group: Optional[str] = None, *, start: Union[str, int, None] = None,
                  data: Union[bool, tuple, Callable[[Any], Any]] = True, partitions: Optional[Sequence[int]] = None,
                  prefetch_bytes: int = 64 << 20, auto_commit_ms: int = 1000,
-                 member_id: Optional[str] = None) -> "Consumer":
+                 member_id: Optional[str] = None, on_gap: str = "error", session_timeout_ms: int = 10000,
+                 rebalance_timeout_ms: int = 10000) -> "Consumer":
         """A consumer of this topic (a context manager and an iterator).
 
         ``group``: share partitions with the group's other members and commit
-        offsets durably. ``start``: 'earliest', 'latest', 'committed' (default
-        with a group) or an offset. ``data``: True (all), False (metadata only),
-        ``(offset, size)`` (a byte range) or a callable ``f(metadata)``
-        returning one of those per event. ``member_id``: a stable id in the group
-        (e.g. a service's name), so that after a crash the restarted consumer takes
-        its partitions back at once instead of waiting for the old session to
-        expire; two live consumers must not share one.
+        offsets durably. ``start``: 'earliest', 'latest', 'committed' (default)
+        or an offset; in a group it applies only to partitions the group has
+        never committed (Kafka's ``auto.offset.reset``): a partition assigned to
+        a member always resumes at the group's committed offset. To read a
+        group's partitions again, rewind it explicitly with :meth:`reset_group`.
+        ``data``: True (all), False (metadata only), ``(offset, size)`` (a byte
+        range) or a callable ``f(metadata)`` returning one of those per event.
+        ``member_id``: a stable id in the group (e.g. a service's name), so that
+        after a crash the restarted consumer takes its partitions back at once
+        instead of waiting for the old session to expire; two live consumers must
+        not share one. ``on_gap``: when retention deleted events before this
+        consumer read them, 'error' raises :class:`~mofka_py.OffsetOutOfRange`
+        (after the events before the gap) and 'earliest' skips to the oldest
+        retained event, counting the skip in :attr:`Consumer.stats` and in the
+        group's :meth:`describe_group`. ``session_timeout_ms``: a member silent
+        this long is dropped from its group. ``rebalance_timeout_ms``: when a
+        partition moves to another member, how long events already handed out
+        may take to be acknowledged before it moves anyway (events not
+        acknowledged by then are delivered again to the new owner).
         """
         if start is None:
-            start = "committed" if group else "earliest"
+            start = "committed"
+        if on_gap not in ("error", "earliest"):
+            raise InvalidArgument(f"on_gap must be 'error' or 'earliest' (got {on_gap!r})")
+        for name, value, low in (("session_timeout_ms", session_timeout_ms, 100),
+                                 ("rebalance_timeout_ms", rebalance_timeout_ms, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 3_600_000:
+                raise InvalidArgument(f"{name} must be an integer between {low} and 3600000 (got {value!r})")
         selector = None
         if callable(data):
             selector, data = data, True
         native = _core.Consumer(self.fabric._f, self.name, group or "", start, data,
-                                list(partitions or []), prefetch_bytes, auto_commit_ms, member_id or "")
+                                list(partitions or []), prefetch_bytes, auto_commit_ms, member_id or "",
+                                on_gap, session_timeout_ms, rebalance_timeout_ms)
         return Consumer(native, selector)
+
+    def groups(self) -> list:
+        """Names of the consumer groups with members or committed offsets on this topic."""
+        return self.fabric._f.groups(self.name)
+
+    def describe_group(self, group: str) -> dict:
+        """A consumer group's state on this topic, as ``mofka-py group describe`` shows it.
+
+        Returns ``{"group", "topic", "generation", "members": [{"id", "partitions",
+        "idle_ms", "session_timeout_ms"}], "partitions": [{"partition", "owner",
+        "position", "committed", "start_offset", "end_offset", "lag", "skipped"}],
+        "lag", "skipped"}``. ``owner`` is the live member reading the partition and
+        ``position`` how far it handed events out (None without an owner);
+        ``committed`` is None for a partition the group never committed; ``lag``
+        counts the events after the committed offset (after the oldest retained
+        event when there is no commit).
+        """
+        _check_group(group)
+        state = self.fabric._f.describe_group(group, self.name)
+        info = {p["partition"]: p for p in self.describe()["partitions"]}
+        total = skipped = 0
+        for p in state["partitions"]:
+            part = info[p["partition"]]
+            p["start_offset"] = part["start_offset"]
+            p["end_offset"] = part["end_offset"]
+            position = p["committed"] if p["committed"] is not None else part["start_offset"]
+            p["lag"] = max(0, part["end_offset"] - max(position, part["start_offset"]))
+            total += p["lag"]
+            skipped += p["skipped"]
+        state["lag"] = total
+        state["skipped"] = skipped
+        return state
+
+    def reset_group(self, group: str, to: Any = "earliest", *, dry_run: bool = False) -> dict:
+        """Rewind (or skip) a consumer group's committed offsets on this topic.
+
+        ``to``: 'earliest' (the oldest retained event), 'latest' (the end: skip
+        everything stored), an offset for every partition, a dict
+        ``{partition: offset}`` (only those partitions) or a
+        :class:`datetime.datetime` (the first event stored at or after it, per
+        partition; a naive datetime is local time). As with ``kafka-consumer-groups
+        --reset-offsets``, it is refused with :class:`~mofka_py.GroupActive`,
+        naming them, while the group has live members. Returns
+        ``{partition: new offset}``; with ``dry_run=True`` only that plan, nothing
+        changed.
+        """
+        import datetime as _dt
+
+        _check_group(group)
+        parts = self.describe()["partitions"]
+        bounds = {p["partition"]: (p["start_offset"], p["end_offset"]) for p in parts}
+        if isinstance(to, str):
+            if to not in ("earliest", "latest"):
+                raise InvalidArgument(f"to must be 'earliest', 'latest', an offset, a dict or a datetime (got {to!r})")
+            offsets = {p: (lo if to == "earliest" else hi) for p, (lo, hi) in bounds.items()}
+        elif isinstance(to, _dt.datetime):
+            ts_us = int(to.timestamp() * 1_000_000)
+            offsets = {p: self.fabric._f.offset_for_time(self.name, p, ts_us) for p in bounds}
+        elif isinstance(to, dict):
+            offsets = {}
+            for p, off in to.items():
+                if isinstance(p, bool) or not isinstance(p, int) or p not in bounds:
+                    raise InvalidArgument(f"partition {p!r} does not exist in topic '{self.name}' "
+                                          f"(it has {len(bounds)})")
+                offsets[p] = off
+        elif isinstance(to, int) and not isinstance(to, bool):
+            offsets = {p: to for p in bounds}
+        else:
+            raise InvalidArgument(f"to must be 'earliest', 'latest', an offset, a dict or a datetime (got {to!r})")
+        for p, off in offsets.items():
+            lo, hi = bounds[p]
+            if isinstance(off, bool) or not isinstance(off, int) or not lo <= off <= hi:
+                raise InvalidArgument(f"offset {off!r} is outside partition {p} of topic '{self.name}', "
+                                      f"which holds offsets {lo}..{hi} (give a value in that range)")
+        if not dry_run:
+            self.fabric._f.reset_group(group, self.name, sorted(offsets.items()))
+        return offsets
 
     def mark_complete(self) -> None:
         """Declare the topic finished: consumers' iteration ends after its last event."""
@@ -379,6 +485,19 @@ class Consumer:
     def partitions(self) -> list:
         """Partitions this consumer reads now (changes as group members come and go)."""
         return self._c.partitions()
+
+    @property
+    def member_id(self) -> str:
+        """This consumer's id in its group ('' without a group)."""
+        return self._c.member_id()
+
+    @property
+    def stats(self) -> dict:
+        """What this consumer did: ``delivered`` events, ``skipped`` (deleted by retention
+        before they were read, ``on_gap='earliest'``), ``rebalances``, ``revoked_unacked``
+        (handed out but not acknowledged when their partition moved away: delivered again
+        to its new owner) and ``fenced_commits`` (refused: the partitions had moved on)."""
+        return self._c.stats()
 
     def close(self) -> None:
         """Commit acknowledged offsets, leave the group and stop prefetching."""

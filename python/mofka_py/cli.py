@@ -219,6 +219,66 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0 if good else 1
 
 
+def _group_topics(fab: api.Fabric, group: str, topic: Optional[str]) -> List[str]:
+    if topic:
+        return [topic]
+    topics = [g["topic"] for g in fab.groups() if g["group"] == group]
+    if not topics:
+        raise InvalidArgument(f"no consumer group '{group}' on any topic (see `mofka-py group list`)")
+    return topics
+
+
+def cmd_group(args: argparse.Namespace) -> int:
+    with _fabric(args) as fab:
+        if args.action == "list":
+            rows = []
+            for g in fab.groups():
+                d = fab.topic(g["topic"]).describe_group(g["group"])
+                rows.append((g["group"], g["topic"], len(d["members"]), d["lag"], d["skipped"]))
+            print(table(rows, ["group", "topic", "members", "lag", "skipped"]) if rows else "no consumer groups")
+        elif args.action == "describe":
+            for name in _group_topics(fab, args.group, args.topic):
+                d = fab.topic(name).describe_group(args.group)
+                print(f"group {args.group} on topic {name}: {len(d['members'])} live member(s), "
+                      f"lag {d['lag']}, skipped {d['skipped']}")
+                rows = [(p["partition"], p["owner"] or "-", "-" if p["committed"] is None else p["committed"],
+                         p["end_offset"], p["lag"], p["skipped"]) for p in d["partitions"]]
+                print(table(rows, ["partition", "member", "committed", "end", "lag", "skipped"]))
+        else:
+            targets = [args.to_earliest and "earliest", args.to_latest and "latest", args.to_offset,
+                       args.to_datetime, args.offsets]
+            given = [t for t in targets if t is not None and t is not False]
+            if len(given) != 1:
+                raise InvalidArgument("give exactly one of --to-earliest, --to-latest, --to-offset N, "
+                                      "--to-datetime ISO-8601, --offsets P=N,P=N")
+            to: Any = given[0]
+            if args.to_datetime:
+                import datetime as dt
+                try:
+                    to = dt.datetime.fromisoformat(args.to_datetime)
+                except ValueError:
+                    raise InvalidArgument(f"--to-datetime {args.to_datetime!r} is not ISO-8601 "
+                                          "(e.g. 2026-12-01T09:30:00)") from None
+            elif args.offsets:
+                try:
+                    to = {int(p): int(o) for p, o in (kv.split("=") for kv in args.offsets.split(","))}
+                except ValueError:
+                    raise InvalidArgument(f"--offsets {args.offsets!r}: write PARTITION=OFFSET pairs separated "
+                                          "by commas (e.g. 0=120,3=7)") from None
+            if not args.topic:
+                raise InvalidArgument("group reset needs --topic NAME")
+            topic = fab.topic(args.topic)
+            before = {p["partition"]: p["committed"] for p in topic.describe_group(args.group)["partitions"]}
+            plan = topic.reset_group(args.group, to, dry_run=not args.execute)
+            rows = [(p, "-" if before.get(p) is None else before[p], o) for p, o in sorted(plan.items())]
+            print(table(rows, ["partition", "committed", "new offset"]))
+            if args.execute:
+                print(f"group {args.group} reset on topic {args.topic}")
+            else:
+                print("dry run: nothing changed; add --execute to apply (as kafka-consumer-groups --reset-offsets)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mofka-py", description="mofka-py event fabric command line")
     p.add_argument("--url", help="fabric URL (default: $MOFKA_PY_URL)")
@@ -250,6 +310,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--data", action="store_true", help="read event data too (prints its size)")
     c.set_defaults(func=cmd_consume)
 
+    g = sub.add_parser("group", help="list, describe or reset consumer groups")
+    g.add_argument("action", choices=["list", "describe", "reset"])
+    g.add_argument("group", nargs="?")
+    g.add_argument("--topic", help="the group's topic (describe: default every topic it reads)")
+    g.add_argument("--to-earliest", action="store_true", help="reset: to the oldest retained event")
+    g.add_argument("--to-latest", action="store_true", help="reset: to the end (skip what is stored)")
+    g.add_argument("--to-offset", type=int, metavar="N", help="reset: every partition to offset N")
+    g.add_argument("--to-datetime", metavar="ISO", help="reset: to the first event stored at or after this time")
+    g.add_argument("--offsets", metavar="P=N,...", help="reset: the given partitions to the given offsets")
+    g.add_argument("--execute", action="store_true", help="reset: apply the plan (default: only show it)")
+    g.set_defaults(func=cmd_group)
+
     b = sub.add_parser("bench", help="measure produce and consume rates")
     b.add_argument("--events", type=int, default=200_000)
     b.add_argument("--size", type=int, default=0, help="data bytes per event")
@@ -274,6 +346,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "topic" and args.action in ("create", "describe") and not args.name:
         print("mofka-py: error: topic create/describe need a topic name", file=sys.stderr)
+        return 2
+    if args.command == "group" and args.action != "list" and not args.group:
+        print(f"mofka-py: error: group {args.action} needs a group name", file=sys.stderr)
         return 2
     try:
         if getattr(args, "fabric_func", None):

@@ -10,7 +10,7 @@ import builtins
 __all__ = [
     "Error", "InvalidArgument", "TopicNotFound", "TopicExists", "TimeoutError",
     "ConnectionError", "AuthError", "CorruptionError", "Closed", "FabricLocked",
-    "NotAFabric", "EventTooLarge", "BufferFull",
+    "NotAFabric", "EventTooLarge", "BufferFull", "GroupActive", "OffsetOutOfRange", "CommitFailed",
 ]
 
 
@@ -64,3 +64,22 @@ class EventTooLarge(InvalidArgument):
 
 class BufferFull(Error):
     """The producer's pending memory is full and ``block=False`` was asked."""
+
+
+class GroupActive(Error):
+    """An administrative change to a consumer group (e.g. ``reset_group``) was refused
+    because the group still has live members; stop them (or wait for their session to
+    expire) and try again."""
+
+
+class OffsetOutOfRange(Error, LookupError):
+    """A consumer's position was deleted by retention before it read it (a gap).
+
+    Open the consumer with ``on_gap="earliest"`` to skip ahead to the oldest retained
+    event (the skipped events are counted), or rewind the group with ``reset_group``."""
+
+
+class CommitFailed(Error):
+    """A commit was refused because this member no longer owns the partition (its session
+    expired and the group moved the partition to another member); events after its last
+    successful commit are delivered again to the new owner."""

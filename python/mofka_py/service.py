@@ -80,7 +80,9 @@ def serve(data_dir: Optional[str], listen: str = "127.0.0.1:7400", token: str = 
 
         held = api.reserve_memory(memory_reserve, report)
         _log(f"reserved {held >> 20} MiB of pre-faulted memory in {time.perf_counter() - t0:.1f} s")
-    srv = _core.Server(url, host=host, port=port, token=token, sync=sync)
+    # After a restart, consumer groups that were reading get 3 s to come back and claim their
+    # partitions before they are handed to other members (Kafka's group.initial.rebalance.delay.ms).
+    srv = _core.Server(url, host=host, port=port, token=token, sync=sync, rejoin_grace_ms=3000)
     stopping = []
 
     def on_signal(signum: int, _frame: object) -> None:

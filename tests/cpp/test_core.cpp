@@ -1,5 +1,6 @@
 // C++ tests of the core without Python: the library is usable from a C++ simulation.
 // Plain assertions with messages; exits non-zero on the first failure.
+#include "mofka_py/Broker.hpp"
 #include "mofka_py/Consumer.hpp"
 #include "mofka_py/Crc32c.hpp"
 #include "mofka_py/Error.hpp"
@@ -169,13 +170,15 @@ class JitteryClient final : public BrokerClient {
     bool isComplete(const std::string& t) override { return m_in->isComplete(t); }
     std::string joinGroup(const std::string& g, const std::string& t, const std::string& m) override { return m_in->joinGroup(g, t, m); }
     void leaveGroup(const std::string& g, const std::string& t, const std::string& m) override { m_in->leaveGroup(g, t, m); }
-    Assignment assignment(const std::string& g, const std::string& t, const std::string& m) override { return m_in->assignment(g, t, m); }
+    Assignment assignment(const std::string& g, const std::string& t, const MemberHeartbeat& h) override { return m_in->assignment(g, t, h); }
     void releasePartitions(const std::string& g, const std::string& t, const std::string& m, const std::vector<uint32_t>& ps) override {
         m_in->releasePartitions(g, t, m, ps);
     }
-    void commit(const std::string& g, const std::string& t, const std::vector<std::pair<uint32_t, uint64_t>>& o) override {
-        m_in->commit(g, t, o);
+    void commit(const std::string& g, const std::string& t, const std::vector<std::pair<uint32_t, uint64_t>>& o,
+                const std::string& m) override {
+        m_in->commit(g, t, o, m);
     }
+    std::vector<uint8_t> control(const ControlRoute& r, const std::vector<uint8_t>& q) override { return m_in->control(r, q); }
     std::optional<uint64_t> committed(const std::string& g, const std::string& t, uint32_t p) override { return m_in->committed(g, t, p); }
     std::vector<std::string> groups(const std::string& t) override { return m_in->groups(t); }
     void close() override { m_in->close(); }
@@ -283,6 +286,72 @@ static void testReservations() {
     }
 }
 
+/// Group rules in the broker: commits fenced by ownership, claims after a restart, the rejoin
+/// grace, positions in describeGroup, skipped counts and commits durable across reopen.
+static void testGroupRules(const std::string& dir) {
+    auto codeOf = [](auto&& f) {
+        try {
+            f();
+        } catch (const Error& e) {
+            return int(e.code());
+        }
+        return -1;
+    };
+    BrokerOptions o;
+    o.directory = dir;
+    {
+        Broker b(o);
+        TopicConfig c;
+        c.partitions = 4;
+        b.createTopic("g", c);
+        MemberHeartbeat a{"a", 10000, {}}, z{"z", 10000, {}};
+        b.joinGroup("grp", "g", "a");
+        Assignment aa = b.assignment("grp", "g", a);
+        CHECK(aa.partitions.size() == 4);
+        b.joinGroup("grp", "g", "z");
+        Assignment za = b.assignment("grp", "g", z);
+        CHECK(za.partitions.empty() && za.pending == 2); // a still holds z's share
+        // A member commits only what it owns; a refused commit writes nothing.
+        CHECK(codeOf([&] { b.commit("grp", "g", {{1, 5}}, "z"); }) == int(ErrorCode::CommitFailed));
+        CHECK(!b.committed("grp", "g", 1));
+        b.commit("grp", "g", {{1, 5}, {3, 7}}, "a");
+        CHECK(b.committed("grp", "g", 1) == 5u);
+        // A live member blocks a reset, named in the error.
+        int code = codeOf([&] { b.resetGroup("grp", "g", {{0, 0}}); });
+        CHECK(code == int(ErrorCode::GroupActive));
+        // Positions reported in heartbeats show in describeGroup, per owner.
+        a.owned = {{0, 11}, {1, 5}, {2, 0}, {3, 7}};
+        b.assignment("grp", "g", a);
+        GroupState st = b.describeGroup("grp", "g");
+        CHECK(st.members.size() == 2);
+        CHECK(st.partitions[0].owner == std::string("a") && st.partitions[0].position == 11u);
+        b.noteSkipped("grp", "g", 2, 40);
+        b.noteSkipped("grp", "g", 2, 2);
+        CHECK(b.describeGroup("grp", "g").partitions[2].skipped == 42u);
+        b.close();
+    }
+    {
+        // Reopened as a service would be: owners are gone, commits and skipped counts are not.
+        o.rejoinGraceMs = 60000;
+        Broker b(o);
+        GroupState st = b.describeGroup("grp", "g");
+        CHECK(st.members.empty() && st.partitions[3].committed == 7u && st.partitions[2].skipped == 42u);
+        // During the grace, a returning member keeps what it claims and nobody gets the rest.
+        MemberHeartbeat z{"z", 10000, {{1, 5}}};
+        Assignment za = b.assignment("grp", "g", z);
+        CHECK(za.partitions == std::vector<uint32_t>({1}));
+        CHECK(za.pending == 3);
+        MemberHeartbeat a{"a", 10000, {{0, 11}, {1, 5}}};
+        Assignment aa = b.assignment("grp", "g", a);
+        // Two members now (a, z): a's share is 0 and 2; it claimed 0, 1 is z's, 2 waits for the grace.
+        CHECK(aa.partitions == std::vector<uint32_t>({0}));
+        CHECK(codeOf([&] { b.commit("grp", "g", {{1, 9}}, "a"); }) == int(ErrorCode::CommitFailed));
+        b.commit("grp", "g", {{1, 9}}, "z");
+        CHECK(b.committed("grp", "g", 1) == 9u);
+        b.close();
+    }
+}
+
 int main() {
     testCrc();
     testSha();
@@ -300,6 +369,13 @@ int main() {
     testErrors();
     testReservations();
     testFlushRacesSender();
+    {
+        char gdir[] = "/tmp/mofka-cpp-groups-XXXXXX";
+        if (!mkdtemp(gdir)) return 2;
+        testGroupRules(std::string(gdir) + "/fab");
+        std::string rmg = std::string("rm -rf ") + gdir;
+        if (std::system(rmg.c_str()) != 0) std::fprintf(stderr, "could not remove %s\n", gdir);
+    }
     std::printf("%d passed, %d failed\n", g_checks - g_failed, g_failed);
     return g_failed ? 1 : 0;
 }

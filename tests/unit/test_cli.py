@@ -142,3 +142,36 @@ def test_mofka_py_entry_point_main():
     args = parser.parse_args(["--url", "memory://", "topic", "list"])
     assert args.command == "topic" and args.action == "list"
     assert cli_mod.main(["--url", "memory://", "topic", "list"]) == 0
+
+
+def test_group_list_describe_and_reset(url, tmp_path):
+    ok(cli("--url", url, "topic", "create", "g2", "--partitions", "2", cwd=tmp_path))
+    lines = b"".join(orjson.dumps({"i": i}) + b"\n" for i in range(10))
+    ok(cli("--url", url, "produce", "g2", stdin=lines, cwd=tmp_path))
+    ok(cli("--url", url, "consume", "g2", "--group", "readers", "--max", "4", cwd=tmp_path))
+    r = ok(cli("--url", url, "group", "list", cwd=tmp_path))
+    row = [ln for ln in r.stdout.decode().splitlines() if "readers" in ln]
+    assert row and row[0].split()[1:4] == ["g2", "0", "6"], r.stdout.decode()  # topic, live members, lag
+    r = ok(cli("--url", url, "group", "describe", "readers", cwd=tmp_path))
+    text = r.stdout.decode()
+    assert "lag 6" in text
+    with mp.connect(url) as fab:
+        committed = {p["partition"]: p["committed"] for p in fab.topic("g2").describe_group("readers")["partitions"]}
+    assert sum(committed.values()) == 4
+    # A reset without --execute only shows the plan.
+    r = ok(cli("--url", url, "group", "reset", "readers", "--topic", "g2", "--to-earliest", cwd=tmp_path))
+    assert b"dry run" in r.stdout
+    with mp.connect(url) as fab:
+        assert fab.topic("g2").describe_group("readers")["lag"] == 6
+    ok(cli("--url", url, "group", "reset", "readers", "--topic", "g2", "--to-earliest", "--execute", cwd=tmp_path))
+    r = ok(cli("--url", url, "consume", "g2", "--group", "readers", cwd=tmp_path))
+    assert len(r.stdout.splitlines()) == 10, "the group reads everything again after the reset"
+    ok(cli("--url", url, "group", "reset", "readers", "--topic", "g2", "--offsets", "0=2,1=5", "--execute",
+           cwd=tmp_path))
+    r = ok(cli("--url", url, "group", "describe", "readers", "--topic", "g2", cwd=tmp_path))
+    assert "lag 3" in r.stdout.decode()
+    for bad in (["--to-offset", "99"], ["--offsets", "zero=1"], [], ["--to-earliest", "--to-latest"]):
+        r = cli("--url", url, "group", "reset", "readers", "--topic", "g2", *bad, "--execute", cwd=tmp_path)
+        assert r.returncode == 1 and b"InvalidArgument" in r.stderr, (bad, r.stderr)
+    r = cli("--url", url, "group", "describe", "nobody", cwd=tmp_path)
+    assert r.returncode == 1 and b"no consumer group 'nobody'" in r.stderr

@@ -148,7 +148,7 @@ def test_view_stays_valid_while_consumer_moves_on(mem_fab):
     first = None
     with t.producer(batch_size=1) as prod:
         prod.push({"i": 0}, data=b"A" * 3000).result(timeout=30)
-        with t.consumer() as cons:
+        with t.consumer(on_gap="earliest") as cons:
             first = cons.pull(timeout=30)
             keep = first.data
             # Enough later events to roll and drop the segment holding the first one.
@@ -156,7 +156,8 @@ def test_view_stays_valid_while_consumer_moves_on(mem_fab):
                 prod.push({"i": i}, data=bytes([i]) * 3000)
             prod.flush()
             assert t.describe()["partitions"][0]["start_offset"] > 0
-            # A lagging consumer may skip events dropped by retention; what it gets is intact, in order.
+            # A lagging consumer told to skip events dropped by retention (on_gap="earliest"):
+            # what it gets is intact, in order, and what it skipped is counted.
             seen = []
             while not seen or seen[-1] != 59:
                 ev = cons.pull(timeout=30)
@@ -164,6 +165,7 @@ def test_view_stays_valid_while_consumer_moves_on(mem_fab):
                 assert bytes(ev.data) == bytes([ev.offset]) * 3000 and ev.metadata == {"i": ev.offset}
                 seen.append(ev.offset)
             assert seen == sorted(set(seen)) and seen[0] >= 1
+            assert len(seen) + cons.stats["skipped"] == 59
     assert bytes(keep) == b"A" * 3000
     assert bytes(first.data) == b"A" * 3000
 
@@ -265,9 +267,14 @@ def test_retention_by_bytes_drops_old_segments(tmp_path, scheme):
         start = p["start_offset"]
         assert [o for _, o, _, _ in got] == list(range(start, n))
         assert [d for _, _, _, d in got] == [payload(i, 1000) for i in range(start, n)]
-        # An explicit start before the retained range begins at the first retained event.
+        # An explicit start before the retained range: an error by default (as Kafka's
+        # OffsetOutOfRange), or the first retained event with the skip counted.
         with t.consumer(start=0) as cons:
+            with pytest.raises(mp.OffsetOutOfRange, match="deleted by retention"):
+                cons.pull(timeout=30)
+        with t.consumer(start=0, on_gap="earliest") as cons:
             assert cons.pull(timeout=30).offset == start
+            assert cons.stats["skipped"] == start
 
 
 @pytest.mark.parametrize("scheme", ["memory", "file"])

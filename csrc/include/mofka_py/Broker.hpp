@@ -5,14 +5,17 @@
  *        behind the TCP service; only the transport in front of it differs.
  */
 #pragma once
+#include "mofka_py/Group.hpp"
 #include "mofka_py/PartitionLog.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -54,18 +57,15 @@ struct TopicInfo {
     std::vector<PartitionInfo> partitions;
 };
 
-/// A consumer's current share of a group's partitions.
-struct Assignment {
-    uint64_t generation;
-    std::vector<uint32_t> partitions;
-    uint32_t pending = 0; ///< partitions meant for this member still held by their previous owner
-};
-
 /// Broker-wide settings.
 struct BrokerOptions {
     std::string directory;      ///< empty: memory://
     TopicConfig defaults;       ///< settings for topics created without their own
     bool repair = false;        ///< truncate corrupted logs on open instead of failing
+    /// After the broker opens, partitions of groups that had committed offsets are handed out
+    /// only to members that say they hold them, for this long (a service restarted under live
+    /// consumers gives them time to come back before anyone else takes their partitions).
+    int64_t rejoinGraceMs = 0;
 };
 
 /**
@@ -125,14 +125,35 @@ class Broker {
     /// Give up partitions after committing them; they then go to their new owner.
     void releasePartitions(const std::string& group, const std::string& topic, const std::string& memberId,
                            const std::vector<uint32_t>& partitions);
-    /// The partitions this member owns now. A partition moves to a new member only
-    /// after its previous owner released it (so it committed its position first).
-    Assignment assignment(const std::string& group, const std::string& topic, const std::string& memberId);
-    /// Store committed offsets (next offset to read) durably.
+    /**
+     * @brief A member's heartbeat: the partitions it owns now.
+     *
+     * Members sorted by id; partition p is meant for member p mod n. A partition moves to
+     * its new member only after its previous owner released it (so it committed its
+     * position first). Members silent for their session timeout are dropped.
+     */
+    Assignment assignment(const std::string& group, const std::string& topic, const MemberHeartbeat& heartbeat);
+    /**
+     * @brief Store committed offsets (next offset to read) durably.
+     *
+     * With a @p memberId, every partition must be owned by that member, or nothing is
+     * stored and CommitFailed is thrown (a member whose session expired is fenced off).
+     */
     void commit(const std::string& group, const std::string& topic,
-                const std::vector<std::pair<uint32_t, uint64_t>>& offsets);
+                const std::vector<std::pair<uint32_t, uint64_t>>& offsets, const std::string& memberId = "");
     /// Committed offset of a group on a partition, if any.
     std::optional<uint64_t> committed(const std::string& group, const std::string& topic, uint32_t partition) const;
+    /// Members, ownership, committed offsets and skipped counts of a group on a topic.
+    GroupState describeGroup(const std::string& group, const std::string& topic);
+    /// Set a group's committed offsets (an explicit rewind or skip); throws GroupActive,
+    /// naming them, while the group has live members, and then writes nothing.
+    void resetGroup(const std::string& group, const std::string& topic,
+                    const std::vector<std::pair<uint32_t, uint64_t>>& offsets);
+    /// Count @p count events a member of @p group skipped on @p partition (deleted by retention first).
+    void noteSkipped(const std::string& group, const std::string& topic, uint32_t partition, uint64_t count);
+    /// The first offset of @p partition stored at or after @p timestampUs (µs since the epoch;
+    /// per batch), or the end offset when there is none.
+    uint64_t offsetForTime(const std::string& topic, uint32_t partition, int64_t timestampUs) const;
     /// All groups with committed offsets or members on a topic.
     std::vector<std::string> groups(const std::string& topic) const;
 
@@ -153,6 +174,9 @@ class Broker {
     std::unique_ptr<PartitionLog> openOffsetsLog(const std::string& dir) const;
     static void appendCommits(PartitionLog& log,
                               const std::vector<std::tuple<std::string, std::string, uint32_t, uint64_t>>& commits);
+    static void appendSkipped(PartitionLog& log,
+                              const std::vector<std::tuple<std::string, std::string, uint32_t, uint64_t>>& totals);
+    Group& liveGroupLocked(const std::string& group, const std::string& topic);
     void housekeepingLoop();
 
     BrokerOptions m_opts;
@@ -160,6 +184,9 @@ class Broker {
     std::map<std::string, std::shared_ptr<Topic>> m_topics;
     std::map<std::pair<std::string, std::string>, Group> m_groups; // (group, topic)
     std::map<std::tuple<std::string, std::string, uint32_t>, uint64_t> m_committed;
+    std::map<std::tuple<std::string, std::string, uint32_t>, uint64_t> m_skipped;
+    std::set<std::pair<std::string, std::string>> m_recoveredGroups; ///< (group, topic) with offsets found at open
+    std::chrono::steady_clock::time_point m_openedAt = std::chrono::steady_clock::now();
     std::unique_ptr<PartitionLog> m_offsetsLog;
     uint64_t m_memberCounter = 0;
     int m_lockFd = -1;

@@ -78,18 +78,40 @@ class BrokerClient {
     virtual std::string joinGroup(const std::string& group, const std::string& topic, const std::string& memberId) = 0;
     /// Leave a consumer group.
     virtual void leaveGroup(const std::string& group, const std::string& topic, const std::string& memberId) = 0;
-    /// Current partitions of a member (also its heartbeat).
-    virtual Assignment assignment(const std::string& group, const std::string& topic, const std::string& memberId) = 0;
+    /// Current partitions of a member (also its heartbeat; see Broker::assignment).
+    virtual Assignment assignment(const std::string& group, const std::string& topic, const MemberHeartbeat& heartbeat) = 0;
     /// Release partitions a member no longer owns (after committing them).
     virtual void releasePartitions(const std::string& group, const std::string& topic, const std::string& memberId,
                                    const std::vector<uint32_t>& partitions) = 0;
-    /// Commit offsets durably.
+    /// Commit offsets durably; with a @p memberId, only for partitions it owns (see Broker::commit).
     virtual void commit(const std::string& group, const std::string& topic,
-                        const std::vector<std::pair<uint32_t, uint64_t>>& offsets) = 0;
+                        const std::vector<std::pair<uint32_t, uint64_t>>& offsets, const std::string& memberId = "") = 0;
     /// A group's committed offset on a partition.
     virtual std::optional<uint64_t> committed(const std::string& group, const std::string& topic, uint32_t partition) = 0;
     /// Groups known on a topic.
     virtual std::vector<std::string> groups(const std::string& topic) = 0;
+    /// Where a control request goes: the topic's coordinator (groups, commits) or the
+    /// server of one of its partitions (offsets, data).
+    struct ControlRoute {
+        enum class To { Coordinator, Partition } to;
+        std::string topic;
+        uint32_t partition = 0;
+    };
+    /// Carry one control request body (see wire/Control.hpp) and return the reply body.
+    virtual std::vector<uint8_t> control(const ControlRoute& route, const std::vector<uint8_t>& request) = 0;
+
+    // Control requests, the same on every transport (client/BrokerAdmin.cpp).
+
+    /// Members, ownership, committed offsets and skipped counts of a group.
+    GroupState describeGroup(const std::string& group, const std::string& topic);
+    /// Set a group's committed offsets; refused (GroupActive) while it has live members.
+    void resetGroup(const std::string& group, const std::string& topic,
+                    const std::vector<std::pair<uint32_t, uint64_t>>& offsets);
+    /// Count events a group's member skipped because retention deleted them first.
+    void noteSkipped(const std::string& group, const std::string& topic, uint32_t partition, uint64_t count);
+    /// The first offset stored at or after @p timestampUs (µs since the epoch), or the end offset.
+    uint64_t offsetForTime(const std::string& topic, uint32_t partition, int64_t timestampUs);
+
     /// Clients connected to the broker's service, or -1 when it has no such notion (embedded).
     virtual int64_t connectedClients() { return -1; }
     /// Release the connection (and, for embedded fabrics, the broker).

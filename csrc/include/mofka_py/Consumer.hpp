@@ -14,8 +14,16 @@
 
 namespace mofka_py {
 
-/// Where a consumer starts reading a partition it has not read before.
+/// Where a consumer starts reading a partition. In a group it applies only to partitions the
+/// group never committed (Kafka's auto.offset.reset): a partition assigned to a member always
+/// resumes at the group's committed offset.
 enum class StartPosition { Earliest, Latest, Committed, Offset };
+
+/// What a consumer does when retention deleted events before it read them.
+enum class GapPolicy {
+    Error,   ///< stop with OffsetOutOfRange once the events before the gap were handed out
+    Earliest ///< skip to the oldest retained event, counting what was skipped
+};
 
 /// Which part of each event's data a consumer receives.
 enum class DataMode {
@@ -33,6 +41,7 @@ struct ConsumerOptions {
     std::string memberId;
     StartPosition start = StartPosition::Committed;
     uint64_t startOffset = 0;                ///< for StartPosition::Offset
+    GapPolicy onGap = GapPolicy::Error;
     DataMode data = DataMode::Full;
     uint64_t rangeOffset = 0;
     uint64_t rangeSize = 0;
@@ -40,6 +49,21 @@ struct ConsumerOptions {
     size_t prefetchBytes = 64u << 20;        ///< fetched but not yet pulled
     size_t fetchBytes = 8u << 20;            ///< per request
     int64_t autoCommitMs = 1000;             ///< commit acknowledged offsets this often (0: only on commit/close)
+    /// A member silent this long is dropped and its partitions go to others (Kafka's session.timeout.ms).
+    int64_t sessionTimeoutMs = 10000;
+    /// When a partition moves away, how long its events handed out but not yet acknowledged
+    /// may take to be acknowledged before the partition goes anyway (those events are then
+    /// delivered again to the new owner: the at-least-once window).
+    int64_t rebalanceTimeoutMs = 10000;
+};
+
+/// What a consumer did so far.
+struct ConsumerStats {
+    uint64_t delivered = 0;   ///< events handed out (pull, pullBatch)
+    uint64_t skipped = 0;     ///< events deleted by retention before they were read (on_gap=earliest)
+    uint64_t rebalances = 0;  ///< assignment changes
+    uint64_t revokedUnacked = 0; ///< events handed out but not acknowledged when their partition moved away
+    uint64_t fencedCommits = 0;  ///< commits refused because the partitions had moved on
 };
 
 /// One event as a consumer sees it; @c owner keeps the bytes alive.
@@ -88,6 +112,10 @@ class Consumer {
     bool exhausted() const;
     /// Partitions this consumer currently reads.
     std::vector<uint32_t> partitions() const;
+    /// Counters of what this consumer did.
+    ConsumerStats stats() const;
+    /// This consumer's member id in its group (empty without a group).
+    std::string memberId() const;
     /// Commit, leave the group and stop prefetching.
     void close();
     /// Apply the data selection of this consumer to an event's data.

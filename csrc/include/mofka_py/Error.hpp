@@ -24,7 +24,13 @@ enum class ErrorCode : int {
     NotAFabric,
     EventTooLarge,
     BufferFull,
+    GroupActive,      ///< an admin change refused while a group has live members
+    OffsetOutOfRange, ///< a consumer's position was deleted by retention before it read it
+    CommitFailed,     ///< a commit by a member that no longer owns the partition (fenced)
 };
+
+/// The highest code in use (a peer's reply with a higher one is treated as Generic).
+constexpr ErrorCode kLastErrorCode = ErrorCode::CommitFailed;
 
 /// Human-readable name of an error code (e.g. "InvalidArgument").
 const char* errorCodeName(ErrorCode code) noexcept;

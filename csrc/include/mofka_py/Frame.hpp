@@ -10,6 +10,7 @@
  */
 #pragma once
 #include "mofka_py/Broker.hpp"
+#include "mofka_py/Codec.hpp"
 #include "mofka_py/Error.hpp"
 #include "mofka_py/Sha256.hpp"
 
@@ -31,6 +32,7 @@ enum class MsgType : uint16_t {
     Hello = 1, Auth = 2, AuthOk = 3,
     CreateTopic = 10, ListTopics, DescribeTopic, Produce, Fetch, WaitTopic, Offsets, MarkComplete,
     IsComplete, JoinGroup, LeaveGroup, Assignment, Release, Commit, Committed, Groups, Status,
+    Control = 40, ///< a transport-neutral control request (see wire/Control.hpp), carried as is
 };
 
 /// The fixed frame header, as sent.
@@ -48,69 +50,6 @@ static_assert(sizeof(FrameHeader) == kFrameHeaderSize, "frame header layout");
 /// Check a received header: magic, version and the size limit.
 void checkFrameHeader(const FrameHeader& h, uint64_t maxBody);
 
-/// Appends little-endian values to a byte buffer.
-class Writer {
-  public:
-    std::vector<uint8_t> buf;
-    template <typename T> Writer& put(T v) {
-        size_t n = buf.size();
-        buf.resize(n + sizeof(T));
-        std::memcpy(buf.data() + n, &v, sizeof(T));
-        return *this;
-    }
-    Writer& str(const std::string& s) {
-        put<uint32_t>(uint32_t(s.size()));
-        buf.insert(buf.end(), s.begin(), s.end());
-        return *this;
-    }
-    Writer& bytes(const void* p, size_t n) {
-        auto b = static_cast<const uint8_t*>(p);
-        buf.insert(buf.end(), b, b + n);
-        return *this;
-    }
-};
-
-/// Reads little-endian values, refusing to read past the end.
-class Reader {
-  public:
-    Reader(const uint8_t* p, size_t n) : m_p(p), m_n(n) {}
-    template <typename T> T get() {
-        need(sizeof(T));
-        T v;
-        std::memcpy(&v, m_p, sizeof(T));
-        m_p += sizeof(T);
-        m_n -= sizeof(T);
-        return v;
-    }
-    std::string str(size_t maxLen = 1 << 20) {
-        uint32_t n = get<uint32_t>();
-        if (n > maxLen) throw Error(ErrorCode::Corruption, "malformed message: string too long");
-        need(n);
-        std::string s(reinterpret_cast<const char*>(m_p), n);
-        m_p += n;
-        m_n -= n;
-        return s;
-    }
-    const uint8_t* take(size_t n) {
-        need(n);
-        const uint8_t* p = m_p;
-        m_p += n;
-        m_n -= n;
-        return p;
-    }
-    size_t remaining() const { return m_n; }
-    void end() const {
-        if (m_n) throw Error(ErrorCode::Corruption, "malformed message: unexpected trailing bytes");
-    }
-
-  private:
-    void need(size_t n) const {
-        if (n > m_n) throw Error(ErrorCode::Corruption, "malformed message: truncated body");
-    }
-    const uint8_t* m_p;
-    size_t m_n;
-};
-
 /// The login proof: HMAC-SHA-256 under the token of both nonces and a label
 /// ("mofka-py client" or "mofka-py server"), so neither side's proof can be replayed as the other's.
 Digest loginMac(const std::string& token, const uint8_t* serverNonce, const uint8_t* clientNonce, const char* label);
@@ -121,6 +60,9 @@ std::vector<uint8_t> encodeHeader(MsgType type, uint32_t flags, uint64_t request
 /// A group member's assignment on the wire.
 void writeAssignment(Writer& w, const Assignment& a);
 Assignment readAssignment(Reader& r);
+/// A member's heartbeat (id, session timeout, owned partitions with positions) on the wire.
+void writeHeartbeat(Writer& w, const MemberHeartbeat& h);
+MemberHeartbeat readHeartbeat(Reader& r);
 
 /// Topic settings and info on the wire.
 void writeTopicConfig(Writer& w, const TopicConfig& c);
@@ -136,9 +78,11 @@ struct Request {
     uint64_t offset = 0, maxBytes = 0, version = 0;
     int64_t timeoutMs = 0;
     TopicConfig config;
-    std::vector<uint32_t> partitions;
+    std::vector<uint32_t> partitions; ///< Release: given up
+    MemberHeartbeat heartbeat;        ///< Assignment
     std::vector<std::pair<uint32_t, uint64_t>> offsets;
     size_t batchLength = 0; ///< Produce: the batch is body[0, batchLength)
+    std::vector<uint8_t> control; ///< Control: the control request body (wire/Control.hpp)
 };
 
 /// Decode a request body of message type @p type; throws Error(Corruption) if malformed.

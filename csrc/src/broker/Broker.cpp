@@ -20,7 +20,6 @@ namespace {
 
 constexpr const char* kMarker = "fabric.conf";
 constexpr const char* kMarkerText = "format=mofka-py-fabric\nversion=1\n";
-constexpr int64_t kSessionTimeoutMs = 30000;
 
 bool exists(const std::string& p) {
     struct stat st;
@@ -104,7 +103,10 @@ void validateConfig(const TopicConfig& c) {
         throw Error(ErrorCode::InvalidArgument, "retention_ms must be >= 0 and sync_interval_ms >= 1");
 }
 
-// Offsets log record: u16 group length, group, u16 topic length, topic, u32 partition, u64 offset.
+// Offsets log records: a commit is u16 group length, group, u16 topic length, topic, u32 partition,
+// u64 offset; a skipped-events total is kSkippedMark followed by the same fields (the total in
+// place of the offset). Group names are at most 1000 bytes, so the mark cannot start a commit.
+constexpr uint16_t kSkippedMark = 0xFFFF;
 std::string encodeCommit(const std::string& g, const std::string& t, uint32_t p, uint64_t o) {
     std::string r;
     uint16_t gl = uint16_t(g.size()), tl = uint16_t(t.size());
@@ -133,15 +135,33 @@ struct Broker::Topic {
 };
 
 struct Broker::Group {
-    std::map<std::string, std::chrono::steady_clock::time_point> members;
+    struct Member {
+        std::chrono::steady_clock::time_point seen;
+        int64_t sessionTimeoutMs;
+    };
+    std::map<std::string, Member> members;
     std::map<uint32_t, std::string> owner; ///< partition -> member holding it until released
+    std::map<uint32_t, uint64_t> position; ///< partition -> how far its owner handed events out
     uint64_t generation = 0;
 
     void dropMember(const std::string& id) {
         members.erase(id);
-        for (auto it = owner.begin(); it != owner.end();)
-            it = it->second == id ? owner.erase(it) : std::next(it);
+        for (auto it = owner.begin(); it != owner.end();) {
+            if (it->second == id) {
+                position.erase(it->first);
+                it = owner.erase(it);
+            } else {
+                ++it;
+            }
+        }
         ++generation;
+    }
+    /// Drop the members whose session ran out.
+    void expire(std::chrono::steady_clock::time_point now) {
+        std::vector<std::string> expired;
+        for (auto& kv : members)
+            if (now - kv.second.seen > std::chrono::milliseconds(kv.second.sessionTimeoutMs)) expired.push_back(kv.first);
+        for (auto& id : expired) dropMember(id);
     }
 };
 
@@ -385,14 +405,35 @@ void Broker::markComplete(const std::string& topic) {
 
 bool Broker::isComplete(const std::string& topic) const { return getTopic(topic)->complete; }
 
+namespace {
+constexpr int64_t kDefaultSessionTimeoutMs = 10000;
+
+std::string listOf(const std::vector<uint32_t>& v) {
+    std::string out;
+    for (uint32_t p : v) out += (out.empty() ? "" : ", ") + std::to_string(p);
+    return out;
+}
+} // namespace
+
+Broker::Group& Broker::liveGroupLocked(const std::string& group, const std::string& topic) {
+    Group& g = m_groups[{group, topic}];
+    g.expire(std::chrono::steady_clock::now());
+    return g;
+}
+
 std::string Broker::joinGroup(const std::string& group, const std::string& topic, const std::string& memberId) {
     getTopic(topic);
     if (group.empty()) throw Error(ErrorCode::InvalidArgument, "group name must not be empty");
     std::lock_guard<std::mutex> lock(m_mutex);
     std::string id = memberId.empty() ? group + "-" + std::to_string(getpid()) + "-" + std::to_string(++m_memberCounter) : memberId;
     Group& g = m_groups[{group, topic}];
-    if (!g.members.count(id)) ++g.generation;
-    g.members[id] = std::chrono::steady_clock::now();
+    auto it = g.members.find(id);
+    if (it == g.members.end()) {
+        ++g.generation;
+        g.members[id] = {std::chrono::steady_clock::now(), kDefaultSessionTimeoutMs};
+    } else {
+        it->second.seen = std::chrono::steady_clock::now();
+    }
     return id;
 }
 
@@ -410,42 +451,74 @@ void Broker::releasePartitions(const std::string& group, const std::string& topi
     bool changed = false;
     for (uint32_t p : partitions) {
         auto o = it->second.owner.find(p);
-        if (o != it->second.owner.end() && o->second == memberId) { it->second.owner.erase(o); changed = true; }
+        if (o != it->second.owner.end() && o->second == memberId) {
+            it->second.owner.erase(o);
+            it->second.position.erase(p);
+            changed = true;
+        }
     }
     if (changed) ++it->second.generation;
 }
 
-Assignment Broker::assignment(const std::string& group, const std::string& topic, const std::string& memberId) {
+Assignment Broker::assignment(const std::string& group, const std::string& topic, const MemberHeartbeat& hb) {
     uint32_t n = getTopic(topic)->config.partitions;
+    if (hb.memberId.empty()) throw Error(ErrorCode::InvalidArgument, "a group member needs an id (join the group first)");
+    if (hb.sessionTimeoutMs < 1 || hb.sessionTimeoutMs > 3600000)
+        throw Error(ErrorCode::InvalidArgument, "session_timeout_ms must be between 1 and 3600000 (got " +
+                                                    std::to_string(hb.sessionTimeoutMs) + ")");
     std::lock_guard<std::mutex> lock(m_mutex);
     Group& g = m_groups[{group, topic}];
     auto now = std::chrono::steady_clock::now();
-    if (!g.members.count(memberId)) ++g.generation; // expired earlier and came back
-    g.members[memberId] = now;
-    std::vector<std::string> expired;
-    for (auto& kv : g.members)
-        if (now - kv.second > std::chrono::milliseconds(kSessionTimeoutMs)) expired.push_back(kv.first);
-    for (auto& id : expired) g.dropMember(id);
-    // Members sorted by id; partition p goes to member p mod n.
+    if (!g.members.count(hb.memberId)) ++g.generation; // new, or expired earlier and came back
+    g.members[hb.memberId] = {now, hb.sessionTimeoutMs};
+    g.expire(now);
+    // What the member reads now and nobody else owns stays its own: after a broker restart
+    // (owners are kept in memory) the group picks up where it was, with no partition read twice.
+    for (auto& [p, position] : hb.owned) {
+        if (p >= n) continue;
+        auto o = g.owner.find(p);
+        if (o == g.owner.end()) g.owner[p] = hb.memberId;
+        else if (o->second != hb.memberId) continue;
+        g.position[p] = position;
+    }
+    // Right after a restart, a group that was consuming waits a moment for its members to
+    // come back and claim their partitions before unowned ones are handed to anyone.
+    bool rejoining = m_opts.rejoinGraceMs > 0 && m_recoveredGroups.count({group, topic}) &&
+                     now - m_openedAt < std::chrono::milliseconds(m_opts.rejoinGraceMs);
     size_t index = 0, count = g.members.size();
-    for (auto& kv : g.members) { if (kv.first == memberId) break; ++index; }
+    for (auto& kv : g.members) { if (kv.first == hb.memberId) break; ++index; }
     Assignment a{g.generation, {}};
     for (uint32_t p = 0; p < n; ++p) {
         if (p % count != index) continue;
         auto o = g.owner.find(p);
-        if (o != g.owner.end() && o->second != memberId) { ++a.pending; continue; } // still held by its previous owner
-        g.owner[p] = memberId;
+        if (o != g.owner.end() && o->second != hb.memberId) { ++a.pending; continue; } // still held by its previous owner
+        if (o == g.owner.end() && rejoining) { ++a.pending; continue; }
+        if (o == g.owner.end()) g.position.erase(p);
+        g.owner[p] = hb.memberId;
         a.partitions.push_back(p);
     }
     return a;
 }
 
 void Broker::commit(const std::string& group, const std::string& topic,
-                    const std::vector<std::pair<uint32_t, uint64_t>>& offsets) {
+                    const std::vector<std::pair<uint32_t, uint64_t>>& offsets, const std::string& memberId) {
     auto t = getTopic(topic);
     for (auto& po : offsets) checkPartition(*this, po.first, t->config.partitions, topic);
     if (group.empty() || group.size() > 1000) throw Error(ErrorCode::InvalidArgument, "group name must have 1-1000 characters");
     std::lock_guard<std::mutex> lock(m_mutex);
+    if (!memberId.empty()) {
+        Group& g = m_groups[{group, topic}];
+        std::vector<uint32_t> notOwned;
+        for (auto& po : offsets) {
+            auto o = g.owner.find(po.first);
+            if (o == g.owner.end() || o->second != memberId) notOwned.push_back(po.first);
+        }
+        if (!notOwned.empty())
+            throw Error(ErrorCode::CommitFailed,
+                        "member '" + memberId + "' of group '" + group + "' no longer owns partition(s) " + listOf(notOwned) +
+                            " of topic '" + topic + "' (its session expired or the group moved them); nothing was committed, "
+                            "and events after the group's last commit go to the partitions' new owner");
+    }
     if (m_offsetsLog && !offsets.empty()) {
         std::vector<std::tuple<std::string, std::string, uint32_t, uint64_t>> recs;
         for (auto& po : offsets) recs.emplace_back(group, topic, po.first, po.second);
@@ -459,6 +532,100 @@ std::optional<uint64_t> Broker::committed(const std::string& group, const std::s
     auto it = m_committed.find({group, topic, partition});
     if (it == m_committed.end()) return std::nullopt;
     return it->second;
+}
+
+GroupState Broker::describeGroup(const std::string& group, const std::string& topic) {
+    uint32_t n = getTopic(topic)->config.partitions;
+    std::lock_guard<std::mutex> lock(m_mutex);
+    GroupState st;
+    st.group = group;
+    st.topic = topic;
+    auto now = std::chrono::steady_clock::now();
+    auto git = m_groups.find({group, topic});
+    if (git != m_groups.end()) {
+        Group& g = git->second;
+        g.expire(now);
+        st.generation = g.generation;
+        for (auto& kv : g.members) {
+            GroupMember m;
+            m.id = kv.first;
+            m.idleMs = std::chrono::duration_cast<std::chrono::milliseconds>(now - kv.second.seen).count();
+            m.sessionTimeoutMs = kv.second.sessionTimeoutMs;
+            for (auto& o : g.owner)
+                if (o.second == kv.first) m.partitions.push_back(o.first);
+            st.members.push_back(std::move(m));
+        }
+    }
+    for (uint32_t p = 0; p < n; ++p) {
+        GroupPartition gp;
+        gp.partition = p;
+        auto c = m_committed.find({group, topic, p});
+        if (c != m_committed.end()) gp.committed = c->second;
+        auto s = m_skipped.find({group, topic, p});
+        if (s != m_skipped.end()) gp.skipped = s->second;
+        if (git != m_groups.end()) {
+            auto o = git->second.owner.find(p);
+            if (o != git->second.owner.end()) {
+                gp.owner = o->second;
+                auto pos = git->second.position.find(p);
+                if (pos != git->second.position.end()) gp.position = pos->second;
+            }
+        }
+        st.partitions.push_back(gp);
+    }
+    return st;
+}
+
+void Broker::resetGroup(const std::string& group, const std::string& topic,
+                        const std::vector<std::pair<uint32_t, uint64_t>>& offsets) {
+    auto t = getTopic(topic);
+    for (auto& po : offsets) checkPartition(*this, po.first, t->config.partitions, topic);
+    if (group.empty() || group.size() > 1000) throw Error(ErrorCode::InvalidArgument, "group name must have 1-1000 characters");
+    std::lock_guard<std::mutex> lock(m_mutex);
+    Group& g = liveGroupLocked(group, topic);
+    if (!g.members.empty()) {
+        std::string names;
+        for (auto& kv : g.members) names += (names.empty() ? "" : ", ") + kv.first;
+        throw Error(ErrorCode::GroupActive, "group '" + group + "' on topic '" + topic + "' has " +
+                                                std::to_string(g.members.size()) + " live member(s): " + names +
+                                                "; stop them (or wait for their session to expire) before resetting its offsets");
+    }
+    g.owner.clear();
+    g.position.clear();
+    if (m_offsetsLog && !offsets.empty()) {
+        std::vector<std::tuple<std::string, std::string, uint32_t, uint64_t>> recs;
+        for (auto& po : offsets) recs.emplace_back(group, topic, po.first, po.second);
+        appendCommits(*m_offsetsLog, recs);
+    }
+    for (auto& po : offsets) m_committed[{group, topic, po.first}] = po.second;
+}
+
+void Broker::noteSkipped(const std::string& group, const std::string& topic, uint32_t partition, uint64_t count) {
+    auto t = getTopic(topic);
+    checkPartition(*this, partition, t->config.partitions, topic);
+    if (group.empty() || group.size() > 1000) throw Error(ErrorCode::InvalidArgument, "group name must have 1-1000 characters");
+    std::lock_guard<std::mutex> lock(m_mutex);
+    uint64_t& total = m_skipped[{group, topic, partition}];
+    total += count;
+    if (m_offsetsLog) appendSkipped(*m_offsetsLog, {{group, topic, partition, total}});
+}
+
+uint64_t Broker::offsetForTime(const std::string& topic, uint32_t partition, int64_t timestampUs) const {
+    auto t = getTopic(topic);
+    checkPartition(*this, partition, t->config.partitions, topic);
+    const PartitionLog& log = *t->logs[partition];
+    uint64_t pos = log.startOffset(), end = log.endOffset();
+    // A scan of the batch headers (an administrative call; the stored bytes are mapped, not copied).
+    while (pos < end) {
+        auto batches = log.read(pos, 16 << 20);
+        if (batches.empty()) break;
+        for (auto& sb : batches) {
+            BatchView v(sb.data, sb.size);
+            if (v.header().lastTimestampUs >= timestampUs) return std::max(pos, sb.baseOffset);
+            pos = sb.baseOffset + sb.count;
+        }
+    }
+    return end;
 }
 
 std::vector<std::string> Broker::groups(const std::string& topic) const {
@@ -503,6 +670,20 @@ void Broker::appendCommits(PartitionLog& log,
     log.append(sb);
 }
 
+void Broker::appendSkipped(PartitionLog& log,
+                           const std::vector<std::tuple<std::string, std::string, uint32_t, uint64_t>>& totals) {
+    BatchBuilder b;
+    int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
+                      std::chrono::system_clock::now().time_since_epoch()).count();
+    for (auto& [g, t, p, n] : totals) {
+        std::string rec(reinterpret_cast<const char*>(&kSkippedMark), 2);
+        rec += encodeCommit(g, t, p, n);
+        b.add(rec.data(), rec.size(), nullptr, 0, now);
+    }
+    SealedBatch sb = b.seal(0, 0);
+    log.append(sb);
+}
+
 void Broker::loadOffsets() {
     const std::string dir = m_opts.directory + "/__offsets";
     const std::string fresh = dir + ".new", old = dir + ".old";
@@ -520,6 +701,12 @@ void Broker::loadOffsets() {
             for (uint32_t i = 0; i < v.count(); ++i) {
                 Piece m = v.metadata(i);
                 const uint8_t* p = m.data;
+                bool skippedRecord = false;
+                if (m.size >= 2) {
+                    uint16_t mark;
+                    std::memcpy(&mark, p, 2);
+                    if (mark == kSkippedMark) { skippedRecord = true; p += 2; m.size -= 2; }
+                }
                 uint16_t gl, tl;
                 uint32_t part;
                 uint64_t off;
@@ -533,18 +720,24 @@ void Broker::loadOffsets() {
                 std::string t(reinterpret_cast<const char*>(p + 4 + gl), tl);
                 std::memcpy(&part, p + 4 + gl + tl, 4);
                 std::memcpy(&off, p + 8 + gl + tl, 8);
-                m_committed[{g, t, part}] = off;
+                if (skippedRecord) m_skipped[{g, t, part}] = off;
+                else m_committed[{g, t, part}] = off;
             }
             pos = sb.baseOffset + sb.count;
         }
     }
-    if (records > kCompactOffsetsAfter && records > 4 * m_committed.size()) {
+    for (auto& kv : m_committed) m_recoveredGroups.emplace(std::get<0>(kv.first), std::get<1>(kv.first));
+    if (records > kCompactOffsetsAfter && records > 4 * (m_committed.size() + m_skipped.size())) {
         // Keep only the latest offset of each (group, topic, partition).
         auto snapshot = openOffsetsLog(fresh);
         std::vector<std::tuple<std::string, std::string, uint32_t, uint64_t>> all;
         for (auto& kv : m_committed) all.emplace_back(std::get<0>(kv.first), std::get<1>(kv.first), std::get<2>(kv.first), kv.second);
         for (size_t i = 0; i < all.size(); i += 4096)
             appendCommits(*snapshot, {all.begin() + long(i), all.begin() + long(std::min(all.size(), i + 4096))});
+        std::vector<std::tuple<std::string, std::string, uint32_t, uint64_t>> skipped;
+        for (auto& kv : m_skipped) skipped.emplace_back(std::get<0>(kv.first), std::get<1>(kv.first), std::get<2>(kv.first), kv.second);
+        for (size_t i = 0; i < skipped.size(); i += 4096)
+            appendSkipped(*snapshot, {skipped.begin() + long(i), skipped.begin() + long(std::min(skipped.size(), i + 4096))});
         snapshot->sync();
         snapshot->close();
         m_offsetsLog->close();

@@ -20,6 +20,9 @@ const char* errorCodeName(ErrorCode code) noexcept {
     case ErrorCode::NotAFabric: return "NotAFabric";
     case ErrorCode::EventTooLarge: return "EventTooLarge";
     case ErrorCode::BufferFull: return "BufferFull";
+    case ErrorCode::GroupActive: return "GroupActive";
+    case ErrorCode::OffsetOutOfRange: return "OffsetOutOfRange";
+    case ErrorCode::CommitFailed: return "CommitFailed";
     }
     return "Error";
 }

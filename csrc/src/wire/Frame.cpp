@@ -2,6 +2,8 @@
 
 #include "mofka_py/RecordBatch.hpp"
 
+#include "wire/Control.hpp"
+
 namespace mofka_py {
 
 void checkFrameHeader(const FrameHeader& h, uint64_t maxBody) {
@@ -42,6 +44,18 @@ Assignment readAssignment(Reader& r) {
     if (n > r.remaining() / 4) throw Error(ErrorCode::Corruption, "malformed message: partition count");
     for (uint32_t i = 0; i < n; ++i) a.partitions.push_back(r.get<uint32_t>());
     return a;
+}
+
+void writeHeartbeat(Writer& w, const MemberHeartbeat& h) {
+    w.str(h.memberId).put<int64_t>(h.sessionTimeoutMs).offsets(h.owned);
+}
+
+MemberHeartbeat readHeartbeat(Reader& r) {
+    MemberHeartbeat h;
+    h.memberId = r.str();
+    h.sessionTimeoutMs = r.get<int64_t>();
+    h.owned = r.offsets();
+    return h;
 }
 
 void writeTopicConfig(Writer& w, const TopicConfig& c) {
@@ -94,11 +108,6 @@ Request decodeRequest(uint16_t type, const uint8_t* body, size_t size) {
     Request q;
     q.type = MsgType(type);
     Reader r(body, size);
-    auto partitionList = [&] {
-        uint32_t n = r.get<uint32_t>();
-        if (n > r.remaining() / 4) throw Error(ErrorCode::Corruption, "malformed message: list too long");
-        for (uint32_t i = 0; i < n; ++i) q.partitions.push_back(r.get<uint32_t>());
-    };
     switch (q.type) {
     case MsgType::CreateTopic: q.name = r.str(); q.config = readTopicConfig(r); break;
     case MsgType::ListTopics: case MsgType::Status: break;
@@ -124,17 +133,16 @@ Request decodeRequest(uint16_t type, const uint8_t* body, size_t size) {
         q.maxBytes = r.get<uint64_t>(); q.timeoutMs = r.get<int64_t>(); break;
     case MsgType::WaitTopic: q.topic = r.str(); q.version = r.get<uint64_t>(); q.timeoutMs = r.get<int64_t>(); break;
     case MsgType::Offsets: q.topic = r.str(); q.partition = r.get<uint32_t>(); break;
-    case MsgType::JoinGroup: case MsgType::LeaveGroup: case MsgType::Assignment:
+    case MsgType::JoinGroup: case MsgType::LeaveGroup:
         q.group = r.str(); q.topic = r.str(); q.member = r.str(); break;
-    case MsgType::Release: q.group = r.str(); q.topic = r.str(); q.member = r.str(); partitionList(); break;
-    case MsgType::Commit: {
-        q.group = r.str(); q.topic = r.str();
-        uint32_t n = r.get<uint32_t>();
-        if (n > r.remaining() / 12) throw Error(ErrorCode::Corruption, "malformed message: list too long");
-        for (uint32_t i = 0; i < n; ++i) {
-            uint32_t p = r.get<uint32_t>();
-            q.offsets.emplace_back(p, r.get<uint64_t>());
-        }
+    case MsgType::Assignment: q.group = r.str(); q.topic = r.str(); q.heartbeat = readHeartbeat(r); break;
+    case MsgType::Release: q.group = r.str(); q.topic = r.str(); q.member = r.str(); q.partitions = r.u32s(); break;
+    case MsgType::Commit: q.group = r.str(); q.topic = r.str(); q.offsets = r.offsets(); q.member = r.str(); break;
+    case MsgType::Control: {
+        size_t n = r.remaining();
+        const uint8_t* p = r.take(n);
+        q.control.assign(p, p + n);
+        decodeControl(p, n); // refuse a malformed control body here, with the frame
         break;
     }
     case MsgType::Committed: q.group = r.str(); q.topic = r.str(); q.partition = r.get<uint32_t>(); break;
@@ -156,16 +164,12 @@ std::vector<uint8_t> encodeRequest(const Request& q) {
         break;
     case MsgType::WaitTopic: w.str(q.topic).put<uint64_t>(q.version).put<int64_t>(q.timeoutMs); break;
     case MsgType::Offsets: w.str(q.topic).put<uint32_t>(q.partition); break;
-    case MsgType::JoinGroup: case MsgType::LeaveGroup: case MsgType::Assignment:
+    case MsgType::JoinGroup: case MsgType::LeaveGroup:
         w.str(q.group).str(q.topic).str(q.member); break;
-    case MsgType::Release:
-        w.str(q.group).str(q.topic).str(q.member).put<uint32_t>(uint32_t(q.partitions.size()));
-        for (uint32_t p : q.partitions) w.put<uint32_t>(p);
-        break;
-    case MsgType::Commit:
-        w.str(q.group).str(q.topic).put<uint32_t>(uint32_t(q.offsets.size()));
-        for (auto& po : q.offsets) w.put<uint32_t>(po.first).put<uint64_t>(po.second);
-        break;
+    case MsgType::Assignment: w.str(q.group).str(q.topic); writeHeartbeat(w, q.heartbeat); break;
+    case MsgType::Release: w.str(q.group).str(q.topic).str(q.member).u32s(q.partitions); break;
+    case MsgType::Commit: w.str(q.group).str(q.topic).offsets(q.offsets).str(q.member); break;
+    case MsgType::Control: w.bytes(q.control.data(), q.control.size()); break;
     case MsgType::Committed: w.str(q.group).str(q.topic).put<uint32_t>(q.partition); break;
     default: break;
     }

@@ -2,6 +2,8 @@
 
 #include "mofka_py/Error.hpp"
 
+#include "broker/ControlHandler.hpp"
+
 namespace mofka_py {
 namespace {
 
@@ -23,13 +25,18 @@ class InprocClient final : public BrokerClient {
     bool isComplete(const std::string& t) override { return m_broker->isComplete(t); }
     std::string joinGroup(const std::string& g, const std::string& t, const std::string& m) override { return m_broker->joinGroup(g, t, m); }
     void leaveGroup(const std::string& g, const std::string& t, const std::string& m) override { m_broker->leaveGroup(g, t, m); }
-    Assignment assignment(const std::string& g, const std::string& t, const std::string& m) override { return m_broker->assignment(g, t, m); }
+    Assignment assignment(const std::string& g, const std::string& t, const MemberHeartbeat& h) override { return m_broker->assignment(g, t, h); }
     void releasePartitions(const std::string& g, const std::string& t, const std::string& m,
                            const std::vector<uint32_t>& p) override {
         m_broker->releasePartitions(g, t, m, p);
     }
-    void commit(const std::string& g, const std::string& t, const std::vector<std::pair<uint32_t, uint64_t>>& o) override {
-        m_broker->commit(g, t, o);
+    void commit(const std::string& g, const std::string& t, const std::vector<std::pair<uint32_t, uint64_t>>& o,
+                const std::string& m) override {
+        m_broker->commit(g, t, o, m);
+    }
+    /// Through the same decoder as the networked transports (control requests are rare).
+    std::vector<uint8_t> control(const ControlRoute&, const std::vector<uint8_t>& request) override {
+        return handleControl(*m_broker, request.data(), request.size());
     }
     std::optional<uint64_t> committed(const std::string& g, const std::string& t, uint32_t p) override { return m_broker->committed(g, t, p); }
     std::vector<std::string> groups(const std::string& t) override { return m_broker->groups(t); }

@@ -310,9 +310,10 @@ class MpiClient final : public BrokerClient {
         call(coordinator(topic), w);
     }
 
-    Assignment assignment(const std::string& group, const std::string& topic, const std::string& member) override {
+    Assignment assignment(const std::string& group, const std::string& topic, const MemberHeartbeat& hb) override {
         Writer w = request(Op::Assignment);
-        w.str(group).str(topic).str(member);
+        w.str(group).str(topic);
+        writeHeartbeat(w, hb);
         auto reply = call(coordinator(topic), w);
         Reader r = reader(reply);
         return readAssignment(r);
@@ -321,17 +322,24 @@ class MpiClient final : public BrokerClient {
     void releasePartitions(const std::string& group, const std::string& topic, const std::string& member,
                            const std::vector<uint32_t>& partitions) override {
         Writer w = request(Op::ReleasePartitions);
-        w.str(group).str(topic).str(member).put<uint32_t>(uint32_t(partitions.size()));
-        for (uint32_t p : partitions) w.put(p);
+        w.str(group).str(topic).str(member).u32s(partitions);
         call(coordinator(topic), w);
     }
 
     void commit(const std::string& group, const std::string& topic,
-                const std::vector<std::pair<uint32_t, uint64_t>>& offsets) override {
+                const std::vector<std::pair<uint32_t, uint64_t>>& offsets, const std::string& member) override {
         Writer w = request(Op::Commit);
-        w.str(group).str(topic).put<uint32_t>(uint32_t(offsets.size()));
-        for (auto& [p, o] : offsets) w.put(p).put(o);
+        w.str(group).str(topic).offsets(offsets).str(member);
         call(coordinator(topic), w);
+    }
+
+    std::vector<uint8_t> control(const ControlRoute& route, const std::vector<uint8_t>& body) override {
+        Writer w = request(Op::Control);
+        w.bytes(body.data(), body.size());
+        int server = route.to == ControlRoute::To::Partition ? partitionServer(route.topic, route.partition)
+                                                             : coordinator(route.topic);
+        auto reply = call(server, w);
+        return std::vector<uint8_t>(reply.begin() + 1, reply.end());
     }
 
     std::optional<uint64_t> committed(const std::string& group, const std::string& topic, uint32_t partition) override {
@@ -346,10 +354,7 @@ class MpiClient final : public BrokerClient {
 
     std::vector<std::string> groups(const std::string& topic) override {
         auto reply = simple(Op::Groups, topic, coordinator(topic));
-        Reader r = reader(reply);
-        std::vector<std::string> out(r.get<uint32_t>());
-        for (auto& g : out) g = r.str();
-        return out;
+        return reader(reply).strs();
     }
 
     /// Wait for requests in flight, then tell every server this client left.
@@ -490,6 +495,7 @@ class MpiClient final : public BrokerClient {
         if (reply[0] != 0) {
             Reader r(reply.data() + 1, reply.size() - 1);
             auto code = ErrorCode(r.get<int32_t>());
+            if (int32_t(code) < 0 || int32_t(code) > int32_t(kLastErrorCode)) code = ErrorCode::Generic;
             throw Error(code, r.str());
         }
         return reply;

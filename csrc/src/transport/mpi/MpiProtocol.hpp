@@ -39,7 +39,8 @@ constexpr size_t kInlineFetchBytes = 16 << 10;
 enum class Op : uint8_t {
     CreateTopic = 1, ListTopics, DescribeTopic, Produce, Fetch, WaitTopicChange, Offsets, MarkComplete,
     IsComplete, JoinGroup, LeaveGroup, Assignment, Commit, Committed, Groups, WakeTopic, Bye, ReleasePartitions,
-    CancelWait ///< one-way: answer the parked WaitTopicChange of this source with the tag given now
+    CancelWait, ///< one-way: answer the parked WaitTopicChange of this source with the tag given now
+    Control     ///< a transport-neutral control request (wire/Control.hpp), the rest of the message as is
 };
 
 /// Throw a mofka_py Error if an MPI call failed (the communicators use MPI_ERRORS_RETURN).

@@ -1,6 +1,8 @@
 #include "transport/mpi/MpiProtocol.hpp"
 #include "transport/mpi/MpiTransport.hpp"
 
+#include "broker/ControlHandler.hpp"
+
 #include "mofka_py/RecordBatch.hpp"
 
 #include <algorithm>
@@ -310,25 +312,25 @@ struct MpiServer::State {
             break;
         }
         case Op::Assignment: {
-            std::string g = r.str(), t = r.str(), m = r.str();
-            writeAssignment(w, broker->assignment(g, t, m));
+            std::string g = r.str(), t = r.str();
+            writeAssignment(w, broker->assignment(g, t, readHeartbeat(r)));
             break;
         }
         case Op::ReleasePartitions: {
             std::string g = r.str(), t = r.str(), m = r.str();
-            std::vector<uint32_t> parts(r.get<uint32_t>());
-            for (auto& p : parts) p = r.get<uint32_t>();
-            broker->releasePartitions(g, t, m, parts);
+            broker->releasePartitions(g, t, m, r.u32s());
             break;
         }
         case Op::Commit: {
             std::string g = r.str(), t = r.str();
-            std::vector<std::pair<uint32_t, uint64_t>> offs(r.get<uint32_t>());
-            for (auto& o : offs) {
-                o.first = r.get<uint32_t>();
-                o.second = r.get<uint64_t>();
-            }
-            broker->commit(g, t, offs);
+            auto offs = r.offsets();
+            broker->commit(g, t, offs, r.str());
+            break;
+        }
+        case Op::Control: {
+            size_t n = r.remaining();
+            auto reply = handleControl(*broker, r.take(n), n);
+            w.bytes(reply.data(), reply.size());
             break;
         }
         case Op::Committed: {
@@ -337,12 +339,7 @@ struct MpiServer::State {
             w.put<uint8_t>(c ? 1 : 0).put<uint64_t>(c ? *c : 0);
             break;
         }
-        case Op::Groups: {
-            auto gs = broker->groups(r.str());
-            w.put<uint32_t>(uint32_t(gs.size()));
-            for (auto& g : gs) w.str(g);
-            break;
-        }
+        case Op::Groups: w.strs(broker->groups(r.str())); break;
         case Op::Bye: ++byes; break;
         case Op::CancelWait:
             // One-way (no reply of its own): the client got a change from another server and

@@ -77,7 +77,7 @@ template <typename Buf> Error errorFromBody(const Buf& body) {
     try {
         Reader r(body.data(), body.size());
         auto code = ErrorCode(r.get<uint16_t>());
-        if (uint16_t(code) > uint16_t(ErrorCode::BufferFull)) code = ErrorCode::Generic;
+        if (uint16_t(code) > uint16_t(kLastErrorCode)) code = ErrorCode::Generic;
         return Error(code, r.str());
     } catch (const Error&) {
         return Error(ErrorCode::Corruption, "the server sent a malformed error reply");
@@ -104,9 +104,7 @@ class TcpClient final : public BrokerClient {
         Request q; q.type = MsgType::ListTopics;
         Body b = simple(q);
         Reader r(b->data(), b->size());
-        std::vector<std::string> out(r.get<uint32_t>());
-        for (auto& s : out) s = r.str();
-        return out;
+        return r.strs();
     }
     TopicInfo describeTopic(const std::string& t) override {
         Request q; q.type = MsgType::DescribeTopic; q.topic = t;
@@ -247,8 +245,8 @@ class TcpClient final : public BrokerClient {
     void leaveGroup(const std::string& g, const std::string& t, const std::string& m) override {
         Request q; q.type = MsgType::LeaveGroup; q.group = g; q.topic = t; q.member = m; simple(q);
     }
-    Assignment assignment(const std::string& g, const std::string& t, const std::string& m) override {
-        Request q; q.type = MsgType::Assignment; q.group = g; q.topic = t; q.member = m;
+    Assignment assignment(const std::string& g, const std::string& t, const MemberHeartbeat& hb) override {
+        Request q; q.type = MsgType::Assignment; q.group = g; q.topic = t; q.heartbeat = hb;
         Body b = simple(q);
         Reader r(b->data(), b->size());
         return readAssignment(r);
@@ -257,8 +255,14 @@ class TcpClient final : public BrokerClient {
                            const std::vector<uint32_t>& p) override {
         Request q; q.type = MsgType::Release; q.group = g; q.topic = t; q.member = m; q.partitions = p; simple(q);
     }
-    void commit(const std::string& g, const std::string& t, const std::vector<std::pair<uint32_t, uint64_t>>& o) override {
-        Request q; q.type = MsgType::Commit; q.group = g; q.topic = t; q.offsets = o; simple(q);
+    void commit(const std::string& g, const std::string& t, const std::vector<std::pair<uint32_t, uint64_t>>& o,
+                const std::string& m) override {
+        Request q; q.type = MsgType::Commit; q.group = g; q.topic = t; q.offsets = o; q.member = m; simple(q);
+    }
+    std::vector<uint8_t> control(const ControlRoute&, const std::vector<uint8_t>& body) override {
+        Request q; q.type = MsgType::Control; q.control = body;
+        Body b = simple(q);
+        return std::vector<uint8_t>(b->begin(), b->end());
     }
     std::optional<uint64_t> committed(const std::string& g, const std::string& t, uint32_t p) override {
         Request q; q.type = MsgType::Committed; q.group = g; q.topic = t; q.partition = p;
@@ -273,9 +277,7 @@ class TcpClient final : public BrokerClient {
         Request q; q.type = MsgType::Groups; q.topic = t;
         Body b = simple(q);
         Reader r(b->data(), b->size());
-        std::vector<std::string> out(r.get<uint32_t>());
-        for (auto& s : out) s = r.str();
-        return out;
+        return r.strs();
     }
     /// End this client's long polls on @p topic now (a closing consumer must not wait for the server's timeout).
     void wakeTopic(const std::string& topic) override {

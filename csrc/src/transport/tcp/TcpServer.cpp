@@ -3,6 +3,8 @@
 #include "mofka_py/Frame.hpp"
 #include "mofka_py/Sha256.hpp"
 
+#include "broker/ControlHandler.hpp"
+
 #include <arpa/inet.h>
 #include <cerrno>
 #include <climits>
@@ -330,12 +332,7 @@ class TcpServerImpl {
         Writer w;
         switch (q.type) {
         case MsgType::CreateTopic: m_broker->createTopic(q.name, q.config); break;
-        case MsgType::ListTopics: {
-            auto names = m_broker->listTopics();
-            w.put<uint32_t>(uint32_t(names.size()));
-            for (auto& n : names) w.str(n);
-            break;
-        }
+        case MsgType::ListTopics: w.strs(m_broker->listTopics()); break;
         case MsgType::DescribeTopic: writeTopicInfo(w, m_broker->describeTopic(q.topic)); break;
         case MsgType::Produce: {
             SealedBatch sb;
@@ -373,20 +370,16 @@ class TcpServerImpl {
         case MsgType::IsComplete: w.put<uint8_t>(m_broker->isComplete(q.topic)); break;
         case MsgType::JoinGroup: w.str(m_broker->joinGroup(q.group, q.topic, q.member)); break;
         case MsgType::LeaveGroup: m_broker->leaveGroup(q.group, q.topic, q.member); break;
-        case MsgType::Assignment: writeAssignment(w, m_broker->assignment(q.group, q.topic, q.member)); break;
+        case MsgType::Assignment: writeAssignment(w, m_broker->assignment(q.group, q.topic, q.heartbeat)); break;
         case MsgType::Release: m_broker->releasePartitions(q.group, q.topic, q.member, q.partitions); break;
-        case MsgType::Commit: m_broker->commit(q.group, q.topic, q.offsets); break;
+        case MsgType::Commit: m_broker->commit(q.group, q.topic, q.offsets, q.member); break;
+        case MsgType::Control: w.buf = handleControl(*m_broker, q.control.data(), q.control.size()); break;
         case MsgType::Committed: {
             auto v = m_broker->committed(q.group, q.topic, q.partition);
             w.put<uint8_t>(v.has_value()).put<uint64_t>(v.value_or(0));
             break;
         }
-        case MsgType::Groups: {
-            auto g = m_broker->groups(q.topic);
-            w.put<uint32_t>(uint32_t(g.size()));
-            for (auto& s : g) w.str(s);
-            break;
-        }
+        case MsgType::Groups: w.strs(m_broker->groups(q.topic)); break;
         case MsgType::Status: w.put<uint32_t>(uint32_t(m_conns.size())); break;
         default: throw Error(ErrorCode::Corruption, "unexpected message type");
         }

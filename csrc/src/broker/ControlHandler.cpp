@@ -1,0 +1,19 @@
+#include "broker/ControlHandler.hpp"
+
+#include "wire/Control.hpp"
+
+namespace mofka_py {
+
+std::vector<uint8_t> handleControl(Broker& broker, const uint8_t* body, size_t size) {
+    ControlRequest q = decodeControl(body, size);
+    Writer w;
+    switch (q.op) {
+    case ControlOp::DescribeGroup: writeGroupState(w, broker.describeGroup(q.group, q.topic)); break;
+    case ControlOp::ResetGroup: broker.resetGroup(q.group, q.topic, q.offsets); break;
+    case ControlOp::NoteSkipped: broker.noteSkipped(q.group, q.topic, q.partition, q.count); break;
+    case ControlOp::OffsetForTime: w.put<uint64_t>(broker.offsetForTime(q.topic, q.partition, q.timestampUs)); break;
+    }
+    return std::move(w.buf);
+}
+
+} // namespace mofka_py

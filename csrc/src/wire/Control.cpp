@@ -1,0 +1,69 @@
+#include "wire/Control.hpp"
+
+namespace mofka_py {
+
+std::vector<uint8_t> encodeControl(const ControlRequest& q) {
+    Writer w;
+    w.put<uint16_t>(uint16_t(q.op));
+    switch (q.op) {
+    case ControlOp::DescribeGroup: w.str(q.group).str(q.topic); break;
+    case ControlOp::ResetGroup: w.str(q.group).str(q.topic).offsets(q.offsets); break;
+    case ControlOp::NoteSkipped: w.str(q.group).str(q.topic).put<uint32_t>(q.partition).put<uint64_t>(q.count); break;
+    case ControlOp::OffsetForTime: w.str(q.topic).put<uint32_t>(q.partition).put<int64_t>(q.timestampUs); break;
+    }
+    return std::move(w.buf);
+}
+
+ControlRequest decodeControl(const uint8_t* body, size_t size) {
+    Reader r(body, size);
+    ControlRequest q;
+    q.op = ControlOp(r.get<uint16_t>());
+    switch (q.op) {
+    case ControlOp::DescribeGroup: q.group = r.str(); q.topic = r.str(); break;
+    case ControlOp::ResetGroup: q.group = r.str(); q.topic = r.str(); q.offsets = r.offsets(); break;
+    case ControlOp::NoteSkipped:
+        q.group = r.str(); q.topic = r.str(); q.partition = r.get<uint32_t>(); q.count = r.get<uint64_t>(); break;
+    case ControlOp::OffsetForTime: q.topic = r.str(); q.partition = r.get<uint32_t>(); q.timestampUs = r.get<int64_t>(); break;
+    default: throw Error(ErrorCode::Corruption, "unknown control request " + std::to_string(uint16_t(q.op)));
+    }
+    r.end();
+    return q;
+}
+
+void writeGroupState(Writer& w, const GroupState& s) {
+    w.str(s.group).str(s.topic).put<uint64_t>(s.generation).put<uint32_t>(uint32_t(s.members.size()));
+    for (auto& m : s.members) w.str(m.id).u32s(m.partitions).put<int64_t>(m.idleMs).put<int64_t>(m.sessionTimeoutMs);
+    w.put<uint32_t>(uint32_t(s.partitions.size()));
+    for (auto& p : s.partitions)
+        w.put<uint32_t>(p.partition).put<uint8_t>(p.committed ? 1 : 0).put<uint64_t>(p.committed.value_or(0)).put<uint64_t>(p.skipped)
+         .put<uint8_t>(p.owner ? 1 : 0).str(p.owner.value_or("")).put<uint64_t>(p.position);
+}
+
+GroupState readGroupState(Reader& r) {
+    GroupState s;
+    s.group = r.str();
+    s.topic = r.str();
+    s.generation = r.get<uint64_t>();
+    s.members.resize(r.count(24));
+    for (auto& m : s.members) {
+        m.id = r.str();
+        m.partitions = r.u32s();
+        m.idleMs = r.get<int64_t>();
+        m.sessionTimeoutMs = r.get<int64_t>();
+    }
+    s.partitions.resize(r.count(34));
+    for (auto& p : s.partitions) {
+        p.partition = r.get<uint32_t>();
+        bool has = r.get<uint8_t>() != 0;
+        uint64_t c = r.get<uint64_t>();
+        if (has) p.committed = c;
+        p.skipped = r.get<uint64_t>();
+        bool owned = r.get<uint8_t>() != 0;
+        std::string o = r.str();
+        if (owned) p.owner = o;
+        p.position = r.get<uint64_t>();
+    }
+    return s;
+}
+
+} // namespace mofka_py

@@ -1,0 +1,43 @@
+// Control requests: administrative and group calls that every transport carries the same
+// way, as one opaque body (TCP: a Control frame; MPI: a Control message; in-process: a
+// direct call). Encoded and decoded here once, served by broker/ControlHandler, sent by
+// client/BrokerAdmin; a transport only moves the bytes and routes by BrokerClient::ControlRoute.
+//
+// Request body: u16 op, then the op's fields. Reply body: the op's result.
+#pragma once
+#include "mofka_py/Codec.hpp"
+#include "mofka_py/Group.hpp"
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace mofka_py {
+
+enum class ControlOp : uint16_t {
+    DescribeGroup = 1, ///< group, topic -> GroupState
+    ResetGroup,        ///< group, topic, offsets -> nothing
+    NoteSkipped,       ///< group, topic, partition, count -> nothing
+    OffsetForTime,     ///< topic, partition, timestampUs -> u64 offset
+};
+
+/// A decoded control request (fields used depend on the op).
+struct ControlRequest {
+    ControlOp op{};
+    std::string group, topic;
+    uint32_t partition = 0;
+    uint64_t count = 0;
+    int64_t timestampUs = 0;
+    std::vector<std::pair<uint32_t, uint64_t>> offsets;
+};
+
+/// Encode a control request body.
+std::vector<uint8_t> encodeControl(const ControlRequest& q);
+/// Decode a control request body; throws Error(Corruption) if malformed.
+ControlRequest decodeControl(const uint8_t* body, size_t size);
+
+void writeGroupState(Writer& w, const GroupState& s);
+GroupState readGroupState(Reader& r);
+
+} // namespace mofka_py
