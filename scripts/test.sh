@@ -6,9 +6,11 @@ cd "$(dirname "$0")/.."
 ./scripts/bootstrap.sh
 . .venv/bin/activate
 # The C++ core on its own (no Python in it), as a C++ simulation would use it.
+echo "== C++ core tests"
 cmake -S . -B build/cpp-tests -DMOFKA_PY_ENABLE_MPI=OFF -DMOFKA_PY_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build/cpp-tests -j 2 --target test_core >/dev/null
 build/cpp-tests/test_core
 # Run from outside the source tree so the installed package is the one imported.
+echo "== unit and integration tests (real servers started and stopped by the tests)"
 (cd tests && python -m pytest -c ../pyproject.toml --rootdir .. unit integration "$@")
 ./scripts/test-mpi.sh

@@ -338,6 +338,22 @@ PYBIND11_MODULE(_core, m) {
             py::gil_scoped_release nogil;
             f.client()->resetGroup(g, t, offsets);
         })
+        .def("delete_topic", [](Fabric& f, const std::string& t, bool force) {
+            py::gil_scoped_release nogil;
+            f.client()->deleteTopic(t, force);
+        })
+        .def("purge_topic", [](Fabric& f, const std::string& t) {
+            py::gil_scoped_release nogil;
+            return f.client()->purgeTopic(t);
+        })
+        .def("alter_topic", [](Fabric& f, const std::string& t, py::object retentionBytes, py::object retentionMs) {
+            TopicConfig c;
+            c.setFields = 0;
+            if (!retentionBytes.is_none()) { c.retentionBytes = retentionBytes.cast<uint64_t>(); c.setFields |= kRetentionBytes; }
+            if (!retentionMs.is_none()) { c.retentionMs = retentionMs.cast<int64_t>(); c.setFields |= kRetentionMs; }
+            py::gil_scoped_release nogil;
+            f.client()->alterTopic(t, c);
+        })
         .def("offset_for_time", [](Fabric& f, const std::string& t, uint32_t p, int64_t tsUs) {
             py::gil_scoped_release nogil;
             return f.client()->offsetForTime(t, p, tsUs);
@@ -409,7 +425,10 @@ PYBIND11_MODULE(_core, m) {
         .def("result", [](const Future& f, py::object timeout) {
                  graveyard().drain();
                  int64_t ms = toMs(timeout);
-                 waitInterruptibly(ms, [&](int64_t slice) { return f.waitFor(slice); });
+                 bool done = waitInterruptibly(ms, [&](int64_t slice) { return f.waitFor(slice); });
+                 if (!done)
+                     throw Error(ErrorCode::Timeout, "event not stored within " + py::str(timeout).cast<std::string>() +
+                                                         " s; call result() again to keep waiting, or producer.flush()");
                  EventId id;
                  {
                      py::gil_scoped_release nogil;
@@ -519,12 +538,20 @@ PYBIND11_MODULE(_core, m) {
                  }
                  graveyard().drain();
              }, py::arg("timeout") = py::none())
-        .def("close", [](Producer& p) {
-                 {
+        .def("close", [](Producer& p, py::object timeout) {
+                 int64_t ms = toMs(timeout);
+                 try {
                      py::gil_scoped_release nogil;
-                     p.close();
+                     p.close(ms);
+                 } catch (...) {
+                     graveyard().drain();
+                     throw;
                  }
                  graveyard().drain();
+             }, py::arg("timeout") = py::none())
+        .def("reset", [](Producer& p) {
+                 py::gil_scoped_release nogil;
+                 p.reset();
              })
         .def_property_readonly("pending_bytes", &Producer::pendingBytes)
         .def_property_readonly("appended_events", &Producer::appendedEvents)

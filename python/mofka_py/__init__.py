@@ -23,6 +23,8 @@ from .errors import (
     InvalidArgument,
     NotAFabric,
     OffsetOutOfRange,
+    OutOfSequence,
+    StorageError,
     TimeoutError,
     TopicExists,
     TopicNotFound,
@@ -34,5 +36,5 @@ __all__ = [
     "connect", "reserve_memory", "Fabric", "Topic", "Producer", "Consumer", "Future", "Event", "EventBatch", "EventId",
     "Error", "InvalidArgument", "TopicNotFound", "TopicExists", "TimeoutError", "ConnectionError",
     "AuthError", "CorruptionError", "Closed", "FabricLocked", "NotAFabric", "EventTooLarge", "BufferFull",
-    "GroupActive", "OffsetOutOfRange", "CommitFailed", "__version__",
+    "GroupActive", "OffsetOutOfRange", "CommitFailed", "StorageError", "OutOfSequence", "__version__",
 ]

@@ -13,12 +13,13 @@ Example::
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import orjson
 
-from . import _core
+from . import _check, _core
 from ._types import EventId
 from .errors import Closed, InvalidArgument
 
@@ -32,8 +33,56 @@ _DUMPS_OPTS = orjson.OPT_SERIALIZE_NUMPY
 DEFAULT_MAX_EVENT_BYTES = 64 << 20
 
 
-def encode_metadata(metadata: Any) -> bytes:
-    """Turn event metadata (a JSON-serialisable object, bytes or None) into bytes."""
+NON_FINITE = ("error", "null", "string")
+
+
+def _non_finite_path(obj: Any, path: str = "metadata") -> Optional[str]:
+    """Where a NaN or infinity sits in ``obj`` (as ``metadata["a"][2]``), or None."""
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else path
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            found = _non_finite_path(v, f"{path}[{k!r}]")
+            if found:
+                return found
+        return None
+    if isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            found = _non_finite_path(v, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    if hasattr(obj, "dtype") and getattr(obj.dtype, "kind", "") in "fc":  # numpy scalars and arrays
+        import numpy as np
+
+        bad = ~np.isfinite(obj)
+        if np.any(bad):
+            return path if np.ndim(obj) == 0 else f"{path}[{tuple(int(i) for i in np.argwhere(bad)[0])}]"
+    return None
+
+
+def _spell_non_finite(obj: Any) -> Any:
+    """A copy of ``obj`` with NaN / ±inf as the strings "NaN", "Infinity", "-Infinity"."""
+    if isinstance(obj, float):
+        if math.isfinite(obj):
+            return obj
+        return "NaN" if obj != obj else ("Infinity" if obj > 0 else "-Infinity")
+    if isinstance(obj, dict):
+        return {k: _spell_non_finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_spell_non_finite(v) for v in obj]
+    if hasattr(obj, "dtype") and getattr(obj.dtype, "kind", "") in "fc":
+        return _spell_non_finite(obj.tolist())
+    return obj
+
+
+def encode_metadata(metadata: Any, non_finite: str = "error") -> bytes:
+    """Turn event metadata (a JSON-serialisable object, bytes or None) into bytes.
+
+    JSON has no NaN or infinity: by default (``non_finite="error"``) they are refused
+    with :class:`~mofka_py.InvalidArgument`; ``"null"`` writes them as ``null`` and
+    ``"string"`` as the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``.
+    """
     if metadata is None:
         return b""
     if isinstance(metadata, bytes):
@@ -41,11 +90,21 @@ def encode_metadata(metadata: Any) -> bytes:
     if isinstance(metadata, (bytearray, memoryview)):
         return bytes(metadata)
     try:
-        return orjson.dumps(metadata, option=_DUMPS_OPTS)
+        out = orjson.dumps(metadata, option=_DUMPS_OPTS)
     except TypeError as exc:
         raise InvalidArgument(
             f"event metadata must be JSON-serialisable (dict, list, str, numbers, numpy scalars) or bytes: {exc}"
         ) from None
+    # orjson writes NaN and infinities as null: look closer only when a null is there at all.
+    if b"null" in out and non_finite != "null":
+        where = _non_finite_path(metadata)
+        if where:
+            if non_finite == "string":
+                return orjson.dumps(_spell_non_finite(metadata), option=_DUMPS_OPTS)
+            raise InvalidArgument(
+                f"{where} is NaN or infinite, which JSON cannot hold; replace it, or open the producer with "
+                "non_finite='null' (written as null) or non_finite='string' (written as \"NaN\", \"Infinity\")")
+    return out
 
 
 def reserve_memory(nbytes: int, progress: Optional[Callable[[int, int], None]] = None) -> int:
@@ -101,13 +160,20 @@ def connect(url: Optional[str] = None, *, sync: str = "none", sync_interval_ms: 
             raise InvalidArgument("no fabric URL: pass one (e.g. 'memory://', 'file:///data/fab') or set MOFKA_PY_URL")
     if not isinstance(url, str):
         raise InvalidArgument(f"fabric URL must be a string, not {type(url).__name__}")
-    for name, value in (("segment_bytes", segment_bytes), ("retention_bytes", retention_bytes),
-                        ("retention_ms", retention_ms), ("max_event_bytes", max_event_bytes),
-                        ("sync_interval_ms", sync_interval_ms)):
-        if not isinstance(value, int) or value < 0:
-            raise InvalidArgument(f"{name} must be a non-negative integer (got {value!r})")
+    _check.choice("sync", sync, ("none", "batch", "interval"))
+    _check.integer("segment_bytes", segment_bytes, 4096)
+    _check.integer("retention_bytes", retention_bytes)
+    _check.integer("retention_ms", retention_ms)
+    _check.integer("max_event_bytes", max_event_bytes, 1)
+    _check.integer("sync_interval_ms", sync_interval_ms, 1)
+    _check.number("request_timeout", request_timeout, 0.001, 1e6)
+    _check.number("reconnect_timeout", reconnect_timeout, 0.0, 1e7)
+    if not isinstance(repair, bool):
+        raise InvalidArgument(f"repair must be True or False (got {repair!r})")
     if token is None:
         token = os.environ.get("MOFKA_PY_TOKEN", "")
+    if not isinstance(token, str):
+        raise InvalidArgument(f"token must be a string (got {type(token).__name__})")
     return Fabric(_core.Fabric(url, sync, sync_interval_ms, segment_bytes, retention_bytes, retention_ms,
                                max_event_bytes, repair, token, int(request_timeout * 1000),
                                int(reconnect_timeout * 1000)))
@@ -139,12 +205,13 @@ class Fabric:
         """
         if not isinstance(name, str):
             raise InvalidArgument(f"topic name must be a string, not {type(name).__name__}")
-        if isinstance(partitions, bool) or not isinstance(partitions, int):
-            raise InvalidArgument(f"partitions must be an integer (got {partitions!r})")
-        for key in ("segment_bytes", "retention_bytes", "retention_ms", "sync_interval_ms", "max_event_bytes"):
-            value = config.get(key, 0)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise InvalidArgument(f"{key} must be a non-negative integer (got {value!r})")
+        _check.integer("partitions", partitions, 1, 65536)
+        for key, lo in (("segment_bytes", 4096), ("retention_bytes", 0), ("retention_ms", 0),
+                        ("sync_interval_ms", 1), ("max_event_bytes", 1)):
+            if key in config:
+                _check.integer(key, config[key], lo)
+        if "sync" in config:
+            _check.choice("sync", config["sync"], ("none", "batch", "interval"))
         self._f.create_topic(name, partitions, config)
         return Topic(self, name)
 
@@ -156,6 +223,21 @@ class Fabric:
     def topics(self) -> list:
         """Names of all topics."""
         return self._f.topics()
+
+    def delete_topic(self, name: str, *, force: bool = False) -> None:
+        """Delete a topic: its events and its consumer groups' offsets.
+
+        Refused with :class:`~mofka_py.GroupActive`, naming them, while consumer
+        groups have live members on it, unless ``force=True``. A ``file://``
+        fabric renames the topic away first, so a crash in the middle is finished
+        at the next open; producers and consumers still open on it get
+        :class:`~mofka_py.TopicNotFound` or :class:`~mofka_py.Closed`.
+        """
+        if not isinstance(name, str):
+            raise InvalidArgument(f"topic name must be a string, not {type(name).__name__}")
+        if not isinstance(force, bool):
+            raise InvalidArgument(f"force must be True or False (got {force!r})")
+        self._f.delete_topic(name, force)
 
     def groups(self) -> list:
         """Every consumer group with members or committed offsets: ``[{"group", "topic"}]``."""
@@ -194,14 +276,24 @@ class Topic:
         return self.fabric._f.describe(self.name)
 
     def producer(self, *, batch_size: int = 16384, batch_bytes: int = 4 << 20, linger_ms: float = 1.0,
-                 max_pending_bytes: int = 256 << 20, selector: str = "key_hash") -> "Producer":
+                 max_pending_bytes: int = 256 << 20, selector: str = "key_hash",
+                 non_finite: str = "error") -> "Producer":
         """A batching producer (a context manager that flushes and closes).
 
         ``selector``: 'key_hash' (events with ``key=`` go by a stable murmur2
-        hash, others round robin) or 'round_robin'.
+        hash, others round robin) or 'round_robin'. ``non_finite``: NaN and
+        infinities in metadata are refused ('error', the default: JSON has no such
+        values), written as null ('null') or as the strings "NaN", "Infinity",
+        "-Infinity" ('string').
         """
+        _check.integer("batch_size", batch_size, 1, _check.U32)
+        _check.integer("batch_bytes", batch_bytes, 1, 1 << 40)
+        _check.number("linger_ms", linger_ms, 0.0, 3.6e6)
+        _check.integer("max_pending_bytes", max_pending_bytes, 1, 1 << 50)
+        _check.choice("selector", selector, ("key_hash", "round_robin"))
+        _check.choice("non_finite", non_finite, NON_FINITE)
         return Producer(_core.Producer(self.fabric._f, self.name, batch_size, batch_bytes, linger_ms,
-                                       max_pending_bytes, selector))
+                                       max_pending_bytes, selector), non_finite)
 
     def consumer(self, group: Optional[str] = None, *, start: Union[str, int, None] = None,
                  data: Union[bool, tuple, Callable[[Any], Any]] = True, partitions: Optional[Sequence[int]] = None,
@@ -233,6 +325,25 @@ class Topic:
         """
         if start is None:
             start = "committed"
+        if isinstance(start, str):
+            _check.choice("start", start, ("earliest", "latest", "committed"))
+        else:
+            _check.integer("start (an offset)", start)
+        if group is not None and not isinstance(group, str):
+            raise InvalidArgument(f"group must be a name (a string), not {type(group).__name__}")
+        if partitions is not None:
+            partitions = [_check.integer("partitions[]", p, 0, 65535) for p in partitions]
+        _check.integer("prefetch_bytes", prefetch_bytes, 1, 1 << 40)
+        _check.integer("auto_commit_ms", auto_commit_ms, 0, 3_600_000)
+        if member_id is not None and not isinstance(member_id, str):
+            raise InvalidArgument(f"member_id must be a string, not {type(member_id).__name__}")
+        if isinstance(data, tuple):
+            if len(data) != 2:
+                raise InvalidArgument(f"data as a byte range is (offset, size) (got {data!r})")
+            _check.integer("data offset", data[0])
+            _check.integer("data size", data[1])
+        elif not isinstance(data, bool) and not callable(data):
+            raise InvalidArgument(f"data must be True, False, (offset, size) or a callable (got {data!r})")
         if on_gap not in ("error", "earliest"):
             raise InvalidArgument(f"on_gap must be 'error' or 'earliest' (got {on_gap!r})")
         for name, value, low in (("session_timeout_ms", session_timeout_ms, 100),
@@ -324,6 +435,21 @@ class Topic:
             self.fabric._f.reset_group(group, self.name, sorted(offsets.items()))
         return offsets
 
+    def purge(self) -> int:
+        """Drop every event stored in the topic (offsets go on from where they were, so
+        consumers and groups behind the end meet a gap: see ``on_gap``). Returns how many."""
+        return self.fabric._f.purge_topic(self.name)
+
+    def alter(self, *, retention_bytes: Optional[int] = None, retention_ms: Optional[int] = None) -> None:
+        """Change the topic's retention (0: keep everything); applied at once and kept."""
+        if retention_bytes is None and retention_ms is None:
+            raise InvalidArgument("give retention_bytes and/or retention_ms")
+        if retention_bytes is not None:
+            _check.integer("retention_bytes", retention_bytes)
+        if retention_ms is not None:
+            _check.integer("retention_ms", retention_ms)
+        self.fabric._f.alter_topic(self.name, retention_bytes, retention_ms)
+
     def mark_complete(self) -> None:
         """Declare the topic finished: consumers' iteration ends after its last event."""
         self.fabric._f.mark_complete(self.name)
@@ -340,9 +466,11 @@ class Topic:
 class Producer:
     """Pushes events in batches; ``push`` returns a :class:`Future` of the EventId."""
 
-    def __init__(self, native: "_core.Producer"):
+    def __init__(self, native: "_core.Producer", non_finite: str = "error"):
         self._p = native
         self._closed = False
+        self._nparts = native.partitions
+        self._non_finite = non_finite
 
     def push(self, metadata: Any = None, data: Any = None, *, partition: Optional[int] = None,
              key: Union[str, bytes, None] = None, block: bool = True) -> "Future":
@@ -353,12 +481,18 @@ class Producer:
         not modify it before the future resolves. ``block=False`` raises
         :class:`~mofka_py.BufferFull` instead of waiting when memory is full.
         """
-        meta = metadata if type(metadata) is bytes else encode_metadata(metadata)
+        meta = metadata if type(metadata) is bytes else encode_metadata(metadata, self._non_finite)
         if self._closed:
             raise Closed("producer is closed; create a new one with topic.producer()")
         if isinstance(data, str):
             raise InvalidArgument("event data must be a buffer (bytes, numpy array...), not str; encode it first")
-        return self._p.push(meta, data, -1 if partition is None else partition, key, block)
+        if partition is None:
+            partition = -1
+        elif type(partition) is not int or partition < 0 or partition >= self._nparts:
+            _check.integer("partition", partition, 0, self._nparts - 1)
+        if key is not None and not isinstance(key, (str, bytes)):
+            raise InvalidArgument(f"key must be str or bytes (got {type(key).__name__})")
+        return self._p.push(meta, data, partition, key, block)
 
     def push_many(self, events: Any, *, partition: Optional[int] = None, block: bool = True) -> Optional["Future"]:
         """Queue many metadata-only events in one call (the vectorised path).
@@ -370,12 +504,12 @@ class Producer:
         """
         if self._closed:
             raise Closed("producer is closed; create a new one with topic.producer()")
-        part = -1 if partition is None else partition
+        part = -1 if partition is None else _check.integer("partition", partition, 0, self._nparts - 1)
         if hasattr(events, "__array_interface__") or (hasattr(events, "ndim") and hasattr(events, "shape")):
             if len(events) == 0:
                 return None
             return self._p.push_many(events, part, block)
-        items = [e if type(e) is bytes else encode_metadata(e) for e in events]
+        items = [e if type(e) is bytes else encode_metadata(e, self._non_finite) for e in events]
         if not items:
             return None
         import numpy as np
@@ -384,14 +518,36 @@ class Producer:
         return self._p.push_many_var(b"".join(items), lengths, part, block)
 
     def flush(self, timeout: Optional[float] = None) -> None:
-        """Send everything queued and wait until stored; raises the first failure since the last flush."""
-        self._p.flush(timeout)
+        """Send everything queued and wait until stored (``timeout`` in seconds, None: no limit).
 
-    def close(self) -> None:
-        """Flush and stop the producer's thread."""
+        Raises :class:`~mofka_py.TimeoutError` naming the events still unstored, their
+        partitions and why (e.g. the service is unreachable) when ``timeout`` passes; they
+        stay queued, so flush again to keep waiting or ``close(timeout=...)`` to give up.
+        Otherwise raises the failure of events not stored since the last flush (their
+        futures hold the same error), never returns quietly with events lost.
+        """
+        self._p.flush(_check.timeout("timeout", timeout))
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Flush and stop the producer's thread.
+
+        Without ``timeout`` it waits until every event is stored or has failed — over
+        ``tcp://`` a lost connection is retried for the fabric's ``reconnect_timeout``
+        (default 300 s) before its events fail. With ``timeout`` (seconds) it stops
+        waiting then, and the events not stored fail with the cause. Either way, if
+        events were not stored (and no flush reported them yet), it raises an error
+        naming how many, their topic and partitions, and why.
+        """
         if not self._closed:
             self._closed = True
-            self._p.close()
+            self._p.close(_check.timeout("timeout", timeout))
+
+    def reset(self) -> None:
+        """Continue after a failed batch: once a batch to a partition failed (e.g.
+        :class:`~mofka_py.StorageError` on a full disk), the producer refuses later events
+        to that partition so that the partition holds no gap in its stream; after fixing
+        the cause, ``reset()`` lets them through again (under a new producer id)."""
+        self._p.reset()
 
     @property
     def pending_bytes(self) -> int:
@@ -450,6 +606,8 @@ class Consumer:
     def pull(self, timeout: Optional[float] = None) -> Optional["Event"]:
         """The next event, or None if none came within ``timeout`` seconds
         (None: wait until one comes or the complete topic is exhausted)."""
+        if timeout is not None and not (type(timeout) is float and 0.0 <= timeout <= 1e9):
+            timeout = _check.timeout("timeout", timeout)
         return self._wrap(self._c.pull(timeout))
 
     def pull_batch(self, max_events: int = 1 << 20, timeout: Optional[float] = None) -> Optional["EventBatch"]:
@@ -459,7 +617,8 @@ class Consumer:
         back; with fixed-size records, ``numpy.frombuffer(view, dtype)`` reads
         them as an array.
         """
-        return self._c.pull_batch(max_events, timeout)
+        _check.integer("max_events", max_events, 1, _check.U32)
+        return self._c.pull_batch(max_events, _check.timeout("timeout", timeout))
 
     def __iter__(self) -> Iterator["Event"]:
         while True:

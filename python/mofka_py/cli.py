@@ -5,12 +5,13 @@ The fabric comes from ``--url`` or ``$MOFKA_PY_URL`` (e.g. ``file:///data/fab``)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import threading
 import time
 import zlib
-from typing import Any, List, Optional
+from typing import Any, Iterator, List, Optional
 
 import orjson
 
@@ -20,13 +21,24 @@ from .errors import Error, InvalidArgument
 
 
 def _fabric(args: argparse.Namespace) -> api.Fabric:
-    url = args.url or os.environ.get("MOFKA_PY_URL")
+    url = getattr(args, "url", None) or os.environ.get("MOFKA_PY_URL")
     if not url:
         raise InvalidArgument("no fabric: pass --url (e.g. file:///data/fab) or set MOFKA_PY_URL")
     from .service import read_token
 
-    token = read_token(getattr(args, "token_file", None)) or None
-    return api.connect(url, sync=getattr(args, "sync", "none") or "none", token=token)
+    token = getattr(args, "token", None) or read_token(getattr(args, "token_file", None)) or None
+    return api.connect(url, token=token)
+
+
+def _confirm(args: argparse.Namespace, what: str) -> None:
+    """Ask before destroying data: at a terminal a y/N question, elsewhere --yes is required."""
+    if args.yes:
+        return
+    if not sys.stdin.isatty():
+        raise InvalidArgument(f"{what}: add --yes to confirm (no terminal to ask on)")
+    answer = input(f"{what}? [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise InvalidArgument(f"{what}: not confirmed; nothing was changed")
 
 
 def cmd_topic(args: argparse.Namespace) -> int:
@@ -43,13 +55,27 @@ def cmd_topic(args: argparse.Namespace) -> int:
             print(f"created topic {args.name} with {args.partitions} partition(s)")
         elif args.action == "list":
             for name in fab.topics():
-                print(name)
-        else:
+                if args.all or not name.startswith("__"):
+                    print(name)
+        elif args.action == "describe":
             d = fab.topic(args.name).describe()
             print(f"topic {d['name']}  complete={d['complete']}  sync={d['sync']}  "
                   f"retention_bytes={d['retention_bytes']}  retention_ms={d['retention_ms']}")
             rows = [(p["partition"], p["start_offset"], p["end_offset"], p["size_bytes"]) for p in d["partitions"]]
             print(table(rows, ["partition", "start", "end", "bytes"]))
+        elif args.action == "delete":
+            fab.topic(args.name)  # TopicNotFound before asking
+            _confirm(args, f"delete topic {args.name} with all its events and consumer-group offsets")
+            fab.delete_topic(args.name, force=args.force)
+            print(f"deleted topic {args.name}")
+        elif args.action == "purge":
+            topic = fab.topic(args.name)
+            _confirm(args, f"drop every event stored in topic {args.name}")
+            print(f"purged {topic.purge()} event(s) from topic {args.name}")
+        elif args.action == "alter":
+            fab.topic(args.name).alter(retention_bytes=args.retention_bytes, retention_ms=args.retention_ms)
+            d = fab.topic(args.name).describe()
+            print(f"topic {args.name}: retention_bytes={d['retention_bytes']} retention_ms={d['retention_ms']}")
     return 0
 
 
@@ -110,14 +136,24 @@ def _rate(n: float, secs: float) -> str:
     return f"{n / secs:,.0f}" if secs > 0 else "-"
 
 
+@contextlib.contextmanager
+def _scratch_topic(url: str, name: str, partitions: int, keep: bool) -> Iterator[api.Topic]:
+    """A topic for bench/demo in the user's fabric, deleted afterwards (even on Ctrl-C) unless ``keep``."""
+    with api.connect(url) as fab:
+        topic = fab.create_topic(name, partitions=partitions)
+        try:
+            yield topic
+        finally:
+            if not keep:
+                fab.delete_topic(name, force=True)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     import numpy as np
 
-    url = args.url or os.environ.get("MOFKA_PY_URL") or "memory://"
+    url = getattr(args, "url", None) or os.environ.get("MOFKA_PY_URL") or "memory://"
     rows = []
-    with api.connect(url) as fab:
-        name = f"bench-{os.getpid()}-{int(time.time())}"
-        topic = fab.create_topic(name, partitions=args.partitions)
+    with _scratch_topic(url, f"bench-{os.getpid()}-{int(time.time())}", args.partitions, args.keep) as topic:
         payload = np.random.default_rng(0).integers(0, 255, args.size, dtype=np.uint8) if args.size else None
         meta = b'{"b":1}'
         with topic.producer() as prod, Progress("produce", total=args.events) as bar:
@@ -142,6 +178,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         rows.append(("produce (push per event)", args.events, _rate(args.events, tp), f"{gb / tp:.3f}"))
         rows.append(("consume (iterate)", got, _rate(got, tc), f"{gb / tc:.3f}"))
     print(table(rows, ["phase", "events", "events/s", "GB/s"]))
+    if args.keep:
+        print(f"kept topic {topic.name} in {url}", file=sys.stderr)
     if got != args.events:
         print(f"error: consumed {got} of {args.events} events", file=sys.stderr)
         return 1
@@ -153,13 +191,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     checks every frame's checksum and computes its mean intensity."""
     import numpy as np
 
-    url = args.url or os.environ.get("MOFKA_PY_URL") or "memory://"
+    url = getattr(args, "url", None) or os.environ.get("MOFKA_PY_URL") or "memory://"
     shape = (args.frame_size, args.frame_size)
     total = args.frames
     print(f"mofka-py demo: {total} frames of {shape[0]}x{shape[1]} uint16 "
           f"({total * shape[0] * shape[1] * 2 / 1e6:.1f} MB) through {url}")
-    with api.connect(url) as fab:
-        topic = fab.create_topic(f"frames-{os.getpid()}", partitions=4)
+    with _scratch_topic(url, f"frames-{os.getpid()}", 4, args.keep) as topic:
         results: List[tuple] = []
         lock = threading.Lock()
         errors: List[str] = []
@@ -279,77 +316,169 @@ def cmd_group(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Help(argparse.HelpFormatter):
+    """Help that shows each option's default (when it has one worth showing)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("%(default)" not in text and default not in (None, False, argparse.SUPPRESS, [])
+                and action.option_strings):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more (got {value})")
+    return value
+
+
+def _connection_options(p: argparse.ArgumentParser, top: bool = False) -> None:
+    """--url, --token-file and --token, accepted before or after the subcommand."""
+    kw = {} if top else {"default": argparse.SUPPRESS}
+    g = p.add_argument_group("fabric connection")
+    g.add_argument("--url", metavar="URL", help="the fabric: memory://, file:///path or tcp://host:port "
+                                                "(default: $MOFKA_PY_URL)", **kw)
+    g.add_argument("--token-file", dest="token_file", metavar="FILE",
+                   help="file holding a tcp:// service's token (default: $MOFKA_PY_TOKEN)", **kw)
+    g.add_argument("--token", metavar="TOKEN",
+                   help="the token itself (prefer --token-file: command lines are visible to other users)", **kw)
+
+
+def _version() -> str:
+    from . import __version__, _core
+
+    mpi = "with MPI" if _core.build_info.get("mpi") else "without MPI"
+    return f"mofka-py {__version__} (C++ core {mpi})"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mofka-py", description="mofka-py event fabric command line")
-    p.add_argument("--url", help="fabric URL (default: $MOFKA_PY_URL)")
-    p.add_argument("--token-file", dest="token_file", help="token for a tcp:// service (default: $MOFKA_PY_TOKEN)")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(
+        prog="mofka-py", formatter_class=_Help,
+        description="mofka-py: an HPC event fabric. Topics, producing and consuming JSON lines, consumer "
+                    "groups, a TCP service, bridges to Kafka, benchmarks and a demo.",
+        epilog="Run `mofka-py COMMAND --help` for a command's options. Examples: "
+               "`mofka-py serve --data-dir /data/fab &`, `mofka-py --url tcp://127.0.0.1:7400 topic list`.")
+    p.add_argument("--version", action="version", version=_version())
+    _connection_options(p, top=True)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    t = sub.add_parser("topic", help="create, list or describe topics")
-    t.add_argument("action", choices=["create", "list", "describe"])
-    t.add_argument("name", nargs="?")
-    t.add_argument("--partitions", type=int, default=1)
-    t.add_argument("--retention-bytes", type=int)
-    t.add_argument("--retention-ms", type=int)
-    t.add_argument("--sync", dest="topic_sync", choices=["none", "batch", "interval"])
-    t.set_defaults(func=cmd_topic)
+    def command(name: str, parent: Any = sub, **kw: Any) -> argparse.ArgumentParser:
+        c = parent.add_parser(name, formatter_class=_Help, **kw)
+        _connection_options(c)
+        return c
 
-    pr = sub.add_parser("produce", help="produce JSON lines from stdin or a file")
-    pr.add_argument("topic")
-    pr.add_argument("--file")
-    pr.add_argument("--partition", type=int)
-    pr.add_argument("--key")
+    t = sub.add_parser("topic", help="create, list, describe, delete, purge or alter topics", formatter_class=_Help)
+    ts = t.add_subparsers(dest="action", metavar="ACTION", required=True)
+    tc = command("create", ts, help="create a topic")
+    tc.add_argument("name", help="topic name (letters, digits, '.', '_', '-')")
+    tc.add_argument("--partitions", type=_positive, default=1, help="number of partitions")
+    tc.add_argument("--retention-bytes", type=_non_negative, help="keep at most this many bytes per partition "
+                                                                   "(default: the fabric's, unlimited)")
+    tc.add_argument("--retention-ms", type=_non_negative, help="drop events older than this (default: the fabric's, never)")
+    tc.add_argument("--sync", dest="topic_sync", choices=["none", "batch", "interval"],
+                    help="when events reach stable storage (default: the fabric's)")
+    tl = command("list", ts, help="list topic names")
+    tl.add_argument("--all", action="store_true", help="include system topics (names starting with __)")
+    td = command("describe", ts, help="settings and per-partition offsets of a topic")
+    td.add_argument("name", help="topic name")
+    tx = command("delete", ts, help="delete a topic, its events and its consumer-group offsets")
+    tx.add_argument("name", help="topic name")
+    tx.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    tx.add_argument("--force", action="store_true", help="delete even while consumer groups have live members")
+    tp = command("purge", ts, help="drop every stored event of a topic (offsets go on from where they were)")
+    tp.add_argument("name", help="topic name")
+    tp.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    ta = command("alter", ts, help="change a topic's retention")
+    ta.add_argument("name", help="topic name")
+    ta.add_argument("--retention-bytes", type=_non_negative, help="keep at most this many bytes per partition (0: no limit)")
+    ta.add_argument("--retention-ms", type=_non_negative, help="drop events older than this (0: never)")
+    for c in (tc, tl, td, tx, tp, ta):
+        c.set_defaults(func=cmd_topic)
+
+    pr = command("produce", help="produce JSON lines from stdin or a file")
+    pr.add_argument("topic", help="topic name")
+    pr.add_argument("--file", help="read JSON lines from this file (default: stdin)")
+    pr.add_argument("--partition", type=_non_negative, help="put every event in this partition (default: round robin)")
+    pr.add_argument("--key", help="partition by this key (murmur2, as Kafka)")
     pr.set_defaults(func=cmd_produce)
 
-    c = sub.add_parser("consume", help="consume events as JSON lines to stdout")
-    c.add_argument("topic")
-    c.add_argument("--group")
-    c.add_argument("--start", help="earliest | latest | committed | OFFSET")
-    c.add_argument("--follow", action="store_true", help="keep waiting for new events")
-    c.add_argument("--max", type=int)
+    c = command("consume", help="consume events as JSON lines to stdout")
+    c.add_argument("topic", help="topic name")
+    c.add_argument("--group", help="consume as a member of this consumer group (acknowledges what it prints)")
+    c.add_argument("--start", help="earliest | latest | committed | OFFSET (with a group: only where it "
+                                   "never committed; default: committed)")
+    c.add_argument("--follow", action="store_true", help="keep waiting for new events (Ctrl-C to stop)")
+    c.add_argument("--max", type=_positive, help="stop after this many events")
     c.add_argument("--data", action="store_true", help="read event data too (prints its size)")
     c.set_defaults(func=cmd_consume)
 
-    g = sub.add_parser("group", help="list, describe or reset consumer groups")
-    g.add_argument("action", choices=["list", "describe", "reset"])
-    g.add_argument("group", nargs="?")
-    g.add_argument("--topic", help="the group's topic (describe: default every topic it reads)")
-    g.add_argument("--to-earliest", action="store_true", help="reset: to the oldest retained event")
-    g.add_argument("--to-latest", action="store_true", help="reset: to the end (skip what is stored)")
-    g.add_argument("--to-offset", type=int, metavar="N", help="reset: every partition to offset N")
-    g.add_argument("--to-datetime", metavar="ISO", help="reset: to the first event stored at or after this time")
-    g.add_argument("--offsets", metavar="P=N,...", help="reset: the given partitions to the given offsets")
-    g.add_argument("--execute", action="store_true", help="reset: apply the plan (default: only show it)")
-    g.set_defaults(func=cmd_group)
+    g = sub.add_parser("group", help="list, describe or reset consumer groups", formatter_class=_Help)
+    gs = g.add_subparsers(dest="action", metavar="ACTION", required=True)
+    gl = command("list", gs, help="every consumer group with its topic, live members and lag")
+    gd = command("describe", gs, help="members, committed offsets, lag and skipped events of a group")
+    gd.add_argument("group", help="group name")
+    gd.add_argument("--topic", help="only this topic (default: every topic the group reads)")
+    gr = command("reset", gs, help="set a group's committed offsets (shows the plan; --execute applies it)")
+    gr.add_argument("group", help="group name")
+    gr.add_argument("--topic", required=True, help="the group's topic")
+    gr.add_argument("--to-earliest", action="store_true", help="to the oldest retained event")
+    gr.add_argument("--to-latest", action="store_true", help="to the end (skip what is stored)")
+    gr.add_argument("--to-offset", type=_non_negative, metavar="N", help="every partition to offset N")
+    gr.add_argument("--to-datetime", metavar="ISO", help="to the first event stored at or after this time "
+                                                         "(ISO-8601, e.g. 2026-12-01T09:30:00)")
+    gr.add_argument("--offsets", metavar="P=N,...", help="the given partitions to the given offsets")
+    gr.add_argument("--execute", action="store_true", help="apply the plan (refused while the group has live members)")
+    for x in (gl, gd, gr):
+        x.set_defaults(func=cmd_group)
 
-    b = sub.add_parser("bench", help="measure produce and consume rates")
-    b.add_argument("--events", type=int, default=200_000)
-    b.add_argument("--size", type=int, default=0, help="data bytes per event")
-    b.add_argument("--partitions", type=int, default=1)
+    b = command("bench", help="measure produce and consume rates (in a scratch topic, deleted afterwards)")
+    b.add_argument("--events", type=_positive, default=200_000, help="events to produce and consume")
+    b.add_argument("--size", type=_non_negative, default=0, help="data bytes per event")
+    b.add_argument("--partitions", type=_positive, default=1, help="partitions of the scratch topic")
+    b.add_argument("--keep", action="store_true", help="keep the scratch topic")
     b.set_defaults(func=cmd_bench)
 
-    d = sub.add_parser("demo", help="embedded instrument -> analysis pipeline")
-    d.add_argument("--frames", type=int, default=2000)
-    d.add_argument("--frame-size", type=int, default=256)
+    d = command("demo", help="an instrument -> analysis pipeline (in a scratch topic, deleted afterwards)")
+    d.add_argument("--frames", type=_positive, default=2000, help="frames to stream")
+    d.add_argument("--frame-size", type=_positive, default=256, help="frame edge in pixels (uint16 square frames)")
+    d.add_argument("--keep", action="store_true", help="keep the scratch topic")
     d.set_defaults(func=cmd_demo)
+
     from . import doctor
     doctor.add_parser(sub)
     from . import service
     service.add_parsers(sub)
     from .bridge import cli as bridge_cli
     bridge_cli.add_parser(sub)
+    st = sub.choices.get("status")
+    if st is not None and not any("--url" in a.option_strings for a in st._actions):
+        _connection_options(st)
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``mofka-py`` command."""
-    args = build_parser().parse_args(argv)
-    if args.command == "topic" and args.action in ("create", "describe") and not args.name:
-        print("mofka-py: error: topic create/describe need a topic name", file=sys.stderr)
-        return 2
-    if args.command == "group" and args.action != "list" and not args.group:
-        print(f"mofka-py: error: group {args.action} needs a group name", file=sys.stderr)
-        return 2
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
     try:
         if getattr(args, "fabric_func", None):
             with _fabric(args) as fab:

@@ -11,6 +11,7 @@ __all__ = [
     "Error", "InvalidArgument", "TopicNotFound", "TopicExists", "TimeoutError",
     "ConnectionError", "AuthError", "CorruptionError", "Closed", "FabricLocked",
     "NotAFabric", "EventTooLarge", "BufferFull", "GroupActive", "OffsetOutOfRange", "CommitFailed",
+    "StorageError", "OutOfSequence",
 ]
 
 
@@ -83,3 +84,14 @@ class CommitFailed(Error):
     """A commit was refused because this member no longer owns the partition (its session
     expired and the group moved the partition to another member); events after its last
     successful commit are delivered again to the new owner."""
+
+
+class StorageError(Error, OSError):
+    """The storage refused a write (disk full, I/O error). The message names the file and the
+    free space; nothing of the failed batch was stored. Reads keep working; free space (or
+    shorten retention, ``mofka-py topic purge``), then ``producer.reset()`` to write again."""
+
+
+class OutOfSequence(Error):
+    """A producer's batch was refused because an earlier batch of the same producer to that
+    partition was not stored: storing it would leave a gap in the producer's stream."""

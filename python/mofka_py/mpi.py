@@ -15,10 +15,12 @@ Example (run with ``mpiexec -n 4 python script.py``)::
 
 Every rank of ``comm`` must enter and leave the block (it is collective).
 Server ranks run the broker and an MPI progress thread; unless ``colocated``
-they block on entry until every client rank has left, then get ``None``.
-Client ranks get a :class:`MpiFabric`, which has the API of
-:class:`mofka_py.Fabric` plus ``comm``, a communicator of the client ranks
-only (use it, not ``comm``, for your own collectives inside the block).
+they get ``None`` and run the block too while the thread serves, then wait at
+the end of the block until every client rank has left. So the application's
+own collectives on ``comm`` (a ``Barrier``, an ``Allreduce``) work inside the
+block on every rank. Client ranks get a :class:`MpiFabric`, which has the API
+of :class:`mofka_py.Fabric` plus ``comm``, a communicator of the client ranks
+only (for collectives among the ranks that use the fabric).
 
 Placement: every server holds each topic's metadata; partition ``p`` of topic
 ``t`` stores its events on server number ``(p + fnv1a(t)) % nservers`` (of the
@@ -143,9 +145,13 @@ def fabric(comm: Any = None, servers: Union[int, Sequence[int]] = 1, storage: st
             finally:
                 fab.close()
         else:
-            while not native.wait_served(100):  # slices, so Ctrl-C gets through
-                pass
-            yield None
+            # The server's progress thread serves while this rank runs the block (an application
+            # collective on `comm` in there would hang if this rank waited here first).
+            try:
+                yield None
+            finally:
+                while not native.wait_served(100):  # slices, so Ctrl-C gets through
+                    pass
     finally:
         native.close()
         if client_comm != MPI.COMM_NULL:

@@ -225,7 +225,8 @@ static void testReservations() {
     LogOptions o;
     o.segmentBytes = 4 << 20;
     PartitionLog log(o);
-    auto a = batchBytes(7, 0, 3, 1000, 0xA1), b = batchBytes(7, 1, 2, 70000, 0xB2), c = batchBytes(7, 2, 4, 10, 0xC3);
+    // c comes from another producer: b's refusal leaves a gap in producer 7's stream, not in 8's.
+    auto a = batchBytes(7, 0, 3, 1000, 0xA1), b = batchBytes(7, 1, 2, 70000, 0xB2), c = batchBytes(8, 0, 4, 10, 0xC3);
     uint8_t* pa = log.reserve(a.size());
     uint8_t* pb = log.reserve(b.size());
     uint8_t* pc = log.reserve(c.size());
@@ -253,13 +254,19 @@ static void testReservations() {
     std::memcpy(again, c.data(), c.size());
     r = log.commitReserved(CrcMode::Verify);
     CHECK(r.duplicate && r.baseOffset == 3 && log.endOffset() == 7);
+    // Producer 7's next batch after the refused b would leave a gap: refused too, nothing stored.
+    auto after = batchBytes(7, 2, 1, 10, 0xE5);
+    std::memcpy(log.reserve(after.size()), after.data(), after.size());
+    threw = false;
+    try { log.commitReserved(CrcMode::Verify); } catch (const Error& e) { threw = e.code() == ErrorCode::OutOfSequence; }
+    CHECK(threw && log.endOffset() == 7);
     // Cancelled: nothing stored; the next reservation starts at the end again.
     uint8_t* p = log.reserve(a.size());
     log.cancelReserved();
     CHECK(log.reserve(a.size()) == p);
     log.cancelReserved();
     // Larger than a segment with nothing pending: the log rolls, the batch gets a segment of its own.
-    auto big = batchBytes(7, 3, 1, size_t(6) << 20, 0xD4);
+    auto big = batchBytes(8, 1, 1, size_t(6) << 20, 0xD4);
     uint8_t* pbig = log.reserve(big.size());
     CHECK(pbig != nullptr);
     // While it is pending, a batch past the segment's size is not reserved: the caller buffers it.
@@ -376,6 +383,6 @@ int main() {
         std::string rmg = std::string("rm -rf ") + gdir;
         if (std::system(rmg.c_str()) != 0) std::fprintf(stderr, "could not remove %s\n", gdir);
     }
-    std::printf("%d passed, %d failed\n", g_checks - g_failed, g_failed);
+    std::printf("C++ core tests: %d checks passed, %d failed\n", g_checks - g_failed, g_failed);
     return g_failed ? 1 : 0;
 }

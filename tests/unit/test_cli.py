@@ -105,7 +105,7 @@ def test_errors_exit_non_zero(url, tmp_path):
     r = cli("--url", url, "topic", "create", "bad/name", cwd=tmp_path)
     assert r.returncode == 1 and b"InvalidArgument" in r.stderr
     r = cli("--url", url, "topic", "create", "zero", "--partitions", "0", cwd=tmp_path)
-    assert r.returncode == 1
+    assert r.returncode == 2 and b"must be at least 1" in r.stderr  # a usage error, as argparse reports them
     r = cli("topic", "list", cwd=tmp_path)  # no URL at all
     assert r.returncode == 1 and b"--url" in r.stderr
     r = cli("--url", "bogus://x", "topic", "list", cwd=tmp_path)
@@ -175,3 +175,69 @@ def test_group_list_describe_and_reset(url, tmp_path):
         assert r.returncode == 1 and b"InvalidArgument" in r.stderr, (bad, r.stderr)
     r = cli("--url", url, "group", "describe", "nobody", cwd=tmp_path)
     assert r.returncode == 1 and b"no consumer group 'nobody'" in r.stderr
+
+
+def test_cli_conventions(url, tmp_path):
+    """Global options after the subcommand too, --version, help when run alone, a help text and
+    default for every option, options only where they apply."""
+    from mofka_py import cli as cli_mod
+
+    r = ok(cli(cwd=tmp_path))
+    assert b"usage: mofka-py" in r.stdout and b"COMMAND" in r.stdout
+    r = ok(cli("--version", cwd=tmp_path))
+    assert r.stdout.startswith(b"mofka-py ") and mp.__version__.encode() in r.stdout
+    ok(cli("topic", "create", "t", "--partitions", "2", "--url", url, cwd=tmp_path))  # --url after the subcommand
+    r = ok(cli("topic", "list", "--url", url, cwd=tmp_path))
+    assert r.stdout.split() == [b"t"]
+    r = ok(cli("topic", "list", "--help", cwd=tmp_path))
+    assert b"--partitions" not in r.stdout
+    r = ok(cli("bench", "--help", cwd=tmp_path))
+    assert b"(default: 200000)" in r.stdout
+    # Every option of every command says what it does.
+    parser = cli_mod.build_parser()
+
+    def walk(p, path):
+        for action in p._actions:
+            if isinstance(action, __import__("argparse")._SubParsersAction):
+                for name, child in action.choices.items():
+                    yield from walk(child, path + [name])
+            elif action.option_strings and action.dest != "help":
+                yield path, action
+
+    missing = [(" ".join(path), a.option_strings[0]) for path, a in walk(parser, []) if not a.help]
+    assert not missing, f"options without a help text: {missing}"
+
+
+@pytest.mark.parametrize("args, text", [
+    (["bench", "--events", "-5"], b"must be at least 1"), (["bench", "--size", "x"], b"not a whole number"),
+    (["consume", "t", "--max", "0"], b"must be at least 1"), (["produce", "t", "--partition", "-1"], b"must be 0 or more"),
+])
+def test_cli_refuses_bad_numbers_before_doing_anything(url, tmp_path, args, text):
+    r = cli("--url", url, *args, cwd=tmp_path)
+    assert r.returncode == 2 and text in r.stderr, r.stderr
+
+
+def test_bench_and_demo_leave_nothing_behind(url, tmp_path):
+    ok(cli("--url", url, "bench", "--events", "2000", "--size", "64", cwd=tmp_path))
+    ok(cli("--url", url, "demo", "--frames", "40", "--frame-size", "32", cwd=tmp_path))
+    with mp.connect(url) as fab:
+        assert fab.topics() == [], "bench/demo left their topics in the user's fabric"
+    ok(cli("--url", url, "bench", "--events", "100", "--keep", cwd=tmp_path))
+    with mp.connect(url) as fab:
+        assert len(fab.topics()) == 1
+
+
+def test_topic_delete_purge_alter_commands(url, tmp_path):
+    ok(cli("--url", url, "topic", "create", "d", "--partitions", "2", cwd=tmp_path))
+    ok(cli("--url", url, "produce", "d", stdin=b'{"a":1}\n{"a":2}\n{"a":3}\n', cwd=tmp_path))
+    r = ok(cli("--url", url, "topic", "alter", "d", "--retention-ms", "3600000", cwd=tmp_path))
+    assert b"retention_ms=3600000" in r.stdout
+    r = cli("--url", url, "topic", "purge", "d", cwd=tmp_path)  # no terminal: needs --yes
+    assert r.returncode == 1 and b"--yes" in r.stderr
+    r = ok(cli("--url", url, "topic", "purge", "d", "--yes", cwd=tmp_path))
+    assert b"purged 3 event(s)" in r.stdout
+    ok(cli("--url", url, "topic", "delete", "d", "--yes", cwd=tmp_path))
+    r = ok(cli("--url", url, "topic", "list", cwd=tmp_path))
+    assert r.stdout == b""
+    r = cli("--url", url, "topic", "delete", "d", "--yes", cwd=tmp_path)
+    assert r.returncode == 1 and b"TopicNotFound" in r.stderr

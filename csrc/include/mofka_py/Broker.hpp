@@ -113,6 +113,18 @@ class Broker {
     /// Start and end offsets of a partition.
     std::pair<uint64_t, uint64_t> offsets(const std::string& topic, uint32_t partition) const;
 
+    /**
+     * @brief Delete a topic: its events and its groups' offsets.
+     *
+     * Refused (GroupActive, naming them) while consumer groups have live members on it,
+     * unless @p force. On file storage the topic directory is first renamed away (the point
+     * of no return; a crash after it finishes the delete at the next open), then removed.
+     */
+    void deleteTopic(const std::string& name, bool force);
+    /// Drop every stored event of a partition (its offsets go on from where they were); returns how many.
+    uint64_t purgePartition(const std::string& name, uint32_t partition);
+    /// Change a topic's retention (the TopicField bits of @p changes say which), durably.
+    void alterTopic(const std::string& name, const TopicConfig& changes);
     /// Mark a topic complete: consumers stop after its last event; pushes are refused.
     void markComplete(const std::string& topic);
     /// Whether markComplete was called.
@@ -177,6 +189,8 @@ class Broker {
     static void appendSkipped(PartitionLog& log,
                               const std::vector<std::tuple<std::string, std::string, uint32_t, uint64_t>>& totals);
     Group& liveGroupLocked(const std::string& group, const std::string& topic);
+    void eraseTopicOffsets(const std::string& topic);
+    void forgetTopicOffsetsLocked(const std::string& topic);
     void housekeepingLoop();
 
     BrokerOptions m_opts;

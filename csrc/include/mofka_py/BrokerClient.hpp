@@ -6,6 +6,8 @@
 #pragma once
 #include "mofka_py/Broker.hpp"
 
+#include <atomic>
+#include <chrono>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -14,6 +16,20 @@
 #include <vector>
 
 namespace mofka_py {
+
+/// Lets a caller stop a transport's retries early: once @c deadlineNs (steady_clock, ns since its
+/// epoch) is in the past, a call that is retrying a lost connection gives up with its last error.
+struct CancelToken {
+    std::atomic<int64_t> deadlineNs{INT64_MAX};
+    void cancelNow() {
+        deadlineNs = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                         std::chrono::steady_clock::now().time_since_epoch()).count();
+    }
+    bool cancelled() const {
+        return std::chrono::duration_cast<std::chrono::nanoseconds>(
+                   std::chrono::steady_clock::now().time_since_epoch()).count() >= deadlineNs.load();
+    }
+};
 
 /**
  * @brief Requests to a broker, whatever carries them.
@@ -31,6 +47,15 @@ class BrokerClient {
     virtual TopicInfo describeTopic(const std::string& name) = 0;
     /// Append a batch (the transport carries it without re-encoding).
     virtual AppendResult produce(const std::string& topic, uint32_t partition, SealedBatch& batch) = 0;
+    /// The same, giving up retries of a lost connection once @p cancel says so (transports
+    /// that retry override it; the default ignores the token).
+    virtual AppendResult produce(const std::string& topic, uint32_t partition, SealedBatch& batch, const CancelToken& cancel) {
+        (void)cancel;
+        return produce(topic, partition, batch);
+    }
+    /// What keeps requests from getting through right now (e.g. "cannot connect to ...: Connection
+    /// refused, retrying for 12 s"), or "" when nothing is known to be wrong.
+    virtual std::string connectionProblem() const { return ""; }
     /// Called once when an asynchronous append is over: its result, or its error.
     using ProduceCallback = std::function<void(const AppendResult&, std::exception_ptr)>;
     /**
@@ -93,7 +118,9 @@ class BrokerClient {
     /// Where a control request goes: the topic's coordinator (groups, commits) or the
     /// server of one of its partitions (offsets, data).
     struct ControlRoute {
-        enum class To { Coordinator, Partition } to;
+        /// Every: each server holding the topic, the coordinator first (its answer is returned;
+        /// the others' TopicNotFound is ignored, as after an interrupted call).
+        enum class To { Coordinator, Partition, Every } to;
         std::string topic;
         uint32_t partition = 0;
     };
@@ -111,6 +138,12 @@ class BrokerClient {
     void noteSkipped(const std::string& group, const std::string& topic, uint32_t partition, uint64_t count);
     /// The first offset stored at or after @p timestampUs (µs since the epoch), or the end offset.
     uint64_t offsetForTime(const std::string& topic, uint32_t partition, int64_t timestampUs);
+    /// Delete a topic with its events and group offsets (see Broker::deleteTopic).
+    void deleteTopic(const std::string& topic, bool force);
+    /// Drop every stored event of a topic; returns how many.
+    uint64_t purgeTopic(const std::string& topic);
+    /// Change a topic's retention (the TopicField bits of @p changes say which).
+    void alterTopic(const std::string& topic, const TopicConfig& changes);
 
     /// Clients connected to the broker's service, or -1 when it has no such notion (embedded).
     virtual int64_t connectedClients() { return -1; }

@@ -27,10 +27,12 @@ enum class ErrorCode : int {
     GroupActive,      ///< an admin change refused while a group has live members
     OffsetOutOfRange, ///< a consumer's position was deleted by retention before it read it
     CommitFailed,     ///< a commit by a member that no longer owns the partition (fenced)
+    Storage,          ///< the storage refused a write (disk full, I/O error); names the path and free space
+    OutOfSequence,    ///< a producer's batch follows one of its batches that was not stored (a gap)
 };
 
 /// The highest code in use (a peer's reply with a higher one is treated as Generic).
-constexpr ErrorCode kLastErrorCode = ErrorCode::CommitFailed;
+constexpr ErrorCode kLastErrorCode = ErrorCode::OutOfSequence;
 
 /// Human-readable name of an error code (e.g. "InvalidArgument").
 const char* errorCodeName(ErrorCode code) noexcept;

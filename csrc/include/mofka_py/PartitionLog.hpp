@@ -119,6 +119,10 @@ class PartitionLog {
     void sync();
     /// Sync if the interval policy says so; drop segments past retention.
     void housekeeping();
+    /// Drop every stored event (the log continues at the same end offset); returns how many.
+    uint64_t purge();
+    /// Change the retention limits (0: none) and apply them now.
+    void setRetention(uint64_t retentionBytes, int64_t retentionMs);
     /// Sync and release files; further use throws Closed.
     void close();
 
@@ -131,7 +135,8 @@ class PartitionLog {
     void recoverSegment(Segment& seg, bool last);
     Segment& writableSegment(uint64_t length);
     void backRange(Segment& seg, size_t pos, uint64_t length);
-    /// A batch its producer sent before (a retry): its original offsets, or nullopt for a new one.
+    /// A batch its producer sent before (a retry): its original offsets, or nullopt for a new one;
+    /// throws OutOfSequence for a batch that follows one of its producer's batches never stored.
     std::optional<AppendResult> resentLocked(const BatchHeader& h) const;
     /// Make a batch written at @p pos of @p seg visible: index, offsets, producer window; unlocks, wakes readers.
     AppendResult publishLocked(Segment& seg, size_t pos, uint64_t length, const BatchHeader& h, uint32_t count,

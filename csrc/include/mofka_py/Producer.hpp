@@ -89,10 +89,26 @@ class Producer {
     /// Wait until @p bytes fit under maxPendingBytes (or @p timeoutMs passes); true if they fit.
     bool waitForSpace(size_t bytes, int64_t timeoutMs) const;
 
-    /// Send everything queued and wait until it is appended; throws the first failure since the last flush.
+    /**
+     * @brief Send everything queued and wait until it is appended (@p timeoutMs < 0: no limit).
+     *
+     * Throws Timeout naming the events still unstored, their partitions and the cause when the
+     * time runs out (they stay queued), and the failure of events not stored since the last
+     * report otherwise.
+     */
     void flush(int64_t timeoutMs);
-    /// Flush and stop; pushing afterwards throws Closed.
-    void close();
+    /**
+     * @brief Flush and stop; pushing afterwards throws Closed.
+     *
+     * Without a timeout (< 0) it waits until every event is stored or failed (a transport
+     * retrying a lost connection gives up after its reconnect timeout); past @p timeoutMs
+     * it stops waiting and the events not stored fail. Throws if events were not stored
+     * (and not reported by flush() before): never returns quietly with events lost.
+     */
+    void close(int64_t timeoutMs = -1);
+    /// After a failure: partitions that refused events since a batch to them failed take
+    /// events again (new producer id). Waits for batches in flight first.
+    void reset();
     /// Bytes pushed and not yet appended.
     size_t pendingBytes() const;
     /// Events appended so far.

@@ -41,6 +41,15 @@ std::vector<std::string> listDir(const std::string& p) {
     std::sort(out.begin(), out.end());
     return out;
 }
+/// Remove a directory and everything under it (topic directories hold partition directories).
+void removeTree(const std::string& dir) {
+    for (const std::string& n : listDir(dir)) {
+        std::string path = dir + "/" + n;
+        if (isDir(path)) removeTree(path);
+        else ::unlink(path.c_str());
+    }
+    ::rmdir(dir.c_str());
+}
 void fsyncPath(const std::string& p) {
     int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd >= 0) { fsync(fd); ::close(fd); }
@@ -107,6 +116,9 @@ void validateConfig(const TopicConfig& c) {
 // u64 offset; a skipped-events total is kSkippedMark followed by the same fields (the total in
 // place of the offset). Group names are at most 1000 bytes, so the mark cannot start a commit.
 constexpr uint16_t kSkippedMark = 0xFFFF;
+// A deleted topic: kTopicGoneMark, u16 topic length, topic. Replay forgets every offset of the
+// topic recorded before it (a topic created again under the name starts with no group offsets).
+constexpr uint16_t kTopicGoneMark = 0xFFFE;
 std::string encodeCommit(const std::string& g, const std::string& t, uint32_t p, uint64_t o) {
     std::string r;
     uint16_t gl = uint16_t(g.size()), tl = uint16_t(t.size());
@@ -189,9 +201,20 @@ Broker::Broker(BrokerOptions options) : m_opts(std::move(options)) {
         try {
             if (!exists(d + "/" + kMarker)) writeFileAtomic(d, kMarker, kMarkerText);
             mkdir((d + "/topics").c_str(), 0755);
-            for (const std::string& n : listDir(d + "/topics"))
-                if (n[0] != '.') m_topics[n] = loadTopic(n);
+            std::vector<std::string> deleting;
+            for (const std::string& n : listDir(d + "/topics")) {
+                if (n.rfind(".deleting-", 0) == 0) deleting.push_back(n);
+                else if (n.rfind(".creating-", 0) == 0) removeTree(d + "/topics/" + n); // never visible
+                else if (n[0] != '.') m_topics[n] = loadTopic(n);
+            }
             loadOffsets();
+            // A delete cut short by a crash: the rename was its point of no return; finish it.
+            for (const std::string& n : deleting) {
+                std::string name = n.substr(10, n.rfind('.') - 10);
+                if (!m_topics.count(name)) forgetTopicOffsetsLocked(name);
+                removeTree(d + "/topics/" + n);
+            }
+            if (!deleting.empty()) fsyncPath(d + "/topics");
         } catch (...) {
             // The destructor does not run for a half-built broker: release the lock here,
             // so the caller can reopen (e.g. with repair=True) in this process.
@@ -628,6 +651,87 @@ uint64_t Broker::offsetForTime(const std::string& topic, uint32_t partition, int
     return end;
 }
 
+void Broker::eraseTopicOffsets(const std::string& topic) {
+    for (auto* m : {&m_committed, &m_skipped})
+        for (auto it = m->begin(); it != m->end();)
+            it = std::get<1>(it->first) == topic ? m->erase(it) : std::next(it);
+    for (auto it = m_groups.begin(); it != m_groups.end();)
+        it = it->first.second == topic ? m_groups.erase(it) : std::next(it);
+}
+
+void Broker::forgetTopicOffsetsLocked(const std::string& topic) {
+    eraseTopicOffsets(topic);
+    if (!m_offsetsLog) return;
+    std::string rec(reinterpret_cast<const char*>(&kTopicGoneMark), 2);
+    uint16_t len = uint16_t(topic.size());
+    rec.append(reinterpret_cast<const char*>(&len), 2).append(topic);
+    BatchBuilder b;
+    b.add(rec.data(), rec.size(), nullptr, 0,
+          std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+    SealedBatch sb = b.seal(0, 0);
+    m_offsetsLog->append(sb);
+}
+
+void Broker::deleteTopic(const std::string& name, bool force) {
+    std::shared_ptr<Topic> t = getTopic(name);
+    std::unique_lock<std::mutex> lock(m_mutex);
+    if (!force) {
+        std::string live;
+        auto now = std::chrono::steady_clock::now();
+        for (auto& kv : m_groups) {
+            if (kv.first.second != name) continue;
+            kv.second.expire(now);
+            for (auto& m : kv.second.members) live += (live.empty() ? "" : ", ") + m.first + " (group " + kv.first.first + ")";
+        }
+        if (!live.empty())
+            throw Error(ErrorCode::GroupActive, "topic '" + name + "' has live consumers: " + live +
+                                                    "; stop them first, or delete with force=True (`--force`)");
+    }
+    m_topics.erase(name);
+    if (!m_opts.directory.empty()) {
+        // The rename is the point of no return: a crash after it finishes the delete on the next open.
+        std::string topics = m_opts.directory + "/topics";
+        std::string gone = topics + "/.deleting-" + name + "." + std::to_string(++m_memberCounter);
+        for (auto& log : t->logs) log->close();
+        if (rename((topics + "/" + name).c_str(), gone.c_str()) != 0) {
+            m_topics[name] = loadTopic(name);
+            throwError(ErrorCode::Storage, "cannot delete topic directory " + topics + "/" + name, true);
+        }
+        fsyncPath(topics);
+        forgetTopicOffsetsLocked(name);
+        lock.unlock();
+        removeTree(gone);
+        fsyncPath(topics);
+    } else {
+        forgetTopicOffsetsLocked(name);
+        lock.unlock();
+        for (auto& log : t->logs) log->close();
+    }
+    t->bump(); // waiters on the topic see it gone
+}
+
+uint64_t Broker::purgePartition(const std::string& name, uint32_t partition) {
+    auto t = getTopic(name);
+    checkPartition(*this, partition, t->config.partitions, name);
+    uint64_t removed = t->logs[partition]->purge();
+    t->bump();
+    return removed;
+}
+
+void Broker::alterTopic(const std::string& name, const TopicConfig& changes) {
+    auto t = getTopic(name);
+    if (changes.setFields & ~uint32_t(kRetentionBytes | kRetentionMs))
+        throw Error(ErrorCode::InvalidArgument, "only retention_bytes and retention_ms can be changed on an existing topic");
+    if (changes.retentionMs < 0) throw Error(ErrorCode::InvalidArgument, "retention_ms must be >= 0");
+    std::lock_guard<std::mutex> lock(m_mutex);
+    TopicConfig c = t->config;
+    if (changes.setFields & kRetentionBytes) c.retentionBytes = changes.retentionBytes;
+    if (changes.setFields & kRetentionMs) c.retentionMs = changes.retentionMs;
+    if (!t->directory.empty()) writeFileAtomic(t->directory, "topic.conf", topicConfText(c));
+    t->config = c;
+    for (auto& log : t->logs) log->setRetention(c.retentionBytes, c.retentionMs);
+}
+
 std::vector<std::string> Broker::groups(const std::string& topic) const {
     std::lock_guard<std::mutex> lock(m_mutex);
     std::vector<std::string> out;
@@ -706,6 +810,13 @@ void Broker::loadOffsets() {
                     uint16_t mark;
                     std::memcpy(&mark, p, 2);
                     if (mark == kSkippedMark) { skippedRecord = true; p += 2; m.size -= 2; }
+                    if (mark == kTopicGoneMark) {
+                        ++records;
+                        uint16_t len = 0;
+                        if (m.size >= 4) std::memcpy(&len, p + 2, 2);
+                        if (m.size == size_t(4) + len) eraseTopicOffsets(std::string(reinterpret_cast<const char*>(p + 4), len));
+                        continue;
+                    }
                 }
                 uint16_t gl, tl;
                 uint32_t part;

@@ -12,6 +12,9 @@ std::vector<uint8_t> handleControl(Broker& broker, const uint8_t* body, size_t s
     case ControlOp::ResetGroup: broker.resetGroup(q.group, q.topic, q.offsets); break;
     case ControlOp::NoteSkipped: broker.noteSkipped(q.group, q.topic, q.partition, q.count); break;
     case ControlOp::OffsetForTime: w.put<uint64_t>(broker.offsetForTime(q.topic, q.partition, q.timestampUs)); break;
+    case ControlOp::DeleteTopic: broker.deleteTopic(q.topic, q.count != 0); break;
+    case ControlOp::PurgePartition: w.put<uint64_t>(broker.purgePartition(q.topic, q.partition)); break;
+    case ControlOp::AlterTopic: broker.alterTopic(q.topic, q.config); break;
     }
     return std::move(w.buf);
 }

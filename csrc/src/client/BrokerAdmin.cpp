@@ -54,4 +54,36 @@ uint64_t BrokerClient::offsetForTime(const std::string& topic, uint32_t partitio
     return off;
 }
 
+void BrokerClient::deleteTopic(const std::string& topic, bool force) {
+    ControlRequest q;
+    q.op = ControlOp::DeleteTopic;
+    q.topic = topic;
+    q.count = force ? 1 : 0;
+    control({To::Every, topic, 0}, encodeControl(q));
+}
+
+uint64_t BrokerClient::purgeTopic(const std::string& topic) {
+    uint32_t n = describeTopic(topic).config.partitions;
+    uint64_t removed = 0;
+    for (uint32_t p = 0; p < n; ++p) {
+        ControlRequest q;
+        q.op = ControlOp::PurgePartition;
+        q.topic = topic;
+        q.partition = p;
+        auto reply = control({To::Partition, topic, p}, encodeControl(q));
+        Reader r(reply.data(), reply.size());
+        removed += r.get<uint64_t>();
+        r.end();
+    }
+    return removed;
+}
+
+void BrokerClient::alterTopic(const std::string& topic, const TopicConfig& changes) {
+    ControlRequest q;
+    q.op = ControlOp::AlterTopic;
+    q.topic = topic;
+    q.config = changes;
+    control({To::Every, topic, 0}, encodeControl(q));
+}
+
 } // namespace mofka_py

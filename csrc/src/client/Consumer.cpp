@@ -560,8 +560,9 @@ class ConsumerImpl {
             try {
                 commitAll();
             } catch (const Error& e) {
-                // Fenced: the partitions moved on while this member was away; nothing to keep.
-                if (e.code() != ErrorCode::CommitFailed) err = std::current_exception();
+                // Fenced (the partitions moved on while this member was away) or the topic was
+                // deleted: there is nothing left to keep.
+                if (e.code() != ErrorCode::CommitFailed && e.code() != ErrorCode::TopicNotFound) err = std::current_exception();
             } catch (...) {
                 err = std::current_exception();
             }

@@ -6,8 +6,10 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 
 namespace mofka_py {
@@ -86,6 +88,7 @@ class ProducerImpl {
         BatchBuilder builder;
         std::shared_ptr<BatchState> state;
         size_t bytes;
+        uint32_t events;
     };
 
     ProducerImpl(std::shared_ptr<BrokerClient> client, std::string topic, ProducerOptions opts)
@@ -118,6 +121,21 @@ class ProducerImpl {
 
     void checkOpen() const {
         if (m_closed) throw Error(ErrorCode::Closed, "producer is closed; create a new one with topic.producer()");
+    }
+
+    /// A partition where one of this producer's batches failed takes none of its later events
+    /// (no gap in its stream) until reset().
+    void checkPartitionLocked(uint32_t p) const {
+        auto it = m_failed.find(p);
+        if (it == m_failed.end()) return;
+        throw Error(it->second.first, refusedMessage(p, it->second.second));
+    }
+
+    std::string refusedMessage(uint32_t p, const std::string& cause) const {
+        return "partition " + std::to_string(p) + " of topic '" + m_topic + "' takes no more events from this producer: " +
+               "an earlier batch to it was not stored (" + cause + "). Later events were refused so that the partition "
+               "holds no gap in this producer's stream; once the cause is fixed, call producer.reset() (or open a new "
+               "producer) to continue";
     }
 
     void reserve(std::unique_lock<std::mutex>& l, size_t bytes, bool block) {
@@ -165,6 +183,7 @@ class ProducerImpl {
         std::unique_lock<std::mutex> l(m_mutex);
         checkOpen();
         uint32_t p = choose(partition, key, keyLen);
+        checkPartitionLocked(p);
         size_t bytes = metaLen + dataLen + 12;
         reserve(l, bytes, block);
         OpenBatch& ob = prepare(p);
@@ -182,6 +201,7 @@ class ProducerImpl {
         checkOpen();
         while (i < n) {
             uint32_t p = partition >= 0 ? choose(partition, nullptr, 0) : uint32_t(m_rr++ % m_partitions);
+            checkPartitionLocked(p);
             OpenBatch& ob = prepare(p);
             size_t room = m_opts.batchEvents - ob.builder.count();
             size_t k = std::min(n - i, std::max<size_t>(room, 1));
@@ -219,7 +239,8 @@ class ProducerImpl {
     void sealLocked(uint32_t p) {
         OpenBatch& ob = m_open[p];
         if (ob.builder.empty()) return;
-        m_ready.push_back({p, std::move(ob.builder), std::move(ob.state), ob.bytes});
+        uint32_t events = uint32_t(ob.builder.count());
+        m_ready.push_back({p, std::move(ob.builder), std::move(ob.state), ob.bytes, events});
         ob.builder = BatchBuilder();
         ob.state.reset();
         ob.bytes = 0;
@@ -231,6 +252,7 @@ class ProducerImpl {
         Ready r;
         SealedBatch batch;
         bool done = false;
+        bool reported = false; ///< complete() ran (its futures have the outcome)
         AppendResult result{};
         std::exception_ptr error;
     };
@@ -263,16 +285,103 @@ class ProducerImpl {
                 msg = "unknown error";
             }
         }
-        uint32_t count = s.batch.count;
+        const uint32_t p = s.r.partition;
         s.batch = SealedBatch(); // release user buffers before reporting success
+        std::vector<Ready> refused;
+        {
+            std::lock_guard<std::mutex> l(m_mutex);
+            if (status == 2 && m_giveUp && !m_failed.count(p)) {
+                // Failed because close() stopped waiting: say so, with what kept it from being stored.
+                code = m_giveUpCode;
+                msg = "not stored: the producer was closed before it could be (" + m_giveUpCause + ")";
+            }
+            if (status == 2) {
+                auto f = m_failed.find(p);
+                if (f == m_failed.end()) {
+                    // The first failure on this partition: it fails every later batch of it (those
+                    // already on their way are refused by the broker as out of sequence).
+                    m_failed[p] = {code, msg};
+                    refused = takeQueuedLocked(p);
+                } else {
+                    code = f->second.first; // a later batch fails with the first cause, not the gap it left
+                    msg = refusedMessage(p, f->second.second);
+                }
+                noteFailureLocked(p, s.r.events, code, msg);
+            } else {
+                m_appended += s.r.events;
+            }
+            m_pending -= s.r.bytes;
+            --m_inflight;
+            s.reported = true;
+        }
         s.r.state->finish(status, s.result.baseOffset, code, msg);
+        failRefused(refused, p);
         std::lock_guard<std::mutex> l(m_mutex);
-        if (status == 2 && m_firstError.empty()) { m_firstError = msg; m_firstErrorCode = code; }
-        if (status == 1) m_appended += count;
-        m_pending -= s.r.bytes;
-        --m_inflight;
         m_spaceCv.notify_all();
         m_doneCv.notify_all();
+    }
+
+    /// Remove partition @p p's batches that were not sent yet (sealed or still open).
+    std::vector<Ready> takeQueuedLocked(uint32_t p) {
+        std::vector<Ready> out;
+        for (auto it = m_ready.begin(); it != m_ready.end();) {
+            if (it->partition == p) {
+                out.push_back(std::move(*it));
+                it = m_ready.erase(it);
+            } else {
+                ++it;
+            }
+        }
+        OpenBatch& ob = m_open[p];
+        if (!ob.builder.empty()) {
+            uint32_t events = uint32_t(ob.builder.count());
+            out.push_back({p, std::move(ob.builder), std::move(ob.state), ob.bytes, events});
+            ob.builder = BatchBuilder();
+            ob.state.reset();
+            ob.bytes = 0;
+            ++m_inflight; // as if sealed; failRefused() settles it
+        }
+        return out;
+    }
+
+    /// Fail batches of a partition that will not be sent; their futures get the partition's cause.
+    void failRefused(std::vector<Ready>& refused, uint32_t p) {
+        if (refused.empty()) return;
+        ErrorCode code;
+        std::string msg;
+        {
+            std::lock_guard<std::mutex> l(m_mutex);
+            auto f = m_failed.find(p);
+            code = f->second.first;
+            msg = refusedMessage(p, f->second.second);
+            for (auto& r : refused) {
+                noteFailureLocked(p, r.events, code, msg);
+                m_pending -= r.bytes;
+                --m_inflight;
+            }
+        }
+        for (auto& r : refused) r.state->finish(2, 0, code, msg);
+    }
+
+    /// Count events that were not stored, for the next flush()/close() to report.
+    void noteFailureLocked(uint32_t p, uint32_t events, ErrorCode code, const std::string& msg) {
+        if (m_unstored.events == 0) {
+            m_unstored.code = code;
+            m_unstored.cause = msg;
+        }
+        m_unstored.events += events;
+        m_unstored.partitions.insert(p);
+    }
+
+    /// The failures not yet reported, as one error (and forget them).
+    Error takeUnstoredLocked(const std::string& when) {
+        std::string parts;
+        for (uint32_t p : m_unstored.partitions) parts += (parts.empty() ? "" : ", ") + std::to_string(p);
+        Error e(m_unstored.code, when + ": " + std::to_string(m_unstored.events) + " event(s) to topic '" + m_topic +
+                                     "' (partition" + (m_unstored.partitions.size() > 1 ? "s " : " ") + parts +
+                                     ") were not stored: " + m_unstored.cause);
+        m_unstored = Unstored{};
+        return e;
     }
 
     /// The connection went away under batches in flight: once all of them have an outcome,
@@ -288,11 +397,12 @@ class ProducerImpl {
         m_dispatching = true; // nobody sends a later batch before these are resent
         std::deque<std::shared_ptr<Sending>> all;
         all.swap(m_sending);
+        m_resending.assign(all.begin(), all.end()); // still outstanding while resent (see outstandingLocked)
         l.unlock();
         for (auto& s : all) {
             if (connectionLost(s->error)) {
                 try {
-                    s->result = m_client->produce(m_topic, s->r.partition, s->batch);
+                    s->result = m_client->produce(m_topic, s->r.partition, s->batch, m_cancel);
                     s->error = nullptr;
                 } catch (...) {
                     s->error = std::current_exception();
@@ -301,6 +411,7 @@ class ProducerImpl {
             complete(*s);
         }
         l.lock();
+        m_resending.clear();
         m_dispatching = false;
         m_cv.notify_all();
     }
@@ -310,6 +421,20 @@ class ProducerImpl {
     /// held, by the sender thread or by flush(); true if a batch was sent.
     bool dispatchOne(std::unique_lock<std::mutex>& l) {
         if (m_dispatching || m_ready.empty() || m_sending.size() >= m_window) return false;
+        if (m_failed.count(m_ready.front().partition) || m_giveUp) {
+            // Not sent: its partition failed, or the producer stopped waiting (close with a timeout).
+            auto s = std::make_shared<Sending>();
+            s->r = std::move(m_ready.front());
+            m_ready.pop_front();
+            std::string why = m_giveUp ? "not sent: the producer was closed before it could be stored (" + m_giveUpCause + ")"
+                                       : refusedMessage(s->r.partition, m_failed[s->r.partition].second);
+            ErrorCode code = m_giveUp ? m_giveUpCode : m_failed[s->r.partition].first;
+            s->error = std::make_exception_ptr(Error(code, why));
+            s->done = true;
+            m_sending.push_back(s);
+            m_cv.notify_all();
+            return true;
+        }
         m_dispatching = true;
         auto s = std::make_shared<Sending>();
         s->r = std::move(m_ready.front());
@@ -376,6 +501,28 @@ class ProducerImpl {
         m_doneCv.notify_all();
     }
 
+    /// Events and partitions not stored yet (sealed, in flight, or still open).
+    std::pair<uint64_t, std::string> outstandingLocked() const {
+        uint64_t n = 0;
+        std::set<uint32_t> parts;
+        for (auto& r : m_ready) { n += r.events; parts.insert(r.partition); }
+        for (auto& s : m_sending)
+            if (!s->done || s->error) { n += s->r.events; parts.insert(s->r.partition); }
+        for (auto& s : m_resending)
+            if (!s->reported) { n += s->r.events; parts.insert(s->r.partition); }
+        for (uint32_t p = 0; p < m_partitions; ++p)
+            if (!m_open[p].builder.empty()) { n += m_open[p].builder.count(); parts.insert(p); }
+        std::string list;
+        for (uint32_t p : parts) list += (list.empty() ? "" : ", ") + std::to_string(p);
+        return {n, (parts.size() > 1 ? "partitions " : "partition ") + list};
+    }
+
+    /// Why nothing gets stored, as far as the transport knows.
+    std::string stuckCause() const {
+        std::string problem = m_client->connectionProblem();
+        return problem.empty() ? "the broker has not acknowledged them yet" : problem;
+    }
+
     void flush(int64_t timeoutMs) {
         std::unique_lock<std::mutex> l(m_mutex);
         for (uint32_t p = 0; p < m_partitions; ++p) sealLocked(p);
@@ -384,26 +531,69 @@ class ProducerImpl {
         m_cv.notify_one();
         auto done = [&] { return m_inflight == 0; };
         if (timeoutMs < 0) m_doneCv.wait(l, done);
-        else if (!m_doneCv.wait_for(l, std::chrono::milliseconds(timeoutMs), done))
-            throw Error(ErrorCode::Timeout, "flush did not finish within " + std::to_string(timeoutMs) + " ms (" +
-                                                std::to_string(m_pending) + " bytes still pending)");
-        if (!m_firstError.empty()) {
-            std::string e = m_firstError;
-            m_firstError.clear();
-            throw Error(m_firstErrorCode, "some events were not stored: " + e);
+        else if (!m_doneCv.wait_for(l, std::chrono::milliseconds(timeoutMs), done)) {
+            auto [n, parts] = outstandingLocked();
+            l.unlock();
+            std::string cause = stuckCause();
+            throw Error(ErrorCode::Timeout, "flush(timeout=" + seconds(timeoutMs) + "): " + std::to_string(n) +
+                                                " event(s) to topic '" + m_topic + "' (" + parts +
+                                                ") not stored yet: " + cause +
+                                                ". They stay queued: flush again to keep waiting, or close(timeout=...) "
+                                                "to give up on them");
         }
+        if (m_unstored.events) throw takeUnstoredLocked("flush");
     }
 
-    void close() {
-        {
-            std::unique_lock<std::mutex> l(m_mutex);
-            if (m_closed) return;
-            m_closed = true;
-            for (uint32_t p = 0; p < m_partitions; ++p) sealLocked(p);
+    static std::string seconds(int64_t ms) {
+        std::string s = std::to_string(ms / 1000);
+        if (ms % 1000) {
+            std::string frac = std::to_string(1000 + ms % 1000).substr(1);
+            while (!frac.empty() && frac.back() == '0') frac.pop_back();
+            s += "." + frac;
         }
+        return s + " s";
+    }
+
+    /// Flush and stop. Without a timeout it waits until every event is stored or failed (a
+    /// transport retrying a lost connection gives up after its reconnect timeout). With one, past
+    /// it the producer stops waiting: events not stored fail with the cause. Either way, events
+    /// that were not stored and not yet reported by flush() are reported here, as an error.
+    void close(int64_t timeoutMs = -1) {
+        std::unique_lock<std::mutex> l(m_mutex);
+        if (m_closed) return;
+        m_closed = true;
+        for (uint32_t p = 0; p < m_partitions; ++p) sealLocked(p);
         m_cv.notify_all();
         m_spaceCv.notify_all();
+        auto done = [&] { return m_inflight == 0; };
+        if (timeoutMs >= 0 && !m_doneCv.wait_for(l, std::chrono::milliseconds(timeoutMs), done)) {
+            l.unlock();
+            std::string cause = stuckCause();
+            l.lock();
+            m_giveUp = true;
+            m_giveUpCode = m_client->connectionProblem().empty() ? ErrorCode::Timeout : ErrorCode::Connection;
+            m_giveUpCause = "close(timeout=" + seconds(timeoutMs) + ") passed: " + cause;
+            m_cancel.cancelNow(); // a transport retrying a lost connection stops now
+            m_cv.notify_all();
+        }
+        l.unlock();
         if (m_thread.joinable()) m_thread.join();
+        l.lock();
+        if (m_unstored.events) throw takeUnstoredLocked("close");
+    }
+
+    /// Continue after a failure: partitions refused since a failed batch take events again,
+    /// under a new producer id (its sequence numbers start afresh, so the broker does not see
+    /// the failed batch as a gap). Waits for batches in flight to finish first.
+    void reset() {
+        std::unique_lock<std::mutex> l(m_mutex);
+        checkOpen();
+        m_cv.notify_all();
+        m_doneCv.wait(l, [&] { return m_sending.empty() && m_ready.empty(); });
+        m_failed.clear();
+        m_producerId = randomProducerId();
+        m_sequence.assign(m_partitions, 0);
+        m_unstored = Unstored{};
     }
 
     bool wouldBlock(size_t bytes) const {
@@ -433,6 +623,7 @@ class ProducerImpl {
     std::vector<OpenBatch> m_open;
     std::deque<Ready> m_ready;
     std::deque<std::shared_ptr<Sending>> m_sending;
+    std::vector<std::shared_ptr<Sending>> m_resending; ///< being resent after a lost connection (recover())
     std::vector<uint64_t> m_sequence;
     uint64_t m_rr = 0;
     size_t m_pending = 0;
@@ -441,8 +632,18 @@ class ProducerImpl {
     bool m_closed = false;
     bool m_dispatching = false; ///< a thread is handing a batch to the transport (or resending after a lost connection)
     size_t m_window = 1;        ///< batches in flight at most
-    std::string m_firstError;
-    ErrorCode m_firstErrorCode = ErrorCode::Generic;
+    /// Events not stored since the last report by flush()/close(): how many, where, the first cause.
+    struct Unstored {
+        uint64_t events = 0;
+        std::set<uint32_t> partitions;
+        ErrorCode code = ErrorCode::Generic;
+        std::string cause;
+    } m_unstored;
+    std::map<uint32_t, std::pair<ErrorCode, std::string>> m_failed; ///< partition -> first failure (see reset())
+    CancelToken m_cancel;        ///< set when close() stops waiting: transport retries give up
+    bool m_giveUp = false;       ///< close() timed out: queued batches fail instead of being sent
+    ErrorCode m_giveUpCode = ErrorCode::Timeout;
+    std::string m_giveUpCause;
     std::thread m_thread;
 };
 
@@ -462,7 +663,8 @@ Future Producer::pushManyVar(const uint8_t* metas, const uint64_t* lengths, size
 bool Producer::wouldBlock(size_t bytes) const { return m_impl->wouldBlock(bytes); }
 bool Producer::waitForSpace(size_t bytes, int64_t timeoutMs) const { return m_impl->waitForSpace(bytes, timeoutMs); }
 void Producer::flush(int64_t timeoutMs) { m_impl->flush(timeoutMs); }
-void Producer::close() { m_impl->close(); }
+void Producer::close(int64_t timeoutMs) { m_impl->close(timeoutMs); }
+void Producer::reset() { m_impl->reset(); }
 size_t Producer::pendingBytes() const { return m_impl->pendingBytes(); }
 uint64_t Producer::appendedEvents() const { return m_impl->appended(); }
 uint32_t Producer::partitions() const { return m_impl->partitions(); }

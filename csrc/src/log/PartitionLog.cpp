@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -150,14 +151,36 @@ void makeDirs(const std::string& path) {
     }
 }
 
-void writeAll(int fd, std::vector<iovec>& iov, off_t pos) {
+std::string megabytes(double bytes) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f MB", bytes / 1e6);
+    return buf;
+}
+
+/// A StorageError for a failed write or sync of @p path (errno is the cause): names the file,
+/// the free space of its filesystem and what to do.
+[[noreturn]] void storageError(const std::string& what, const std::string& path) {
+    int e = errno;
+    std::string msg = what + " " + path + ": " + std::strerror(e);
+    std::string dir = path.substr(0, path.find_last_of('/'));
+    struct statvfs fs;
+    if (statvfs(dir.empty() ? "/" : dir.c_str(), &fs) == 0)
+        msg += " (" + megabytes(double(fs.f_bavail) * double(fs.f_frsize)) + " free of " +
+               megabytes(double(fs.f_blocks) * double(fs.f_frsize)) + " on that filesystem)";
+    if (e == ENOSPC || e == EDQUOT)
+        msg += "; nothing of this batch was stored and reads still work. Free space (or shorten the topic's retention, "
+               "`mofka-py topic purge`), then call producer.reset() to write again";
+    throw Error(ErrorCode::Storage, msg);
+}
+
+void writeAll(int fd, std::vector<iovec>& iov, off_t pos, const std::string& path) {
     size_t i = 0;
     while (i < iov.size()) {
         int n = int(std::min<size_t>(iov.size() - i, IOV_MAX));
         ssize_t w = pwritev(fd, iov.data() + i, n, pos);
         if (w < 0) {
             if (errno == EINTR) continue;
-            throwError(ErrorCode::Generic, "write to partition log failed", true);
+            storageError("cannot write", path);
         }
         pos += w;
         while (w > 0 && i < iov.size()) {
@@ -220,7 +243,7 @@ std::shared_ptr<PartitionLog::Segment> PartitionLog::newSegment(uint64_t baseOff
     } else {
         seg->path = m_opts.directory + "/" + segmentName(baseOffset);
         seg->fd = ::open(seg->path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-        if (seg->fd < 0) throwError(ErrorCode::Generic, "cannot open segment " + seg->path, true);
+        if (seg->fd < 0) storageError("cannot open segment", seg->path);
         struct stat st;
         fstat(seg->fd, &st);
         seg->size = size_t(st.st_size);
@@ -417,7 +440,15 @@ AppendResult PartitionLog::commitReserved(CrcMode mode) {
 std::optional<AppendResult> PartitionLog::resentLocked(const BatchHeader& h) const {
     if (!h.producerId) return std::nullopt;
     auto it = m_producers.find(h.producerId);
-    if (it == m_producers.end() || h.sequence > it->second.lastSequence()) return std::nullopt;
+    if (it == m_producers.end()) return std::nullopt;
+    if (h.sequence > it->second.lastSequence() + 1)
+        // A batch of this producer before it was not stored (e.g. refused on a full disk):
+        // storing this one would leave a gap in the producer's stream (Kafka's OutOfOrderSequence).
+        throw Error(ErrorCode::OutOfSequence,
+                    "batch " + std::to_string(h.sequence) + " of producer " + std::to_string(h.producerId) +
+                        " refused: its batch " + std::to_string(it->second.lastSequence() + 1) +
+                        " was not stored; the producer must be reset before it writes here again");
+    if (h.sequence > it->second.lastSequence()) return std::nullopt;
     uint64_t base = UINT64_MAX; // older than the window: stored, offset forgotten
     for (auto& sb : it->second.recent)
         if (sb.first == h.sequence) base = sb.second;
@@ -480,13 +511,19 @@ AppendResult PartitionLog::append(SealedBatch& batch, CrcMode mode) {
         iov.reserve(batch.pieces.size());
         for (const Piece& pc : batch.pieces) iov.push_back({const_cast<uint8_t*>(pc.data), pc.size});
         try {
-            writeAll(seg.fd, iov, off_t(pos));
+            writeAll(seg.fd, iov, off_t(pos), seg.path);
         } catch (...) {
             if (ftruncate(seg.fd, off_t(pos)) != 0) { /* the tail is recovered on next open */ }
             throw;
         }
         if (m_opts.sync == SyncPolicy::Batch) {
-            if (fdatasync(seg.fd) != 0) throwError(ErrorCode::Generic, "fdatasync of partition log failed", true);
+            if (fdatasync(seg.fd) != 0) {
+                int e = errno;
+                // Not acknowledged, so not kept: a later open must not find it either.
+                if (ftruncate(seg.fd, off_t(pos)) != 0) { /* the tail is recovered on next open */ }
+                errno = e;
+                storageError("cannot sync", seg.path);
+            }
         } else {
             m_dirty = true;
         }
@@ -574,6 +611,33 @@ void PartitionLog::housekeeping() {
         m_dirty = false;
         m_lastSync = now;
     }
+}
+
+uint64_t PartitionLog::purge() {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    if (m_closed) throw Error(ErrorCode::Closed, "partition log is closed");
+    if (!m_reserved.empty())
+        throw Error(ErrorCode::InvalidArgument, "a batch is being received into this partition; purge again in a moment");
+    const uint64_t removed = m_next - m_segments.front()->baseOffset;
+    // The new, empty segment first, then the old ones from the front: a crash in between leaves
+    // contiguous segments (the purge is then simply not finished).
+    Segment& active = *m_segments.back();
+    if (active.size > 0 || active.baseOffset != m_next) {
+        if (active.fd >= 0 && m_opts.sync != SyncPolicy::None) fdatasync(active.fd);
+        m_segments.push_back(newSegment(m_next, m_opts.segmentBytes));
+    }
+    while (m_segments.size() > 1) {
+        if (m_segments.front()->fd >= 0) ::unlink(m_segments.front()->path.c_str());
+        m_segments.erase(m_segments.begin());
+    }
+    return removed;
+}
+
+void PartitionLog::setRetention(uint64_t retentionBytes, int64_t retentionMs) {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    m_opts.retentionBytes = retentionBytes;
+    m_opts.retentionMs = retentionMs;
+    if (!m_closed) applyRetentionLocked();
 }
 
 void PartitionLog::applyRetentionLocked() {

@@ -10,6 +10,9 @@ std::vector<uint8_t> encodeControl(const ControlRequest& q) {
     case ControlOp::ResetGroup: w.str(q.group).str(q.topic).offsets(q.offsets); break;
     case ControlOp::NoteSkipped: w.str(q.group).str(q.topic).put<uint32_t>(q.partition).put<uint64_t>(q.count); break;
     case ControlOp::OffsetForTime: w.str(q.topic).put<uint32_t>(q.partition).put<int64_t>(q.timestampUs); break;
+    case ControlOp::DeleteTopic: w.str(q.topic).put<uint64_t>(q.count); break;
+    case ControlOp::PurgePartition: w.str(q.topic).put<uint32_t>(q.partition); break;
+    case ControlOp::AlterTopic: w.str(q.topic); writeTopicConfig(w, q.config); break;
     }
     return std::move(w.buf);
 }
@@ -24,6 +27,9 @@ ControlRequest decodeControl(const uint8_t* body, size_t size) {
     case ControlOp::NoteSkipped:
         q.group = r.str(); q.topic = r.str(); q.partition = r.get<uint32_t>(); q.count = r.get<uint64_t>(); break;
     case ControlOp::OffsetForTime: q.topic = r.str(); q.partition = r.get<uint32_t>(); q.timestampUs = r.get<int64_t>(); break;
+    case ControlOp::DeleteTopic: q.topic = r.str(); q.count = r.get<uint64_t>(); break;
+    case ControlOp::PurgePartition: q.topic = r.str(); q.partition = r.get<uint32_t>(); break;
+    case ControlOp::AlterTopic: q.topic = r.str(); q.config = readTopicConfig(r); break;
     default: throw Error(ErrorCode::Corruption, "unknown control request " + std::to_string(uint16_t(q.op)));
     }
     r.end();

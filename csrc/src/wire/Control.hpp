@@ -6,6 +6,7 @@
 // Request body: u16 op, then the op's fields. Reply body: the op's result.
 #pragma once
 #include "mofka_py/Codec.hpp"
+#include "mofka_py/Frame.hpp" // TopicConfig on the wire
 #include "mofka_py/Group.hpp"
 
 #include <cstdint>
@@ -20,6 +21,9 @@ enum class ControlOp : uint16_t {
     ResetGroup,        ///< group, topic, offsets -> nothing
     NoteSkipped,       ///< group, topic, partition, count -> nothing
     OffsetForTime,     ///< topic, partition, timestampUs -> u64 offset
+    DeleteTopic,       ///< topic, count (1: force) -> nothing
+    PurgePartition,    ///< topic, partition -> u64 events removed
+    AlterTopic,        ///< topic, config (setFields say which) -> nothing
 };
 
 /// A decoded control request (fields used depend on the op).
@@ -30,6 +34,7 @@ struct ControlRequest {
     uint64_t count = 0;
     int64_t timestampUs = 0;
     std::vector<std::pair<uint32_t, uint64_t>> offsets;
+    TopicConfig config;
 };
 
 /// Encode a control request body.

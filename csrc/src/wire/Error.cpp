@@ -23,6 +23,8 @@ const char* errorCodeName(ErrorCode code) noexcept {
     case ErrorCode::GroupActive: return "GroupActive";
     case ErrorCode::OffsetOutOfRange: return "OffsetOutOfRange";
     case ErrorCode::CommitFailed: return "CommitFailed";
+    case ErrorCode::Storage: return "StorageError";
+    case ErrorCode::OutOfSequence: return "OutOfSequence";
     }
     return "Error";
 }

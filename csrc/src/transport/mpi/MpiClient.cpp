@@ -334,12 +334,25 @@ class MpiClient final : public BrokerClient {
     }
 
     std::vector<uint8_t> control(const ControlRoute& route, const std::vector<uint8_t>& body) override {
-        Writer w = request(Op::Control);
-        w.bytes(body.data(), body.size());
-        int server = route.to == ControlRoute::To::Partition ? partitionServer(route.topic, route.partition)
-                                                             : coordinator(route.topic);
-        auto reply = call(server, w);
-        return std::vector<uint8_t>(reply.begin() + 1, reply.end());
+        auto send = [&](int server) {
+            Writer w = request(Op::Control);
+            w.bytes(body.data(), body.size());
+            auto reply = call(server, w);
+            return std::vector<uint8_t>(reply.begin() + 1, reply.end());
+        };
+        if (route.to == ControlRoute::To::Partition) return send(partitionServer(route.topic, route.partition));
+        int coord = coordinator(route.topic);
+        auto reply = send(coord); // decides (e.g. refuses a delete with live members) before the others act
+        if (route.to == ControlRoute::To::Every)
+            for (int s : m_servers) {
+                if (s == coord) continue;
+                try {
+                    send(s);
+                } catch (const Error& e) {
+                    if (e.code() != ErrorCode::TopicNotFound) throw; // already gone there (an interrupted call)
+                }
+            }
+        return reply;
     }
 
     std::optional<uint64_t> committed(const std::string& group, const std::string& topic, uint32_t partition) override {

@@ -113,6 +113,10 @@ class TcpClient final : public BrokerClient {
         return readTopicInfo(r);
     }
     AppendResult produce(const std::string& topic, uint32_t partition, SealedBatch& batch) override {
+        return produce(topic, partition, batch, m_noCancel);
+    }
+    AppendResult produce(const std::string& topic, uint32_t partition, SealedBatch& batch,
+                         const CancelToken& cancel) override {
         // The log computes the CRC of in-process batches; over the network it is set here, checked there.
         batch.header().crc = batchCrc(batch.pieces);
         Writer t;
@@ -121,7 +125,7 @@ class TcpClient final : public BrokerClient {
         t.put<uint32_t>(tl);
         std::vector<Piece> pieces = batch.pieces;
         pieces.push_back({t.buf.data(), t.buf.size()});
-        Body b = call(MsgType::Produce, pieces, 0);
+        Body b = call(MsgType::Produce, pieces, 0, nullptr, {}, &cancel);
         {
             // This producer's stream is back in order: it may pipeline again.
             std::lock_guard<std::mutex> l(m_connMutex);
@@ -366,12 +370,14 @@ class TcpClient final : public BrokerClient {
     /// Send a request and wait for its reply; reconnects and resends while the
     /// connection is lost (the broker drops a produce it already stored).
     Body call(MsgType type, const std::vector<Piece>& pieces, int64_t waitMs, const std::string* waitTopic = nullptr,
-              std::vector<uint8_t> wakeBody = {}) {
+              std::vector<uint8_t> wakeBody = {}, const CancelToken* cancel = nullptr) {
         Clock::time_point firstFailure{};
         int64_t backoffMs = 50;
         for (;;) {
             try {
-                return attempt(type, pieces, waitMs, waitTopic, wakeBody);
+                Body b = attempt(type, pieces, waitMs, waitTopic, wakeBody, cancel);
+                noteProblem("");
+                return b;
             } catch (const Error& e) {
                 if (e.code() != ErrorCode::Connection) throw;
                 {
@@ -380,17 +386,48 @@ class TcpClient final : public BrokerClient {
                 }
                 auto now = Clock::now();
                 if (firstFailure == Clock::time_point{}) firstFailure = now;
+                noteProblem(e.what());
                 if (now - firstFailure > std::chrono::milliseconds(m_opts.reconnectTimeoutMs))
                     throw Error(ErrorCode::Connection, std::string(e.what()) + " (gave up after retrying for " +
-                                                           std::to_string(m_opts.reconnectTimeoutMs / 1000) + " s)");
-                std::this_thread::sleep_for(std::chrono::milliseconds(backoffMs));
+                                                           std::to_string(m_opts.reconnectTimeoutMs / 1000) + " s, the reconnect_timeout)");
+                // Sleep the backoff in slices: a cancelled caller (a producer closing with a timeout) stops at once.
+                auto until = now + std::chrono::milliseconds(backoffMs);
+                while (Clock::now() < until) {
+                    if (cancel && cancel->cancelled())
+                        throw Error(ErrorCode::Connection, std::string(e.what()) + " (gave up: the caller stopped waiting)");
+                    std::this_thread::sleep_for(std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(20)));
+                }
+                if (cancel && cancel->cancelled())
+                    throw Error(ErrorCode::Connection, std::string(e.what()) + " (gave up: the caller stopped waiting)");
                 backoffMs = std::min<int64_t>(backoffMs * 2, 2000);
             }
         }
     }
 
+    /// Remember what keeps requests from getting through (cleared by the next success).
+    void noteProblem(const std::string& what) {
+        std::lock_guard<std::mutex> l(m_problemMutex);
+        if (what.empty()) {
+            m_problem.clear();
+            return;
+        }
+        if (m_problem.empty()) m_problemSince = Clock::now();
+        m_problem = what;
+    }
+
+  public:
+    std::string connectionProblem() const override {
+        std::lock_guard<std::mutex> l(m_problemMutex);
+        if (m_problem.empty()) return "";
+        auto s = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - m_problemSince).count();
+        return m_problem + " (retrying for " + std::to_string(s) + " s so far; reconnect_timeout is " +
+               std::to_string(m_opts.reconnectTimeoutMs / 1000) + " s)";
+    }
+
+  private:
+
     Body attempt(MsgType type, const std::vector<Piece>& pieces, int64_t waitMs, const std::string* waitTopic,
-                 const std::vector<uint8_t>& wakeBody) {
+                 const std::vector<uint8_t>& wakeBody, const CancelToken* cancel = nullptr) {
         int fd;
         uint64_t gen;
         {
@@ -428,11 +465,23 @@ class TcpClient final : public BrokerClient {
             throw Error(ErrorCode::Connection, "lost the connection to " + m_url + " while sending");
         }
         std::unique_lock<std::mutex> l(pending->m);
-        if (!pending->cv.wait_for(l, std::chrono::milliseconds(waitMs + m_opts.requestTimeoutMs), [&] { return pending->done; })) {
-            l.unlock();
-            forget(rid);
-            throw Error(ErrorCode::Timeout, "no reply from " + m_url + " within " + std::to_string((waitMs + m_opts.requestTimeoutMs) / 1000) +
-                                                " s; the server may be stopped or overloaded");
+        const auto deadline = Clock::now() + std::chrono::milliseconds(waitMs + m_opts.requestTimeoutMs);
+        for (;;) {
+            // In slices when the caller may cancel (a producer closing with a timeout stops waiting).
+            auto until = cancel ? std::min(deadline, Clock::now() + std::chrono::milliseconds(20)) : deadline;
+            if (pending->cv.wait_until(l, until, [&] { return pending->done; })) break;
+            if (cancel && cancel->cancelled()) {
+                l.unlock();
+                forget(rid);
+                throw Error(ErrorCode::Connection, "no reply from " + m_url + " yet (gave up: the caller stopped waiting; "
+                                                   "the request may or may not have been carried out)");
+            }
+            if (Clock::now() >= deadline) {
+                l.unlock();
+                forget(rid);
+                throw Error(ErrorCode::Timeout, "no reply from " + m_url + " within " + std::to_string((waitMs + m_opts.requestTimeoutMs) / 1000) +
+                                                    " s; the server may be stopped or overloaded");
+            }
         }
         if (pending->failed) throw pending->error;
         return pending->body;
@@ -592,6 +641,10 @@ class TcpClient final : public BrokerClient {
     std::set<uint64_t> m_resendFirst; ///< producers whose async sends failed: they resend with produce() first
     uint64_t m_nextRequest = 0;
     std::mt19937_64 m_rng;
+    mutable std::mutex m_problemMutex;
+    std::string m_problem;            ///< the last connection error while retrying ("" once through)
+    Clock::time_point m_problemSince;
+    const CancelToken m_noCancel;     ///< for calls nobody cancels
 };
 
 } // namespace
