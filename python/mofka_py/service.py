@@ -17,8 +17,36 @@ from ._progress import table
 from .errors import InvalidArgument
 
 
+#: Shortest token accepted. The login is an HMAC challenge-response, so a short secret can be
+#: guessed offline from one recorded login; 16 characters of base64 are 96 random bits.
+MIN_TOKEN_LENGTH = 16
+
+
+def check_token(token: str, source: str) -> str:
+    """``token`` if it is long enough to be a secret, else :class:`InvalidArgument` saying how to make one.
+
+    ``source`` names where the token came from (a file, ``$MOFKA_PY_TOKEN``) for the message.
+    An empty token is returned as is (no authentication).
+
+    >>> check_token("0123456789abcdef", "the test")
+    '0123456789abcdef'
+    """
+    if token and len(token) < MIN_TOKEN_LENGTH:
+        raise InvalidArgument(f"the token in {source} is {len(token)} characters long; a token needs at least "
+                              f"{MIN_TOKEN_LENGTH} random characters. Make one with: "
+                              f"head -c 32 /dev/urandom | base64 > token")
+    return token
+
+
 def read_token(path: Optional[str]) -> str:
-    """The shared secret in ``path`` (surrounding whitespace removed), or ''."""
+    """The shared secret in ``path`` (surrounding whitespace removed), or '' if ``path`` is empty.
+
+    Raises :class:`InvalidArgument` if the file cannot be read, is empty, or holds fewer
+    than :data:`MIN_TOKEN_LENGTH` characters.
+
+    >>> read_token(None)
+    ''
+    """
     if not path:
         return ""
     try:
@@ -26,9 +54,13 @@ def read_token(path: Optional[str]) -> str:
             token = fh.read().strip()
     except OSError as exc:
         raise InvalidArgument(f"cannot read the token file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise InvalidArgument(f"the token file {path} is not UTF-8 text; make one with: "
+                              f"head -c 32 /dev/urandom | base64 > {path}") from None
     if not token:
-        raise InvalidArgument(f"the token file {path} is empty; put a long random secret in it")
-    return token
+        raise InvalidArgument(f"the token file {path} is empty; put a long random secret in it: "
+                              f"head -c 32 /dev/urandom | base64 > {path}")
+    return check_token(token, f"the token file {path}")
 
 
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -108,7 +140,7 @@ def serve(data_dir: Optional[str], listen: str = "127.0.0.1:7400", token: str = 
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    token = read_token(args.token_file) or os.environ.get("MOFKA_PY_TOKEN", "")
+    token = read_token(args.token_file) or check_token(os.environ.get("MOFKA_PY_TOKEN", ""), "$MOFKA_PY_TOKEN")
     return serve(args.data_dir, args.listen, token, args.sync, args.ready_file, parse_size(args.memory_reserve))
 
 

@@ -1,13 +1,19 @@
-"""The service against peers that are not mofka-py services: real sockets, real servers."""
+"""The service against peers that are not mofka-py services and weak tokens: real sockets,
+real servers, real `mofka-py serve` processes."""
 from __future__ import annotations
 
 import http.server
+import os
 import socket
+import subprocess
+import sys
 import threading
 
 import pytest
 
 import mofka_py as mp
+from mofka_py.service import read_token
+from service_helpers import free_port
 
 
 class _PlainServer:
@@ -108,3 +114,26 @@ def test_client_names_a_peer_that_closes_at_once():
         assert "is `mofka-py serve` listening" in str(err)
     finally:
         peer.stop()
+
+
+def test_short_tokens_are_refused_with_how_to_make_one(tmp_path):
+    short = tmp_path / "short"
+    short.write_text("secret\n")
+    with pytest.raises(mp.InvalidArgument, match=r"6 characters long.*head -c 32 /dev/urandom \| base64"):
+        read_token(str(short))
+    padded = tmp_path / "padded"
+    padded.write_text("   0123456789abcde   \n")  # 15 characters once stripped
+    with pytest.raises(mp.InvalidArgument, match="15 characters long"):
+        read_token(str(padded))
+    good = tmp_path / "good"
+    good.write_text("  0123456789abcdef\n")
+    assert read_token(str(good)) == "0123456789abcdef"
+
+    # The service refuses to start with one, from a file or the environment, and writes nothing.
+    for args, env in (([f"--token-file={short}"], {}), ([], {"MOFKA_PY_TOKEN": "hunter2"})):
+        out = subprocess.run([sys.executable, "-m", "mofka_py.cli", "serve", "--listen", f"127.0.0.1:{free_port()}",
+                              "--data-dir", str(tmp_path / "fab"), *args],
+                             capture_output=True, text=True, timeout=60, env={**os.environ, **env})
+        assert out.returncode != 0
+        assert "head -c 32 /dev/urandom | base64" in out.stderr, out.stderr
+        assert not (tmp_path / "fab").exists()
