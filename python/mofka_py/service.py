@@ -17,8 +17,36 @@ from ._progress import table
 from .errors import InvalidArgument
 
 
+#: Shortest token accepted. The login is an HMAC challenge-response, so a short secret can be
+#: guessed offline from one recorded login; 16 characters of base64 are 96 random bits.
+MIN_TOKEN_LENGTH = 16
+
+
+def check_token(token: str, source: str) -> str:
+    """``token`` if it is long enough to be a secret, else :class:`InvalidArgument` saying how to make one.
+
+    ``source`` names where the token came from (a file, ``$MOFKA_PY_TOKEN``) for the message.
+    An empty token is returned as is (no authentication).
+
+    >>> check_token("0123456789abcdef", "the test")
+    '0123456789abcdef'
+    """
+    if token and len(token) < MIN_TOKEN_LENGTH:
+        raise InvalidArgument(f"the token in {source} is {len(token)} characters long; a token needs at least "
+                              f"{MIN_TOKEN_LENGTH} random characters. Make one with: "
+                              f"head -c 32 /dev/urandom | base64 > token")
+    return token
+
+
 def read_token(path: Optional[str]) -> str:
-    """The shared secret in ``path`` (surrounding whitespace removed), or ''."""
+    """The shared secret in ``path`` (surrounding whitespace removed), or '' if ``path`` is empty.
+
+    Raises :class:`InvalidArgument` if the file cannot be read, is empty, or holds fewer
+    than :data:`MIN_TOKEN_LENGTH` characters.
+
+    >>> read_token(None)
+    ''
+    """
     if not path:
         return ""
     try:
@@ -26,9 +54,13 @@ def read_token(path: Optional[str]) -> str:
             token = fh.read().strip()
     except OSError as exc:
         raise InvalidArgument(f"cannot read the token file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise InvalidArgument(f"the token file {path} is not UTF-8 text; make one with: "
+                              f"head -c 32 /dev/urandom | base64 > {path}") from None
     if not token:
-        raise InvalidArgument(f"the token file {path} is empty; put a long random secret in it")
-    return token
+        raise InvalidArgument(f"the token file {path} is empty; put a long random secret in it: "
+                              f"head -c 32 /dev/urandom | base64 > {path}")
+    return check_token(token, f"the token file {path}")
 
 
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -56,18 +88,56 @@ def _log(msg: str) -> None:
     print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} mofka-py serve: {msg}", file=sys.stderr, flush=True)
 
 
+def _raise_fd_limit(max_connections: int) -> None:
+    """Lift the soft file-descriptor limit toward what ``max_connections`` needs.
+
+    Many systems default to a soft limit of 1024, below the default connection cap plus the
+    log's own files; the hard limit is usually far higher and a process may raise its soft
+    limit up to it (Go's runtime does this for every program).
+    """
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return
+    need = max_connections + 256  # segments, indexes, the listener, epoll, the spare descriptor
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        if target > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    if soft != resource.RLIM_INFINITY and soft < need:
+        _log(f"the file descriptor limit ({soft}) is below what --max-connections {max_connections} needs "
+             f"(about {need}); raise `ulimit -n` or lower --max-connections")
+
+
 def serve(data_dir: Optional[str], listen: str = "127.0.0.1:7400", token: str = "", sync: str = "none",
-          ready_file: Optional[str] = None, memory_reserve: int = 0) -> int:
+          ready_file: Optional[str] = None, memory_reserve: int = 0, login_timeout: float = 5.0,
+          max_connections: int = 1024, max_pending_logins: int = 256, max_pending_logins_per_address: int = 64) -> int:
     """Serve a fabric until SIGTERM or SIGINT; drains and syncs before returning.
 
     ``data_dir`` None serves an in-memory fabric; ``memory_reserve`` bytes of
     memory are then pre-faulted before listening (see
     :func:`mofka_py.reserve_memory`). ``ready_file``, if given, receives the
     bound port once the service accepts connections.
+
+    A connection must log in within ``login_timeout`` seconds of being accepted.
+    At most ``max_pending_logins`` connections (``max_pending_logins_per_address``
+    from one IP address) may be waiting to log in; when a cap is reached the oldest
+    of them is closed to make room, so connections that never log in cannot keep
+    clients with the token out. ``max_connections`` counts every connection.
     """
     host, port = parse_listen(listen)
     if memory_reserve and data_dir:
         raise InvalidArgument("--memory-reserve applies to in-memory storage; drop it or drop --data-dir")
+    login_timeout_ms = round(login_timeout * 1000)
+    if login_timeout_ms <= 0:
+        raise InvalidArgument(f"--login-timeout must be a positive number of seconds such as 5 (got {login_timeout})")
+    for flag, value in (("--max-connections", max_connections), ("--max-pending-logins", max_pending_logins),
+                        ("--max-pending-logins-per-address", max_pending_logins_per_address)):
+        if value < 1:
+            raise InvalidArgument(f"{flag} must be at least 1 (got {value})")
+    _raise_fd_limit(max_connections)
     url = f"file://{os.path.abspath(data_dir)}" if data_dir else "memory://"
     if memory_reserve:
         t0 = time.perf_counter()
@@ -82,7 +152,10 @@ def serve(data_dir: Optional[str], listen: str = "127.0.0.1:7400", token: str = 
         _log(f"reserved {held >> 20} MiB of pre-faulted memory in {time.perf_counter() - t0:.1f} s")
     # After a restart, consumer groups that were reading get 3 s to come back and claim their
     # partitions before they are handed to other members (Kafka's group.initial.rebalance.delay.ms).
-    srv = _core.Server(url, host=host, port=port, token=token, sync=sync, rejoin_grace_ms=3000)
+    srv = _core.Server(url, host=host, port=port, token=token, sync=sync, rejoin_grace_ms=3000,
+                       max_connections=max_connections, login_timeout_ms=login_timeout_ms,
+                       max_pending_logins=max_pending_logins,
+                       max_pending_logins_per_address=max_pending_logins_per_address)
     stopping = []
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -90,7 +163,8 @@ def serve(data_dir: Optional[str], listen: str = "127.0.0.1:7400", token: str = 
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        _log(f"serving {url} on {host}:{srv.port} (sync={sync}, auth={'token' if token else 'none'}, pid {os.getpid()})")
+        _log(f"serving {url} on {host}:{srv.port} (sync={sync}, auth={'token' if token else 'none'}, "
+             f"login within {login_timeout:g} s, pid {os.getpid()})")
         if ready_file:
             tmp = ready_file + ".tmp"
             with open(tmp, "w") as fh:
@@ -108,8 +182,10 @@ def serve(data_dir: Optional[str], listen: str = "127.0.0.1:7400", token: str = 
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    token = read_token(args.token_file) or os.environ.get("MOFKA_PY_TOKEN", "")
-    return serve(args.data_dir, args.listen, token, args.sync, args.ready_file, parse_size(args.memory_reserve))
+    token = read_token(args.token_file) or check_token(os.environ.get("MOFKA_PY_TOKEN", ""), "$MOFKA_PY_TOKEN")
+    return serve(args.data_dir, args.listen, token, args.sync, args.ready_file, parse_size(args.memory_reserve),
+                 args.login_timeout, args.max_connections, args.max_pending_logins,
+                 args.max_pending_logins_per_address)
 
 
 def cmd_status(args: argparse.Namespace, fab: api.Fabric) -> int:
@@ -143,6 +219,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--memory-reserve", default="0", metavar="SIZE",
                    help="in-memory storage: pre-fault SIZE bytes (e.g. 2G, 512M) at start so producers "
                         "do not wait on page faults")
+    s.add_argument("--login-timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="close a connection that has not logged in this long after connecting (default 5)")
+    s.add_argument("--max-connections", type=int, default=1024, metavar="N",
+                   help="connections in all, logged in or not (default 1024)")
+    s.add_argument("--max-pending-logins", type=int, default=256, metavar="N",
+                   help="connections not yet logged in; past it the oldest is closed (default 256)")
+    s.add_argument("--max-pending-logins-per-address", type=int, default=64, metavar="N",
+                   help="connections not yet logged in from one IP address; past it that address's oldest "
+                        "is closed (default 64)")
     s.add_argument("--ready-file", help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_serve)
     st = sub.add_parser("status", help="partitions, end offsets, consumer groups with lag, connected clients")

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 
 def free_port() -> int:
@@ -33,9 +33,10 @@ class Service:
     """A `mofka-py serve` subprocess on 127.0.0.1, stopped by pid."""
 
     def __init__(self, data_dir: Optional[Path], port: int, token_file: Optional[Path] = None, sync: str = "batch",
-                 extra: Sequence[str] = ()):
+                 extra: Sequence[str] = (), preexec_fn: Optional[Callable[[], None]] = None):
         self.data_dir, self.port, self.token_file, self.sync = data_dir, port, token_file, sync
         self.extra = list(extra)
+        self.preexec_fn = preexec_fn  # run in the child before exec, e.g. to lower its resource limits
         self.proc: Optional[subprocess.Popen] = None
         self.log = b""
 
@@ -54,7 +55,7 @@ class Service:
         if self.token_file:
             cmd += ["--token-file", str(self.token_file)]
         cmd += self.extra
-        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, preexec_fn=self.preexec_fn)
         deadline = time.monotonic() + timeout
         while not ready.exists():
             if self.proc.poll() is not None:
@@ -87,6 +88,33 @@ class Service:
         if self.proc.stderr and not self.proc.stderr.closed:
             self.log += self.proc.stderr.read()
             self.proc.stderr.close()
+
+
+def idle_socket(port: int, source: str = "127.0.0.1", timeout: float = 30.0) -> socket.socket:
+    """A TCP connection to 127.0.0.1:``port`` from the loopback address ``source`` (any of
+    127.0.0.0/8 works on Linux), so tests can play clients at several addresses."""
+    s = socket.socket()
+    s.settimeout(timeout)
+    s.bind((source, 0))
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def read_until_closed(sock: socket.socket, timeout: float = 30.0) -> Optional[bytes]:
+    """Everything ``sock`` receives until the peer closes it (EOF or reset), or None if it is
+    still open after ``timeout`` seconds."""
+    sock.settimeout(timeout)
+    got = b""
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return got
+            got += chunk
+    except ConnectionResetError:
+        return got
+    except socket.timeout:
+        return None
 
 
 def stored_batch_bytes() -> bytes:

@@ -285,29 +285,26 @@ def test_bad_frames_close_only_that_connection_and_write_nothing(service, case):
 
 
 def test_too_many_connections_are_refused_politely(tmp_path):
+    """Once every slot holds a logged-in client, a newcomer gets an error frame. (While some
+    connections have not logged in, the oldest of them makes way instead: see
+    test_service_hardening.py.)"""
     port = free_port()
     cmd = [sys.executable, "-c", textwrap.dedent(f"""
-        import mofka_py._core as c, sys
+        import mofka_py._core as c, sys, threading
         srv = c.Server("memory://", port={port}, max_connections=2)
+        stop = threading.Event()
+        threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
         print("ready", flush=True)
-        while sys.stdin.readline().strip() != "stop":
+        while not stop.is_set():
             srv.poll(50)
         srv.shutdown()
     """)]
-    # The server polls once per line of stdin; feed lines while clients connect.
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     socks = []
     try:
         assert proc.stdout.readline().strip() == "ready"
-        for _ in range(2):
-            s = socket.create_connection(("127.0.0.1", port), timeout=10)
-            proc.stdin.write("poll\n")
-            proc.stdin.flush()
-            recv_frame(s)
-            socks.append(s)
+        socks += [raw_login(port), raw_login(port)]
         s = socket.create_connection(("127.0.0.1", port), timeout=10)
-        proc.stdin.write("poll\n")
-        proc.stdin.flush()
         socks.append(s)
         mtype, flags, _, body = recv_frame(s)
         assert flags & 1 and b"too many connections" in body

@@ -20,7 +20,17 @@ struct TcpServerOptions {
     uint32_t maxInflight = 256;           ///< parked (long-poll) requests per connection
     uint64_t maxQueuedBytes = 256ull << 20; ///< stop reading a connection whose replies pile up past this
     int64_t idleTimeoutMs = 600000;       ///< close connections silent for this long
-    uint32_t maxConnections = 1024;       ///< refuse more, politely
+    /// Logged-in and not-yet-logged-in connections together. A newcomer takes the place of a
+    /// connection still waiting to log in if need be, so only when every one of them is logged
+    /// in is it refused (politely, with an error frame).
+    uint32_t maxConnections = 1024;
+    /// A connection that has not completed the login this long after it was accepted is closed,
+    /// however slowly it trickles bytes (NATS's auth_timeout).
+    int64_t loginTimeoutMs = 5000;
+    /// Connections not yet logged in, all addresses together (capped at maxConnections).
+    uint32_t maxPendingLogins = 256;
+    /// Connections not yet logged in from one IPv4 address (capped at maxPendingLogins).
+    uint32_t maxPendingLoginsPerAddress = 64;
 };
 
 class TcpServerImpl;
@@ -42,8 +52,10 @@ class TcpServer {
     void poll(int timeoutMs);
     /// Stop accepting, send what is queued (up to @p drainMs), close every connection.
     void shutdown(int drainMs = 2000);
-    /// Number of open client connections.
+    /// Number of open client connections, logged in or not.
     size_t connections() const;
+    /// Number of open connections that have not logged in yet.
+    size_t pendingLogins() const;
 
   private:
     std::unique_ptr<TcpServerImpl> m_impl;
@@ -52,6 +64,8 @@ class TcpServer {
 /// Settings of a TCP client.
 struct TcpClientOptions {
     std::string token;
+    /// Connecting and logging in together; a peer that does not greet like a mofka-py
+    /// server within min(this, requestTimeoutMs) is reported as not being one.
     int64_t connectTimeoutMs = 5000;
     int64_t requestTimeoutMs = 30000;       ///< no reply within this: Timeout
     int64_t reconnectTimeoutMs = 300000;    ///< keep retrying a lost connection this long

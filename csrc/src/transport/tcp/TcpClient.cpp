@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <climits>
 #include <condition_variable>
+#include <cstdio>
 #include <map>
 #include <set>
 #include <mutex>
@@ -493,6 +494,10 @@ class TcpClient final : public BrokerClient {
     }
 
     void connectLocked() {
+        // One budget for connecting and logging in: a port held by something else must fail
+        // within it, not after the request timeout.
+        const int64_t budgetMs = std::max<int64_t>(1, std::min(m_opts.connectTimeoutMs, m_opts.requestTimeoutMs));
+        const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(budgetMs);
         addrinfo hints{}, *res = nullptr;
         hints.ai_family = AF_INET;
         hints.ai_socktype = SOCK_STREAM;
@@ -505,7 +510,7 @@ class TcpClient final : public BrokerClient {
             pollfd pfd{fd, POLLOUT, 0};
             int err = 0;
             socklen_t el = sizeof(err);
-            if (::poll(&pfd, 1, int(m_opts.connectTimeoutMs)) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0) rc = 0;
+            if (::poll(&pfd, 1, msLeft(deadline)) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0) rc = 0;
             else errno = err ? err : ETIMEDOUT;
         }
         if (rc != 0) {
@@ -514,38 +519,111 @@ class TcpClient final : public BrokerClient {
             errno = e;
             throwError(ErrorCode::Connection, "cannot connect to " + m_url + " (is `mofka-py serve` running there?)", true);
         }
-        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        timeval tv{long(m_opts.requestTimeoutMs / 1000), long((m_opts.requestTimeoutMs % 1000) * 1000)};
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
         try {
-            handshake(fd);
+            handshake(fd, deadline, budgetMs);
         } catch (...) {
             ::close(fd);
             throw;
         }
-        // After the login, the receiver thread blocks in recv without a timeout.
-        timeval none{0, 0};
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
+        // After the login, the receiver thread blocks in recv without a timeout; sends wait at
+        // most the request timeout.
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+        timeval tv{long(m_opts.requestTimeoutMs / 1000), long((m_opts.requestTimeoutMs % 1000) * 1000)};
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
         if (m_receiver.joinable()) m_receiver.join();
         m_fd = fd;
         uint64_t gen = ++m_generation;
         m_receiver = std::thread([this, fd, gen] { receive(fd, gen); });
     }
 
-    std::vector<uint8_t> readFrame(int fd, FrameHeader& h, uint64_t maxBody) {
-        if (!readFull(fd, &h, sizeof(h))) throw Error(ErrorCode::Connection, "connection to " + m_url + " closed during login");
-        checkFrameHeader(h, maxBody);
+    static int msLeft(Clock::time_point deadline) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+        return int(std::max<int64_t>(0, std::min<int64_t>(left, INT_MAX)));
+    }
+
+    /// The first bytes a peer sent, quoted for an error message (printable ASCII, up to a line end).
+    static std::string quote(const uint8_t* p, size_t n) {
+        std::string out = "\"";
+        for (size_t i = 0; i < n && p[i] != '\r' && p[i] != '\n'; ++i) {
+            if (p[i] >= 0x20 && p[i] < 0x7f && p[i] != '"' && p[i] != '\\') {
+                out += char(p[i]);
+            } else {
+                char esc[8];
+                std::snprintf(esc, sizeof(esc), "\\x%02x", p[i]);
+                out += esc;
+            }
+        }
+        return out + "\"";
+    }
+
+    std::string hostPort() const { return m_host + ":" + std::to_string(m_port); }
+
+    /**
+     * Read one login frame (the greeting or the login reply) from the non-blocking @p fd by
+     * @p deadline. Bytes are checked against the frame magic as they come, so a peer that is
+     * not a mofka-py server (an SSH banner, an HTTP reply) is named at its first byte rather
+     * than after waiting for a whole header.
+     */
+    std::vector<uint8_t> readLoginFrame(int fd, FrameHeader& h, Clock::time_point deadline, int64_t budgetMs, const char* what) {
+        static_assert(sizeof(kFrameMagic) == 4, "magic is 4 bytes");
+        uint8_t magic[4];
+        std::memcpy(magic, &kFrameMagic, 4); // as sent: host order, little-endian on every supported platform
+        uint8_t head[kFrameHeaderSize];
+        size_t got = 0;
+        auto readSome = [&](uint8_t* dst, size_t want) -> size_t {
+            for (;;) {
+                ssize_t r = ::recv(fd, dst, want, 0);
+                if (r > 0) return size_t(r);
+                if (r == 0)
+                    throw Error(ErrorCode::Connection, "connection to " + m_url + " closed during login (" + what +
+                                                           (got ? "" : ", before the peer sent a byte") +
+                                                           "): is `mofka-py serve` listening at " + hostPort() + "?");
+                if (errno == EINTR) continue;
+                if (errno != EAGAIN && errno != EWOULDBLOCK)
+                    throwError(ErrorCode::Connection, "connection to " + m_url + " failed during login", true);
+                pollfd pfd{fd, POLLIN, 0};
+                if (::poll(&pfd, 1, msLeft(deadline)) == 0) return 0;
+            }
+        };
+        while (got < kFrameHeaderSize) {
+            size_t n = readSome(head + got, kFrameHeaderSize - got);
+            if (n == 0) {
+                if (got == 0)
+                    throw Error(ErrorCode::Connection,
+                                "the peer at " + hostPort() + " accepted the connection but sent no mofka-py " + what + " within " +
+                                    std::to_string(budgetMs) + " ms: it is probably not a mofka-py service (an HTTP server, for "
+                                    "one, waits for the client to speak first), or the service is overloaded; check the URL/port of " + m_url);
+                throw Error(ErrorCode::Connection, "the peer at " + hostPort() + " sent only " + std::to_string(got) + " bytes of the mofka-py " +
+                                                       what + " within " + std::to_string(budgetMs) + " ms (" + quote(head, got) +
+                                                       "); check the URL/port of " + m_url);
+            }
+            got += n;
+            if (std::memcmp(head, magic, std::min<size_t>(got, 4)) != 0)
+                throw Error(ErrorCode::Connection, "the peer at " + hostPort() + " is not a mofka-py service (it answered " +
+                                                       quote(head, got) + "); check the URL/port of " + m_url);
+        }
+        std::memcpy(&h, head, sizeof(h));
+        if (h.version != kFrameVersion)
+            throw Error(ErrorCode::Connection, "the mofka-py service at " + hostPort() + " speaks protocol version " +
+                                                   std::to_string(h.version) + " and this client version " +
+                                                   std::to_string(kFrameVersion) + "; upgrade the older side");
+        checkFrameHeader(h, 4096);
         std::vector<uint8_t> body(size_t(h.bodyLength));
-        if (!readFull(fd, body.data(), body.size())) throw Error(ErrorCode::Connection, "connection to " + m_url + " closed during login");
+        for (size_t off = 0; off < body.size();) {
+            size_t n = readSome(body.data() + off, body.size() - off);
+            if (n == 0)
+                throw Error(ErrorCode::Connection, "the mofka-py " + std::string(what) + " from " + hostPort() + " did not arrive whole within " +
+                                                       std::to_string(budgetMs) + " ms; the service may be overloaded");
+            off += n;
+        }
         return body;
     }
 
-    void handshake(int fd) {
+    void handshake(int fd, Clock::time_point deadline, int64_t budgetMs) {
         FrameHeader h;
-        std::vector<uint8_t> hello = readFrame(fd, h, 4096);
+        std::vector<uint8_t> hello = readLoginFrame(fd, h, deadline, budgetMs, "greeting");
         if (h.flags & kFlagError) throw errorFromBody(hello);
         if (h.type != (uint16_t(MsgType::Hello) | kResponseBit) || hello.size() != 33)
             throw Error(ErrorCode::Connection, m_url + " did not greet like a mofka-py server");
@@ -558,9 +636,10 @@ class TcpClient final : public BrokerClient {
         Writer w;
         w.bytes(clientNonce, 32).bytes(mac.data(), 32);
         auto head = encodeHeader(MsgType::Auth, 0, 0, w.buf.size());
+        // 96 bytes into a fresh socket's empty send buffer: a non-blocking send does not come up short.
         if (!writeFull(fd, {{head.data(), head.size()}, {w.buf.data(), w.buf.size()}}))
             throw Error(ErrorCode::Connection, "connection to " + m_url + " closed during login");
-        std::vector<uint8_t> ok = readFrame(fd, h, 4096);
+        std::vector<uint8_t> ok = readLoginFrame(fd, h, deadline, budgetMs, "login reply");
         if (h.flags & kFlagError) throw errorFromBody(ok);
         if (ok.size() != 32) throw Error(ErrorCode::Connection, "malformed login reply from " + m_url);
         if (authRequired) {

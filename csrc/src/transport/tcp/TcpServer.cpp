@@ -17,10 +17,12 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <random>
+#include <set>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <unordered_map>
 
 namespace mofka_py {
 namespace {
@@ -40,6 +42,14 @@ bool isLoopback(const std::string& host) {
     return host == "127.0.0.1" || host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
 }
 
+std::string addressText(uint32_t addr) {
+    char text[INET_ADDRSTRLEN] = "?";
+    in_addr a{};
+    a.s_addr = addr;
+    inet_ntop(AF_INET, &a, text, sizeof(text));
+    return text;
+}
+
 /// One reply waiting to be written: owned bytes plus views of stored batches.
 struct OutMsg {
     std::vector<uint8_t> head;
@@ -51,7 +61,10 @@ struct OutMsg {
 struct Conn {
     int fd = -1;
     uint64_t id = 0;
+    uint32_t addr = 0;         // peer IPv4 address, network order
+    int64_t acceptedAt = 0;
     bool authed = false;
+    bool pendingLogin = false; // counted in the login queue (not logged in, not closing)
     bool closing = false;      // close once the queue is written
     bool reading = true;       // EPOLLIN enabled
     uint8_t nonce[32];
@@ -88,8 +101,17 @@ class TcpServerImpl {
             throw Error(ErrorCode::InvalidArgument, "refusing to listen on " + m_opts.host +
                                                         " without a token: anyone on the network could read and write events. "
                                                         "Give --token-file, or listen on 127.0.0.1");
+        if (m_opts.loginTimeoutMs <= 0)
+            throw Error(ErrorCode::InvalidArgument, "the login timeout must be a positive number of milliseconds (got " +
+                                                        std::to_string(m_opts.loginTimeoutMs) + ")");
+        if (m_opts.maxConnections == 0 || m_opts.maxPendingLogins == 0 || m_opts.maxPendingLoginsPerAddress == 0)
+            throw Error(ErrorCode::InvalidArgument, "max connections, max pending logins and max pending logins per address "
+                                                    "must each be at least 1");
+        m_opts.maxPendingLogins = std::min(m_opts.maxPendingLogins, m_opts.maxConnections);
+        m_opts.maxPendingLoginsPerAddress = std::min(m_opts.maxPendingLoginsPerAddress, m_opts.maxPendingLogins);
         std::random_device rd;
         m_rng.seed((uint64_t(rd()) << 32) ^ rd());
+        m_spareFd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
         m_listen = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (m_listen < 0) throwError(ErrorCode::Connection, "socket() failed", true);
         int one = 1;
@@ -102,7 +124,9 @@ class TcpServerImpl {
             ::close(m_listen);
             throw Error(ErrorCode::InvalidArgument, "cannot listen on '" + m_opts.host + "': give an IPv4 address such as 127.0.0.1");
         }
-        if (bind(m_listen, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(m_listen, 128) != 0) {
+        // The kernel's largest accept queue: a burst of connections (every rank of a job, or a
+        // flood) overflowing a short one has its handshakes dropped and retried a second later.
+        if (bind(m_listen, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(m_listen, SOMAXCONN) != 0) {
             int e = errno;
             ::close(m_listen);
             errno = e;
@@ -122,6 +146,7 @@ class TcpServerImpl {
 
     uint16_t port() const { return m_port; }
     size_t connections() const { return m_conns.size(); }
+    size_t pendingLogins() const { return m_loginQueue.size(); }
 
     void poll(int timeoutMs) {
         if (m_epoll < 0) return;
@@ -163,51 +188,197 @@ class TcpServerImpl {
             if (!pending || nowMs() >= until) break;
             usleep(1000);
         }
-        for (auto& kv : m_conns) ::close(kv.second.fd);
+        for (auto& kv : m_conns)
+            if (kv.second.fd >= 0) ::close(kv.second.fd);
         m_conns.clear();
+        m_loginQueue.clear();
+        m_pendingByAddr.clear();
+        m_live = 0;
         ::close(m_epoll);
         m_epoll = -1;
+        if (m_spareFd >= 0) { ::close(m_spareFd); m_spareFd = -1; }
     }
 
   private:
     int64_t nextDeadline(int64_t now) const {
         int64_t d = now + 1000; // idle checks once a second
         for (auto& p : m_parked) d = std::min(d, p.deadline);
+        // Every login has the same allowance, so the oldest pending one is due first.
+        if (!m_loginQueue.empty()) d = std::min(d, m_conns.at(*m_loginQueue.begin()).acceptedAt + m_opts.loginTimeoutMs);
+        if (m_acceptPaused) d = std::min(d, m_acceptResumeAt);
         return d;
     }
 
     void acceptAll() {
         for (;;) {
-            int fd = accept4(m_listen, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-            if (fd < 0) return;
-            int one = 1;
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-            if (m_conns.size() >= m_opts.maxConnections) {
-                // Polite refusal: one error frame, then close.
-                Writer w;
-                w.put<uint16_t>(uint16_t(ErrorCode::Connection)).str("server busy: too many connections (" +
-                                                                    std::to_string(m_opts.maxConnections) + "); retry later");
-                auto h = encodeHeader(MsgType(uint16_t(MsgType::Hello) | kResponseBit), kFlagError, 0, w.buf.size());
-                h.insert(h.end(), w.buf.begin(), w.buf.end());
-                ssize_t ignored = ::send(fd, h.data(), h.size(), MSG_NOSIGNAL);
-                (void)ignored;
-                ::close(fd);
-                continue;
+            sockaddr_in peer{};
+            socklen_t peerLen = sizeof(peer);
+            int fd = accept4(m_listen, reinterpret_cast<sockaddr*>(&peer), &peerLen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd < 0) {
+                if (errno == EINTR || errno == ECONNABORTED) continue;
+                if ((errno == EMFILE || errno == ENFILE) && acceptWithoutDescriptors()) continue;
+                return;
             }
-            uint64_t id = ++m_nextId;
-            Conn& c = m_conns[id];
-            c.fd = fd;
-            c.id = id;
-            c.lastActive = nowMs();
-            for (auto& b : c.nonce) b = uint8_t(m_rng());
-            epoll_event ev{};
-            ev.events = EPOLLIN;
-            ev.data.u64 = id;
-            epoll_ctl(m_epoll, EPOLL_CTL_ADD, fd, &ev);
-            Writer w;
-            w.bytes(c.nonce, 32).put<uint8_t>(m_opts.token.empty() ? 0 : 1);
-            send(c, MsgType::Hello, 0, 0, std::move(w.buf));
+            admit(fd, peer.sin_addr.s_addr);
         }
+    }
+
+    /// Take a new connection from @p addr as a pending login, or refuse it if there is no room.
+    void admit(int fd, uint32_t addr) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (!makeRoom(addr)) {
+            refuseBusy(fd);
+            return;
+        }
+        uint64_t id = ++m_nextId;
+        Conn& c = m_conns[id];
+        c.fd = fd;
+        c.id = id;
+        c.addr = addr;
+        c.acceptedAt = c.lastActive = nowMs();
+        c.pendingLogin = true;
+        m_loginQueue.insert(id);
+        m_pendingByAddr[addr].insert(id);
+        ++m_live;
+        for (auto& b : c.nonce) b = uint8_t(m_rng());
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.u64 = id;
+        epoll_ctl(m_epoll, EPOLL_CTL_ADD, fd, &ev);
+        Writer w;
+        w.bytes(c.nonce, 32).put<uint8_t>(m_opts.token.empty() ? 0 : 1);
+        send(c, MsgType::Hello, 0, 0, std::move(w.buf));
+    }
+
+    /// Polite refusal of a connection never admitted: one error frame, then close.
+    void refuseBusy(int fd, const std::string& why = "") {
+        Writer w;
+        w.put<uint16_t>(uint16_t(ErrorCode::Connection))
+            .str(why.empty() ? "server busy: too many connections (" + std::to_string(m_opts.maxConnections) + "); retry later" : why);
+        auto h = encodeHeader(MsgType(uint16_t(MsgType::Hello) | kResponseBit), kFlagError, 0, w.buf.size());
+        h.insert(h.end(), w.buf.begin(), w.buf.end());
+        ssize_t ignored = ::send(fd, h.data(), h.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)ignored;
+        ::close(fd);
+    }
+
+    /**
+     * Make room for a newcomer from @p addr; false if every slot is held by a logged-in client.
+     *
+     * When a cap on pending logins is reached, the oldest pending login makes way rather than
+     * the newcomer being refused. An honest client logs in within one round trip of being
+     * accepted, while a squatter has sent nothing useful since; refusing newcomers would let
+     * whoever holds the cap (and reconnects as soon as it is closed) lock everyone out for a
+     * whole login timeout, whereas closing the oldest means a flood has to open a cap's worth
+     * of connections within an honest client's round trip to disturb it. The victim comes
+     * from the address with the most pending logins, so a flood from some addresses only
+     * ever closes its own connections, never a lone client's login from elsewhere.
+     */
+    bool makeRoom(uint32_t addr) {
+        auto mine = m_pendingByAddr.find(addr);
+        if (mine != m_pendingByAddr.end() && mine->second.size() >= m_opts.maxPendingLoginsPerAddress) {
+            dropPending(m_conns.at(*mine->second.begin()),
+                        "closed: too many connections from " + addressText(addr) + " are waiting to log in (limit " +
+                            std::to_string(m_opts.maxPendingLoginsPerAddress) +
+                            "), and this was the oldest. A mofka-py client logs in at once; retry, and look for a "
+                            "process at that address that opens connections without logging in");
+            return true;
+        }
+        if (m_loginQueue.size() < m_opts.maxPendingLogins && m_live < m_opts.maxConnections) return true;
+        if (m_loginQueue.empty()) return false;
+        dropPending(m_conns.at(oldestFromBusiestAddress()),
+                    "closed: too many connections are waiting to log in (limit " + std::to_string(m_opts.maxPendingLogins) +
+                        ", " + std::to_string(m_opts.maxConnections) +
+                        " connections in all), and this was the oldest from the busiest address; retry");
+        return true;
+    }
+
+    uint64_t oldestFromBusiestAddress() const {
+        const std::set<uint64_t>* busiest = nullptr;
+        for (auto& kv : m_pendingByAddr) {
+            const auto& ids = kv.second;
+            if (!busiest || ids.size() > busiest->size() || (ids.size() == busiest->size() && *ids.begin() < *busiest->begin()))
+                busiest = &ids;
+        }
+        return *busiest->begin();
+    }
+
+    /// Close a connection that has not logged in, telling it why (best effort: it may not read).
+    void dropPending(Conn& c, const std::string& why) {
+        Writer w;
+        w.put<uint16_t>(uint16_t(ErrorCode::Connection)).str(why);
+        send(c, MsgType::Auth, kFlagError, 0, std::move(w.buf));
+        closeConn(c);
+    }
+
+    /**
+     * accept() failed for want of file descriptors. It allocates the descriptor before it
+     * looks for a connection, so this says nothing yet about anyone waiting; and while someone
+     * is, the listening socket stays readable and the loop would spin. So: close connections
+     * already done with; else accept on the spare descriptor and, if someone was waiting,
+     * admit them in place of the oldest pending login (the newcomer may be an honest client)
+     * or refuse them politely if every connection is logged in; with no spare, stop accepting
+     * for a moment. True if accept() is worth calling again at once.
+     */
+    bool acceptWithoutDescriptors() {
+        size_t before = m_conns.size();
+        reapClosed();
+        if (m_conns.size() < before) return true;
+        if (m_spareFd < 0) m_spareFd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (m_spareFd < 0) {
+            pauseAccepting();
+            return false;
+        }
+        ::close(m_spareFd);
+        m_spareFd = -1;
+        sockaddr_in peer{};
+        socklen_t peerLen = sizeof(peer);
+        int fd = accept4(m_listen, reinterpret_cast<sockaddr*>(&peer), &peerLen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            m_spareFd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+            return false; // nobody waiting (or an error accept() will report again)
+        }
+        if (!m_loginQueue.empty()) {
+            Conn& v = m_conns.at(oldestFromBusiestAddress());
+            dropPending(v, "closed: the server is out of file descriptors and this connection had not logged in; retry");
+            epoll_ctl(m_epoll, EPOLL_CTL_DEL, v.fd, nullptr);
+            ::close(v.fd);
+            v.fd = -1;
+            m_spareFd = ::open("/dev/null", O_RDONLY | O_CLOEXEC); // takes the descriptor just freed
+            admit(fd, peer.sin_addr.s_addr);
+            return true;
+        }
+        refuseBusy(fd, "server busy: out of file descriptors with every connection logged in; retry later "
+                       "(the operator may raise `ulimit -n` for mofka-py serve)");
+        m_spareFd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        return true;
+    }
+
+    void pauseAccepting() {
+        epoll_event ev{};
+        ev.data.u64 = 0;
+        epoll_ctl(m_epoll, EPOLL_CTL_MOD, m_listen, &ev);
+        m_acceptPaused = true;
+        m_acceptResumeAt = nowMs() + 100;
+    }
+
+    /// The connection will be closed: it no longer counts as live nor as a pending login.
+    void markClosing(Conn& c) {
+        if (!c.closing) {
+            c.closing = true;
+            --m_live;
+        }
+        unlistPending(c);
+    }
+
+    void unlistPending(Conn& c) {
+        if (!c.pendingLogin) return;
+        c.pendingLogin = false;
+        m_loginQueue.erase(c.id);
+        auto it = m_pendingByAddr.find(c.addr);
+        it->second.erase(c.id);
+        if (it->second.empty()) m_pendingByAddr.erase(it);
     }
 
     void setLowat(Conn& c, int bytes) {
@@ -229,8 +400,7 @@ class TcpServerImpl {
             if (n > 0) { c.sEnd += size_t(n); continue; }
             if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
             if (n < 0 && errno == EINTR) continue;
-            c.closing = true; // EOF or error: a truncated frame is dropped, nothing written
-            c.out.clear();
+            closeConn(c); // EOF or error: a truncated frame is dropped, nothing written
             return false;
         }
         return true;
@@ -278,8 +448,7 @@ class TcpServerImpl {
                     return;
                 }
                 if (n < 0 && errno == EINTR) continue;
-                c.closing = true;
-                c.out.clear();
+                closeConn(c);
                 return;
             }
             c.inBody = false;
@@ -301,6 +470,7 @@ class TcpServerImpl {
                 if (!m_opts.token.empty() && !digestEqual(mac, loginMac(m_opts.token, c.nonce, clientNonce, kClientLabel)))
                     throw Error(ErrorCode::Auth, "authentication failed: wrong token. Use the token of this server (--token-file / MOFKA_PY_TOKEN)");
                 c.authed = true;
+                unlistPending(c);
                 Digest reply = m_opts.token.empty() ? Digest{} : loginMac(m_opts.token, c.nonce, clientNonce, kServerLabel);
                 send(c, MsgType::AuthOk, 0, h.requestId, std::vector<uint8_t>(reply.begin(), reply.end()));
             } catch (const Error& e) {
@@ -380,7 +550,7 @@ class TcpServerImpl {
             break;
         }
         case MsgType::Groups: w.strs(m_broker->groups(q.topic)); break;
-        case MsgType::Status: w.put<uint32_t>(uint32_t(m_conns.size())); break;
+        case MsgType::Status: w.put<uint32_t>(uint32_t(m_live - m_loginQueue.size())); break; // logged-in clients
         default: throw Error(ErrorCode::Corruption, "unexpected message type");
         }
         send(c, q.type, 0, rid, std::move(w.buf));
@@ -454,6 +624,21 @@ class TcpServerImpl {
     }
 
     void expire(int64_t now) {
+        while (!m_loginQueue.empty()) {
+            Conn& c = m_conns.at(*m_loginQueue.begin());
+            if (now - c.acceptedAt < m_opts.loginTimeoutMs) break;
+            dropPending(c, "closed: no login within " + std::to_string(m_opts.loginTimeoutMs) +
+                               " ms of connecting. A mofka-py client logs in at once: is this a mofka-py client, "
+                               "and is the network between it and the server healthy?");
+        }
+        if (m_acceptPaused && now >= m_acceptResumeAt && m_listen >= 0) {
+            epoll_event ev{};
+            ev.events = EPOLLIN;
+            ev.data.u64 = 0;
+            epoll_ctl(m_epoll, EPOLL_CTL_MOD, m_listen, &ev);
+            m_acceptPaused = false;
+            if (m_spareFd < 0) m_spareFd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        }
         std::vector<Parked> due;
         for (auto it = m_parked.begin(); it != m_parked.end();) {
             if (it->deadline <= now || !m_conns.count(it->conn)) { due.push_back(std::move(*it)); it = m_parked.erase(it); }
@@ -462,7 +647,7 @@ class TcpServerImpl {
         for (auto& p : due) answerParked(p, true);
         for (auto& kv : m_conns) {
             Conn& c = kv.second;
-            if (!c.closing && c.parked == 0 && c.out.empty() && now - c.lastActive > m_opts.idleTimeoutMs) c.closing = true;
+            if (!c.closing && c.parked == 0 && c.out.empty() && now - c.lastActive > m_opts.idleTimeoutMs) markClosing(c);
         }
     }
 
@@ -487,12 +672,13 @@ class TcpServerImpl {
         Writer w;
         w.put<uint16_t>(uint16_t(e.code())).str(e.what());
         send(c, MsgType(type & ~kResponseBit), kFlagError, rid, std::move(w.buf));
-        c.closing = true;
+        markClosing(c);
         c.inBody = false;
         c.sBegin = c.sEnd = 0;
     }
 
     void flush(Conn& c) {
+        if (c.fd < 0) return; // closed at once by acceptWithoutDescriptors(), its number maybe reused
         while (!c.out.empty()) {
             OutMsg& m = c.out.front();
             // Skip what was already written of this message.
@@ -507,8 +693,7 @@ class TcpServerImpl {
             if (n < 0) {
                 if (errno == EAGAIN || errno == EWOULDBLOCK) break;
                 if (errno == EINTR) continue;
-                c.out.clear();
-                c.closing = true;
+                closeConn(c);
                 break;
             }
             c.outOff += size_t(n);
@@ -534,7 +719,7 @@ class TcpServerImpl {
     }
 
     void closeConn(Conn& c) {
-        c.closing = true;
+        markClosing(c);
         c.out.clear();
     }
 
@@ -542,8 +727,10 @@ class TcpServerImpl {
         for (auto it = m_conns.begin(); it != m_conns.end();) {
             Conn& c = it->second;
             if (c.closing && c.out.empty()) {
-                epoll_ctl(m_epoll, EPOLL_CTL_DEL, c.fd, nullptr);
-                ::close(c.fd);
+                if (c.fd >= 0) {
+                    epoll_ctl(m_epoll, EPOLL_CTL_DEL, c.fd, nullptr);
+                    ::close(c.fd);
+                }
                 it = m_conns.erase(it);
             } else {
                 ++it;
@@ -558,6 +745,12 @@ class TcpServerImpl {
     uint16_t m_port = 0;
     uint64_t m_nextId = 0;
     std::map<uint64_t, Conn> m_conns;
+    size_t m_live = 0;                    ///< connections not closing
+    std::set<uint64_t> m_loginQueue;      ///< connections not logged in, oldest (smallest id) first
+    std::unordered_map<uint32_t, std::set<uint64_t>> m_pendingByAddr;
+    int m_spareFd = -1;                   ///< given up to accept-and-refuse when descriptors run out
+    bool m_acceptPaused = false;
+    int64_t m_acceptResumeAt = 0;
     std::vector<Parked> m_parked;
     std::mt19937_64 m_rng;
 };
@@ -569,5 +762,6 @@ uint16_t TcpServer::port() const { return m_impl->port(); }
 void TcpServer::poll(int timeoutMs) { m_impl->poll(timeoutMs); }
 void TcpServer::shutdown(int drainMs) { m_impl->shutdown(drainMs); }
 size_t TcpServer::connections() const { return m_impl->connections(); }
+size_t TcpServer::pendingLogins() const { return m_impl->pendingLogins(); }
 
 } // namespace mofka_py
