@@ -22,9 +22,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.9/3.10 only
     import tomli as tomllib
 
-__all__ = ["ConfigError", "Endpoint", "Rule", "BridgeConfig", "load_config", "DATA_POLICIES"]
+__all__ = ["ConfigError", "Endpoint", "Rule", "BridgeConfig", "load_config", "DATA_POLICIES", "PARTITION_MAPS"]
 
 DATA_POLICIES = ("forward", "drop", "metadata")
+# How a source partition picks its target partition (see endpoints.target_partition); the last is the default.
+PARTITION_MAPS = ("v1", "v2")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _FUNC_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
@@ -68,6 +70,7 @@ class Rule:
     group: str = ""
     start: str = "earliest"
     partitions: int = 0             # partitions of a target topic the bridge creates (0: like the source)
+    partition_map: str = PARTITION_MAPS[-1]
     where: str = ""
 
 
@@ -163,10 +166,17 @@ def _number(value: Any, name: str) -> float:
 
 
 _RULE_KEYS = {"name", "from", "to", "filter", "transform", "data", "batch_events", "linger_ms", "rate_limit",
-              "rate_limit_bytes", "group", "start", "partitions"}
+              "rate_limit_bytes", "group", "start", "partitions", "partition_map"}
 _ENDPOINT_KEYS = {"url", "librdkafka", "token_file"}
 _BRIDGE_KEYS = {"site", "state_dir", "site_key", "recovery_scan_limit", "status_interval", "connect_timeout",
-                "retry_max_s"}
+                "retry_max_s", "partition_map"}
+
+
+def _partition_map(value: Any) -> str:
+    if value not in PARTITION_MAPS:
+        raise ValueError(f"partition_map must be one of {', '.join(repr(m) for m in PARTITION_MAPS)} (got {value!r}); "
+                         f"docs/bridge.md says how to move from v1 to v2")
+    return value
 
 
 def load_config(source: Union[str, os.PathLike, Dict[str, Any]], *,
@@ -214,6 +224,10 @@ def load_config(source: Union[str, os.PathLike, Dict[str, Any]], *,
     if not isinstance(site, str) or not _NAME.match(site):
         raise fail("[bridge] needs site = \"NAME\" (letters, digits, '.', '_', '-'): it tags every forwarded event",
                    "bridge", "site")
+    try:
+        default_map = _partition_map(bridge.get("partition_map", PARTITION_MAPS[-1]))
+    except ValueError as exc:
+        raise fail(str(exc), "bridge", "partition_map") from None
     if str(base) not in sys.path:
         sys.path.insert(0, str(base))   # transforms and filters next to the config import without PYTHONPATH
 
@@ -316,6 +330,7 @@ def load_config(source: Union[str, os.PathLike, Dict[str, Any]], *,
             rule.rate_limit = _number(r.get("rate_limit", 0), "rate_limit")
             rule.rate_limit_bytes = _number(r.get("rate_limit_bytes", 0), "rate_limit_bytes")
             rule.partitions = _positive_int(r.get("partitions", 0), "partitions")
+            rule.partition_map = _partition_map(r.get("partition_map", default_map))
             rule.start = r.get("start", "earliest")
             if rule.start not in ("earliest", "latest"):
                 raise ValueError(f"start must be 'earliest' or 'latest' (got {rule.start!r})")

@@ -13,15 +13,16 @@ in the ``mofka_origin`` metadata field.
 """
 from __future__ import annotations
 
+import hashlib
 import time
 import zlib
 from itertools import accumulate
 from operator import length_hint
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .. import api
-from ..errors import BufferFull, Error, TimeoutError, TopicNotFound
-from .config import Endpoint, Rule
+from ..errors import BufferFull, Error, InvalidArgument, TimeoutError, TopicNotFound
+from .config import PARTITION_MAPS, Endpoint, Rule
 
 ORIGIN_HEADER = "mofka.origin"
 DATA_HEADER = "mofka.data"
@@ -35,9 +36,59 @@ _SCAN_WINDOW = 20000
 Chunk = Tuple[int, Sequence[int], List[bytes], Optional[List[Any]], Any]
 
 
-def target_partition(prefix: str, partitions: int) -> int:
-    """The target partition of every event of one origin ``SITE/TOPIC/PARTITION`` (stable across restarts)."""
-    return zlib.crc32(prefix.encode()) % partitions
+def target_partition(prefix: str, partitions: int, mapping: str = "v2") -> int:
+    """The target partition of every event of one origin ``SITE/TOPIC/P`` (stable across restarts).
+
+    ``v2`` (the default): ``(P + h("SITE/TOPIC")) % partitions`` with ``h`` the first 8 bytes of
+    BLAKE2b read big-endian. Consecutive source partitions land in consecutive target partitions, so
+    ``S`` source partitions use ``min(S, partitions)`` of them, each taking ``S // partitions`` or one
+    more: a hash of the whole prefix would only spread them on average (4 into 4 would use all four
+    in 9% of cases). The per site and topic offset spreads several sites sharing one target topic.
+
+    ``v1`` (bridges before it): ``crc32("SITE/TOPIC/P") % partitions``. CRC-32 is linear, so prefixes
+    that differ only in P fall into few residues: 0, 1 and 2 share one of 2 target partitions for
+    every site name, and 4 source partitions use only 2 of 4.
+
+    >>> [target_partition(f"aps/frames/{p}", 4) for p in range(6)]
+    [2, 3, 0, 1, 2, 3]
+    >>> [target_partition(f"aps/frames/{p}", 4, "v1") for p in range(4)]
+    [2, 0, 2, 0]
+    """
+    site_topic, _, part = prefix.rpartition("/")
+    if mapping == "v1":
+        return zlib.crc32(prefix.encode()) % partitions
+    if mapping != "v2":
+        raise InvalidArgument(f"partition map must be one of {', '.join(PARTITION_MAPS)} (got {mapping!r})")
+    if not site_topic or not part.isdigit():
+        raise InvalidArgument(f"origin prefix must be SITE/TOPIC/PARTITION (got {prefix!r})")
+    offset = int.from_bytes(hashlib.blake2b(site_topic.encode(), digest_size=8).digest(), "big")
+    return (int(part) + offset) % partitions
+
+
+def partition_candidates(prefix: str, partitions: int, mapping: str) -> List[int]:
+    """Where a restarted bridge looks for what it forwarded from ``prefix``: the partition ``mapping``
+    gives, then the one the other mapping gives (records written before the rule switched mappings)."""
+    out = [target_partition(prefix, partitions, mapping)]
+    for other in PARTITION_MAPS:
+        q = target_partition(prefix, partitions, other)
+        if q not in out:
+            out.append(q)
+    return out
+
+
+def _recover(scan: Any, candidates: Dict[str, Sequence[int]], limit: int) -> Dict[str, int]:
+    """Highest origin offset present per prefix: its first candidate partition is scanned, then, for the
+    prefixes not found there, the next one (a prefix found in its own partition never costs a second scan:
+    after a switch of mapping its newer records are all in the new partition)."""
+    found: Dict[str, int] = {}
+    for k in range(max((len(qs) for qs in candidates.values()), default=0)):
+        wanted: Dict[int, set] = {}
+        for pre, qs in candidates.items():
+            if pre not in found and k < len(qs):
+                wanted.setdefault(qs[k], set()).add(pre)
+        if wanted:
+            found.update(scan(wanted, limit))
+    return found
 
 
 def parse_origin(value: Any) -> Optional[Tuple[str, str, int, int]]:
@@ -247,11 +298,13 @@ class FabricSink:
         self.partitions = self.topic.partitions
         self.prod = self.topic.producer(linger_ms=max(0.0, rule.linger_ms), batch_size=max(1, rule.batch_events))
 
-    def recover(self, prefixes: Iterable[str], limit: int) -> Dict[str, int]:
-        """Highest origin offset present per origin prefix, scanning each partition backwards from its end."""
-        wanted: Dict[int, set] = {}
-        for pre in prefixes:
-            wanted.setdefault(target_partition(pre, self.partitions), set()).add(pre)
+    def recover(self, candidates: Dict[str, Sequence[int]], limit: int) -> Dict[str, int]:
+        """Highest origin offset present per origin prefix, looked for in the prefix's candidate partitions
+        (see :func:`partition_candidates`)."""
+        return _recover(self._scan, candidates, limit)
+
+    def _scan(self, wanted: Dict[int, set], limit: int) -> Dict[str, int]:
+        """Highest origin offset per wanted prefix, scanning each partition backwards from its end."""
         found: Dict[str, int] = {}
         desc = {p["partition"]: p for p in self.topic.describe()["partitions"]}
         for q, pres in wanted.items():
@@ -366,12 +419,14 @@ class KafkaSink:
         if err.fatal() and self.failed is None:
             self.failed = f"fatal Kafka producer error: {err}"
 
-    def recover(self, prefixes: Iterable[str], limit: int) -> Dict[str, int]:
-        """Highest origin offset present per origin prefix (reads each partition's tail up to its real end)."""
+    def recover(self, candidates: Dict[str, Sequence[int]], limit: int) -> Dict[str, int]:
+        """Highest origin offset present per origin prefix, looked for in the prefix's candidate partitions
+        (see :func:`partition_candidates`)."""
+        return _recover(self._scan, candidates, limit)
+
+    def _scan(self, wanted: Dict[int, set], limit: int) -> Dict[str, int]:
+        """Highest origin offset per wanted prefix (reads each partition's tail up to its real end)."""
         ck = self.ck
-        wanted: Dict[int, set] = {}
-        for pre in prefixes:
-            wanted.setdefault(target_partition(pre, self.partitions), set()).add(pre)
         found: Dict[str, int] = {}
         cons = ck.Consumer(kafka_conf(self.ep, **{"group.id": f"{self.rule.group}.recovery", "enable.auto.commit": False,
                                                   "enable.partition.eof": True, "fetch.wait.max.ms": 10}))

@@ -19,7 +19,8 @@ import orjson
 
 from ..api import encode_metadata
 from .config import BridgeConfig, Rule
-from .endpoints import ORIGIN_FIELD, FabricSink, FabricSource, KafkaSink, KafkaSource, target_partition
+from .endpoints import (ORIGIN_FIELD, FabricSink, FabricSource, KafkaSink, KafkaSource, partition_candidates,
+                        target_partition)
 
 __all__ = ["Route", "RouteStats", "RateLimiter"]
 
@@ -170,10 +171,14 @@ class Route:
     # -- the loop ---------------------------------------------------------------------------------------
     def _forward(self, source: Any, sink: Any) -> None:
         site, topic = self.cfg.site, self.src_topic
+        mapping = self.rule.partition_map
         prefixes = {p: f"{site}/{topic}/{p}" for p in source.partition_ids}
-        qmap = {p: target_partition(pre, sink.partitions) for p, pre in prefixes.items()}
+        qmap = {p: target_partition(pre, sink.partitions, mapping) for p, pre in prefixes.items()}
         keys = {p: pre.encode() for p, pre in prefixes.items()}
-        floors = sink.recover(prefixes.values(), self.cfg.recovery_scan_limit)
+        # The recovery scan looks where the routing writes (qmap), then where the other mapping wrote before a
+        # switch of partition_map, so a switch after a crash still sends nothing twice.
+        floors = sink.recover({pre: partition_candidates(pre, sink.partitions, mapping) for pre in prefixes.values()},
+                              self.cfg.recovery_scan_limit)
         floor_by_part = {p: floors.get(pre, -1) for p, pre in prefixes.items()}
         rule = self.rule
         linger = max(rule.linger_ms, 1.0) / 1000.0
@@ -220,7 +225,7 @@ class Route:
                 if p not in prefixes:   # a partition added to the source topic since start
                     prefixes[p] = f"{site}/{topic}/{p}"
                     keys[p] = prefixes[p].encode()
-                    qmap[p] = target_partition(prefixes[p], sink.partitions)
+                    qmap[p] = target_partition(prefixes[p], sink.partitions, mapping)
                     floor_by_part[p] = -1
                 if c[1][0] <= floor_by_part[p]:     # already in the target (found by the recovery scan)
                     k = bisect_right(c[1], floor_by_part[p])
