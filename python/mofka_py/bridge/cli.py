@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 import time
 from typing import Any
 
@@ -18,10 +20,33 @@ def _human(n: float) -> str:
     return f"{n:.1f}T"
 
 
+class _Format(logging.Formatter):
+    """``mofka-py bridge: text`` for information, ``mofka-py bridge: warning: text`` above it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        if record.levelno > logging.INFO:
+            text = f"{record.levelname.lower()}: {text}"
+        return f"mofka-py bridge: {text}"
+
+
+def _setup_logging(level: str) -> None:
+    """Send the ``mofka_py.bridge`` logger to stderr, unless the program already configured logging."""
+    logger = logging.getLogger("mofka_py.bridge")
+    logger.setLevel(level.upper())
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Format())
+    logger.addHandler(handler)
+    logger.propagate = False
+
+
 def cmd_bridge(args: argparse.Namespace) -> int:
     if args.action_or_config != "status":
         if args.config:
             raise SystemExit("mofka-py bridge: usage: mofka-py bridge CONFIG.toml | mofka-py bridge status CONFIG.toml")
+        _setup_logging("info")
         return run(args.action_or_config)
     if not args.config:
         raise SystemExit("mofka-py bridge status: give the bridge's CONFIG.toml")

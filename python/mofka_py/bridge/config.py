@@ -87,6 +87,7 @@ class BridgeConfig:
     status_interval: float = 1.0
     connect_timeout: float = 10.0
     retry_max_s: float = 30.0
+    log_repeat_s: float = 30.0      # one kind of log message at most once per this many seconds
     path: Optional[str] = None
 
     def where(self, *path: Any) -> str:
@@ -169,7 +170,7 @@ _RULE_KEYS = {"name", "from", "to", "filter", "transform", "data", "batch_events
               "rate_limit_bytes", "group", "start", "partitions", "partition_map"}
 _ENDPOINT_KEYS = {"url", "librdkafka", "token_file"}
 _BRIDGE_KEYS = {"site", "state_dir", "site_key", "recovery_scan_limit", "status_interval", "connect_timeout",
-                "retry_max_s", "partition_map"}
+                "retry_max_s", "partition_map", "log_repeat_s"}
 
 
 def _partition_map(value: Any) -> str:
@@ -177,6 +178,18 @@ def _partition_map(value: Any) -> str:
         raise ValueError(f"partition_map must be one of {', '.join(repr(m) for m in PARTITION_MAPS)} (got {value!r}); "
                          f"docs/bridge.md says how to move from v1 to v2")
     return value
+
+
+def _flatten(settings: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """librdkafka settings as one flat table: TOML reads an unquoted ``compression.type = ...`` as nested
+    tables, and a librdkafka property name is always the dotted path."""
+    out: Dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def load_config(source: Union[str, os.PathLike, Dict[str, Any]], *,
@@ -253,7 +266,8 @@ def load_config(source: Union[str, os.PathLike, Dict[str, Any]], *,
             settings = ep.get("librdkafka", {})
             if not isinstance(settings, dict):
                 raise fail("librdkafka must be a table of librdkafka settings", "endpoints", name, "librdkafka")
-            endpoints[name] = Endpoint(name, "kafka", url, settings=dict(settings), where=where("endpoints", name, "url"))
+            endpoints[name] = Endpoint(name, "kafka", url, settings=_flatten(settings),
+                                       where=where("endpoints", name, "url"))
         elif url.startswith(("file://", "tcp://", "memory://")):
             if "librdkafka" in ep:
                 raise fail(f"endpoint {name!r} is a fabric; librdkafka settings apply to kafka:// only",
@@ -352,11 +366,57 @@ def load_config(source: Union[str, os.PathLike, Dict[str, Any]], *,
             status_interval=_number(bridge.get("status_interval", 1.0), "status_interval") or 1.0,
             connect_timeout=_number(bridge.get("connect_timeout", 10.0), "connect_timeout") or 10.0,
             retry_max_s=_number(bridge.get("retry_max_s", 30.0), "retry_max_s") or 30.0,
+            log_repeat_s=_number(bridge.get("log_repeat_s", 30.0), "log_repeat_s"),
             path=path)
     except ValueError as exc:
         raise fail(str(exc), "bridge", str(exc).split(" ")[0]) from None
     cfg._lines = lines
+    _check_librdkafka(cfg, fail)
     return cfg
+
+
+def _check_librdkafka(cfg: BridgeConfig, fail: Callable[..., ConfigError]) -> None:
+    """Create, offline, every Kafka client the bridge will create, so that librdkafka's objections to a
+    setting (a misspelt property, a bad value, a CA file missing) name its line before anything runs."""
+    kafka = [ep for ep in cfg.endpoints.values() if ep.kind == "kafka"]
+    if not kafka:
+        return
+    try:
+        import confluent_kafka  # noqa: F401 - only whether it is there
+    except ImportError:
+        raise fail(f"endpoint {kafka[0].name!r} is kafka://, which needs confluent-kafka: pip install confluent-kafka",
+                   "endpoints", kafka[0].name, "url") from None
+    # Imported here: endpoints builds on this module's types.
+    from .endpoints import recovery_consumer_conf, sink_producer_conf, source_consumer_conf
+    from .kafka import CALLBACK_KEYS, base_conf, check_librdkafka
+
+    for ep in kafka:
+        for key, value in ep.settings.items():
+            if key in CALLBACK_KEYS and not callable(value):
+                raise fail(f"endpoint {ep.name!r}: librdkafka setting {key!r} takes a Python callable; set it "
+                           f"through the Python API (Bridge({{...}}) with a function), not in a file",
+                           "endpoints", ep.name, "librdkafka", key)
+        clients: List[Tuple[str, Callable[[Dict[str, Any]], Dict[str, Any]]]] = [
+            ("admin", lambda s, ep=ep: base_conf(ep.bootstrap, s, None))]
+        for rule in cfg.rules:
+            if any(src is ep for src, _ in rule.sources):
+                clients.append(("consumer", lambda s, ep=ep, r=rule: source_consumer_conf(ep, r, settings=s)))
+            if rule.target[0] is ep:
+                clients.append(("producer", lambda s, ep=ep, r=rule: sink_producer_conf(ep, r, settings=s)))
+                clients.append(("consumer", lambda s, ep=ep, r=rule: recovery_consumer_conf(ep, r, settings=s)))
+        problem = check_librdkafka(ep.settings, clients)
+        if problem is None:
+            continue
+        key, message = problem
+        hint = ""
+        if "No such configuration property" in message:
+            hint = (" (check the spelling; the properties are listed in "
+                    "https://github.com/confluentinc/librdkafka/blob/master/CONFIGURATION.md)")
+        if key is None:
+            raise fail(f"endpoint {ep.name!r}: librdkafka refuses these settings together: {message}",
+                       "endpoints", ep.name, "librdkafka")
+        raise fail(f"endpoint {ep.name!r}: librdkafka setting {key!r} = {ep.settings[key]!r}: {message}{hint}",
+                   "endpoints", ep.name, "librdkafka", key)
 
 
 def endpoints_used(cfg: BridgeConfig) -> Sequence[Endpoint]:

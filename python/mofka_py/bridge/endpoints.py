@@ -22,7 +22,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .. import api
 from ..errors import BufferFull, Error, InvalidArgument, TimeoutError, TopicNotFound
-from .config import PARTITION_MAPS, Endpoint, Rule
+from .config import PARTITION_MAPS, ConfigError, Endpoint, Rule
+from .kafka import KafkaHooks, base_conf, consumer_conf, producer_conf
 
 ORIGIN_HEADER = "mofka.origin"
 DATA_HEADER = "mofka.data"
@@ -112,31 +113,53 @@ def _kafka():
     return confluent_kafka
 
 
-def kafka_conf(ep: Endpoint, **extra: Any) -> Dict[str, Any]:
-    conf: Dict[str, Any] = {"bootstrap.servers": ep.bootstrap}
-    conf.update(extra)
-    conf.update(ep.settings)
-    return conf
+def kafka_conf(ep: Endpoint, hooks: Optional[KafkaHooks] = None, **extra: Any) -> Dict[str, Any]:
+    """Settings of a plain client of ``ep`` (admin): the bootstrap servers, ``extra``, the user's settings."""
+    return base_conf(ep.bootstrap, ep.settings, hooks, **extra)
 
 
-def check_kafka(ep: Endpoint, timeout: float) -> Any:
-    """List the cluster's topics (proves it is reachable and the credentials work); returns the metadata."""
+def _client(ep: Endpoint, make: Any, conf: Dict[str, Any]) -> Any:
+    """Create a client; librdkafka refusing the settings is a configuration error (normally caught earlier,
+    when the configuration was loaded)."""
+    ck = _kafka()
+    try:
+        return make(conf)
+    except (ck.KafkaException, TypeError, ValueError) as exc:
+        err = exc.args[0] if exc.args else exc
+        detail = err.str() if hasattr(err, "str") else str(err)
+        raise ConfigError(f"{ep.where}: endpoint {ep.name!r}: librdkafka refused the settings: {detail}") from None
+
+
+def check_kafka(ep: Endpoint, timeout: float, hooks: Optional[KafkaHooks] = None) -> Any:
+    """List the cluster's topics (proves it is reachable and the credentials work); returns the metadata.
+
+    Asks in short attempts so that the client's logs and errors are served in between: the first refused
+    connection is reported at once, and the last one explains a failure.
+    """
     ck = _kafka()
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient(kafka_conf(ep))
-    try:
-        return admin.list_topics(timeout=timeout)
-    except ck.KafkaException as exc:
-        raise Error(f"Kafka endpoint {ep.name!r} ({ep.url}) is unreachable: {exc.args[0]}") from None
+    hooks = hooks or KafkaHooks(ep.name)
+    admin = _client(ep, AdminClient, kafka_conf(ep, hooks))
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return admin.list_topics(timeout=max(0.1, min(1.0, deadline - time.monotonic())))
+        except ck.KafkaException as exc:
+            admin.poll(0)
+            if time.monotonic() >= deadline:
+                detail = hooks.last_error or exc.args[0].str()
+                raise Error(f"no answer within {timeout:g} s: {detail}. Check the address, that the broker runs, "
+                            f"and the security settings in [endpoints.{ep.name}.librdkafka]") from None
 
 
-def ensure_kafka_topic(ep: Endpoint, topic: str, partitions: int, timeout: float) -> int:
+def ensure_kafka_topic(ep: Endpoint, topic: str, partitions: int, timeout: float,
+                       hooks: Optional[KafkaHooks] = None) -> int:
     """Create ``topic`` if missing; return its partition count."""
     ck = _kafka()
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient(kafka_conf(ep))
+    admin = _client(ep, AdminClient, kafka_conf(ep, hooks))
     md = admin.list_topics(timeout=timeout)
     if topic in md.topics and not md.topics[topic].error:
         return len(md.topics[topic].partitions)
@@ -215,15 +238,33 @@ class FabricSource:
         self.cons.close()
 
 
+def source_consumer_conf(ep: Endpoint, rule: Rule, hooks: Optional[KafkaHooks] = None,
+                         settings: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """The settings of the consumer reading a Kafka source of ``rule``."""
+    return consumer_conf(ep.bootstrap, ep.settings if settings is None else settings, hooks, group=rule.group,
+                         **{"session.timeout.ms": 6000, "enable.partition.eof": False})
+
+
+def recovery_consumer_conf(ep: Endpoint, rule: Rule, hooks: Optional[KafkaHooks] = None,
+                           settings: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """The settings of the consumer scanning a Kafka target of ``rule`` at start (reads to the partition end)."""
+    return consumer_conf(ep.bootstrap, ep.settings if settings is None else settings, hooks,
+                         group=f"{rule.group}.recovery", **{"enable.partition.eof": True})
+
+
+def sink_producer_conf(ep: Endpoint, rule: Rule, hooks: Optional[KafkaHooks] = None,
+                       settings: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """The settings of the producer writing a Kafka target of ``rule``."""
+    return producer_conf(ep.bootstrap, ep.settings if settings is None else settings, hooks, linger_ms=rule.linger_ms)
+
+
 class KafkaSource:
     """Reads a Kafka topic (manual assignment, offsets committed to the rule's group after the sink acked)."""
 
-    def __init__(self, ep: Endpoint, topic: str, rule: Rule, timeout: float):
+    def __init__(self, ep: Endpoint, topic: str, rule: Rule, timeout: float, hooks: Optional[KafkaHooks] = None):
         ck = self.ck = _kafka()
         self.topic_name, self.rule = topic, rule
-        self.cons = ck.Consumer(kafka_conf(ep, **{"group.id": rule.group, "enable.auto.commit": False,
-                                                  "fetch.wait.max.ms": 10, "session.timeout.ms": 6000,
-                                                  "enable.partition.eof": False}))
+        self.cons = _client(ep, ck.Consumer, source_consumer_conf(ep, rule, hooks))
         md = self.cons.list_topics(topic, timeout=timeout)
         if topic not in md.topics or md.topics[topic].error or not md.topics[topic].partitions:
             self.cons.close()
@@ -402,22 +443,24 @@ class _Round:
 class KafkaSink:
     """An idempotent Kafka producer; the origin id travels in the ``mofka.origin`` header."""
 
-    def __init__(self, ep: Endpoint, topic: str, rule: Rule, partitions: int, timeout: float):
+    def __init__(self, ep: Endpoint, topic: str, rule: Rule, partitions: int, timeout: float,
+                 hooks: Optional[KafkaHooks] = None):
         ck = self.ck = _kafka()
         self.ep, self.topic_name, self.rule, self.timeout = ep, topic, rule, timeout
-        self.partitions = ensure_kafka_topic(ep, topic, partitions, timeout)
+        self.hooks = hooks or KafkaHooks(ep.name)
+        self.partitions = ensure_kafka_topic(ep, topic, partitions, timeout, self.hooks)
         self.failed: Optional[str] = None
         self.last_error: Optional[str] = None
-        self.prod = ck.Producer(kafka_conf(ep, **{
-            "enable.idempotence": True, "acks": "all", "linger.ms": rule.linger_ms,
-            "batch.num.messages": 10000, "queue.buffering.max.messages": 1_000_000,
-            "queue.buffering.max.kbytes": 1 << 20, "message.timeout.ms": 0,
-            "enable.gapless.guarantee": True, "error_cb": self._on_error}))
+        conf = sink_producer_conf(ep, rule, self.hooks)
+        if conf.get("error_cb") == self.hooks.error:     # not the user's own (Python API)
+            conf["error_cb"] = self._on_error
+        self.prod = _client(ep, ck.Producer, conf)
 
     def _on_error(self, err: Any) -> None:
         self.last_error = str(err)
         if err.fatal() and self.failed is None:
             self.failed = f"fatal Kafka producer error: {err}"
+        self.hooks.error(err)
 
     def recover(self, candidates: Dict[str, Sequence[int]], limit: int) -> Dict[str, int]:
         """Highest origin offset present per origin prefix, looked for in the prefix's candidate partitions
@@ -428,8 +471,7 @@ class KafkaSink:
         """Highest origin offset per wanted prefix (reads each partition's tail up to its real end)."""
         ck = self.ck
         found: Dict[str, int] = {}
-        cons = ck.Consumer(kafka_conf(self.ep, **{"group.id": f"{self.rule.group}.recovery", "enable.auto.commit": False,
-                                                  "enable.partition.eof": True, "fetch.wait.max.ms": 10}))
+        cons = _client(self.ep, ck.Consumer, recovery_consumer_conf(self.ep, self.rule, self.hooks))
         try:
             for q, pres in wanted.items():
                 # The high watermark may lag behind the log (seen with tansu): read past it to the fetch EOF.

@@ -9,6 +9,7 @@ there, so each source event lands exactly once.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from bisect import bisect_right
@@ -21,6 +22,7 @@ from ..api import encode_metadata
 from .config import BridgeConfig, Rule
 from .endpoints import (ORIGIN_FIELD, FabricSink, FabricSource, KafkaSink, KafkaSource, partition_candidates,
                         target_partition)
+from .kafka import KafkaHooks, RepeatLimiter
 
 __all__ = ["Route", "RouteStats", "RateLimiter"]
 
@@ -108,8 +110,9 @@ class Route:
     """Forwards one source topic of a rule; runs in its own thread and restarts itself with backoff on errors."""
 
     def __init__(self, cfg: BridgeConfig, rule: Rule, src_index: int, fabrics: Dict[str, Any],
-                 stop: threading.Event):
+                 stop: threading.Event, log: Optional[RepeatLimiter] = None):
         self.cfg, self.rule, self.fabrics, self.stop = cfg, rule, fabrics, stop
+        self.log = log if log is not None else RepeatLimiter(cfg.log_repeat_s)
         self.src_ep, self.src_topic = rule.sources[src_index]
         self.dst_ep, self.dst_topic = rule.target
         self.stats = RouteStats(rule.name, f"{self.src_ep.name}/{self.src_topic}", f"{self.dst_ep.name}/{self.dst_topic}")
@@ -127,13 +130,14 @@ class Route:
         if ep.kind == "fabric":
             source = FabricSource(self.fabrics[ep.name], self.src_topic, self.rule)
         else:
-            source = KafkaSource(ep, self.src_topic, self.rule, timeout)
+            source = KafkaSource(ep, self.src_topic, self.rule, timeout, KafkaHooks(ep.name, self.log))
         try:
             nparts = self.rule.partitions or len(source.partition_ids)
             if self.dst_ep.kind == "fabric":
                 sink = FabricSink(self.fabrics[self.dst_ep.name], self.dst_topic, self.rule, nparts)
             else:
-                sink = KafkaSink(self.dst_ep, self.dst_topic, self.rule, nparts, timeout)
+                sink = KafkaSink(self.dst_ep, self.dst_topic, self.rule, nparts, timeout,
+                                 KafkaHooks(self.dst_ep.name, self.log))
         except BaseException:
             source.close()
             raise
@@ -153,8 +157,12 @@ class Route:
                 self.stats.state = "stopped"
                 return
             except Exception as exc:  # noqa: BLE001 - any failure: report, back off, start over
-                self.stats.error(f"{type(exc).__name__}: {exc}")
+                msg = f"{type(exc).__name__}: {exc}"
+                self.stats.error(msg)
                 self.stats.restarts += 1
+                self.log.emit(logging.WARNING, (self.rule.name, self.stats.source, msg),
+                              f"rule {self.rule.name!r} ({self.stats.source} -> {self.stats.target}): {msg}; "
+                              f"retrying in {backoff:.1f} s")
             finally:
                 for end in (sink, source):
                     if end is not None:

@@ -10,7 +10,6 @@ import fcntl
 import json
 import os
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,9 +19,10 @@ from .. import api
 from ..errors import Error, TopicNotFound
 from .config import BridgeConfig, ConfigError, load_config
 from .endpoints import check_kafka
+from .kafka import LOGGER, KafkaHooks, RepeatLimiter
 from .route import Route
 
-__all__ = ["Bridge", "read_status", "STATUS_FILE"]
+__all__ = ["Bridge", "read_status", "run", "check", "STATUS_FILE"]
 
 STATUS_FILE = "status.json"
 
@@ -35,6 +35,10 @@ class Bridge:
     (spool an MPI job's in-memory fabric to ``file://`` this way).
     Everything is checked in the constructor: a bad endpoint, filter or an
     unreachable broker raises :class:`ConfigError` before anything moves.
+
+    Problems met while running (a broker gone, a route restarting) go to the
+    ``mofka_py.bridge`` logger, each kind at most once per ``log_repeat_s``
+    seconds with a count of the repeats held back.
     """
 
     def __init__(self, config: Union[str, os.PathLike, Dict[str, Any], BridgeConfig], *,
@@ -47,6 +51,7 @@ class Bridge:
         self._status_file = status_file
         self._lock_fh: Any = None
         self._status_thread: Optional[threading.Thread] = None
+        self.log = RepeatLimiter(self.cfg.log_repeat_s)
         try:
             self._check()
         except BaseException:
@@ -59,7 +64,7 @@ class Bridge:
         for name, ep in used.items():
             try:
                 if ep.kind == "kafka":
-                    check_kafka(ep, cfg.connect_timeout)
+                    check_kafka(ep, cfg.connect_timeout, KafkaHooks(name, self.log))
                 elif ep.fabric is not None:
                     self.fabrics[name] = ep.fabric
                 else:
@@ -84,7 +89,7 @@ class Bridge:
                                           f"exist in endpoint {ep.name!r} ({ep.url})") from None
         for rule in cfg.rules:
             for i in range(len(rule.sources)):
-                self.routes.append(Route(cfg, rule, i, self.fabrics, self.stop_event))
+                self.routes.append(Route(cfg, rule, i, self.fabrics, self.stop_event, self.log))
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> "Bridge":
@@ -180,6 +185,18 @@ def read_status(cfg: BridgeConfig) -> Optional[Dict[str, Any]]:
     return st
 
 
+def check(config_path: str) -> int:
+    """Check a configuration as a start would (settings, endpoints reachable, source topics), forward
+    nothing (the ``mofka-py bridge check CONFIG`` command)."""
+    bridge = Bridge(config_path)
+    try:
+        routes = ", ".join(f"{r.stats.source} -> {r.stats.target}" for r in bridge.routes)
+        LOGGER.info(f"{config_path}: OK, site {bridge.cfg.site}: {routes or 'no rules'}")
+    finally:
+        bridge.stop()
+    return 0
+
+
 def run(config_path: str) -> int:
     """Run a bridge until SIGTERM/SIGINT (the ``mofka-py bridge CONFIG`` command)."""
     bridge = Bridge(config_path)
@@ -192,13 +209,13 @@ def run(config_path: str) -> int:
     try:
         bridge.start()
         routes = ", ".join(f"{r.stats.source} -> {r.stats.target}" for r in bridge.routes)
-        print(f"mofka-py bridge: site {bridge.cfg.site}, pid {os.getpid()}: {routes}", file=sys.stderr, flush=True)
+        LOGGER.info(f"site {bridge.cfg.site}, pid {os.getpid()}: {routes}")
         ready = os.environ.get("MOFKA_PY_BRIDGE_READY_FILE")
         if ready:
             Path(ready).write_text(str(os.getpid()))
         while not stopping:
             time.sleep(0.2)
-        print(f"mofka-py bridge: signal {stopping[0]}: draining", file=sys.stderr, flush=True)
+        LOGGER.info(f"signal {stopping[0]}: draining")
     finally:
         bridge.stop()
         for s, h in old.items():
