@@ -73,7 +73,7 @@ def test_bad_librdkafka_setting_names_file_line_and_key(tmp_path, case):
     with pytest.raises(ConfigError) as exc:
         Bridge(str(cfg))
     assert want in str(exc.value) and says in str(exc.value), str(exc.value)
-    for form in ([str(cfg)],):
+    for form in ([str(cfg)], ["check", str(cfg)]):
         out = _run_cli(*form)
         assert out.returncode == 1, (form, out.stderr)
         assert "Traceback" not in out.stderr and "KafkaException" not in out.stderr, out.stderr

@@ -1,7 +1,8 @@
-"""``mofka-py bridge CONFIG.toml`` (run) and ``mofka-py bridge status CONFIG.toml`` (per rule: lag, rates, errors)."""
+"""``mofka-py bridge [run] CONFIG.toml``, ``bridge check CONFIG.toml`` and ``bridge status CONFIG.toml``."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -9,7 +10,31 @@ from typing import Any
 
 from .._progress import table
 from .config import load_config
-from .runner import read_status, run
+from .runner import check, read_status, run
+
+_ACTIONS = ("run", "check", "status")
+
+DESCRIPTION = """\
+Forward events between mofka-py fabrics and Kafka, exactly once (see docs/bridge.md).
+
+forms:
+  mofka-py bridge CONFIG.toml            run the bridge until SIGTERM/SIGINT (then drain and exit 0)
+  mofka-py bridge run CONFIG.toml        the same
+  mofka-py bridge check CONFIG.toml      check the configuration as a start would (settings,
+                                         librdkafka properties, endpoints reachable, source topics
+                                         present), forward nothing; exit 0 if it would start
+  mofka-py bridge status CONFIG.toml     per rule of the bridge running CONFIG.toml: state,
+                                         forwarded/filtered/duplicate counts, lag, rates, last error;
+                                         exit 0 if that bridge is running
+
+A configuration error exits 1 with the file, line and what to change, e.g.
+  mofka-py: ConfigError: bridge.toml:17: rule 'up': unknown endpoint 'clod' in to = "clod/frames" ...
+"""
+
+EPILOG = """\
+Messages (librdkafka's included) go to stderr, each kind at most once per [bridge] log_repeat_s
+seconds (default 30) with a count of the repeats held back.
+"""
 
 
 def _human(n: float) -> str:
@@ -42,19 +67,15 @@ def _setup_logging(level: str) -> None:
     logger.propagate = False
 
 
-def cmd_bridge(args: argparse.Namespace) -> int:
-    if args.action_or_config != "status":
-        if args.config:
-            raise SystemExit("mofka-py bridge: usage: mofka-py bridge CONFIG.toml | mofka-py bridge status CONFIG.toml")
-        _setup_logging("info")
-        return run(args.action_or_config)
-    if not args.config:
-        raise SystemExit("mofka-py bridge status: give the bridge's CONFIG.toml")
-    cfg = load_config(args.config)
+def _status(config: str, as_json: bool) -> int:
+    cfg = load_config(config)
     st = read_status(cfg)
     if st is None:
         print(f"bridge for site {cfg.site}: no status yet ({cfg.state_dir}); is it running?")
         return 1
+    if as_json:
+        print(json.dumps(st, indent=2, default=str))
+        return 0 if st["alive"] else 1
     age = time.time() - st.get("updated", 0)
     print(f"bridge site {st['site']} pid {st['pid']}: {'running' if st['alive'] else 'NOT running'}, "
           f"status from {age:.1f}s ago")
@@ -71,10 +92,38 @@ def cmd_bridge(args: argparse.Namespace) -> int:
     return 0 if st["alive"] else 1
 
 
+def cmd_bridge(args: argparse.Namespace) -> int:
+    """Run, check or show the status of the bridge a configuration describes (see :data:`DESCRIPTION`)."""
+    if args.action_or_config in _ACTIONS:
+        action, config = args.action_or_config, args.config
+        if not config:
+            raise SystemExit(f"mofka-py bridge {action}: give the bridge's CONFIG.toml "
+                             f"(mofka-py bridge {action} CONFIG.toml)")
+    else:
+        action, config = "run", args.action_or_config
+        if args.config:
+            raise SystemExit(f"mofka-py bridge: unknown form 'bridge {args.action_or_config} {args.config}'; "
+                             f"use one of: bridge CONFIG.toml | bridge {{{','.join(_ACTIONS)}}} CONFIG.toml "
+                             f"(mofka-py bridge --help)")
+    if action == "status":
+        return _status(config, args.json)
+    _setup_logging(args.log_level)
+    return check(config) if action == "check" else run(config)
+
+
 def add_parser(sub: Any) -> None:
     """Register ``bridge`` on the CLI's subparsers."""
-    b = sub.add_parser("bridge", help="forward events between fabrics and Kafka (bridge CONFIG.toml | bridge status "
-                                      "CONFIG.toml)")
-    b.add_argument("action_or_config", metavar="CONFIG.toml|status")
-    b.add_argument("config", nargs="?", metavar="CONFIG.toml")
+    b = sub.add_parser("bridge", help="forward events between fabrics and Kafka (bridge CONFIG.toml | bridge "
+                                      "check|status CONFIG.toml)",
+                       usage="%(prog)s [--log-level LEVEL] [--json] [run|check|status] CONFIG.toml",
+                       description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    b.add_argument("action_or_config", metavar="[run|check|status]",
+                   help="what to do: run (the default: 'bridge CONFIG.toml' runs), check or status")
+    b.add_argument("config", nargs="?", metavar="CONFIG.toml",
+                   help="the bridge's TOML configuration (format: docs/bridge.md)")
+    b.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info",
+                   help="run/check: the least severe messages printed on stderr (default: %(default)s; debug also "
+                        "shows what librdkafka logs when its 'debug' property is set)")
+    b.add_argument("--json", action="store_true", default=False,
+                   help="status: print the status as JSON instead of a table (default: a table)")
     b.set_defaults(func=cmd_bridge)
