@@ -40,8 +40,8 @@ Chunk = Tuple[int, Sequence[int], List[bytes], Optional[List[Any]], Any]
 def target_partition(prefix: str, partitions: int, mapping: str = "v2") -> int:
     """The target partition of every event of one origin ``SITE/TOPIC/P`` (stable across restarts).
 
-    ``v2`` (the default): ``(P + h("SITE/TOPIC")) % partitions`` with ``h`` the first 8 bytes of
-    BLAKE2b read big-endian. Consecutive source partitions land in consecutive target partitions, so
+    ``v2`` (the default): ``(P + h("SITE/TOPIC")) % partitions`` with ``h`` BLAKE2b with an 8-byte
+    digest read big-endian. Consecutive source partitions land in consecutive target partitions, so
     ``S`` source partitions use ``min(S, partitions)`` of them, each taking ``S // partitions`` or one
     more: a hash of the whole prefix would only spread them on average (4 into 4 would use all four
     in 9% of cases). The per site and topic offset spreads several sites sharing one target topic.
