@@ -338,6 +338,10 @@ PYBIND11_MODULE(_core, m) {
             py::gil_scoped_release nogil;
             f.client()->resetGroup(g, t, offsets);
         })
+        .def("remove_member", [](Fabric& f, const std::string& g, const std::string& t, const std::string& m) {
+            py::gil_scoped_release nogil;
+            return f.client()->removeMember(g, t, m);
+        })
         .def("delete_topic", [](Fabric& f, const std::string& t, bool force) {
             py::gil_scoped_release nogil;
             f.client()->deleteTopic(t, force);

@@ -390,6 +390,15 @@ class Topic:
         state["skipped"] = skipped
         return state
 
+    def remove_group_member(self, group: str, member_id: str) -> bool:
+        """Drop a member from a group now, as if its session had expired (e.g. a health monitor
+        saw its node go down): its partitions go to the other members at the group's committed
+        offsets, and its later commits are refused. Returns whether it was a member."""
+        _check_group(group)
+        if not isinstance(member_id, str) or not member_id:
+            raise InvalidArgument(f"member_id must be a non-empty string (got {member_id!r})")
+        return self.fabric._f.remove_member(group, self.name, member_id)
+
     def reset_group(self, group: str, to: Any = "earliest", *, dry_run: bool = False) -> dict:
         """Rewind (or skip) a consumer group's committed offsets on this topic.
 

@@ -460,6 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--keep", action="store_true", help="keep the scratch topic")
     d.set_defaults(func=cmd_demo)
 
+    from .services import cli as services_cli
+    services_cli.add_parsers(sub, command)
     from . import doctor
     doctor.add_parser(sub)
     from . import service

@@ -161,6 +161,10 @@ class Broker {
     /// naming them, while the group has live members, and then writes nothing.
     void resetGroup(const std::string& group, const std::string& topic,
                     const std::vector<std::pair<uint32_t, uint64_t>>& offsets);
+    /// Drop a member from a group now, as if its session had expired (Kafka's RemoveMembersFromConsumerGroup):
+    /// its partitions go to the others at the group's committed offsets and its later commits are
+    /// fenced. Returns whether it was a member.
+    bool removeMember(const std::string& group, const std::string& topic, const std::string& memberId);
     /// Count @p count events a member of @p group skipped on @p partition (deleted by retention first).
     void noteSkipped(const std::string& group, const std::string& topic, uint32_t partition, uint64_t count);
     /// The first offset of @p partition stored at or after @p timestampUs (µs since the epoch;

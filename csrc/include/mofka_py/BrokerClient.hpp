@@ -138,6 +138,8 @@ class BrokerClient {
     void noteSkipped(const std::string& group, const std::string& topic, uint32_t partition, uint64_t count);
     /// The first offset stored at or after @p timestampUs (µs since the epoch), or the end offset.
     uint64_t offsetForTime(const std::string& topic, uint32_t partition, int64_t timestampUs);
+    /// Drop a member from a group now (see Broker::removeMember); true if it was one.
+    bool removeMember(const std::string& group, const std::string& topic, const std::string& memberId);
     /// Delete a topic with its events and group offsets (see Broker::deleteTopic).
     void deleteTopic(const std::string& topic, bool force);
     /// Drop every stored event of a topic; returns how many.

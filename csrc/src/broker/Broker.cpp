@@ -93,12 +93,15 @@ std::string topicConfText(const TopicConfig& c) {
     return o.str();
 }
 void validateTopicName(const std::string& name) {
-    bool ok = !name.empty() && name.size() <= 200 && std::isalnum(static_cast<unsigned char>(name[0]));
+    // System topics (services' own, hidden from `topic list`) start with "__".
+    size_t first = name.rfind("__", 0) == 0 ? 2 : 0;
+    bool ok = name.size() > first && name.size() <= 200 && std::isalnum(static_cast<unsigned char>(name[first]));
     for (char ch : name)
         ok = ok && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-');
     if (!ok)
         throw Error(ErrorCode::InvalidArgument,
-                    "invalid topic name '" + name + "': use 1-200 letters, digits, '.', '_' or '-', starting with a letter or digit");
+                    "invalid topic name '" + name + "': use 1-200 letters, digits, '.', '_' or '-', starting with a letter or digit "
+                    "(or __ and a letter or digit: a system topic)");
 }
 void validateConfig(const TopicConfig& c) {
     if (c.partitions < 1 || c.partitions > 65536)
@@ -621,6 +624,15 @@ void Broker::resetGroup(const std::string& group, const std::string& topic,
         appendCommits(*m_offsetsLog, recs);
     }
     for (auto& po : offsets) m_committed[{group, topic, po.first}] = po.second;
+}
+
+bool Broker::removeMember(const std::string& group, const std::string& topic, const std::string& memberId) {
+    getTopic(topic);
+    std::lock_guard<std::mutex> lock(m_mutex);
+    auto it = m_groups.find({group, topic});
+    if (it == m_groups.end() || !it->second.members.count(memberId)) return false;
+    it->second.dropMember(memberId);
+    return true;
 }
 
 void Broker::noteSkipped(const std::string& group, const std::string& topic, uint32_t partition, uint64_t count) {

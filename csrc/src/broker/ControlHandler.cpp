@@ -15,6 +15,7 @@ std::vector<uint8_t> handleControl(Broker& broker, const uint8_t* body, size_t s
     case ControlOp::DeleteTopic: broker.deleteTopic(q.topic, q.count != 0); break;
     case ControlOp::PurgePartition: w.put<uint64_t>(broker.purgePartition(q.topic, q.partition)); break;
     case ControlOp::AlterTopic: broker.alterTopic(q.topic, q.config); break;
+    case ControlOp::RemoveMember: w.put<uint8_t>(broker.removeMember(q.group, q.topic, q.member) ? 1 : 0); break;
     }
     return std::move(w.buf);
 }

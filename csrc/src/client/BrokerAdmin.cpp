@@ -54,6 +54,19 @@ uint64_t BrokerClient::offsetForTime(const std::string& topic, uint32_t partitio
     return off;
 }
 
+bool BrokerClient::removeMember(const std::string& group, const std::string& topic, const std::string& memberId) {
+    ControlRequest q;
+    q.op = ControlOp::RemoveMember;
+    q.group = group;
+    q.topic = topic;
+    q.member = memberId;
+    auto reply = control({To::Coordinator, topic, 0}, encodeControl(q));
+    Reader r(reply.data(), reply.size());
+    bool removed = r.get<uint8_t>() != 0;
+    r.end();
+    return removed;
+}
+
 void BrokerClient::deleteTopic(const std::string& topic, bool force) {
     ControlRequest q;
     q.op = ControlOp::DeleteTopic;

@@ -13,6 +13,7 @@ std::vector<uint8_t> encodeControl(const ControlRequest& q) {
     case ControlOp::DeleteTopic: w.str(q.topic).put<uint64_t>(q.count); break;
     case ControlOp::PurgePartition: w.str(q.topic).put<uint32_t>(q.partition); break;
     case ControlOp::AlterTopic: w.str(q.topic); writeTopicConfig(w, q.config); break;
+    case ControlOp::RemoveMember: w.str(q.group).str(q.topic).str(q.member); break;
     }
     return std::move(w.buf);
 }
@@ -30,6 +31,7 @@ ControlRequest decodeControl(const uint8_t* body, size_t size) {
     case ControlOp::DeleteTopic: q.topic = r.str(); q.count = r.get<uint64_t>(); break;
     case ControlOp::PurgePartition: q.topic = r.str(); q.partition = r.get<uint32_t>(); break;
     case ControlOp::AlterTopic: q.topic = r.str(); q.config = readTopicConfig(r); break;
+    case ControlOp::RemoveMember: q.group = r.str(); q.topic = r.str(); q.member = r.str(); break;
     default: throw Error(ErrorCode::Corruption, "unknown control request " + std::to_string(uint16_t(q.op)));
     }
     r.end();

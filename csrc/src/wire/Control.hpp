@@ -24,12 +24,13 @@ enum class ControlOp : uint16_t {
     DeleteTopic,       ///< topic, count (1: force) -> nothing
     PurgePartition,    ///< topic, partition -> u64 events removed
     AlterTopic,        ///< topic, config (setFields say which) -> nothing
+    RemoveMember,      ///< group, topic, member -> u8 (1: it was a member)
 };
 
 /// A decoded control request (fields used depend on the op).
 struct ControlRequest {
     ControlOp op{};
-    std::string group, topic;
+    std::string group, topic, member;
     uint32_t partition = 0;
     uint64_t count = 0;
     int64_t timestampUs = 0;
