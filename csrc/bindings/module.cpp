@@ -585,7 +585,7 @@ PYBIND11_MODULE(_core, m) {
         })
         .def_property_readonly("data", [](const PyEvent& e) { return viewOf(e.ev.owner, e.ev.data); })
         .def_property_readonly("data_size", [](const PyEvent& e) { return e.ev.data.size; })
-        .def("ack", [](PyEvent& e) { e.consumer->ack(e.ev.partition, e.ev.offset); });
+        .def("ack", [](PyEvent& e) { e.consumer->ack(e.ev.partition, e.ev.offset, e.ev.epoch); });
 
     py::class_<PyEventBatch>(m, "EventBatch")
         .def("__len__", [](const PyEventBatch& b) { return b.d.end - b.d.first; })
@@ -626,10 +626,10 @@ PYBIND11_MODULE(_core, m) {
             if (i < 0 || i >= n) throw py::index_error("event index out of range");
             uint32_t k = b.d.first + uint32_t(i);
             Event ev{b.d.partition, b.d.offsetOf(k), b.d.view->metadata(k), b.consumer->select(b.d.view->eventData(k)),
-                     b.d.view->header().firstTimestampUs, b.d.owner};
+                     b.d.view->header().firstTimestampUs, b.d.owner, b.d.epoch};
             return PyEvent{ev, b.consumer};
         })
-        .def("ack", [](PyEventBatch& b) { b.consumer->ack(b.d.partition, b.d.offsetOf(b.d.end - 1)); });
+        .def("ack", [](PyEventBatch& b) { b.consumer->ack(b.d.partition, b.d.offsetOf(b.d.end - 1), b.d.epoch); });
 
     py::class_<Consumer, std::shared_ptr<Consumer>>(m, "Consumer")
         .def(py::init([](Fabric& f, const std::string& topic, const std::string& group, py::object start, py::object data,

@@ -220,9 +220,11 @@ class Fabric:
         self._f.describe(name)
         return Topic(self, name)
 
-    def topics(self) -> list:
-        """Names of all topics."""
-        return self._f.topics()
+    def topics(self, *, system: bool = False) -> list:
+        """Names of the topics, sorted; system topics (names starting with ``__``, kept by
+        services such as the compute pool and health events) only with ``system=True``."""
+        names = self._f.topics()
+        return names if system else [n for n in names if not n.startswith("__")]
 
     def delete_topic(self, name: str, *, force: bool = False) -> None:
         """Delete a topic: its events and its consumer groups' offsets.
@@ -241,7 +243,8 @@ class Fabric:
 
     def groups(self) -> list:
         """Every consumer group with members or committed offsets: ``[{"group", "topic"}]``."""
-        return [{"group": g, "topic": t} for t in self._f.topics() for g in self._f.groups(t)]
+        return [{"group": g, "topic": t} for t in self._f.topics() for g in self._f.groups(t)
+                if not t.startswith("__")]
 
     def close(self) -> None:
         """Close the fabric (embedded: flush and release its files and lock)."""

@@ -54,9 +54,8 @@ def cmd_topic(args: argparse.Namespace) -> int:
             fab.create_topic(args.name, partitions=args.partitions, **cfg)
             print(f"created topic {args.name} with {args.partitions} partition(s)")
         elif args.action == "list":
-            for name in fab.topics():
-                if args.all or not name.startswith("__"):
-                    print(name)
+            for name in fab.topics(system=args.all):
+                print(name)
         elif args.action == "describe":
             d = fab.topic(args.name).describe()
             print(f"topic {d['name']}  complete={d['complete']}  sync={d['sync']}  "

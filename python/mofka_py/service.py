@@ -8,13 +8,15 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import sys
+import threading
 import time
 from typing import Optional
 
 from . import _core, api
 from ._progress import table
-from .errors import InvalidArgument
+from .errors import Error, InvalidArgument
 
 
 #: Shortest token accepted. The login is an HMAC challenge-response, so a short secret can be
@@ -111,9 +113,40 @@ def _raise_fd_limit(max_connections: int) -> None:
              f"(about {need}); raise `ulimit -n` or lower --max-connections")
 
 
+class _ServiceHealth(threading.Thread):
+    """The service's own heartbeat on ``__health`` and a health monitor that publishes node events
+    to ``__health.events`` — through a client connection to this very service, from a thread (the
+    main thread runs the server's event loop)."""
+
+    def __init__(self, host: str, port: int, token: str, stats: dict):
+        super().__init__(name="service-health", daemon=True)
+        self.url = f"tcp://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+        self.token, self.stats = token, stats
+        self.node = f"service-{socket.gethostname()}:{port}"
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        from .services.health import HealthMonitor, Heartbeat
+
+        try:
+            with api.connect(self.url, token=self.token or None, reconnect_timeout=10) as fab:
+                beat = Heartbeat(fab, self.node, kind="service", info=lambda: dict(self.stats))
+                monitor = HealthMonitor(fab, publish=True)
+                try:
+                    while not self.stop_event.is_set():
+                        monitor.poll(0.2)
+                finally:
+                    beat.stop()
+                    monitor.close()
+        except Error as exc:  # health reporting must never take the service down
+            if not self.stop_event.is_set():
+                _log(f"health reporting stopped: {exc}")
+
+
 def serve(data_dir: Optional[str], listen: str = "127.0.0.1:7400", token: str = "", sync: str = "none",
           ready_file: Optional[str] = None, memory_reserve: int = 0, login_timeout: float = 5.0,
-          max_connections: int = 1024, max_pending_logins: int = 256, max_pending_logins_per_address: int = 64) -> int:
+          max_connections: int = 1024, max_pending_logins: int = 256, max_pending_logins_per_address: int = 64,
+          health: bool = True) -> int:
     """Serve a fabric until SIGTERM or SIGINT; drains and syncs before returning.
 
     ``data_dir`` None serves an in-memory fabric; ``memory_reserve`` bytes of
@@ -126,6 +159,8 @@ def serve(data_dir: Optional[str], listen: str = "127.0.0.1:7400", token: str = 
     from one IP address) may be waiting to log in; when a cap is reached the oldest
     of them is closed to make room, so connections that never log in cannot keep
     clients with the token out. ``max_connections`` counts every connection.
+    ``health``: publish the service's heartbeat on ``__health`` (connections, CPU, memory) and
+    node events (``node_down`` of workers and services whose heartbeats stop) on ``__health.events``.
     """
     host, port = parse_listen(listen)
     if memory_reserve and data_dir:
@@ -170,8 +205,19 @@ def serve(data_dir: Optional[str], listen: str = "127.0.0.1:7400", token: str = 
             with open(tmp, "w") as fh:
                 fh.write(str(srv.port))
             os.replace(tmp, ready_file)
+        stats = {"connections": 0, "pending_logins": 0}
+        reporter = _ServiceHealth(host, srv.port, token, stats) if health else None
+        if reporter is not None:
+            reporter.start()
         while not stopping:
             srv.poll(200)
+            stats.update(connections=srv.connections, pending_logins=srv.pending_logins)
+        if reporter is not None:
+            # Its last heartbeat says the service leaves; the loop must keep serving meanwhile.
+            reporter.stop_event.set()
+            deadline = time.monotonic() + 5
+            while reporter.is_alive() and time.monotonic() < deadline:
+                srv.poll(50)
         _log(f"signal {stopping[0]}: draining {srv.connections} connection(s)")
         srv.shutdown(2000)
         _log("stopped")
@@ -185,7 +231,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     token = read_token(args.token_file) or check_token(os.environ.get("MOFKA_PY_TOKEN", ""), "$MOFKA_PY_TOKEN")
     return serve(args.data_dir, args.listen, token, args.sync, args.ready_file, parse_size(args.memory_reserve),
                  args.login_timeout, args.max_connections, args.max_pending_logins,
-                 args.max_pending_logins_per_address)
+                 args.max_pending_logins_per_address, health=not args.no_health)
 
 
 def cmd_status(args: argparse.Namespace, fab: api.Fabric) -> int:
@@ -228,6 +274,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--max-pending-logins-per-address", type=int, default=64, metavar="N",
                    help="connections not yet logged in from one IP address; past it that address's oldest "
                         "is closed (default 64)")
+    s.add_argument("--no-health", action="store_true",
+                   help="do not publish the service's heartbeat (__health) and node events (__health.events)")
     s.add_argument("--ready-file", help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_serve)
     st = sub.add_parser("status", help="partitions, end offsets, consumer groups with lag, connected clients")

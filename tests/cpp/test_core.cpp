@@ -332,6 +332,16 @@ static void testGroupRules(const std::string& dir) {
         GroupState st = b.describeGroup("grp", "g");
         CHECK(st.members.size() == 2);
         CHECK(st.partitions[0].owner == std::string("a") && st.partitions[0].position == 11u);
+        // Removing a member frees its partitions now and fences its commits.
+        MemberHeartbeat y{"y", 10000, {}};
+        b.joinGroup("grp", "g", "y");
+        b.assignment("grp", "g", y);
+        CHECK(b.removeMember("grp", "g", "a"));
+        CHECK(!b.removeMember("grp", "g", "a"));
+        CHECK(codeOf([&] { b.commit("grp", "g", {{0, 12}}, "a"); }) == int(ErrorCode::CommitFailed));
+        Assignment za2 = b.assignment("grp", "g", MemberHeartbeat{"z", 10000, {}});
+        CHECK(za2.pending == 0); // nothing held by the removed member any more
+        b.leaveGroup("grp", "g", "y");
         b.noteSkipped("grp", "g", 2, 40);
         b.noteSkipped("grp", "g", 2, 2);
         CHECK(b.describeGroup("grp", "g").partitions[2].skipped == 42u);

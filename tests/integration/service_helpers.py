@@ -33,9 +33,10 @@ class Service:
     """A `mofka-py serve` subprocess on 127.0.0.1, stopped by pid."""
 
     def __init__(self, data_dir: Optional[Path], port: int, token_file: Optional[Path] = None, sync: str = "batch",
-                 extra: Sequence[str] = (), preexec_fn: Optional[Callable[[], None]] = None):
+                 extra: Sequence[str] = (), preexec_fn: Optional[Callable[[], None]] = None, health: bool = True):
         self.data_dir, self.port, self.token_file, self.sync = data_dir, port, token_file, sync
-        self.extra = list(extra)
+        # health=False: no heartbeat reporter (its own connection would count against the caps a test sets)
+        self.extra = list(extra) + ([] if health else ["--no-health"])
         self.preexec_fn = preexec_fn  # run in the child before exec, e.g. to lower its resource limits
         self.proc: Optional[subprocess.Popen] = None
         self.log = b""

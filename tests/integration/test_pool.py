@@ -226,3 +226,33 @@ def test_pool_status_command(cluster):
     out = r.stdout.decode()
     assert r.returncode == 0, r.stderr.decode()
     assert "500 outcome(s)" in out and "w0" in out and "w1" in out, out
+
+
+def test_service_heartbeat_and_node_events_published(cluster):
+    """The service publishes its own heartbeat and, from the workers' heartbeats, node events on
+    __health.events that any process can read (here: a worker killed with kill -9)."""
+    cluster.start_worker("w0")
+    with mp.connect(cluster.url) as fab:
+        wait_for(lambda: "__health.events" in fab.topics(system=True), what="the service's event topic")
+        events = fab.topic("__health.events")
+        with events.consumer(start="earliest") as cons:
+            seen = []
+
+            def saw(kind, node):
+                while True:
+                    ev = cons.pull(timeout=0.1)
+                    if ev is None:
+                        return any(e["event"] == kind and e["node"] == node for e in seen)
+                    seen.append(ev.metadata)
+
+            wait_for(lambda: saw("node_up", "w0"), what="node_up of w0")
+            cluster.kill_worker("w0")
+            wait_for(lambda: saw("node_down", "w0"), timeout=30, what="node_down of w0")
+        with fab.topic("__health").consumer(start="earliest", data=False) as cons:
+            kinds = set()
+            while True:
+                ev = cons.pull(timeout=0.5)
+                if ev is None:
+                    break
+                kinds.add((ev.metadata["kind"], "connections" in ev.metadata))
+        assert ("service", True) in kinds and ("worker", False) in kinds

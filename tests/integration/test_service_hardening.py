@@ -185,7 +185,7 @@ FLOOD = textwrap.dedent("""
 def test_flood_of_idle_and_slow_logins_does_not_lock_out_clients_with_the_token(tmp_path):
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
-    svc = Service(tmp_path / "fab", free_port(), token_file=token_file, sync="none",
+    svc = Service(tmp_path / "fab", free_port(), token_file=token_file, sync="none", health=False,
                   extra=["--max-connections", "64", "--max-pending-logins", "16",
                          "--max-pending-logins-per-address", "4", "--login-timeout", "1.5"]).start()
     flood = None
@@ -265,7 +265,7 @@ def test_flood_of_idle_and_slow_logins_does_not_lock_out_clients_with_the_token(
 
 
 def test_pending_login_caps_close_the_oldest_of_the_busiest_address_and_never_a_logged_in_client(tmp_path):
-    svc = Service(None, free_port(), sync="none",
+    svc = Service(None, free_port(), sync="none", health=False,
                   extra=["--max-connections", "6", "--max-pending-logins", "4",
                          "--max-pending-logins-per-address", "2", "--login-timeout", "600"]).start()
     socks = []
@@ -319,7 +319,7 @@ def test_out_of_file_descriptors_a_client_with_the_token_still_logs_in(tmp_path)
 
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)
-    svc = Service(None, free_port(), token_file=token_file, sync="none", preexec_fn=low_fd_limit,
+    svc = Service(None, free_port(), token_file=token_file, sync="none", preexec_fn=low_fd_limit, health=False,
                   extra=["--login-timeout", "600"]).start()
     socks = []
     try:
@@ -343,7 +343,7 @@ def test_out_of_file_descriptors_with_every_connection_logged_in_a_newcomer_is_r
     def low_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
 
-    svc = Service(None, free_port(), sync="none", preexec_fn=low_fd_limit).start()
+    svc = Service(None, free_port(), sync="none", preexec_fn=low_fd_limit, health=False).start()
     socks, refusals = [], []
     try:
         for _ in range(80):

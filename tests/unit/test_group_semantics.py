@@ -189,3 +189,19 @@ def test_session_timeout_and_rebalance_timeout_are_checked(mem_fab):
                 {"on_gap": "skip"}):
         with pytest.raises(mp.InvalidArgument):
             t.consumer("g", **bad)
+
+
+def test_an_ack_from_before_a_partition_moved_away_and_back_is_ignored(mem_fab):
+    """Acks cover everything before them in the partition: an ack of an event handed out before the
+    partition moved away (and came back) must not cover events handed out again since."""
+    t = mem_fab.create_topic("epochs", partitions=1)
+    fill(t, 10)
+    with t.consumer("g", member_id="m", rebalance_timeout_ms=0, auto_commit_ms=0) as a:
+        stale = pull_n(a, 6)[-1]  # offset 5, not acknowledged
+        with t.consumer("g", member_id="0-first", auto_commit_ms=0) as b:  # sorts first: takes partition 0
+            wait_until(lambda: b.partitions == [0] and a.partitions == [], what="partition 0 moved to b")
+        wait_until(lambda: a.partitions == [0], what="partition 0 back to a")
+        assert a.pull(timeout=10).offset == 0, "a starts again at the group's commit"
+        stale.ack()  # from the earlier ownership: ignored
+        a.commit()
+        assert mem_fab._f.committed("g", "epochs", 0) in (None, 0)

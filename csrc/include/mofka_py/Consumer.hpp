@@ -74,6 +74,10 @@ struct Event {
     Piece data;
     int64_t timestampUs;
     Owner owner;
+    /// Which ownership of its partition delivered it: an ack from an earlier one (the partition
+    /// moved away and came back meanwhile) is ignored, as the events it would cover were handed
+    /// out again.
+    uint32_t epoch = 0;
 };
 
 /// The not-yet-pulled rest of one fetched batch (the vectorised path).
@@ -83,6 +87,7 @@ struct Delivery {
     uint32_t end;     ///< one past the last
     std::shared_ptr<const BatchView> view;
     Owner owner;
+    uint32_t epoch = 0; ///< see Event::epoch
     uint64_t offsetOf(uint32_t i) const { return view->baseOffset() + i; }
 };
 
@@ -104,8 +109,9 @@ class Consumer {
     std::optional<Event> pull(int64_t timeoutMs);
     /// The rest of the next fetched batch, up to @p maxEvents events (vectorised consume).
     std::optional<Delivery> pullBatch(size_t maxEvents, int64_t timeoutMs);
-    /// Mark everything up to and including @p offset of @p partition processed.
-    void ack(uint32_t partition, uint64_t offset);
+    /// Mark everything up to and including @p offset of @p partition processed; @p epoch is the
+    /// delivered event's (an ack from an earlier ownership of the partition is ignored).
+    void ack(uint32_t partition, uint64_t offset, uint32_t epoch);
     /// Store acknowledged positions durably now; needs a group.
     void commit();
     /// True when the topic is complete and every owned partition was read to its end.

@@ -124,6 +124,7 @@ class ConsumerImpl {
         for (auto& [p, start] : starts) {
             m_delivered[p] = m_fetchPos[p] = m_acked[p] = start.first;
             if (start.second) m_sentCommit[p] = start.first;
+            m_epoch[p] = ++m_epochs;
         }
         m_assigned = a.partitions;
         m_generation = a.generation;
@@ -246,7 +247,7 @@ class ConsumerImpl {
                     auto view = std::make_shared<BatchView>(sb.data, sb.size);
                     uint64_t first = pos > sb.baseOffset ? pos - sb.baseOffset : 0;
                     if (first >= sb.count) continue;
-                    q.push_back({p, uint32_t(first), sb.count, view, sb.owner});
+                    q.push_back({p, uint32_t(first), sb.count, view, sb.owner, m_epoch[p]});
                     m_queueBytes += sb.size;
                     ++m_queued;
                     pos = sb.baseOffset + sb.count;
@@ -267,7 +268,7 @@ class ConsumerImpl {
     uint64_t gapLocked(uint32_t p, uint64_t pos, uint64_t first) {
         if (m_opts.onGap == GapPolicy::Error) {
             m_gapAt[p] = {pos, first};
-            m_queues[p].push_back({p, 0, 0, nullptr, {}});
+            m_queues[p].push_back({p, 0, 0, nullptr, {}, 0});
             ++m_queued;
             m_dataCv.notify_all();
             return 0;
@@ -445,7 +446,7 @@ class ConsumerImpl {
         Delivery& d = frontLocked();
         uint32_t i = d.first++;
         Event ev{d.partition, d.offsetOf(i), d.view->metadata(i), select(d.view->eventData(i)),
-                 d.view->header().firstTimestampUs, d.owner};
+                 d.view->header().firstTimestampUs, d.owner, d.epoch};
         m_delivered[d.partition] = ev.offset + 1;
         consumedLocked(1);
         return ev;
@@ -476,10 +477,12 @@ class ConsumerImpl {
         return d;
     }
 
-    void ack(uint32_t p, uint64_t offset) {
+    void ack(uint32_t p, uint64_t offset, uint32_t epoch) {
         std::lock_guard<std::mutex> l(m_mutex);
         auto it = m_acked.find(p);
         if (it == m_acked.end()) return; // partition moved to another member; it will see the event again
+        auto e = m_epoch.find(p);
+        if (e == m_epoch.end() || e->second != epoch) return; // delivered before the partition moved away and back
         it->second = std::max(it->second, offset + 1);
         m_ackCv.notify_all();
     }
@@ -602,6 +605,8 @@ class ConsumerImpl {
     std::atomic<uint32_t> m_pending{0};
     std::atomic<bool> m_beatNow{false};        ///< heartbeat at once (a commit was fenced)
     std::map<uint32_t, uint64_t> m_fetchPos, m_delivered, m_acked, m_sentCommit;
+    std::map<uint32_t, uint32_t> m_epoch; ///< partition -> which ownership of it (see Event::epoch)
+    uint32_t m_epochs = 0;
     std::map<uint32_t, std::pair<uint64_t, uint64_t>> m_gapAt; ///< partitions stopped at a gap: [from, to)
     ConsumerStats m_stats;
     bool m_atEnd = false;
@@ -617,7 +622,7 @@ Consumer::Consumer(std::shared_ptr<BrokerClient> client, const std::string& topi
 Consumer::~Consumer() = default;
 std::optional<Event> Consumer::pull(int64_t timeoutMs) { return m_impl->pull(timeoutMs); }
 std::optional<Delivery> Consumer::pullBatch(size_t maxEvents, int64_t timeoutMs) { return m_impl->pullBatch(maxEvents, timeoutMs); }
-void Consumer::ack(uint32_t partition, uint64_t offset) { m_impl->ack(partition, offset); }
+void Consumer::ack(uint32_t partition, uint64_t offset, uint32_t epoch) { m_impl->ack(partition, offset, epoch); }
 void Consumer::commit() { m_impl->commit(); }
 bool Consumer::exhausted() const { return m_impl->exhausted(); }
 std::vector<uint32_t> Consumer::partitions() const { return m_impl->partitions(); }

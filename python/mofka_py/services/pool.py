@@ -196,7 +196,7 @@ class Pool:
                 if batch.last_offset + 1 >= end:
                     break
         found: Dict[str, str] = {}
-        for name in self.fab.topics():
+        for name in self.fab.topics(system=True):
             method, lane = parse_task_topic(self.name, name)
             if not method:
                 continue
@@ -444,7 +444,7 @@ class Pool:
         self._running.pop(node, None)
         if reason != "left":
             self.worker_lost += len(last.get("running") or [])
-            for name in self.fab.topics():
+            for name in self.fab.topics(system=True):
                 method, _ = parse_task_topic(self.name, name)
                 if method:
                     try:
@@ -489,7 +489,7 @@ def pool_status(fab: Fabric, name: str, window: float = 3.0) -> Dict[str, Any]:
     check_name("pool", name)
     submitted = queued = 0
     methods = {}
-    for t in fab.topics():
+    for t in fab.topics(system=True):
         method, lane = parse_task_topic(name, t)
         if not method:
             continue
