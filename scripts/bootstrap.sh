@@ -28,5 +28,5 @@ if [ -d build ]; then
 else
   step "building the C++ core and the Python module (first time: 1-2 minutes)"
 fi
-python -m pip install -q --no-build-isolation ".[test]"
+python -m pip install -q --no-build-isolation ".[test,apps]"
 step "ready"

@@ -461,6 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .services import cli as services_cli
     services_cli.add_parsers(sub, command)
+    from .apps import cli as apps_cli
+    apps_cli.add_parser(sub, _Help)
     from . import doctor
     doctor.add_parser(sub)
     from . import service
