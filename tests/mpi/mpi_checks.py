@@ -53,3 +53,23 @@ def group_reads_everything_once(comm, topic, group: str, expected: set) -> list:
     assert {(s, q) for _, _, s, q in everything} == expected
     check_order(everything)
     return everything
+
+
+def rank_part(fn, *args, **kwargs):
+    """Run one rank's own part of a test, returning its failure instead of raising it, so that the
+    rank still takes part in the collectives that follow (a rank raising before a collective would
+    leave the others waiting in it). Raise the failure after them with :func:`reraise`."""
+    try:
+        fn(*args, **kwargs)
+        return None
+    except BaseException as exc:  # re-raised by reraise() once the collectives are done
+        return exc
+
+
+def reraise(comm, failure) -> None:
+    """Collective: raise this rank's failure, or tell that another rank failed."""
+    failed = comm.allreduce(1 if failure is not None else 0)
+    if failure is not None:
+        raise failure
+    if failed:
+        raise AssertionError(f"{failed} other rank(s) failed this test")

@@ -12,8 +12,9 @@ import mofka_py as mp  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "unit"))
 from _group_scenarios import fill  # noqa: E402
+from mpi_checks import rank_part, reraise  # noqa: E402
 
-pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(120, method="thread")]
 
 WORLD = MPI.COMM_WORLD
 
@@ -24,7 +25,8 @@ def test_delete_purge_alter_across_servers():
         if fab is None:
             return
         c = fab.comm
-        if c.rank == 0:
+
+        def first_rank():
             t = fab.create_topic("spread", partitions=4)
             fill(t, 400)
             assert t.purge() == 400
@@ -39,4 +41,6 @@ def test_delete_purge_alter_across_servers():
             assert all(p["committed"] is None for p in t.describe_group("g")["partitions"])
             with pytest.raises(mp.TopicNotFound):
                 fab.delete_topic("nothing")
-        c.Barrier()
+
+        failure = rank_part(first_rank) if c.rank == 0 else None
+        reraise(c, failure)

@@ -8,7 +8,7 @@ import pytest
 MPI = pytest.importorskip("mpi4py.MPI")
 mpi = pytest.importorskip("mofka_py.mpi")
 
-pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(120, method="thread")]
 
 WORLD = MPI.COMM_WORLD
 

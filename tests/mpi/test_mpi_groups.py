@@ -14,8 +14,9 @@ mpi = pytest.importorskip("mofka_py.mpi")
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "unit"))
 from _group_scenarios import P, check_exactly_once, fill  # noqa: E402
+from mpi_checks import rank_part, reraise  # noqa: E402
 
-pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(180, method="thread")]
 
 WORLD = MPI.COMM_WORLD
 
@@ -53,13 +54,18 @@ def test_member_ranks_join_in_turn_one_restarts(start):
         topic = fab.topic(name)
         log: list = []
         time.sleep(0.05 * c.rank)  # members join one after another
-        if c.rank == c.size - 1:
-            # This rank's member leaves early; a new one takes its place (a restart).
-            _read(topic, f"rank{c.rank}-a", start, log, stop_after=1000)
-            _read(topic, f"rank{c.rank}-b", start, log)
-        else:
-            _read(topic, f"rank{c.rank}", start, log)
+
+        def member():
+            if c.rank == c.size - 1:
+                # This rank's member leaves early; a new one takes its place (a restart).
+                _read(topic, f"rank{c.rank}-a", start, log, stop_after=1000)
+                _read(topic, f"rank{c.rank}-b", start, log)
+            else:
+                _read(topic, f"rank{c.rank}", start, log)
+
+        failure = rank_part(member)
         everything = [r for part in c.allgather(log) for r in part]
+        reraise(c, failure)
         got = check_exactly_once(everything, n)
         assert f"rank{c.size - 1}-b" in got, "the restarted member took part"
         c.Barrier()

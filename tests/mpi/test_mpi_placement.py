@@ -17,7 +17,7 @@ mpi = pytest.importorskip("mofka_py.mpi")
 
 from mpi_checks import check_event, check_order, group_reads_everything_once, payload, produce  # noqa: E402
 
-pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(120, method="thread")]
 
 WORLD = MPI.COMM_WORLD
 

@@ -7,6 +7,7 @@
 #pragma once
 #include "mofka_py/Group.hpp"
 #include "mofka_py/PartitionLog.hpp"
+#include "mofka_py/Types.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -22,40 +23,6 @@
 #include <vector>
 
 namespace mofka_py {
-
-/// Per-topic settings (fixed at creation).
-struct TopicConfig {
-    uint32_t partitions = 1;
-    uint64_t segmentBytes = 256ull << 20;
-    uint64_t retentionBytes = 0;
-    int64_t retentionMs = 0;
-    SyncPolicy sync = SyncPolicy::None;
-    int64_t syncIntervalMs = 1000;
-    uint64_t maxEventBytes = 64ull << 20;
-    /// Which fields were given (TopicField bits); the broker's defaults fill the others.
-    uint32_t setFields = ~0u;
-};
-
-/// Bits of TopicConfig::setFields.
-enum TopicField : uint32_t {
-    kSegmentBytes = 1, kRetentionBytes = 2, kRetentionMs = 4, kSync = 8, kSyncIntervalMs = 16, kMaxEventBytes = 32,
-};
-
-/// State of one partition as reported by describe().
-struct PartitionInfo {
-    uint32_t partition;
-    uint64_t startOffset;
-    uint64_t endOffset;
-    uint64_t sizeBytes;
-};
-
-/// What describe() returns.
-struct TopicInfo {
-    std::string name;
-    TopicConfig config;
-    bool complete;
-    std::vector<PartitionInfo> partitions;
-};
 
 /// Broker-wide settings.
 struct BrokerOptions {
@@ -213,8 +180,5 @@ class Broker {
     std::mutex m_hkMutex;
     std::condition_variable m_hkCv;
 };
-
-/// Kafka-compatible murmur2 partitioner: the same key lands on the same partition everywhere.
-uint32_t partitionForKey(const void* key, size_t size, uint32_t partitions);
 
 } // namespace mofka_py

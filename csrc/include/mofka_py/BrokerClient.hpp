@@ -4,7 +4,9 @@
  *        the requests a client sends to a broker.
  */
 #pragma once
-#include "mofka_py/Broker.hpp"
+#include "mofka_py/Group.hpp"
+#include "mofka_py/RecordBatch.hpp"
+#include "mofka_py/Types.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -154,6 +156,8 @@ class BrokerClient {
     /// The URL this client was opened with.
     virtual std::string url() const = 0;
 };
+
+class Broker;
 
 /// A client that calls a broker in the same process.
 std::shared_ptr<BrokerClient> makeInprocClient(std::shared_ptr<Broker> broker, std::string url);

@@ -9,8 +9,9 @@
  * Error(Corruption) on anything malformed.
  */
 #pragma once
-#include "mofka_py/Broker.hpp"
 #include "mofka_py/Codec.hpp"
+#include "mofka_py/Group.hpp"
+#include "mofka_py/Types.hpp"
 #include "mofka_py/Error.hpp"
 #include "mofka_py/Sha256.hpp"
 

@@ -5,6 +5,7 @@
  */
 #pragma once
 #include "mofka_py/RecordBatch.hpp"
+#include "mofka_py/Types.hpp"
 
 #include <chrono>
 #include <condition_variable>
@@ -18,9 +19,6 @@
 
 namespace mofka_py {
 
-/// When appended data is forced to stable storage.
-enum class SyncPolicy { None, Batch, Interval };
-
 /// Storage settings of a partition log (per topic).
 struct LogOptions {
     std::string directory;               ///< empty: in memory
@@ -31,27 +29,6 @@ struct LogOptions {
     int64_t syncIntervalMs = 1000;
     uint64_t indexIntervalBytes = 4096;   ///< sparse index granularity
     bool repair = false;                  ///< on open, truncate at corruption instead of failing
-};
-
-/// A stored batch handed to readers; @c owner keeps its memory mapped.
-struct StoredBatch {
-    Owner owner;
-    const uint8_t* data;
-    size_t size;
-    uint64_t baseOffset;
-    uint32_t count;
-};
-
-/// Outcome of an append.
-struct AppendResult {
-    uint64_t baseOffset;
-    bool duplicate; ///< the batch had been appended before (producer retry)
-};
-
-/// How the log treats the CRC of an incoming batch.
-enum class CrcMode {
-    Compute, ///< the producer left it to the log (in-process)
-    Verify   ///< received from elsewhere: check it, refuse a mismatch
 };
 
 /**

@@ -33,6 +33,9 @@ struct ProducerOptions {
     PartitionSelector selector = PartitionSelector::KeyHash;
 };
 
+/// Kafka-compatible murmur2 partitioner: the same key lands on the same partition everywhere.
+uint32_t partitionForKey(const void* key, size_t size, uint32_t partitions);
+
 struct BatchState;
 
 /**

@@ -918,27 +918,4 @@ void Broker::close() {
     }
 }
 
-uint32_t partitionForKey(const void* key, size_t size, uint32_t partitions) {
-    // murmur2 as used by Kafka's default partitioner (seed 0x9747b28c).
-    const uint32_t m = 0x5bd1e995;
-    const int r = 24;
-    auto data = static_cast<const uint8_t*>(key);
-    uint32_t h = 0x9747b28cu ^ uint32_t(size);
-    size_t n4 = size / 4;
-    for (size_t i = 0; i < n4; ++i) {
-        uint32_t k;
-        std::memcpy(&k, data + 4 * i, 4);
-        k *= m; k ^= k >> r; k *= m;
-        h *= m; h ^= k;
-    }
-    const uint8_t* tail = data + 4 * n4;
-    switch (size & 3) {
-    case 3: h ^= uint32_t(tail[2]) << 16; [[fallthrough]];
-    case 2: h ^= uint32_t(tail[1]) << 8; [[fallthrough]];
-    case 1: h ^= tail[0]; h *= m;
-    }
-    h ^= h >> 13; h *= m; h ^= h >> 15;
-    return (h & 0x7fffffffu) % partitions;
-}
-
 } // namespace mofka_py

@@ -1,0 +1,75 @@
+/**
+ * @file Types.hpp
+ * @brief Value types shared by every layer: topic settings and descriptions, stored
+ *        batches and append results. No behaviour; the log, the broker, the transports
+ *        and the clients all speak in these.
+ */
+#pragma once
+#include "mofka_py/RecordBatch.hpp" // Owner
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mofka_py {
+
+/// When appended data is forced to stable storage.
+enum class SyncPolicy { None, Batch, Interval };
+
+/// Per-topic settings (fixed at creation).
+struct TopicConfig {
+    uint32_t partitions = 1;
+    uint64_t segmentBytes = 256ull << 20;
+    uint64_t retentionBytes = 0;
+    int64_t retentionMs = 0;
+    SyncPolicy sync = SyncPolicy::None;
+    int64_t syncIntervalMs = 1000;
+    uint64_t maxEventBytes = 64ull << 20;
+    /// Which fields were given (TopicField bits); the broker's defaults fill the others.
+    uint32_t setFields = ~0u;
+};
+
+/// Bits of TopicConfig::setFields.
+enum TopicField : uint32_t {
+    kSegmentBytes = 1, kRetentionBytes = 2, kRetentionMs = 4, kSync = 8, kSyncIntervalMs = 16, kMaxEventBytes = 32,
+};
+
+/// State of one partition as reported by describe().
+struct PartitionInfo {
+    uint32_t partition;
+    uint64_t startOffset;
+    uint64_t endOffset;
+    uint64_t sizeBytes;
+};
+
+/// What describe() returns.
+struct TopicInfo {
+    std::string name;
+    TopicConfig config;
+    bool complete;
+    std::vector<PartitionInfo> partitions;
+};
+
+/// A stored batch handed to readers; @c owner keeps its memory mapped.
+struct StoredBatch {
+    Owner owner;
+    const uint8_t* data;
+    size_t size;
+    uint64_t baseOffset;
+    uint32_t count;
+};
+
+/// Outcome of an append.
+struct AppendResult {
+    uint64_t baseOffset;
+    bool duplicate; ///< the batch had been appended before (producer retry)
+};
+
+/// How the log treats the CRC of an incoming batch.
+enum class CrcMode {
+    Compute, ///< the producer left it to the log (in-process)
+    Verify   ///< received from elsewhere: check it, refuse a mismatch
+};
+
+} // namespace mofka_py
