@@ -61,7 +61,10 @@ endif()
 
 file(GLOB MOFKA_PY_MPI_SOURCES CONFIGURE_DEPENDS csrc/src/transport/mpi/*.cpp)
 add_library(mofka_py_mpi STATIC ${MOFKA_PY_MPI_SOURCES})
-target_include_directories(mofka_py_mpi PUBLIC csrc/include PRIVATE csrc/src)
+target_include_directories(mofka_py_mpi PUBLIC $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/csrc/include>
+                                               $<INSTALL_INTERFACE:include> PRIVATE csrc/src)
+set_target_properties(mofka_py_mpi PROPERTIES EXPORT_NAME mpi)
+add_library(mofka_py::mpi ALIAS mofka_py_mpi)
 target_link_libraries(mofka_py_mpi PUBLIC mofka_py_core MPI::MPI_CXX)
 target_compile_definitions(mofka_py_mpi PUBLIC MOFKA_PY_MPI_HOME="${MPI_HOME}")
 set(MOFKA_PY_HAVE_MPI ON)

@@ -5,9 +5,9 @@
 #include "mofka_py/Crc32c.hpp"
 #include "mofka_py/Error.hpp"
 #include "mofka_py/Fabric.hpp"
-#include "mofka_py/Frame.hpp"
+#include "transport/tcp/Frame.hpp"
 #include "mofka_py/PartitionLog.hpp"
-#include "mofka_py/Sha256.hpp"
+#include "transport/tcp/Sha256.hpp"
 #include "mofka_py/TcpServer.hpp"
 #include "mofka_py/Producer.hpp"
 #ifdef MOFKA_PY_HAVE_MPI
@@ -227,13 +227,15 @@ PYBIND11_MODULE(_core, m) {
         .def(py::init([](const std::string& url, const std::string& sync, int64_t syncIntervalMs, uint64_t segmentBytes,
                          uint64_t retentionBytes, int64_t retentionMs, uint64_t maxEventBytes, bool repair,
                          const std::string& token, int64_t requestTimeoutMs, int64_t reconnectTimeoutMs) {
-                 BrokerOptions o = brokerOptions(sync, syncIntervalMs, segmentBytes, retentionBytes, retentionMs, maxEventBytes, repair);
-                 TcpClientOptions t;
-                 t.token = token;
-                 t.requestTimeoutMs = requestTimeoutMs;
-                 t.reconnectTimeoutMs = reconnectTimeoutMs;
+                 BrokerOptions b = brokerOptions(sync, syncIntervalMs, segmentBytes, retentionBytes, retentionMs, maxEventBytes, repair);
+                 FabricOptions o;
+                 o.defaults = b.defaults;
+                 o.repair = repair;
+                 o.token = token;
+                 o.requestTimeoutMs = requestTimeoutMs;
+                 o.reconnectTimeoutMs = reconnectTimeoutMs;
                  py::gil_scoped_release nogil;
-                 return Fabric::connect(url, o, t);
+                 return Fabric::connect(url, o);
              }),
              py::arg("url"), py::arg("sync"), py::arg("sync_interval_ms"), py::arg("segment_bytes"),
              py::arg("retention_bytes"), py::arg("retention_ms"), py::arg("max_event_bytes"), py::arg("repair"),

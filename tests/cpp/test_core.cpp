@@ -7,7 +7,7 @@
 #include "mofka_py/Fabric.hpp"
 #include "mofka_py/PartitionLog.hpp"
 #include "mofka_py/Producer.hpp"
-#include "mofka_py/Sha256.hpp"
+#include "transport/tcp/Sha256.hpp"
 
 #include <chrono>
 #include <cstdio>

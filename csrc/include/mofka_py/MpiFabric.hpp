@@ -21,8 +21,8 @@
  * @endcode
  */
 #pragma once
-#include "mofka_py/Broker.hpp"
 #include "mofka_py/Fabric.hpp"
+#include "mofka_py/Types.hpp"
 
 #include <mpi.h>
 
@@ -38,7 +38,8 @@ struct MpiFabricOptions {
     std::vector<int> servers{0};       ///< ranks (in the communicator) that host partitions
     bool colocated = false;            ///< server ranks are clients too
     std::string storage = "memory://"; ///< "memory://" or "file:///dir" (server r uses dir/rank<r>)
-    BrokerOptions broker;              ///< topic defaults and repair flag of the servers
+    TopicConfig defaults;              ///< settings of topics created without their own
+    bool repair = false;               ///< servers truncate corrupted logs at open instead of failing
     int64_t requestTimeoutMs = 60000;  ///< a request without an answer this long fails with Timeout
     /// After events went through a rank, its pollers keep polling (yielding the core, never
     /// sleeping) this long: low latency in a stream. Past it they sleep up to 250 us between

@@ -5,8 +5,8 @@
 //
 // Request body: u16 op, then the op's fields. Reply body: the op's result.
 #pragma once
-#include "mofka_py/Codec.hpp"
-#include "mofka_py/Frame.hpp" // TopicConfig on the wire
+#include "wire/Codec.hpp"
+#include "wire/Messages.hpp" // TopicConfig on the wire
 #include "mofka_py/Group.hpp"
 
 #include <cstdint>

@@ -60,8 +60,10 @@ class MpiFabricImpl {
         if (m_isServer) {
             try {
                 FabricUrl url = parseFabricUrl(opts.storage);
-                BrokerOptions bo = opts.broker;
-                bo.directory.clear();
+                BrokerOptions bo;
+                bo.defaults = opts.defaults;
+                bo.defaults.setFields = ~0u;
+                bo.repair = opts.repair;
                 if (url.scheme == "file") {
                     std::filesystem::path dir = std::filesystem::path(url.path) / ("rank" + std::to_string(m_rank));
                     std::filesystem::create_directories(dir);

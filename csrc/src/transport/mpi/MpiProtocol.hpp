@@ -6,7 +6,7 @@
 #pragma once
 #include "mofka_py/Broker.hpp"
 #include "mofka_py/Error.hpp"
-#include "mofka_py/Frame.hpp" // Writer, Reader, topic config/info encoding
+#include "wire/Messages.hpp" // Writer, Reader, topic config/info encoding
 
 #include <mpi.h>
 

@@ -1,7 +1,7 @@
 #include "mofka_py/TcpServer.hpp"
 
-#include "mofka_py/Frame.hpp"
-#include "mofka_py/Sha256.hpp"
+#include "transport/tcp/Frame.hpp"
+#include "transport/tcp/Sha256.hpp"
 
 #include "broker/ControlHandler.hpp"
 

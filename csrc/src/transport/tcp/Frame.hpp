@@ -9,11 +9,12 @@
  * Error(Corruption) on anything malformed.
  */
 #pragma once
-#include "mofka_py/Codec.hpp"
+#include "mofka_py/Error.hpp"
 #include "mofka_py/Group.hpp"
 #include "mofka_py/Types.hpp"
-#include "mofka_py/Error.hpp"
-#include "mofka_py/Sha256.hpp"
+#include "transport/tcp/Sha256.hpp"
+#include "wire/Codec.hpp"
+#include "wire/Messages.hpp"
 
 #include <cstdint>
 #include <cstring>
@@ -57,19 +58,6 @@ Digest loginMac(const std::string& token, const uint8_t* serverNonce, const uint
 
 /// Encode/decode a frame header.
 std::vector<uint8_t> encodeHeader(MsgType type, uint32_t flags, uint64_t requestId, uint64_t bodyLength);
-
-/// A group member's assignment on the wire.
-void writeAssignment(Writer& w, const Assignment& a);
-Assignment readAssignment(Reader& r);
-/// A member's heartbeat (id, session timeout, owned partitions with positions) on the wire.
-void writeHeartbeat(Writer& w, const MemberHeartbeat& h);
-MemberHeartbeat readHeartbeat(Reader& r);
-
-/// Topic settings and info on the wire.
-void writeTopicConfig(Writer& w, const TopicConfig& c);
-TopicConfig readTopicConfig(Reader& r);
-void writeTopicInfo(Writer& w, const TopicInfo& i);
-TopicInfo readTopicInfo(Reader& r);
 
 /// A decoded client request (fields used depend on the type).
 struct Request {

@@ -1,4 +1,4 @@
-#include "mofka_py/Sha256.hpp"
+#include "transport/tcp/Sha256.hpp"
 
 #include <cstring>
 #include <vector>
