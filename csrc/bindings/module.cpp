@@ -708,6 +708,7 @@ PYBIND11_MODULE(_core, m) {
             d["rebalances"] = s.rebalances;
             d["revoked_unacked"] = s.revokedUnacked;
             d["fenced_commits"] = s.fencedCommits;
+            d["prefetched"] = s.prefetchedEvents;
             return d;
         })
         .def("close", [](Consumer& c) { py::gil_scoped_release nogil; c.close(); });

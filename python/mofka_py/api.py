@@ -667,7 +667,8 @@ class Consumer:
         """What this consumer did: ``delivered`` events, ``skipped`` (deleted by retention
         before they were read, ``on_gap='earliest'``), ``rebalances``, ``revoked_unacked``
         (handed out but not acknowledged when their partition moved away: delivered again
-        to its new owner) and ``fenced_commits`` (refused: the partitions had moved on)."""
+        to its new owner), ``fenced_commits`` (refused: the partitions had moved on) and
+        ``prefetched`` (events fetched and waiting to be handed out now)."""
         return self._c.stats()
 
     def close(self) -> None:

@@ -177,6 +177,8 @@ def test_a_backlog_on_several_partitions_is_interleaved(any_fab):
     t.mark_complete()
     with t.consumer("g") as c:
         wait_until(lambda: c.partitions == list(range(P)))
+        # The backlog is there when every partition's events were fetched.
+        wait_until(lambda: c.stats["prefetched"] == P * 3000, what="the backlog prefetched")
         first = [ev.partition for ev in pull_n(c, 2000)]
     # Every partition got its turn early, not partition 0's whole backlog first.
     assert set(first[:P * 256]) == set(range(P))

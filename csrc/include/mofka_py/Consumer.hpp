@@ -64,6 +64,7 @@ struct ConsumerStats {
     uint64_t rebalances = 0;  ///< assignment changes
     uint64_t revokedUnacked = 0; ///< events handed out but not acknowledged when their partition moved away
     uint64_t fencedCommits = 0;  ///< commits refused because the partitions had moved on
+    uint64_t prefetchedEvents = 0; ///< fetched, waiting to be handed out (now)
 };
 
 /// One event as a consumer sees it; @c owner keeps the bytes alive.

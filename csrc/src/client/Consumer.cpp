@@ -543,7 +543,10 @@ class ConsumerImpl {
 
     ConsumerStats stats() const {
         std::lock_guard<std::mutex> l(m_mutex);
-        return m_stats;
+        ConsumerStats s = m_stats;
+        for (auto& kv : m_queues)
+            for (auto& d : kv.second) s.prefetchedEvents += d.end - d.first;
+        return s;
     }
 
     std::string memberId() const { return m_member; }
