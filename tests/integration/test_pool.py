@@ -103,7 +103,7 @@ THINKER = textwrap.dedent("""
         pool = Pool(fab, "campaign")
         if mode == "first":
             for i in range(n):
-                pool.submit("work", i, 3.0, retries=3)  # 3 ms each: work is still pending at the kill
+                pool.submit("work", i, 10.0, retries=3)  # 10 ms each: work is still pending at the restart
             pool.flush(60)
             log.write(b"submitted\\n")
         else:
