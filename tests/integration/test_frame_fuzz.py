@@ -40,12 +40,14 @@ def produce_frame() -> bytes:
 VALID = [
     produce_frame(),
     frame(2, bytes(64)),                                                  # login
-    frame(11, b""),                                                       # list topics
-    frame(12, s("topic")),                                                # describe
     frame(14, s("t") + struct.pack("<IQQq", 0, 5, 1 << 20, 100)),         # fetch
-    frame(23, s("g") + s("t") + struct.pack("<I", 1) + struct.pack("<IQ", 0, 9) + s("m")),  # commit
-    frame(22, s("g") + s("t") + s("m") + struct.pack("<II", 1, 3)),       # release
-    frame(21, s("g") + s("t") + s("m") + struct.pack("<qI", 10000, 1) + struct.pack("<IQ", 3, 70)),  # assignment
+    frame(15, s("t") + struct.pack("<Qq", 7, 100)),                       # wait for a topic change
+    frame(26, b""),                                                       # status
+    frame(40, struct.pack("<H", 10)),                                     # control: list topics
+    frame(40, struct.pack("<H", 11) + s("topic")),                        # control: describe
+    frame(40, struct.pack("<H", 19) + s("g") + s("t") + struct.pack("<I", 1) + struct.pack("<IQ", 0, 9) + s("m")),  # commit
+    frame(40, struct.pack("<H", 18) + s("g") + s("t") + s("m") + struct.pack("<II", 1, 3)),  # release
+    frame(40, struct.pack("<H", 17) + s("g") + s("t") + s("m") + struct.pack("<qI", 10000, 1) + struct.pack("<IQ", 3, 70)),  # assignment
     frame(40, struct.pack("<H", 1) + s("g") + s("t")),                    # control: describe group
     frame(40, struct.pack("<H", 2) + s("g") + s("t") + struct.pack("<I", 1) + struct.pack("<IQ", 0, 9)),  # reset
     frame(40, struct.pack("<H", 4) + s("t") + struct.pack("<Iq", 0, 1_700_000_000_000_000)),  # offset for time

@@ -261,7 +261,7 @@ def test_bad_frames_close_only_that_connection_and_write_nothing(service, case):
                 s.sendall(FRAME.pack(MAGIC, VERSION, 13, 0, 0, 1, 1 << 40))
                 assert "exceeds" in error_then_closed(s)
             elif case == "malformed_body":
-                s.sendall(FRAME.pack(MAGIC, VERSION, 12, 0, 0, 1, 3) + b"\xff\xff\xff")
+                s.sendall(FRAME.pack(MAGIC, VERSION, 40, 0, 0, 1, 5) + b"\x0b\x00\xff\xff\xff")  # describe, bad length
                 assert "malformed" in error_then_closed(s)
             elif case == "unknown_type":
                 s.sendall(FRAME.pack(MAGIC, VERSION, 999, 0, 0, 1, 0))

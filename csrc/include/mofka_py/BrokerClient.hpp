@@ -4,6 +4,7 @@
  *        the requests a client sends to a broker.
  */
 #pragma once
+#include "mofka_py/Error.hpp"
 #include "mofka_py/Group.hpp"
 #include "mofka_py/RecordBatch.hpp"
 #include "mofka_py/Types.hpp"
@@ -121,10 +122,12 @@ class BrokerClient {
     /// server of one of its partitions (offsets, data).
     struct ControlRoute {
         /// Every: each server holding the topic, the coordinator first (its answer is returned;
-        /// the others' TopicNotFound is ignored, as after an interrupted call).
+        /// on the others, @c tolerate is ignored, as after an interrupted call).
         enum class To { Coordinator, Partition, Every } to;
         std::string topic;
         uint32_t partition = 0;
+        bool coordinatorLast = false;              ///< Every: the coordinator after the others
+        ErrorCode tolerate = ErrorCode::TopicNotFound; ///< Every: an error of the others to ignore
     };
     /// Carry one control request body (see wire/Control.hpp) and return the reply body.
     virtual std::vector<uint8_t> control(const ControlRoute& route, const std::vector<uint8_t>& request) = 0;

@@ -14,6 +14,16 @@ std::vector<uint8_t> encodeControl(const ControlRequest& q) {
     case ControlOp::PurgePartition: w.str(q.topic).put<uint32_t>(q.partition); break;
     case ControlOp::AlterTopic: w.str(q.topic); writeTopicConfig(w, q.config); break;
     case ControlOp::RemoveMember: w.str(q.group).str(q.topic).str(q.member); break;
+    case ControlOp::CreateTopic: w.str(q.topic); writeTopicConfig(w, q.config); break;
+    case ControlOp::ListTopics: break;
+    case ControlOp::DescribeTopic: case ControlOp::MarkComplete: case ControlOp::IsComplete: case ControlOp::Groups:
+        w.str(q.topic); break;
+    case ControlOp::Offsets: w.str(q.topic).put<uint32_t>(q.partition); break;
+    case ControlOp::JoinGroup: case ControlOp::LeaveGroup: w.str(q.group).str(q.topic).str(q.member); break;
+    case ControlOp::Assignment: w.str(q.group).str(q.topic); writeHeartbeat(w, q.heartbeat); break;
+    case ControlOp::Release: w.str(q.group).str(q.topic).str(q.member).u32s(q.partitions); break;
+    case ControlOp::Commit: w.str(q.group).str(q.topic).offsets(q.offsets).str(q.member); break;
+    case ControlOp::Committed: w.str(q.group).str(q.topic).put<uint32_t>(q.partition); break;
     }
     return std::move(w.buf);
 }
@@ -32,6 +42,16 @@ ControlRequest decodeControl(const uint8_t* body, size_t size) {
     case ControlOp::PurgePartition: q.topic = r.str(); q.partition = r.get<uint32_t>(); break;
     case ControlOp::AlterTopic: q.topic = r.str(); q.config = readTopicConfig(r); break;
     case ControlOp::RemoveMember: q.group = r.str(); q.topic = r.str(); q.member = r.str(); break;
+    case ControlOp::CreateTopic: q.topic = r.str(); q.config = readTopicConfig(r); break;
+    case ControlOp::ListTopics: break;
+    case ControlOp::DescribeTopic: case ControlOp::MarkComplete: case ControlOp::IsComplete: case ControlOp::Groups:
+        q.topic = r.str(); break;
+    case ControlOp::Offsets: q.topic = r.str(); q.partition = r.get<uint32_t>(); break;
+    case ControlOp::JoinGroup: case ControlOp::LeaveGroup: q.group = r.str(); q.topic = r.str(); q.member = r.str(); break;
+    case ControlOp::Assignment: q.group = r.str(); q.topic = r.str(); q.heartbeat = readHeartbeat(r); break;
+    case ControlOp::Release: q.group = r.str(); q.topic = r.str(); q.member = r.str(); q.partitions = r.u32s(); break;
+    case ControlOp::Commit: q.group = r.str(); q.topic = r.str(); q.offsets = r.offsets(); q.member = r.str(); break;
+    case ControlOp::Committed: q.group = r.str(); q.topic = r.str(); q.partition = r.get<uint32_t>(); break;
     default: throw Error(ErrorCode::Corruption, "unknown control request " + std::to_string(uint16_t(q.op)));
     }
     r.end();

@@ -1,7 +1,8 @@
-// Control requests: administrative and group calls that every transport carries the same
-// way, as one opaque body (TCP: a Control frame; MPI: a Control message; in-process: a
-// direct call). Encoded and decoded here once, served by broker/ControlHandler, sent by
-// client/BrokerAdmin; a transport only moves the bytes and routes by BrokerClient::ControlRoute.
+// Control requests: every request other than the streaming ones (produce, fetch, wait for a
+// topic change), which transports carry with their own zero-copy paths. A transport carries a
+// control request as one opaque body (TCP: a Control frame; MPI: a Control message; in-process:
+// a direct call), routed by BrokerClient::ControlRoute. Encoded and decoded here once, served by
+// broker/ControlHandler, sent by client/RemoteClient and client/BrokerAdmin.
 //
 // Request body: u16 op, then the op's fields. Reply body: the op's result.
 #pragma once
@@ -25,6 +26,19 @@ enum class ControlOp : uint16_t {
     PurgePartition,    ///< topic, partition -> u64 events removed
     AlterTopic,        ///< topic, config (setFields say which) -> nothing
     RemoveMember,      ///< group, topic, member -> u8 (1: it was a member)
+    CreateTopic,       ///< topic, config -> nothing
+    ListTopics,        ///< -> string list
+    DescribeTopic,     ///< topic -> TopicInfo
+    Offsets,           ///< topic, partition -> u64 start, u64 end
+    MarkComplete,      ///< topic -> nothing
+    IsComplete,        ///< topic -> u8
+    JoinGroup,         ///< group, topic, member -> string (the member id)
+    LeaveGroup,        ///< group, topic, member -> nothing
+    Assignment,        ///< group, topic, heartbeat -> Assignment
+    Release,           ///< group, topic, member, partitions -> nothing
+    Commit,            ///< group, topic, offsets, member -> nothing
+    Committed,         ///< group, topic, partition -> u8 has, u64 offset
+    Groups,            ///< topic -> string list
 };
 
 /// A decoded control request (fields used depend on the op).
@@ -35,7 +49,9 @@ struct ControlRequest {
     uint64_t count = 0;
     int64_t timestampUs = 0;
     std::vector<std::pair<uint32_t, uint64_t>> offsets;
+    std::vector<uint32_t> partitions;
     TopicConfig config;
+    MemberHeartbeat heartbeat;
 };
 
 /// Encode a control request body.

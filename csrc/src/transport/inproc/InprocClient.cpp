@@ -36,7 +36,7 @@ class InprocClient final : public BrokerClient {
     }
     /// Through the same decoder as the networked transports (control requests are rare).
     std::vector<uint8_t> control(const ControlRoute&, const std::vector<uint8_t>& request) override {
-        return handleControl(*m_broker, request.data(), request.size());
+        return handleControl(*m_broker, request.data(), request.size()).reply;
     }
     std::optional<uint64_t> committed(const std::string& g, const std::string& t, uint32_t p) override { return m_broker->committed(g, t, p); }
     std::vector<std::string> groups(const std::string& t) override { return m_broker->groups(t); }

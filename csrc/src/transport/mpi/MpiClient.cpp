@@ -1,6 +1,9 @@
 #include "transport/mpi/MpiProtocol.hpp"
 #include "transport/mpi/MpiTransport.hpp"
 
+#include "client/RemoteClient.hpp"
+#include "wire/Control.hpp"
+
 #include "mofka_py/RecordBatch.hpp"
 
 #include <algorithm>
@@ -16,7 +19,7 @@ namespace {
 using namespace mpi;
 using Clock = std::chrono::steady_clock;
 
-class MpiClient final : public BrokerClient {
+class MpiClient final : public RemoteClient {
   public:
     MpiClient(MPI_Comm requests, MPI_Comm replies, std::vector<int> servers, int64_t timeoutMs, int64_t spindownUs,
               std::string url)
@@ -28,40 +31,11 @@ class MpiClient final : public BrokerClient {
         stopProgress();
     }
 
-    /// Every server gets the topic (all partitions; only its own receive events). The
-    /// coordinator goes first: it decides TopicExists and validates the settings.
+    /// Every server gets the topic (all partitions; only its own receive events); the coordinator
+    /// goes first: it decides TopicExists and validates the settings (see control()).
     void createTopic(const std::string& name, const TopicConfig& config) override {
-        int coord = coordinator(name);
-        auto make = [&](int server) {
-            Writer w = request(Op::CreateTopic);
-            w.str(name);
-            writeTopicConfig(w, config);
-            call(server, w);
-        };
-        make(coord);
-        for (int s : m_servers) {
-            if (s == coord) continue;
-            try {
-                make(s);
-            } catch (const Error& e) {
-                if (e.code() != ErrorCode::TopicExists) throw; // left behind by an interrupted create
-            }
-        }
+        RemoteClient::createTopic(name, config);
         rememberPartitions(name, config.partitions);
-    }
-
-    std::vector<std::string> listTopics() override {
-        std::vector<std::string> all;
-        for (int s : m_servers) {
-            Writer w = request(Op::ListTopics);
-            auto reply = call(s, w);
-            Reader r = reader(reply);
-            uint32_t n = r.get<uint32_t>();
-            for (uint32_t i = 0; i < n; ++i) all.push_back(r.str());
-        }
-        std::sort(all.begin(), all.end());
-        all.erase(std::unique(all.begin(), all.end()), all.end());
-        return all;
     }
 
     /// Settings and completion from the coordinator, each partition's offsets from its server.
@@ -268,106 +242,35 @@ class MpiClient final : public BrokerClient {
         return sum;
     }
 
-    std::pair<uint64_t, uint64_t> offsets(const std::string& topic, uint32_t partition) override {
-        Writer w = request(Op::Offsets);
-        w.str(topic).put(partition);
-        auto reply = call(partitionServer(topic, partition), w);
-        Reader r = reader(reply);
-        uint64_t a = r.get<uint64_t>();
-        return {a, r.get<uint64_t>()};
-    }
-
-    /// Every server, the coordinator last: once it says complete, every server refuses appends.
-    void markComplete(const std::string& topic) override {
-        int coord = coordinator(topic);
-        if (m_servers.size() > 1)
-            for (int s : m_servers)
-                if (s != coord) simple(Op::MarkComplete, topic, s);
-        simple(Op::MarkComplete, topic, coord);
-    }
-
     void wakeTopic(const std::string& topic) override {
         for (int s : topicServers(topic)) simple(Op::WakeTopic, topic, s);
     }
 
-    bool isComplete(const std::string& topic) override {
-        auto reply = simple(Op::IsComplete, topic, coordinator(topic));
-        return reader(reply).get<uint8_t>() != 0;
-    }
-
-    // Groups and commits: the topic's coordinator keeps them all.
-
-    std::string joinGroup(const std::string& group, const std::string& topic, const std::string& member) override {
-        Writer w = request(Op::JoinGroup);
-        w.str(group).str(topic).str(member);
-        auto reply = call(coordinator(topic), w);
-        return reader(reply).str();
-    }
-
-    void leaveGroup(const std::string& group, const std::string& topic, const std::string& member) override {
-        Writer w = request(Op::LeaveGroup);
-        w.str(group).str(topic).str(member);
-        call(coordinator(topic), w);
-    }
-
-    Assignment assignment(const std::string& group, const std::string& topic, const MemberHeartbeat& hb) override {
-        Writer w = request(Op::Assignment);
-        w.str(group).str(topic);
-        writeHeartbeat(w, hb);
-        auto reply = call(coordinator(topic), w);
-        Reader r = reader(reply);
-        return readAssignment(r);
-    }
-
-    void releasePartitions(const std::string& group, const std::string& topic, const std::string& member,
-                           const std::vector<uint32_t>& partitions) override {
-        Writer w = request(Op::ReleasePartitions);
-        w.str(group).str(topic).str(member).u32s(partitions);
-        call(coordinator(topic), w);
-    }
-
-    void commit(const std::string& group, const std::string& topic,
-                const std::vector<std::pair<uint32_t, uint64_t>>& offsets, const std::string& member) override {
-        Writer w = request(Op::Commit);
-        w.str(group).str(topic).offsets(offsets).str(member);
-        call(coordinator(topic), w);
-    }
-
+    /// One server for a partition or the topic's coordinator; Every: each server (the topic's
+    /// metadata lives on all of them), the coordinator first unless coordinatorLast.
     std::vector<uint8_t> control(const ControlRoute& route, const std::vector<uint8_t>& body) override {
-        auto send = [&](int server) {
-            Writer w = request(Op::Control);
-            w.bytes(body.data(), body.size());
-            auto reply = call(server, w);
-            return std::vector<uint8_t>(reply.begin() + 1, reply.end());
-        };
-        if (route.to == ControlRoute::To::Partition) return send(partitionServer(route.topic, route.partition));
+        if (route.to == ControlRoute::To::Partition) return controlOn(partitionServer(route.topic, route.partition), body);
         int coord = coordinator(route.topic);
-        auto reply = send(coord); // decides (e.g. refuses a delete with live members) before the others act
-        if (route.to == ControlRoute::To::Every)
-            for (int s : m_servers) {
-                if (s == coord) continue;
-                try {
-                    send(s);
-                } catch (const Error& e) {
-                    if (e.code() != ErrorCode::TopicNotFound) throw; // already gone there (an interrupted call)
-                }
+        if (route.to == ControlRoute::To::Coordinator) return controlOn(coord, body);
+        std::vector<uint8_t> reply;
+        if (!route.coordinatorLast) reply = controlOn(coord, body); // decides (e.g. refuses) before the others act
+        for (int s : m_servers) {
+            if (s == coord) continue;
+            try {
+                controlOn(s, body);
+            } catch (const Error& e) {
+                if (e.code() != route.tolerate) throw; // e.g. already there, or already gone (an interrupted call)
             }
+        }
+        if (route.coordinatorLast) reply = controlOn(coord, body);
         return reply;
     }
 
-    std::optional<uint64_t> committed(const std::string& group, const std::string& topic, uint32_t partition) override {
-        Writer w = request(Op::Committed);
-        w.str(group).str(topic).put(partition);
-        auto reply = call(coordinator(topic), w);
-        Reader r = reader(reply);
-        bool has = r.get<uint8_t>() != 0;
-        uint64_t v = r.get<uint64_t>();
-        return has ? std::optional<uint64_t>(v) : std::nullopt;
-    }
-
-    std::vector<std::string> groups(const std::string& topic) override {
-        auto reply = simple(Op::Groups, topic, coordinator(topic));
-        return reader(reply).strs();
+    std::vector<uint8_t> controlOn(int server, const std::vector<uint8_t>& body) {
+        Writer w = request(Op::Control);
+        w.bytes(body.data(), body.size());
+        auto reply = call(server, w);
+        return std::vector<uint8_t>(reply.begin() + 1, reply.end());
     }
 
     /// Wait for requests in flight, then tell every server this client left.
@@ -487,10 +390,11 @@ class MpiClient final : public BrokerClient {
     }
 
     TopicInfo describeOn(int server, const std::string& name) {
-        Writer w = request(Op::DescribeTopic);
-        w.str(name);
-        auto reply = call(server, w);
-        Reader r = reader(reply);
+        ControlRequest q;
+        q.op = ControlOp::DescribeTopic;
+        q.topic = name;
+        auto reply = controlOn(server, encodeControl(q));
+        Reader r(reply.data(), reply.size());
         return readTopicInfo(r);
     }
 

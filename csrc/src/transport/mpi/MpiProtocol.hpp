@@ -36,11 +36,15 @@ constexpr int kLastReplyTag = 32000; // MPI guarantees tags up to 32767
 /// Fetch replies up to this size carry the stored bytes in the reply message itself.
 constexpr size_t kInlineFetchBytes = 16 << 10;
 
+/// Requests: the streaming ones the MPI transport carries its own way (batches sent and received
+/// without packing, parked long polls), the transport's own bookkeeping, and every other request
+/// as a transport-neutral control request (wire/Control.hpp).
 enum class Op : uint8_t {
-    CreateTopic = 1, ListTopics, DescribeTopic, Produce, Fetch, WaitTopicChange, Offsets, MarkComplete,
-    IsComplete, JoinGroup, LeaveGroup, Assignment, Commit, Committed, Groups, WakeTopic, Bye, ReleasePartitions,
+    Produce = 1, Fetch, WaitTopicChange,
+    WakeTopic,  ///< a closing consumer: answer this source's long polls on the topic now
+    Bye,        ///< a client leaves the fabric
     CancelWait, ///< one-way: answer the parked WaitTopicChange of this source with the tag given now
-    Control     ///< a transport-neutral control request (wire/Control.hpp), the rest of the message as is
+    Control     ///< a control request, the rest of the message as is
 };
 
 /// Throw a mofka_py Error if an MPI call failed (the communicators use MPI_ERRORS_RETURN).

@@ -252,21 +252,6 @@ struct MpiServer::State {
     void dispatch(Op op, int src, int tag, Reader& r) {
         Writer w = ok();
         switch (op) {
-        case Op::CreateTopic: {
-            std::string name = r.str();
-            broker->createTopic(name, readTopicConfig(r));
-            break;
-        }
-        case Op::ListTopics: {
-            auto names = broker->listTopics();
-            w.put<uint32_t>(uint32_t(names.size()));
-            for (auto& n : names) w.str(n);
-            break;
-        }
-        case Op::DescribeTopic: {
-            writeTopicInfo(w, broker->describeTopic(r.str()));
-            break;
-        }
         case Op::Produce:
             startProduce(src, tag, r);
             return;
@@ -285,13 +270,6 @@ struct MpiServer::State {
             if (!tryAnswer(p, timeoutMs <= 0)) parked.push_back(std::move(p));
             return;
         }
-        case Op::Offsets: {
-            std::string t = r.str();
-            auto o = broker->offsets(t, r.get<uint32_t>());
-            w.put(o.first).put(o.second);
-            break;
-        }
-        case Op::MarkComplete: broker->markComplete(r.str()); break;
         case Op::WakeTopic: {
             // A consumer is closing: end this rank's long polls on the topic now (an empty
             // answer) rather than at their timeout.
@@ -300,46 +278,12 @@ struct MpiServer::State {
             answerNow([&](const Parked& p) { return p.src == src && p.topic == t; });
             break;
         }
-        case Op::IsComplete: w.put<uint8_t>(broker->isComplete(r.str())); break;
-        case Op::JoinGroup: {
-            std::string g = r.str(), t = r.str(), m = r.str();
-            w.str(broker->joinGroup(g, t, m));
-            break;
-        }
-        case Op::LeaveGroup: {
-            std::string g = r.str(), t = r.str(), m = r.str();
-            broker->leaveGroup(g, t, m);
-            break;
-        }
-        case Op::Assignment: {
-            std::string g = r.str(), t = r.str();
-            writeAssignment(w, broker->assignment(g, t, readHeartbeat(r)));
-            break;
-        }
-        case Op::ReleasePartitions: {
-            std::string g = r.str(), t = r.str(), m = r.str();
-            broker->releasePartitions(g, t, m, r.u32s());
-            break;
-        }
-        case Op::Commit: {
-            std::string g = r.str(), t = r.str();
-            auto offs = r.offsets();
-            broker->commit(g, t, offs, r.str());
-            break;
-        }
         case Op::Control: {
             size_t n = r.remaining();
-            auto reply = handleControl(*broker, r.take(n), n);
-            w.bytes(reply.data(), reply.size());
+            ControlResult res = handleControl(*broker, r.take(n), n); // parked requests are polled every round
+            w.bytes(res.reply.data(), res.reply.size());
             break;
         }
-        case Op::Committed: {
-            std::string g = r.str(), t = r.str();
-            auto c = broker->committed(g, t, r.get<uint32_t>());
-            w.put<uint8_t>(c ? 1 : 0).put<uint64_t>(c ? *c : 0);
-            break;
-        }
-        case Op::Groups: w.strs(broker->groups(r.str())); break;
         case Op::Bye: ++byes; break;
         case Op::CancelWait:
             // One-way (no reply of its own): the client got a change from another server and

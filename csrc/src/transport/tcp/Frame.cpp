@@ -36,10 +36,7 @@ Request decodeRequest(uint16_t type, const uint8_t* body, size_t size) {
     q.type = MsgType(type);
     Reader r(body, size);
     switch (q.type) {
-    case MsgType::CreateTopic: q.name = r.str(); q.config = readTopicConfig(r); break;
-    case MsgType::ListTopics: case MsgType::Status: break;
-    case MsgType::DescribeTopic: case MsgType::MarkComplete: case MsgType::IsComplete: case MsgType::Groups:
-        q.topic = r.str(); break;
+    case MsgType::Status: break;
     case MsgType::Produce: {
         // body = batch | topic | u32 partition | u32 trailer length (the batch comes first so it
         // can be stored from the receive buffer as it is)
@@ -59,12 +56,6 @@ Request decodeRequest(uint16_t type, const uint8_t* body, size_t size) {
         q.topic = r.str(); q.partition = r.get<uint32_t>(); q.offset = r.get<uint64_t>();
         q.maxBytes = r.get<uint64_t>(); q.timeoutMs = r.get<int64_t>(); break;
     case MsgType::WaitTopic: q.topic = r.str(); q.version = r.get<uint64_t>(); q.timeoutMs = r.get<int64_t>(); break;
-    case MsgType::Offsets: q.topic = r.str(); q.partition = r.get<uint32_t>(); break;
-    case MsgType::JoinGroup: case MsgType::LeaveGroup:
-        q.group = r.str(); q.topic = r.str(); q.member = r.str(); break;
-    case MsgType::Assignment: q.group = r.str(); q.topic = r.str(); q.heartbeat = readHeartbeat(r); break;
-    case MsgType::Release: q.group = r.str(); q.topic = r.str(); q.member = r.str(); q.partitions = r.u32s(); break;
-    case MsgType::Commit: q.group = r.str(); q.topic = r.str(); q.offsets = r.offsets(); q.member = r.str(); break;
     case MsgType::Control: {
         size_t n = r.remaining();
         const uint8_t* p = r.take(n);
@@ -72,7 +63,6 @@ Request decodeRequest(uint16_t type, const uint8_t* body, size_t size) {
         decodeControl(p, n); // refuse a malformed control body here, with the frame
         break;
     }
-    case MsgType::Committed: q.group = r.str(); q.topic = r.str(); q.partition = r.get<uint32_t>(); break;
     default: throw Error(ErrorCode::Corruption, "unknown message type " + std::to_string(type));
     }
     if (q.timeoutMs < 0 || q.timeoutMs > 600000) throw Error(ErrorCode::Corruption, "malformed message: timeout out of range");
@@ -83,21 +73,11 @@ Request decodeRequest(uint16_t type, const uint8_t* body, size_t size) {
 std::vector<uint8_t> encodeRequest(const Request& q) {
     Writer w;
     switch (q.type) {
-    case MsgType::CreateTopic: w.str(q.name); writeTopicConfig(w, q.config); break;
-    case MsgType::DescribeTopic: case MsgType::MarkComplete: case MsgType::IsComplete: case MsgType::Groups:
-        w.str(q.topic); break;
     case MsgType::Fetch:
         w.str(q.topic).put<uint32_t>(q.partition).put<uint64_t>(q.offset).put<uint64_t>(q.maxBytes).put<int64_t>(q.timeoutMs);
         break;
     case MsgType::WaitTopic: w.str(q.topic).put<uint64_t>(q.version).put<int64_t>(q.timeoutMs); break;
-    case MsgType::Offsets: w.str(q.topic).put<uint32_t>(q.partition); break;
-    case MsgType::JoinGroup: case MsgType::LeaveGroup:
-        w.str(q.group).str(q.topic).str(q.member); break;
-    case MsgType::Assignment: w.str(q.group).str(q.topic); writeHeartbeat(w, q.heartbeat); break;
-    case MsgType::Release: w.str(q.group).str(q.topic).str(q.member).u32s(q.partitions); break;
-    case MsgType::Commit: w.str(q.group).str(q.topic).offsets(q.offsets).str(q.member); break;
     case MsgType::Control: w.bytes(q.control.data(), q.control.size()); break;
-    case MsgType::Committed: w.str(q.group).str(q.topic).put<uint32_t>(q.partition); break;
     default: break;
     }
     return std::move(w.buf);

@@ -30,11 +30,14 @@ constexpr uint16_t kResponseBit = 0x8000;
 constexpr uint32_t kFlagError = 1;
 
 /// Message kinds (a response carries the request's kind | kResponseBit).
+/// Message kinds: the login, the streaming requests the TCP transport carries its own way
+/// (zero-copy batches, parked long polls), the service's status, and every other request as a
+/// transport-neutral control request (wire/Control.hpp).
 enum class MsgType : uint16_t {
     Hello = 1, Auth = 2, AuthOk = 3,
-    CreateTopic = 10, ListTopics, DescribeTopic, Produce, Fetch, WaitTopic, Offsets, MarkComplete,
-    IsComplete, JoinGroup, LeaveGroup, Assignment, Release, Commit, Committed, Groups, Status,
-    Control = 40, ///< a transport-neutral control request (see wire/Control.hpp), carried as is
+    Produce = 13, Fetch = 14, WaitTopic = 15,
+    Status = 26,
+    Control = 40, ///< a control request, carried as is
 };
 
 /// The fixed frame header, as sent.
@@ -62,14 +65,10 @@ std::vector<uint8_t> encodeHeader(MsgType type, uint32_t flags, uint64_t request
 /// A decoded client request (fields used depend on the type).
 struct Request {
     MsgType type{};
-    std::string name, topic, group, member;
+    std::string topic;
     uint32_t partition = 0;
     uint64_t offset = 0, maxBytes = 0, version = 0;
     int64_t timeoutMs = 0;
-    TopicConfig config;
-    std::vector<uint32_t> partitions; ///< Release: given up
-    MemberHeartbeat heartbeat;        ///< Assignment
-    std::vector<std::pair<uint32_t, uint64_t>> offsets;
     size_t batchLength = 0; ///< Produce: the batch is body[0, batchLength)
     std::vector<uint8_t> control; ///< Control: the control request body (wire/Control.hpp)
 };

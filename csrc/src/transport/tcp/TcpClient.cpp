@@ -1,4 +1,5 @@
 #include "mofka_py/BrokerClient.hpp"
+#include "client/RemoteClient.hpp"
 #include "transport/tcp/Frame.hpp"
 #include "transport/tcp/Sha256.hpp"
 #include "transport/tcp/TcpClient.hpp"
@@ -86,7 +87,7 @@ template <typename Buf> Error errorFromBody(const Buf& body) {
 }
 
 /// A client of the TCP service; requests are pipelined on one connection.
-class TcpClient final : public BrokerClient {
+class TcpClient final : public RemoteClient {
   public:
     TcpClient(std::string host, uint16_t port, TcpClientOptions opts, std::string url)
     : m_host(std::move(host)), m_port(port), m_opts(std::move(opts)), m_url(std::move(url)) {
@@ -97,22 +98,6 @@ class TcpClient final : public BrokerClient {
     }
     ~TcpClient() override { close(); }
 
-    void createTopic(const std::string& name, const TopicConfig& c) override {
-        Request q; q.type = MsgType::CreateTopic; q.name = name; q.config = c;
-        simple(q);
-    }
-    std::vector<std::string> listTopics() override {
-        Request q; q.type = MsgType::ListTopics;
-        Body b = simple(q);
-        Reader r(b->data(), b->size());
-        return r.strs();
-    }
-    TopicInfo describeTopic(const std::string& t) override {
-        Request q; q.type = MsgType::DescribeTopic; q.topic = t;
-        Body b = simple(q);
-        Reader r(b->data(), b->size());
-        return readTopicInfo(r);
-    }
     AppendResult produce(const std::string& topic, uint32_t partition, SealedBatch& batch) override {
         return produce(topic, partition, batch, m_noCancel);
     }
@@ -226,63 +211,10 @@ class TcpClient final : public BrokerClient {
         Reader r(b->data(), b->size());
         return r.get<uint64_t>();
     }
-    std::pair<uint64_t, uint64_t> offsets(const std::string& t, uint32_t p) override {
-        Request q; q.type = MsgType::Offsets; q.topic = t; q.partition = p;
-        Body b = simple(q);
-        Reader r(b->data(), b->size());
-        uint64_t s = r.get<uint64_t>();
-        return {s, r.get<uint64_t>()};
-    }
-    void markComplete(const std::string& t) override { Request q; q.type = MsgType::MarkComplete; q.topic = t; simple(q); }
-    bool isComplete(const std::string& t) override {
-        Request q; q.type = MsgType::IsComplete; q.topic = t;
-        Body b = simple(q);
-        return !b->empty() && (*b)[0] != 0;
-    }
-    std::string joinGroup(const std::string& g, const std::string& t, const std::string& m) override {
-        Request q; q.type = MsgType::JoinGroup; q.group = g; q.topic = t;
-        // A client-chosen id: a retried join after a lost reply is the same member, not a phantom.
-        q.member = m.empty() ? g + "-" + std::to_string(getpid()) + "-" + std::to_string(m_rng()) : m;
-        Body b = simple(q);
-        Reader r(b->data(), b->size());
-        return r.str();
-    }
-    void leaveGroup(const std::string& g, const std::string& t, const std::string& m) override {
-        Request q; q.type = MsgType::LeaveGroup; q.group = g; q.topic = t; q.member = m; simple(q);
-    }
-    Assignment assignment(const std::string& g, const std::string& t, const MemberHeartbeat& hb) override {
-        Request q; q.type = MsgType::Assignment; q.group = g; q.topic = t; q.heartbeat = hb;
-        Body b = simple(q);
-        Reader r(b->data(), b->size());
-        return readAssignment(r);
-    }
-    void releasePartitions(const std::string& g, const std::string& t, const std::string& m,
-                           const std::vector<uint32_t>& p) override {
-        Request q; q.type = MsgType::Release; q.group = g; q.topic = t; q.member = m; q.partitions = p; simple(q);
-    }
-    void commit(const std::string& g, const std::string& t, const std::vector<std::pair<uint32_t, uint64_t>>& o,
-                const std::string& m) override {
-        Request q; q.type = MsgType::Commit; q.group = g; q.topic = t; q.offsets = o; q.member = m; simple(q);
-    }
     std::vector<uint8_t> control(const ControlRoute&, const std::vector<uint8_t>& body) override {
         Request q; q.type = MsgType::Control; q.control = body;
         Body b = simple(q);
         return std::vector<uint8_t>(b->begin(), b->end());
-    }
-    std::optional<uint64_t> committed(const std::string& g, const std::string& t, uint32_t p) override {
-        Request q; q.type = MsgType::Committed; q.group = g; q.topic = t; q.partition = p;
-        Body b = simple(q);
-        Reader r(b->data(), b->size());
-        bool has = r.get<uint8_t>() != 0;
-        uint64_t v = r.get<uint64_t>();
-        if (!has) return std::nullopt;
-        return v;
-    }
-    std::vector<std::string> groups(const std::string& t) override {
-        Request q; q.type = MsgType::Groups; q.topic = t;
-        Body b = simple(q);
-        Reader r(b->data(), b->size());
-        return r.strs();
     }
     /// End this client's long polls on @p topic now (a closing consumer must not wait for the server's timeout).
     void wakeTopic(const std::string& topic) override {

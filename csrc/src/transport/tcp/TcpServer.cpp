@@ -501,9 +501,6 @@ class TcpServerImpl {
     void execute(Conn& c, uint64_t rid, Request& q, std::vector<uint8_t>& body) {
         Writer w;
         switch (q.type) {
-        case MsgType::CreateTopic: m_broker->createTopic(q.name, q.config); break;
-        case MsgType::ListTopics: w.strs(m_broker->listTopics()); break;
-        case MsgType::DescribeTopic: writeTopicInfo(w, m_broker->describeTopic(q.topic)); break;
         case MsgType::Produce: {
             SealedBatch sb;
             sb.head = std::move(body);
@@ -527,29 +524,12 @@ class TcpServerImpl {
         case MsgType::WaitTopic:
             if (!answerWait(c, rid, q, false)) park(c, rid, q);
             return;
-        case MsgType::Offsets: {
-            auto o = m_broker->offsets(q.topic, q.partition);
-            w.put<uint64_t>(o.first).put<uint64_t>(o.second);
-            break;
-        }
-        case MsgType::MarkComplete:
-            m_broker->markComplete(q.topic);
-            send(c, q.type, 0, rid, {});
-            topicChanged(q.topic);
+        case MsgType::Control: {
+            ControlResult res = handleControl(*m_broker, q.control.data(), q.control.size());
+            send(c, q.type, 0, rid, std::move(res.reply));
+            if (!res.changedTopic.empty()) topicChanged(res.changedTopic);
             return;
-        case MsgType::IsComplete: w.put<uint8_t>(m_broker->isComplete(q.topic)); break;
-        case MsgType::JoinGroup: w.str(m_broker->joinGroup(q.group, q.topic, q.member)); break;
-        case MsgType::LeaveGroup: m_broker->leaveGroup(q.group, q.topic, q.member); break;
-        case MsgType::Assignment: writeAssignment(w, m_broker->assignment(q.group, q.topic, q.heartbeat)); break;
-        case MsgType::Release: m_broker->releasePartitions(q.group, q.topic, q.member, q.partitions); break;
-        case MsgType::Commit: m_broker->commit(q.group, q.topic, q.offsets, q.member); break;
-        case MsgType::Control: w.buf = handleControl(*m_broker, q.control.data(), q.control.size()); break;
-        case MsgType::Committed: {
-            auto v = m_broker->committed(q.group, q.topic, q.partition);
-            w.put<uint8_t>(v.has_value()).put<uint64_t>(v.value_or(0));
-            break;
         }
-        case MsgType::Groups: w.strs(m_broker->groups(q.topic)); break;
         case MsgType::Status: w.put<uint32_t>(uint32_t(m_live - m_loginQueue.size())); break; // logged-in clients
         default: throw Error(ErrorCode::Corruption, "unexpected message type");
         }
