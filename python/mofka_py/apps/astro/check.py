@@ -128,13 +128,26 @@ class _Groups:
 
 
 @dataclass
+class Detection:
+    """One follow-up command acknowledged at a telescope."""
+
+    t: float                    # when its trigger alert was emitted, s after the first alert
+    latency: float              # trigger alert emitted -> command at the telescope, s
+    fault: Optional[str]        # the site whose fault it met (its trigger's observatory, or its telescope)
+    telescope: str
+    trigger: str
+    t_sent: float
+    t_recv: float
+
+
+@dataclass
 class Analysis:
     """The numbers behind the report and the plots."""
 
     t0: float
     alerts: Dict[str, Dict[str, Any]]                  # alert id -> emitted metadata (+ "site")
     transit: Dict[str, float]                          # alert id -> emission -> detector, s
-    detection: List[Tuple[float, float, bool, str, str]]   # (trigger emitted - t0, latency, in a fault, telescope, trigger)
+    detection: List["Detection"]
     windows: List[Tuple[str, str, float, float]]       # (label, site, start, end), time.time()
     injected_found: Dict[str, bool]
     false_groups: List[List[str]]
@@ -259,14 +272,22 @@ def analyse(report: Report, col: Collected, sc: Scenario, t0: float, faults: boo
                    "all, once")
 
     # -- detection latency: trigger alert emitted -> command at the telescope -----------------------------
-    detection = []
+    def command_fault(tel: str, t_sent: float) -> Optional[Tuple[str, str, float, float]]:
+        """The fault a command met on its way down: its telescope's bridge down when it was sent."""
+        for w in windows:
+            if w[1] == tel and w[2] - FAULT_MARGIN[0] <= t_sent <= w[3] + FAULT_MARGIN[1]:
+                return w
+        return None
+
+    detection: List[Detection] = []
     for tel, acks in col.acks_site.items():
         for ack in acks:
             trig = ack.get("trigger_alert")
-            lat = ack["t_recv"] - ack["trigger_t_emit"]
-            detection.append((ack["trigger_t_emit"] - t0, lat, during_fault(trig) is not None, tel, trig))
-    normal = [d[1] for d in detection if not d[2]]
-    hit = [d[1] for d in detection if d[2]]
+            met = during_fault(trig) or command_fault(tel, ack["t_sent"])
+            detection.append(Detection(ack["trigger_t_emit"] - t0, ack["t_recv"] - ack["trigger_t_emit"],
+                                       met[1] if met else None, tel, trig, ack["t_sent"], ack["t_recv"]))
+    normal = [d.latency for d in detection if d.fault is None]
+    hit = [d.latency for d in detection if d.fault is not None]
     med = statistics.median(normal) if normal else float("nan")
     report.add("detection latency, alert -> telescope" + (" (no fault)" if windows else ""), _dist(normal),
                "median < 2 s", med < 2.0 if normal else None)
@@ -278,10 +299,17 @@ def analyse(report: Report, col: Collected, sc: Scenario, t0: float, faults: boo
         if hit:
             report.add("detection latency during the faults", _dist(hit))
         for label, site, start, end in windows:
-            held = [aid for aid, a in alerts.items() if a["site"] == site and start <= a["t_emit"] <= end]
-            arrivals = [min(col.receipts[aid]) for aid in held if aid in col.receipts]
+            if site in TELESCOPES:      # what waited: the commands sent to it while its bridge was down
+                what = "commands"
+                waited = [d for d in detection if d.telescope == site and start <= d.t_sent <= end]
+                arrivals = [d.t_recv for d in waited]
+            else:                       # the alerts its observatory emitted meanwhile
+                what = "alerts"
+                waited = [aid for aid, a in alerts.items() if a["site"] == site and start <= a["t_emit"] <= end]
+                arrivals = [min(col.receipts[aid]) for aid in waited if aid in col.receipts]
+            held = waited
             catch_up = max(0.0, max(arrivals) - end) if arrivals else float("nan")
-            affected = [d[1] for d in detection if d[2] and alerts.get(d[4], {}).get("site") == site]
+            affected = [d.latency for d in detection if d.fault == site]
             extra = (statistics.median(affected) - med) if affected and normal else float("nan")
             cost = f"+{fmt_s(extra)} on {len(affected)} follow-up(s)" if affected else "no follow-up delayed"
             if "link" in label:
@@ -299,12 +327,13 @@ def analyse(report: Report, col: Collected, sc: Scenario, t0: float, faults: boo
                 st = col.bridges.get(site) or {}
                 skipped = sum(r.get("duplicates", 0) for r in st.get("routes", []))
                 restart = end - mk.get("restart", end)
+                where = "at the telescope" if site in TELESCOPES else "in the cloud"
                 report.add(f"fault: {site} bridge kill -9, down {end - start:.1f} s",
-                           f"{len(held)} alerts waited, caught up {fmt_s(catch_up)} after; {cost}")
+                           f"{len(held)} {what} waited, caught up {fmt_s(catch_up)} after; {cost}")
                 report.faults.append(
                     f"{site}'s bridge killed with kill -9 and restarted 1 s later, running again {fmt_s(restart)} "
-                    f"after its restart ({end - start:.1f} s without a bridge): {len(held)} alerts waited and were all "
-                    f"in the cloud {fmt_s(catch_up)} after; its recovery scan skipped {skipped} already forwarded; "
+                    f"after its restart ({end - start:.1f} s without a bridge): {len(held)} {what} waited and were "
+                    f"all {where} {fmt_s(catch_up)} after; its recovery scans skipped {skipped} already forwarded; "
                     f"{cost}")
     report.notes.append(f"bridge log lines: {sum(col.bridge_log_lines.values())} "
                         f"({', '.join(f'{s} {n}' for s, n in col.bridge_log_lines.items())})")

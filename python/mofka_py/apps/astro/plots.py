@@ -89,7 +89,8 @@ def sky_map(path: Path, sc: Scenario, an: Analysis) -> str:
     ax.scatter([], [], s=70, marker="x", color="red", label=f"false alarm ({len(an.false_groups)})")
     fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=8, frameon=False)
     ax.set_title(f"{len(sc.alerts)} alerts over {sc.params.sky_hours:g} sky hours, {len(sc.events)} injected "
-                 f"events (equatorial; GW maps HEALPix nside {nside})", fontsize=10, pad=14)
+                 f"events (equatorial{f'; GW maps HEALPix nside {nside}' if sc.params.healpix else ''})",
+                 fontsize=10, pad=14)
     fig.subplots_adjust(bottom=0.16, top=0.92, left=0.04, right=0.96)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -114,18 +115,18 @@ def latency(path: Path, sc: Scenario, an: Analysis) -> str:
                    label=f"{site} alert -> cloud")
     det = an.detection
     if det:
-        ax.scatter([d[0] for d in det], [d[1] for d in det], s=60, marker="D", facecolors="none", edgecolors="k",
+        ax.scatter([d.t for d in det], [d.latency for d in det], s=60, marker="D", facecolors="none", edgecolors="k",
                    label="alert -> follow-up at telescope")
     ax.set_yscale("log")
     ax.set_xlabel("alert emitted (s after the first alert)")
     ax.set_ylabel("latency (s)")
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(True, which="both", alpha=0.2)
-    normal = [d[1] for d in det if not d[2]]
-    hit = [d[1] for d in det if d[2]]
+    normal = [d.latency for d in det if d.fault is None]
+    hit = [d.latency for d in det if d.fault is not None]
     if det:
-        lo = max(min(d[1] for d in det) * 0.7, 1e-3)
-        hi = max(d[1] for d in det) * 1.4
+        lo = max(min(d.latency for d in det) * 0.7, 1e-3)
+        hi = max(d.latency for d in det) * 1.4
         bins = np.logspace(math.log10(lo), math.log10(hi), 20)
         hx.hist([normal, hit], bins=bins, stacked=True, color=["tab:green", "tab:red"],
                 label=[f"no fault ({len(normal)})", f"during a fault ({len(hit)})"])
@@ -133,6 +134,7 @@ def latency(path: Path, sc: Scenario, an: Analysis) -> str:
         hx.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         hx.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         hx.legend(fontsize=8)
+    hx.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     hx.set_xlabel("detection latency: alert -> follow-up at telescope (s)")
     hx.set_ylabel("follow-up commands")
     fig.tight_layout()
