@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -67,28 +68,30 @@ def bridge_config(site: str, fabric_url: str, bootstrap: str, state_dir: Path) -
     return "\n".join(lines)
 
 
-def read_kafka(bootstrap: str, topic: str, timeout: float = 30.0) -> List[Tuple[Dict[str, Any], Dict[str, bytes], int, int]]:
-    """Every record of ``topic`` (value as JSON, headers, partition, offset), read to each partition's end."""
+def read_kafka(bootstrap: str, topics: List[str], timeout: float = 30.0
+               ) -> Dict[str, List[Tuple[Dict[str, Any], Dict[str, bytes], int, int]]]:
+    """Every record of each topic (value as JSON, headers, partition, offset), read to each partition's end
+    by one consumer."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
     cons = Consumer({"bootstrap.servers": bootstrap, "client.id": "cloud-check", "group.id": "astro-check",
                      "enable.auto.commit": False, "enable.partition.eof": True, "fetch.wait.max.ms": 10})
     try:
-        md = cons.list_topics(topic, timeout=10).topics[topic]
-        parts = sorted(md.partitions)
-        cons.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-        out = []
+        md = cons.list_topics(timeout=10).topics
+        parts = [(t, p) for t in topics for p in sorted(md[t].partitions)]
+        cons.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in parts])
+        out: Dict[str, list] = {t: [] for t in topics}
         done: set = set()
         deadline = time.monotonic() + timeout
         while len(done) < len(parts):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"reading Kafka topic {topic} did not reach its end in {timeout:.0f} s")
-            for m in cons.consume(1000, 0.1):
+                raise RuntimeError(f"reading Kafka topics {', '.join(topics)} did not reach their end in {timeout:.0f} s")
+            for m in cons.consume(1000, 0.05):
                 if m.error():
                     if m.error().code() == KafkaError._PARTITION_EOF:
-                        done.add(m.partition())
+                        done.add((m.topic(), m.partition()))
                     continue
-                out.append((json.loads(m.value()), dict(m.headers() or ()), m.partition(), m.offset()))
+                out[m.topic()].append((json.loads(m.value()), dict(m.headers() or ()), m.partition(), m.offset()))
         return out
     finally:
         cons.close()
@@ -264,14 +267,16 @@ class Astro:
 
     # -- stop ---------------------------------------------------------------------------------------------
     def close(self) -> None:
-        """Stop everything this run started, by pid (safe to call again)."""
-        for p in self.procs:
-            if p is not self.detector:
-                stop_process(p)
-        for p in self.bridges.values():
-            stop_process(p)
+        """Stop everything this run started, by pid (safe to call again): the site programs, bridges and
+        detector together (each drains on SIGTERM), then the services, the broker and the relay."""
+        group = [p for p in self.procs if p is not self.detector] + list(self.bridges.values())
         if self.detector is not None:
-            stop_process(self.detector)
+            group.append(self.detector)
+        stoppers = [threading.Thread(target=stop_process, args=(p,)) for p in group]
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join()
         for fab in self.fabs.values():
             try:
                 fab.close()
@@ -410,13 +415,18 @@ def run(args: Any) -> Report:
         live.line(f"{'drained' if done else 'NOT drained in time'} {t_end - t0:.1f} s after the first alert; "
                   f"reading every topic back")
         col = collect(run_)
+        t_read = time.time()
         run_.close()
+        t_stop = time.time()
         collect_files(col, run_)
         an = analyse(report, col, sc, t0, faults, outage, args.cut_site, args.kill_site, done)
         try:
             report.plots.extend(plots.make(Path(args.out), sc, an))
         except Exception as exc:  # a plot must not hide the checks
             report.notes.append(f"plots failed: {type(exc).__name__}: {exc}")
+        report.notes.append(f"phases: start-up {t0 - t_start:.1f} s (sky drawn meanwhile), alerts {duration:.1f} s, "
+                            f"drain {t_end - t0 - duration:.1f} s, read-back {t_read - t_end:.1f} s, stop "
+                            f"{t_stop - t_read:.1f} s, checks and plots {time.time() - t_stop:.1f} s")
         save_json(Path(args.out) / "astro-report.json", report, sc, an, args)
     except (RuntimeError, OSError, Error) as exc:   # a process that would not start, a port taken, ...
         report.require("run", f"{type(exc).__name__}: {exc}", False, "starts and drains")

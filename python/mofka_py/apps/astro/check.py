@@ -57,10 +57,11 @@ def collect(run: Any) -> Collected:
         for site in TELESCOPES:
             col.at_telescope[site] = [m for m, _ in read_fabric(run.fabs[site], "followup")]
             col.acks_site[site] = [m for m, _ in read_fabric(run.fabs[site], "acks")]
-        col.cloud = read_kafka(bootstrap, ALERTS)
-        col.coincidences = [r[0] for r in read_kafka(bootstrap, COINCIDENCES)]
-        col.commands = [r[0] for r in read_kafka(bootstrap, FOLLOWUP)]
-        col.acks_cloud = [r[0] for r in read_kafka(bootstrap, ACKS)]
+        cloud = read_kafka(bootstrap, [ALERTS, COINCIDENCES, FOLLOWUP, ACKS])
+        col.cloud = cloud[ALERTS]
+        col.coincidences = [r[0] for r in cloud[COINCIDENCES]]
+        col.commands = [r[0] for r in cloud[FOLLOWUP]]
+        col.acks_cloud = [r[0] for r in cloud[ACKS]]
     except Exception as exc:  # reported as a failed check, not a crash: the report says what was read
         col.errors.append(f"reading back: {type(exc).__name__}: {exc}")
     wan = run.wan
@@ -310,8 +311,9 @@ def analyse(report: Report, col: Collected, sc: Scenario, t0: float, faults: boo
             held = waited
             catch_up = max(0.0, max(arrivals) - end) if arrivals else float("nan")
             affected = [d.latency for d in detection if d.fault == site]
-            extra = (statistics.median(affected) - med) if affected and normal else float("nan")
-            cost = f"+{fmt_s(extra)} on {len(affected)} follow-up(s)" if affected else "no follow-up delayed"
+            extra = (max(affected) - med) if affected and normal else float("nan")
+            cost = (f"{len(affected)} follow-up(s) met it, the latest +{fmt_s(extra)}" if affected
+                    else "no follow-up met it")
             if "link" in label:
                 wan = col.wan
                 stalled = "stalled" if wan.get("mode") == "blackhole" else "reset"
