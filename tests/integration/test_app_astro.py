@@ -2,6 +2,7 @@
 and a run with a bridge that silently drops alerts, which the checks must catch."""
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -57,8 +58,11 @@ def test_astro_with_faults_keeps_every_invariant(tmp_path, monkeypatch):
     assert "4 of 4" == _row(report, "injected multi-messenger events detected").value
     assert len(report.faults) == 2, text                       # the link cut and the kill -9, with their cost
     assert any("link to the cloud cut" in f for f in report.faults) and any("kill -9" in f for f in report.faults)
-    assert {Path(p).name for p in report.plots} == {"astro-sky.png", "astro-latency.png"}
-    assert all(Path(p).stat().st_size > 10_000 for p in report.plots)
+    files = {Path(p).name: Path(p) for p in report.plots}
+    assert set(files) == {"astro-sky.png", "astro-latency.png", "astro-report.json"}
+    assert files["astro-sky.png"].stat().st_size > 10_000 and files["astro-latency.png"].stat().st_size > 10_000
+    saved = json.loads(files["astro-report.json"].read_text())
+    assert saved["ok"] and len(saved["detection_latency_s"]) > 0 and saved["params"]["link_fault"] == "reset"
     assert not list(tmp_path.glob("mofka-*")), "working directories left behind"
 
 

@@ -1,7 +1,8 @@
 """The cloud's coincidence detector: reads every site's alerts from Kafka, finds coincidences, sends
 follow-up commands to the telescopes.
 
-    python -m mofka_py.apps.astro.detector --bootstrap HOST:PORT --status FILE --receipts FILE
+    python -m mofka_py.apps.astro.detector --bootstrap HOST:PORT --status FILE --receipts FILE \
+        --far-max HZ --nside 128 [--librdkafka security.protocol=SASL_SSL ...]
 
 Plain confluent-kafka, as a service next to a cloud Kafka (Octopus, MSK) would run. Each alert on
 ``astro.alerts`` (the sites' bridges fan in there; the sparse HEALPix map travels in the
@@ -73,7 +74,10 @@ def main(argv: Any = None) -> int:
     ap.add_argument("--receipts", required=True)
     ap.add_argument("--far-max", type=float, required=True, help="joint false-alarm-rate threshold, Hz")
     ap.add_argument("--nside", type=int, required=True)
+    ap.add_argument("--librdkafka", action="append", default=[], metavar="KEY=VALUE",
+                    help="a librdkafka setting for its clients, e.g. security.protocol=SASL_SSL (repeatable)")
     args = ap.parse_args(argv)
+    settings = dict(kv.split("=", 1) for kv in args.librdkafka)
 
     from astropy.coordinates import SkyCoord
     import astropy.units as u
@@ -88,7 +92,7 @@ def main(argv: Any = None) -> int:
     stop = threading.Event()
     for s in (signal.SIGTERM, signal.SIGINT):
         signal.signal(s, lambda *_: stop.set())
-    conf = {"bootstrap.servers": args.bootstrap, "client.id": CLIENT_ID}
+    conf = {"bootstrap.servers": args.bootstrap, "client.id": CLIENT_ID, **settings}
     cons = Consumer(dict(conf, **{"group.id": "astro-detector", "enable.auto.commit": False,
                                   "fetch.wait.max.ms": 10, "fetch.error.backoff.ms": 50}))
     prod = Producer(dict(conf, **{"enable.idempotence": True, "linger.ms": 1}))

@@ -120,7 +120,7 @@ def latency(path: Path, sc: Scenario, an: Analysis) -> str:
     ax.set_yscale("log")
     ax.set_xlabel("alert emitted (s after the first alert)")
     ax.set_ylabel("latency (s)")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="upper right", framealpha=0.9)
     ax.grid(True, which="both", alpha=0.2)
     normal = [d.latency for d in det if d.fault is None]
     hit = [d.latency for d in det if d.fault is not None]
