@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -238,7 +239,7 @@ class Astro:
     def kill_bridge(self, site: str) -> None:
         proc = self.bridges[site]
         self.marks["kill"] = time.time()
-        os.kill(proc.pid, 9)
+        os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
 
     def restart_bridge(self, site: str) -> None:
@@ -264,6 +265,35 @@ class Astro:
     def backlog(self, site: str) -> int:
         topic = "alerts" if site in OBSERVATORIES else "acks"
         return int(self.fabs[site].topic(topic).describe_group(bridge_group(site))["lag"])
+
+    def watch(self, total: int, plan: Optional[FaultPlan], planned_faults: int, deadline: float) -> bool:
+        """Show progress until the run drained: every alert emitted and none held at a site, the detector
+        has them all (or read nothing new for 2 s: then some are missing, which the checks will say), every
+        command acknowledged, the faults done and the acknowledgements sent up. False at ``deadline``."""
+        last_count, last_change = -1, time.monotonic()
+        while time.time() < deadline:
+            emitted = {s: self.end_offset(s, "alerts") for s in OBSERVATORIES}
+            det = self.detector_status()
+            acks = sum(self.end_offset(s, "acks") for s in TELESCOPES)
+            backlog = {s: self.backlog(s) for s in OBSERVATORIES}
+            self.live.status(f"alerts emitted {sum(emitted.values())}/{total} "
+                             f"({' '.join(f'{s} {n}' for s, n in emitted.items())}) | in the cloud "
+                             f"{det.get('alerts', 0)} | held at sites {sum(backlog.values())} | coincidences "
+                             f"{det.get('groups', 0)} | follow-ups acked {acks}/{det.get('commands', 0)}")
+            if det.get("alerts", 0) != last_count:
+                last_count, last_change = det.get("alerts", 0), time.monotonic()
+            if ((plan is None or len(plan.done) >= planned_faults) and sum(emitted.values()) == total
+                    and not any(backlog.values()) and acks >= det.get("commands", 0)
+                    and (last_count >= total or time.monotonic() - last_change > 2.0)):
+                break
+            time.sleep(0.25)
+        else:
+            return False
+        while time.time() < deadline:       # the acknowledgements' way up to the cloud
+            if all(self.backlog(s) == 0 for s in TELESCOPES):
+                return True
+            time.sleep(0.1)
+        return False
 
     # -- stop ---------------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -296,7 +326,7 @@ def save_json(path: Path, report: Report, sc: Any, an: Any, args: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     p = sc.params
     path.write_text(json.dumps({
-        "app": report.app, "ok": report.ok, "command": "mofka-py app astro " + " ".join(sys.argv[3:]),
+        "app": report.app, "ok": report.ok,
         "params": {"sky_hours": p.sky_hours, "speedup": p.speedup, "injections": p.injections,
                    "noise_scale": p.noise_scale, "nside": p.nside, "seed": p.seed, "far_max_hz": p.far_max,
                    "healpix": p.healpix, "faults": bool(args.faults), "link_fault": args.link_fault},
@@ -312,7 +342,8 @@ def params_from(args: Any, healpix: bool) -> Params:
     quick = args.quick
     return Params(sky_hours=args.sky_hours or (20.0 if quick else 48.0), speedup=args.speedup,
                   injections=args.injections or (6 if quick else 12), noise_scale=args.noise_scale,
-                  nside=args.nside, seed=args.seed, far_max=(args.far_per_day or FAR_MAX_PER_DAY) / DAY, healpix=healpix)
+                  nside=args.nside, seed=args.seed, far_max=(args.far_per_day or FAR_MAX_PER_DAY) / DAY,
+                  healpix=healpix)
 
 
 def run(args: Any) -> Report:
@@ -355,7 +386,8 @@ def run(args: Any) -> Report:
         for site in OBSERVATORIES:
             sc.save_site(site, work.path / f"{site}.npz")
         counts = {s: sum(1 for p in sc.alerts if p.site == s) for s in OBSERVATORIES}
-        live.line(f"sky: {len(sc.alerts)} alerts planned ({', '.join(f'{s} {n}' for s, n in counts.items())}), "
+        live.line(f"sky from {sc.t0_iso} UTC: {len(sc.alerts)} alerts planned "
+                  f"({', '.join(f'{s} {n}' for s, n in counts.items())}), "
                   f"{len(sc.events)} injected events ({', '.join('+'.join(e.kind) for e in sc.events)}); "
                   f"HEALPix maps: {'nside %d' % params.nside if healpix else 'no (healpy missing): lobes'}")
         run_.wait_ready([f"bridge-{s}" for s in SITES] + ["detector"] + list(TELESCOPES))
@@ -376,38 +408,8 @@ def run(args: Any) -> Report:
         time.sleep(max(0.0, t0 - time.time()))
         if plan is not None:
             plan.start()
-        total = len(sc.alerts)
-        deadline = t0 + duration + 30 + (outage if faults else 0)
-        done = False
-        last_count, last_change = -1, time.monotonic()
-        while time.time() < deadline:
-            emitted = {s: run_.end_offset(s, "alerts") for s in OBSERVATORIES}
-            det = run_.detector_status()
-            acks = sum(run_.end_offset(s, "acks") for s in TELESCOPES)
-            backlog = {s: run_.backlog(s) for s in OBSERVATORIES}
-            faults_done = plan is None or len(plan.done) == 4
-            live.status(f"alerts emitted {sum(emitted.values())}/{total} "
-                        f"({' '.join(f'{s} {n}' for s, n in emitted.items())}) | in the cloud {det.get('alerts', 0)}"
-                        f" | held at sites {sum(backlog.values())} | coincidences {det.get('groups', 0)} | "
-                        f"follow-ups acked {acks}/{det.get('commands', 0)}")
-            if det.get("alerts", 0) != last_count:
-                last_count, last_change = det.get("alerts", 0), time.monotonic()
-            # Done when every alert is out and the bridges hold nothing back, the detector has them all (or has
-            # read nothing new for 2 s: then some are missing, which the checks will say), and every command
-            # was acknowledged.
-            if (faults_done and sum(emitted.values()) == total and not any(backlog.values())
-                    and (last_count >= total or time.monotonic() - last_change > 2.0)
-                    and acks >= det.get("commands", 0)):
-                done = True
-                break
-            time.sleep(0.25)
-        # The acknowledgements' trip up to the cloud, then nothing more to wait for.
-        t_settle = time.monotonic() + 10
-        assert run_.kafka is not None
-        while done and time.monotonic() < t_settle:
-            if all(run_.backlog(s) == 0 for s in TELESCOPES):
-                break
-            time.sleep(0.1)
+        done = run_.watch(len(sc.alerts), plan, planned_faults=4,
+                          deadline=t0 + duration + 30 + (outage if faults else 0))
         t_end = time.time()
         if plan is not None:
             plan.stop()
@@ -419,7 +421,7 @@ def run(args: Any) -> Report:
         run_.close()
         t_stop = time.time()
         collect_files(col, run_)
-        an = analyse(report, col, sc, t0, faults, outage, args.cut_site, args.kill_site, done)
+        an = analyse(report, col, sc, t0, faults, args.cut_site, args.kill_site, done)
         try:
             report.plots.extend(plots.make(Path(args.out), sc, an))
         except Exception as exc:  # a plot must not hide the checks

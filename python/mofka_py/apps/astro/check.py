@@ -156,8 +156,9 @@ class Analysis:
     targets: List[Tuple[float, float]]                  # (ra, dec) of the follow-up commands
 
 
-def analyse(report: Report, col: Collected, sc: Scenario, t0: float, faults: bool, outage: float,
-            cut_site: str, kill_site: str, drained: bool) -> Analysis:
+def analyse(report: Report, col: Collected, sc: Scenario, t0: float, faults: bool, cut_site: str, kill_site: str,
+            drained: bool) -> Analysis:
+    """Check the invariants and measure the latencies into ``report``; the numbers for the plots."""
     for err in col.errors:
         report.require("read back", err, False, "every topic readable")
     if not drained:
@@ -234,14 +235,11 @@ def analyse(report: Report, col: Collected, sc: Scenario, t0: float, faults: boo
         groups.union(a, b)
     true_pairs = [(a, b) for a, b in online if event_of.get(a) and event_of.get(a) == event_of.get(b)]
     found = {e.id: any(event_of.get(a) == e.id for a, _ in true_pairs) for e in sc.events}
-    members: Dict[str, List[str]] = {}
+    members: Dict[str, set] = {}
     for a, b in online:
-        members.setdefault(groups.find(a), [])
-        for x in (a, b):
-            if x not in members[groups.find(a)]:
-                members[groups.find(a)].append(x)
+        members.setdefault(groups.find(a), set()).update((a, b))
     true_roots = {groups.find(a) for a, _ in true_pairs}
-    false_groups = [m for r, m in members.items() if r not in true_roots]
+    false_groups = [sorted(m) for r, m in members.items() if r not in true_roots]
     mixed = sum(1 for a, b in online if (event_of.get(a) or event_of.get(b)) and event_of.get(a) != event_of.get(b))
     kinds = Counter("+".join(e.kind) for e in sc.events)
     report.require("injected multi-messenger events detected", f"{sum(found.values())} of {len(found)}",

@@ -16,8 +16,8 @@ outage reordering it) finds exactly the pairs a batch analysis of the same alert
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -43,7 +43,6 @@ class Alert:
     far: float
     lobes: np.ndarray
     skymap: Optional[sky.SparseMap] = None
-    info: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

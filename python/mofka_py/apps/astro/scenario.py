@@ -21,7 +21,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -248,7 +248,6 @@ def build(params: Params, gps0: Optional[float] = None) -> Scenario:
             meta["skymap"] = {"nside": params.nside, "ordering": "NESTED", "pixels": int(len(a.skymap[0])),
                               "coverage": sky.COVERAGE, "encoding": "int32 pixels then float32 probabilities"}
         p.meta = meta
-        a.info = {"site": site}
     return Scenario(params, gps0, t0.utc.isot, planned, events)
 
 
@@ -257,12 +256,3 @@ def alert_from_meta(meta: Dict[str, Any], data: Optional[bytes]) -> Alert:
     smap = sky.decode(data) if data else None
     return Alert(meta["alert_id"], meta["messenger"], float(meta["gps"]), float(meta["far_hz"]),
                  np.asarray(meta["lobes"], dtype=float), smap)
-
-
-def chance_pairs(alerts: Sequence[PlannedAlert]) -> int:
-    """Pairs of background alerts within a time window (the trials the threshold guards against)."""
-    finder = Finder(far_max=0.0)
-    for p in alerts:
-        if p.event is None:
-            finder.add(p.alert)
-    return finder.tested

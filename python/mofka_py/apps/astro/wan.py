@@ -79,20 +79,16 @@ class Wan:
         self._conns: Dict[str, Set[Tuple[socket.socket, socket.socket]]] = {}
         self._lock = threading.Lock()
         self._closed = threading.Event()
-        self.bytes: Dict[str, int] = {}
         self.refused: Dict[str, int] = {}       # new connections reset (reset) or held (blackhole) while down
         self.resets: Dict[str, int] = {}        # open connections reset (reset) or stalled (blackhole) by a cut
         self.outages: List[Tuple[str, float, float]] = []   # (site, cut at, restored at), time.time()
-        self._threads: List[threading.Thread] = []
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> "Wan":
-        t = threading.Thread(target=self._accept, name="wan-accept", daemon=True)
-        t.start()
-        self._threads.append(t)
+        threading.Thread(target=self._accept, name="wan-accept", daemon=True).start()
         return self
 
     # -- the links ----------------------------------------------------------------------------------------
@@ -127,9 +123,6 @@ class Wan:
         self._gate(site).set()
         if since is not None:
             self.outages.append((site, since, time.time()))
-
-    def is_down(self, site: str) -> bool:
-        return site in self._down
 
     def close(self) -> None:
         self._closed.set()
@@ -216,7 +209,6 @@ class Wan:
                     if self._closed.is_set():
                         return
                 dst.sendall(chunk)
-                self.bytes[site] = self.bytes.get(site, 0) + len(chunk)
         except OSError:
             pass
         self._drop(site, pair)
