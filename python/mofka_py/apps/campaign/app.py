@@ -17,7 +17,6 @@ from typing import Any, Dict, List, Optional
 from .._common import FaultPlan, Live, LocalService, Workdir, require, stop_process
 from .._report import Report
 
-POOL = "campaign"
 METHOD = "simulate=mofka_py.apps.campaign.tasks:simulate"
 
 
@@ -25,8 +24,9 @@ class WorkerProcs:
     """Pool workers as ``mofka-py worker`` processes, one per slot; a restarted slot gets a new
     worker id (``w0``, then ``w0-r1``...), so the group never confuses it with the one killed."""
 
-    def __init__(self, url: str, logs: Path, *, concurrency: int, isolation: str):
-        self.url, self.logs = url, logs
+    def __init__(self, url: str, pool: str, logs: Path, *, concurrency: int, isolation: str,
+                 token_file: Optional[str] = None):
+        self.url, self.pool, self.logs, self.token_file = url, pool, logs, token_file
         self.concurrency, self.isolation = concurrency, isolation
         self.procs: Dict[int, subprocess.Popen] = {}
         self.names: Dict[int, str] = {}
@@ -39,9 +39,9 @@ class WorkerProcs:
         k = self.restarts.get(slot, -1) + 1
         self.restarts[slot] = k
         name = f"w{slot}" + (f"-r{k}" if k else "")
-        cmd = [sys.executable, "-m", "mofka_py.cli", "--url", self.url, "worker", "--pool", POOL,
+        cmd = [sys.executable, "-m", "mofka_py.cli", "--url", self.url, "worker", "--pool", self.pool,
                "--method", METHOD, "--worker-id", name, "--concurrency", str(self.concurrency),
-               "--isolation", self.isolation]
+               "--isolation", self.isolation] + (["--token-file", self.token_file] if self.token_file else [])
         with open(self.logs / f"{name}.log", "ab") as log:
             self.procs[slot] = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         self.pids.append(self.procs[slot].pid)
@@ -69,7 +69,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "default 400, or as many as fit in --max-seconds with --quick")
     g.add_argument("--max-seconds", type=float, help="stop submitting after this many seconds and compare the "
                    "arms at the same number of simulations (default: none; 30 with --quick)")
-    g.add_argument("--workers", type=int, default=2, help="worker processes")
+    g.add_argument("--workers", type=int, default=2, help="worker processes started here (0: none, the workers "
+                   "run elsewhere, e.g. under srun, against the service given by mofka-py --url)")
+    g.add_argument("--pool", default="campaign", help="the pool's name (what the workers are started with)")
     g.add_argument("--concurrency", type=int, default=1, help="tasks each worker runs at once")
     g.add_argument("--isolation", choices=["thread", "process"], default="thread",
                    help="run tasks in the worker's threads or in child processes")
@@ -101,18 +103,22 @@ def _settings(args: argparse.Namespace) -> Dict[str, Any]:
         "fault_every": args.fault_every or (6.0 if quick else 20.0),
         "in_flight": args.in_flight or args.workers * args.concurrency,
     }
+    if args.workers == 0 and not getattr(args, "url", None):
+        raise SystemExit("--workers 0 runs no worker here: give the service the workers use with "
+                         "mofka-py --url tcp://HOST:PORT app campaign ... (and --in-flight)")
     for name in ("budget", "retrain_every", "candidates", "in_flight"):
         if s[name] < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be at least 1")
-    if args.workers < 1 or args.concurrency < 1:
-        raise SystemExit("--workers and --concurrency must be at least 1")
+    if args.workers < 0 or args.concurrency < 1:
+        raise SystemExit("--workers must be 0 or more and --concurrency at least 1")
     return s
 
 
-def _plan_faults(plan: FaultPlan, every: float, workers: WorkerProcs, n_workers: int, svc: LocalService,
+def _plan_faults(plan: FaultPlan, every: float, workers: WorkerProcs, n_workers: int, svc: Optional[LocalService],
                  log: Dict[str, Any]) -> int:
     """A busy worker killed and restarted, the service killed and restarted on its data, then a
-    second worker killed and restarted (kill -9 each time)."""
+    second worker killed and restarted (kill -9 each time). Only the faults of processes started
+    here: no worker faults without local workers, no service fault with a service given by --url."""
     restart_after = 3.0
 
     def kill(slot: int):
@@ -136,13 +142,18 @@ def _plan_faults(plan: FaultPlan, every: float, workers: WorkerProcs, n_workers:
         log["outages"].append((t, log["now"]()))
         log["faults"].append((log["now"](), "service up"))
 
-    second = 1 % n_workers
-    plan.at(every, "worker w0 killed (kill -9)", kill(0))
-    plan.at(every + restart_after, "worker w0 restarted", restart(0))
-    plan.at(2 * every + restart_after, "fabric service killed (kill -9) and restarted on its data", bounce_service)
-    plan.at(3 * every + restart_after, f"worker w{second} killed (kill -9)", kill(second))
-    plan.at(3 * every + 2 * restart_after, f"worker w{second} restarted", restart(second))
-    return 5
+    planned = 0
+    if n_workers:
+        second = 1 % n_workers
+        plan.at(every, "worker w0 killed (kill -9)", kill(0))
+        plan.at(every + restart_after, "worker w0 restarted", restart(0))
+        plan.at(3 * every + restart_after, f"worker w{second} killed (kill -9)", kill(second))
+        plan.at(3 * every + 2 * restart_after, f"worker w{second} restarted", restart(second))
+        planned += 4
+    if svc is not None:
+        plan.at(2 * every + restart_after, "fabric service killed (kill -9) and restarted on its data", bounce_service)
+        planned += 1
+    return planned
 
 
 def _fmt(v: Optional[float], unit: str) -> str:
@@ -172,24 +183,34 @@ def run(args: argparse.Namespace) -> Report:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Workdir("campaign", keep=args.keep)
-    live = Live(f"campaign: {args.workers} workers x {args.concurrency}, {s['in_flight']} in flight per arm, "
-                f"retrain every {s['retrain_every']}, {prop} by {engine}"
+    url = getattr(args, "url", None)           # mofka-py --url: a service that runs elsewhere
+    token_file = getattr(args, "token_file", None)
+    svc = None if url else LocalService(data=work.path / "fabric", sync="batch", log=work.path / "service.log")
+    workers = WorkerProcs(url or "", args.pool, work.path, concurrency=args.concurrency, isolation=args.isolation,
+                          token_file=token_file)
+    live = Live(f"campaign: {args.workers} local workers x {args.concurrency}"
+                + (f" (and those of pool {args.pool!r} at {url})" if url else "")
+                + f", {s['in_flight']} in flight per arm, retrain every {s['retrain_every']}, {prop} by {engine}"
                 + (f", faults every {s['fault_every']:g} s" if args.faults else "")
                 + (f" (work dir {work.path})" if args.keep else ""))
-    svc = LocalService(data=work.path / "fabric", sync="batch", log=work.path / "service.log")
-    workers = WorkerProcs("", work.path, concurrency=args.concurrency, isolation=args.isolation)
+    if url and args.faults:
+        report.notes.append("note: the service was given by --url, so it is not killed; only local workers are")
     fab = pool = thinker = plan = None
     log: Dict[str, Any] = {"faults": [], "outages": [], "pids": [], "health": []}
     timing: Dict[str, float] = {}
     try:
         t_start = time.monotonic()
-        svc.start()
-        log["pids"].append(svc.proc.pid)
-        workers.url = svc.url
+        if svc is not None:
+            svc.start()
+            log["pids"].append(svc.proc.pid)
+            workers.url = url = svc.url
         for slot in range(args.workers):
             workers.start(slot)
-        fab = mp.connect(svc.url, reconnect_timeout=120)
-        pool = Pool(fab, POOL, retries=2, timeout=120)
+        from mofka_py.service import read_token
+
+        token = getattr(args, "token", None) or read_token(token_file) or None
+        fab = mp.connect(url, token=token, reconnect_timeout=120)
+        pool = Pool(fab, args.pool, retries=2, timeout=120)
 
         def progress(th: Thinker) -> None:
             b = {a: th.best(a) for a in ARMS}
@@ -254,7 +275,8 @@ def run(args: argparse.Namespace) -> Report:
                 report.notes.append(f"note: closing the pool: {exc}")
         if fab is not None:
             fab.close()
-        svc.stop()
+        if svc is not None:
+            svc.stop()
         work.close()
     if args.keep:
         report.notes.append(f"working directory kept: {work.path} (fabric data, service and worker logs)")

@@ -4,8 +4,9 @@ Molecules are edited as kekulized graphs of heavy atoms (hydrogens implicit): ch
 element, add or remove an atom, insert one into a chain, change a bond order, close a 5- or
 6-membered ring, or attach a fragment (assembly). An edit is kept only if RDKit can sanitize
 the result and it stays a small neutral closed-shell molecule (``max_atoms`` heavy atoms, no
-rings smaller than 5 or larger than 7, no bridged rings, no peroxides, halogens on carbon
-only, one fragment) — the kind GFN2-xTB handles in a fraction of a second.
+rings smaller than 5 or larger than 7, no bridged rings or triple bonds in rings, no
+peroxides, halogens on carbon only, one fragment) — the kind GFN2-xTB handles in a fraction
+of a second.
 
 Example::
 
@@ -123,10 +124,13 @@ class Generator:
         if any(a.GetAtomicNum() in (6, 7) and sum(b.GetBondType() == double for b in a.GetBonds()) > 1
                for a in mol.GetAtoms()):
             return None  # cumulated double bonds (allenes), mostly in rings that cannot be embedded
+        triple = Chem.BondType.TRIPLE
         for b in mol.GetBonds():
             a, z = b.GetBeginAtom().GetAtomicNum(), b.GetEndAtom().GetAtomicNum()
             if (a in (9, 17) and z != 6) or (z in (9, 17) and a != 6) or a == z == 8:
                 return None  # peroxides, hypohalites, N-halides: unstable, not worth a simulation
+            if b.GetBondType() == triple and (b.IsInRing() or 16 in (a, z)):
+                return None  # a triple bond in a small ring cannot be embedded
         rings = [set(r) for r in mol.GetRingInfo().AtomRings()]
         if any(len(r) < 5 or len(r) > 7 for r in rings):
             return None

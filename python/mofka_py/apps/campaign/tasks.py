@@ -50,6 +50,7 @@ def _conformers(smiles: str, n: int, seed: int):
     mol = Chem.AddHs(mol)
     params = AllChem.ETKDGv3()
     params.randomSeed = seed
+    params.maxIterations = 50   # an impossible geometry fails in well under a second, not in seconds
     ids = list(AllChem.EmbedMultipleConfs(mol, numConfs=n, params=params))
     if not ids:
         params.useRandomCoords = True
