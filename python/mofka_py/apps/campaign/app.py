@@ -248,7 +248,7 @@ def run(args: argparse.Namespace) -> Report:
                 return True
             return False
 
-        pool.run(until=until)
+        log["resumed"] = _run_steering(pool, until, live)
         timing["campaign"] = thinker.now()
         if plan is not None:
             plan.stop()
@@ -281,6 +281,28 @@ def run(args: argparse.Namespace) -> Report:
     if args.keep:
         report.notes.append(f"working directory kept: {work.path} (fabric data, service and worker logs)")
     return report
+
+
+def _run_steering(pool: Any, until: Any, live: Live) -> int:
+    """``pool.run`` until ``until()``; returns how many times it had to be resumed. Pool.run
+    commits after each outcome, and the first commit after the service restarted is refused
+    (CommitFailed: the restarted service knows no owner of the results partition until the
+    steering consumer's next heartbeat). The outcome was already handled, and an outcome
+    delivered again after the rejoin is dropped by task id, so resuming is safe."""
+    from mofka_py.errors import CommitFailed
+
+    resumed = 0
+    while True:
+        try:
+            pool.run(until=until)
+            return resumed
+        except CommitFailed as exc:
+            resumed += 1
+            if resumed > 20:
+                raise
+            live.event(f"steering: the service refused a commit ({type(exc).__name__}: it knows no owner of the "
+                       "results partition until the steering consumer's next heartbeat); resuming")
+            time.sleep(0.2)
 
 
 def _report(report: Report, th: Any, stats: Dict[str, Any], s: Dict[str, Any], key: str, unit: str, engine: str,
@@ -351,6 +373,8 @@ def _report(report: Report, th: Any, stats: Dict[str, Any], s: Dict[str, Any], k
     report.add("retried attempts", retries)
     report.add("attempts lost with a worker (pool)", stats.get("worker_lost", 0))
     report.add("late duplicates dropped by the pool", stats.get("dropped", 0))
+    if log.get("resumed"):
+        report.add("steering resumed after a refused commit", log["resumed"])
     if log["faults"]:
         med = statistics.median(rtt) if rtt else 0.0
         hit = [x for x in done if any(x.submitted <= t <= x.done for t, lbl in log["faults"] if "kill" in lbl)]
