@@ -41,8 +41,10 @@ def xtb_available() -> bool:
 
 
 def _conformers(smiles: str, n: int, seed: int):
-    from rdkit import Chem
+    from rdkit import Chem, RDLogger
     from rdkit.Chem import AllChem
+
+    RDLogger.DisableLog("rdApp.*")  # a failure is reported as the task's error, not printed by the worker
 
     mol = Chem.MolFromSmiles(smiles)
     if mol is None:
