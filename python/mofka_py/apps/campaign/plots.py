@@ -64,8 +64,14 @@ def timeline(path: Path, completions: Dict[str, List[Tuple[float, bool]]], fault
         top = max(top, len(ts))
     for a, b in outages:
         ax.axvspan(a, b, color="tab:red", alpha=0.15)
+    labels: List[Tuple[float, str]] = []   # faults less than 2 s apart share one label
     for t, label in faults:
         ax.axvline(t, color="tab:red" if "kill" in label else "tab:green", ls="--", lw=1)
+        if labels and t - labels[-1][0] < 2.0:
+            labels[-1] = (labels[-1][0], f"{labels[-1][1]}, {label}")
+        else:
+            labels.append((t, label))
+    for t, label in labels:
         ax.text(t, top * 1.02, label, rotation=90, va="bottom", ha="right", fontsize=7)
     if downs:
         ax.plot([t for t, _ in downs], [top * 0.97] * len(downs), "v", color="tab:red", ms=7, label="node_down seen")
