@@ -55,9 +55,6 @@ class WorkerProcs:
         proc.wait(30)
         return self.names[slot]
 
-    def alive(self) -> int:
-        return sum(p.poll() is None for p in self.procs.values())
-
     def stop(self) -> None:
         for proc in self.procs.values():
             stop_process(proc, signal.SIGTERM, timeout=30)
