@@ -10,6 +10,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -158,6 +159,22 @@ def _fmt(v: Optional[float], unit: str) -> str:
 
 
 def run(args: argparse.Namespace) -> Report:
+    """Run the campaign; SIGTERM (a batch system's, ``timeout``'s) stops it like Ctrl-C: the
+    processes it started are stopped and its working directory removed."""
+    if threading.current_thread() is not threading.main_thread():
+        return _run(args)
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    old = signal.signal(signal.SIGTERM, terminate)
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _run(args: argparse.Namespace) -> Report:
     require("rdkit", "sklearn", "matplotlib")
     import mofka_py as mp
     from mofka_py.services import Pool
