@@ -365,6 +365,7 @@ PYBIND11_MODULE(_core, m) {
             return f.client()->offsetForTime(t, p, tsUs);
         })
         .def("connected_clients", [](Fabric& f) { py::gil_scoped_release nogil; return f.client()->connectedClients(); })
+        .def("connection_problem", [](Fabric& f) { return f.client()->connectionProblem(); })
         .def("url", [](Fabric& f) { return f.client()->url(); })
         .def("close", [](Fabric& f) { py::gil_scoped_release nogil; f.close(); });
 

@@ -220,6 +220,12 @@ class Fabric:
         self._f.describe(name)
         return Topic(self, name)
 
+    @property
+    def connection_problem(self) -> str:
+        """What keeps requests from getting through right now (e.g. ``cannot connect to
+        tcp://...: Connection refused (retrying for 12 s so far ...)``), or ``""``."""
+        return self._f.connection_problem()
+
     def topics(self, *, system: bool = False) -> list:
         """Names of the topics, sorted; system topics (names starting with ``__``, kept by
         services such as the compute pool and health events) only with ``system=True``."""

@@ -163,6 +163,7 @@ class HealthMonitor:
         self.down_after, self.slow_after, self.backlog_beats = down_after, slow_after, backlog_beats
         self._nodes: Dict[str, Dict[str, Any]] = {}
         self._lock = threading.Lock()
+        self._outage = False  # this monitor's fabric connection is failing: silence proves nothing
         self._cons = ensure_topic(fab, HEALTH_TOPIC).consumer(start=since, data=False)
         self._out = ensure_topic(fab, EVENTS_TOPIC).producer(linger_ms=0.0) if publish else None
 
@@ -179,12 +180,19 @@ class HealthMonitor:
     def poll(self, timeout: float = 0.1) -> List[Dict[str, Any]]:
         """Read the heartbeats that arrived (waiting up to ``timeout``) and return new events."""
         out: List[Dict[str, Any]] = []
-        now = time.monotonic()
         batch = self._cons.pull_batch(4096, timeout=timeout)
+        now = time.monotonic()
         beats = [] if batch is None else [orjson.loads(batch[i].metadata_bytes) for i in range(len(batch))]
         if batch is not None:
             batch.ack()
         with self._lock:
+            if self._fab.connection_problem:
+                self._outage = True  # heartbeats cannot reach us now: not evidence against a node
+            elif self._outage:
+                # The fabric is back: every node gets a full window from now to be heard again.
+                for node in self._nodes.values():
+                    node["seen"] = max(node["seen"], now)
+                self._outage = False
             for hb in beats:
                 node = self._nodes.get(hb["node"])
                 interval = float(hb.get("interval", 0.5))
@@ -215,6 +223,8 @@ class HealthMonitor:
                     node.update(state="up", since=now)
                     out.append(self._event("node_up", hb, "recovered"))
             for name, node in self._nodes.items():
+                if self._outage:
+                    break
                 if node["state"] != "down" and now - node["seen"] > self._limit(node):
                     node.update(state="down", since=now)
                     out.append(self._event("node_down", node["last"],

@@ -34,14 +34,14 @@ import queue
 import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import orjson
 
 from ..api import Fabric
-from ..errors import Error, InvalidArgument, TopicNotFound
+from ..errors import CommitFailed, Error, InvalidArgument, TopicNotFound
 from . import _codec
 from ._names import (LANES, WORKER_LOST, check_name, dead_topic, lane_of, parse_task_topic, results_topic,
                      steering_group, task_topic, workers_group)
@@ -145,6 +145,15 @@ class Pool:
         self.dropped = 0          # late or duplicate outcomes dropped by task id
         self.worker_lost = 0      # attempts lost with a worker that went down
         self._running: Dict[str, List[str]] = {}  # worker -> task ids it reported running
+        # Routing to the worker that will be free first: partition owners per task topic (refreshed
+        # by the health thread), each worker's slots (heartbeats), the tasks routed to it and not
+        # yet back, and how long its tasks take (from the outcomes).
+        self._owners: Dict[str, Dict[str, List[int]]] = {}  # task topic -> worker -> its partitions
+        self._slots: Dict[str, int] = {}
+        self._outstanding: Dict[str, "OrderedDict[str, float]"] = defaultdict(OrderedDict)  # worker -> task id -> sent at, oldest first
+        self._routed: Dict[str, str] = {}                                    # task id -> worker
+        self._task_time: Dict[str, float] = {}                               # worker -> typical task (s)
+        self._rr = itertools.count()
         self._results_topic = ensure_topic(fab, results_topic(name))
         ensure_topic(fab, dead_topic(name))
         redeliver_below = self._recover()
@@ -238,6 +247,8 @@ class Pool:
                     prod = ensure_topic(self.fab, name, self._partitions).producer(linger_ms=0.0,
                                                                                   selector="round_robin")
                     self._producers[name] = prod
+            if self._monitor is not None:
+                self._refresh_owners([name])  # route this topic's first tasks too
         return prod
 
     def submit(self, method: str, *args: Any, retries: Optional[int] = None, timeout: Optional[float] = None,
@@ -272,9 +283,65 @@ class Pool:
         fut = TaskFuture(tid, method)
         with self._lock:
             self._futures[tid] = fut
-        self._producer(method, lane_of(priority)).push(meta, data=parts or None)
+        topic = task_topic(self.name, method, lane_of(priority))
+        self._producer(method, lane_of(priority)).push(meta, data=parts or None, partition=self._route(topic, tid))
         self.submitted += 1
         return fut
+
+    def _route(self, topic: str, tid: str) -> Optional[int]:
+        """A partition of the worker that will be free first, so that a task does not wait behind
+        a long one on a busy worker while another worker is idle (a partition's tasks go to its
+        owner only). A worker with a free slot first; otherwise the one whose queue, at its typical
+        task time (or the age of its oldest task, if that is longer), empties soonest. None (round
+        robin) until the pool knows two workers or more."""
+        by_worker = self._owners.get(topic)
+        if not by_worker:
+            return None
+        now = time.monotonic()
+        with self._lock:
+            best, choices = None, []
+            for w in by_worker:
+                slots = self._slots.get(w, 1)
+                out = self._outstanding[w]
+                free = slots - len(out)
+                if free > 0:
+                    key = (0, -free)
+                else:
+                    oldest = now - next(iter(out.values())) if out else 0.0
+                    key = (1, max(self._task_time.get(w, 0.0), oldest) * (len(out) - slots + 1) / slots)
+                if best is None or key < best:
+                    best, choices = key, [w]
+                elif key == best:
+                    choices.append(w)
+            n = next(self._rr)
+            w = choices[n % len(choices)]
+            parts = by_worker[w]
+            self._outstanding[w][tid] = now
+            self._routed[tid] = w
+        return parts[n % len(parts)]
+
+    def _settle_route(self, tid: str, meta: Dict[str, Any]) -> None:
+        """An outcome came back: its worker has a slot again; learn how long its tasks take."""
+        w = self._routed.pop(tid, None)
+        if w is not None:
+            self._outstanding[w].pop(tid, None)
+        ran_on = meta.get("w")
+        if ran_on and meta.get("start") and meta.get("end"):
+            took = max(0.0, meta["end"] - meta["start"])
+            prev = self._task_time.get(ran_on)
+            self._task_time[ran_on] = took if prev is None else 0.7 * prev + 0.3 * took
+
+    def _refresh_owners(self, names: Optional[List[str]] = None) -> None:
+        for name in names or list(self._producers):
+            try:
+                parts = self.fab.topic(name).describe_group(workers_group(self.name))["partitions"]
+            except Error:
+                continue
+            by_worker: Dict[str, List[int]] = defaultdict(list)
+            for p in parts:
+                if p["owner"]:
+                    by_worker[p["owner"]].append(p["partition"])
+            self._owners[name] = dict(by_worker) if len(by_worker) > 1 else {}
 
     def flush(self, timeout: Optional[float] = None) -> None:
         """Wait until every submitted task is stored in the fabric (durable)."""
@@ -300,6 +367,7 @@ class Pool:
         meta = orjson.loads(ev.metadata_bytes)
         tid = meta["id"]
         with self._lock:
+            self._settle_route(tid, meta)
             if tid in self._resolved:
                 self.dropped += 1
                 known = True
@@ -406,7 +474,12 @@ class Pool:
                     fn(result)
             ev.ack()
             if result is not None:
-                self._cons.commit()
+                try:
+                    self._cons.commit()
+                except CommitFailed:
+                    # The service restarted and has not seen this member's heartbeat yet (or the
+                    # group moved the results on): the next commit, automatic or here, carries it.
+                    pass
 
     def stop(self) -> None:
         """Make :meth:`run` and :meth:`results` return."""
@@ -416,7 +489,14 @@ class Pool:
     # ------------------------------------------------------------------ health
     def _watch_loop(self) -> None:
         assert self._monitor is not None
+        last_owners = 0.0
         while not self._stop.is_set():
+            if time.monotonic() - last_owners > 1.0:
+                last_owners = time.monotonic()
+                try:
+                    self._refresh_owners()
+                except Error:
+                    pass
             try:
                 events = self._monitor.poll(0.1)
             except Error:
@@ -436,6 +516,8 @@ class Pool:
                 last = info.get("last") or {}
                 if last.get("kind") == "worker" and last.get("group") == self.name and info["state"] != "down":
                     self._running[node] = list(last.get("running") or [])
+                    with self._lock:
+                        self._slots[node] = int(last.get("concurrency", 1))
 
     def _worker_down(self, node: str, last: Dict[str, Any], reason: str) -> None:
         """A worker's heartbeats stopped: move its tasks to the others now rather than after its

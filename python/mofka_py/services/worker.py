@@ -214,7 +214,10 @@ class Worker:
         self._inbox: "queue.PriorityQueue[Tuple[int, int, int, Any]]" = queue.PriorityQueue()
         # Tasks pulled but not started, at most (plus one per task topic): few, so that when the group
         # moves a partition away the tasks already taken from it are soon done (the move waits for them).
+        # Adapted to the tasks' length (see _handle): enough to cover ~20 ms of work, so short tasks
+        # flow without gaps and a long one does not hold many others behind it.
         self._ahead = 2 * concurrency + 4
+        self._avg_task = 0.0
         self._taken = 0
         self._taken_cv = threading.Condition()
         self._seq = 0
@@ -333,6 +336,11 @@ class Worker:
         try:
             outcome = self._run(meta, ev, child)
         finally:
+            took = time.time() - start
+            self._avg_task = took if not self._avg_task else 0.8 * self._avg_task + 0.2 * took
+            extra = max(1, min(self.concurrency + 4, int(0.02 / max(self._avg_task, 1e-6))))
+            with self._taken_cv:
+                self._ahead = self.concurrency + extra
             with self._run_lock:
                 self._running.pop(tid, None)
             with self._slots:
