@@ -280,6 +280,11 @@ class FaultPlan:
     def at(self, seconds: float, label: str, action: Callable[[], Any]) -> None:
         self._plan.append((seconds, label, action))
 
+    @property
+    def planned(self) -> int:
+        """How many faults are planned."""
+        return len(self._plan)
+
     def start(self) -> None:
         self._plan.sort(key=lambda p: p[0])
         t0 = time.monotonic()
@@ -288,10 +293,11 @@ class FaultPlan:
             for seconds, label, action in self._plan:
                 if self._stop.wait(max(0.0, seconds - (time.monotonic() - t0))):
                     return
+                when = self.live.elapsed()  # the live display's clock, taken as the fault starts
                 try:
-                    action()
-                    self.done.append(f"{label} at {time.monotonic() - t0:.1f} s")
                     self.live.event(f"fault: {label}")
+                    action()
+                    self.done.append(f"{label} at {when:.1f} s")
                 except Exception as exc:
                     self.done.append(f"{label}: could not inject ({exc})")
                     self.live.event(f"fault {label} could not be injected: {exc}")

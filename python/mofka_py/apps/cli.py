@@ -28,7 +28,20 @@ def _run_one(name: str, args: argparse.Namespace) -> Report:
     return report
 
 
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM stops an application like Ctrl-C, so what it started is stopped by its cleanup."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        def handler(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, handler)
+
+
 def cmd_app(args: argparse.Namespace) -> int:
+    _sigterm_as_interrupt()
     if args.app != "all":
         return 0 if _run_one(args.app, args).ok else 1
     reports: List[Report] = []

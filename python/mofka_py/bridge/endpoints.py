@@ -282,7 +282,14 @@ class KafkaSource:
         out: List[Chunk] = []
         with_data = self.rule.data == "forward"
         cur: Optional[Chunk] = None
-        for m in self.cons.consume(max_events, timeout):
+        # Wait for the first record only, then take what is already there: consume(n, timeout)
+        # alone returns when n records came or the timeout passed, so a quiet topic (steering
+        # commands) would hold a record for up to the whole timeout.
+        first = self.cons.poll(timeout)
+        if first is None:
+            return out
+        msgs = [first] + (self.cons.consume(max_events - 1, 0) if max_events > 1 else [])
+        for m in msgs:
             if m.error():
                 self.last_error = str(m.error())
                 continue

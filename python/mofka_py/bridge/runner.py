@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import signal
 import threading
@@ -51,6 +52,7 @@ class Bridge:
         self._status_file = status_file
         self._lock_fh: Any = None
         self._status_thread: Optional[threading.Thread] = None
+        self._heartbeats: List[Any] = []
         self.log = RepeatLimiter(self.cfg.log_repeat_s)
         try:
             self._check()
@@ -107,11 +109,34 @@ class Bridge:
             self._status_thread.start()
         for r in self.routes:
             r.thread.start()
+        self._start_heartbeats()
         return self
+
+    def _start_heartbeats(self) -> None:
+        """A heartbeat on the __health topic of each fabric the bridge reads (kind "bridge": its
+        lag and state), so health monitors there see a bridge that dies or falls behind."""
+        from ..services.health import Heartbeat
+
+        node = f"bridge-{self.cfg.site}-{os.getpid()}"
+        sources = {ep.name for rule in self.cfg.rules for ep, _ in rule.sources if ep.kind == "fabric"}
+
+        def info() -> Dict[str, Any]:
+            snaps = [r.stats.snapshot() for r in self.routes]
+            return {"queue": sum(s.get("lag") or 0 for s in snaps),
+                    "routes": {s.get("rule", str(i)): s.get("state") for i, s in enumerate(snaps)}}
+
+        for name in sorted(sources):
+            try:
+                self._heartbeats.append(Heartbeat(self.fabrics[name], node, kind="bridge", interval=1.0, info=info))
+            except Error as exc:  # health reporting must not stop the bridge
+                self.log.emit(logging.WARNING, "heartbeat", f"no heartbeat on endpoint {name!r}: {exc}")
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop reading, let in-flight events be acknowledged and committed (up to ``timeout``), close."""
         self.stop_event.set()
+        for hb in self._heartbeats:
+            hb.stop()
+        self._heartbeats.clear()
         deadline = time.monotonic() + timeout
         for r in self.routes:
             r.drain_timeout = max(0.0, timeout - 1.0)
