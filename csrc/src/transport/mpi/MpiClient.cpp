@@ -3,6 +3,7 @@
 
 #include "client/RemoteClient.hpp"
 #include "wire/Control.hpp"
+#include "wire/Poll.hpp"
 
 #include "mofka_py/RecordBatch.hpp"
 
@@ -105,7 +106,7 @@ class MpiClient final : public RemoteClient {
     std::vector<StoredBatch> fetch(const std::string& topic, uint32_t partition, uint64_t offset, size_t maxBytes,
                                    int64_t timeoutMs) override {
         Writer w = request(Op::Fetch);
-        w.str(topic).put(partition).put(offset).put<uint64_t>(maxBytes).put(timeoutMs);
+        writePoll(w, {PollRequest::Kind::Fetch, topic, partition, offset, maxBytes, 0, timeoutMs});
         int server = partitionServer(topic, partition);
         std::vector<StoredBatch> out;
         call(server, w, nullptr, std::max<int64_t>(timeoutMs, 0), [&](Reader& r, int tag, Clock::time_point deadline) {
@@ -158,7 +159,7 @@ class MpiClient final : public RemoteClient {
         std::vector<int> servers = topicServers(topic);
         if (servers.size() == 1) {
             Writer w = request(Op::WaitTopicChange);
-            w.str(topic).put(version).put(timeoutMs);
+            writePoll(w, {PollRequest::Kind::WaitTopic, topic, 0, 0, 0, version, timeoutMs});
             auto reply = call(servers[0], w, nullptr, std::max<int64_t>(timeoutMs, 0));
             return reader(reply).get<uint64_t>();
         }
@@ -174,7 +175,7 @@ class MpiClient final : public RemoteClient {
         std::vector<Call> calls(servers.size());
         for (size_t i = 0; i < servers.size(); ++i) {
             Writer w = request(Op::WaitTopicChange);
-            w.str(topic).put(seen[i]).put(timeoutMs);
+            writePoll(w, {PollRequest::Kind::WaitTopic, topic, 0, 0, 0, seen[i], timeoutMs});
             start(calls[i], servers[i], w, nullptr);
         }
         auto deadline = Clock::now() + std::chrono::milliseconds(m_timeoutMs + std::max<int64_t>(timeoutMs, 0));

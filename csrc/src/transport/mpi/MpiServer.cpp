@@ -2,6 +2,7 @@
 #include "transport/mpi/MpiTransport.hpp"
 
 #include "broker/ControlHandler.hpp"
+#include "broker/LongPolls.hpp"
 
 #include "mofka_py/RecordBatch.hpp"
 
@@ -42,20 +43,13 @@ struct MpiServer::State {
         std::shared_ptr<uint8_t> body;
         bool direct = false; ///< received straight into the partition's log (a reservation)
     };
-    /// A fetch or wait that found nothing yet (a long poll).
-    struct Parked {
-        Op op;
+    /// Where a long poll's answer goes: the client rank and the request's tag.
+    struct PollWho {
         int src, tag;
-        std::string topic;
-        uint32_t partition;
-        uint64_t offset;
-        size_t maxBytes;
-        uint64_t version;
-        Clock::time_point deadline;
     };
     std::list<Send> sends;
     std::list<Incoming> incoming;
-    std::list<Parked> parked;
+    ParkedPolls<PollWho> parked; ///< fetches and waits that found nothing yet (long polls)
 
     std::mutex mutex;
     std::condition_variable cv;
@@ -198,42 +192,21 @@ struct MpiServer::State {
         send(in.src, in.tag, w);
     }
 
-    /// Answer a parked request if it can be answered now; true if it was.
-    bool tryAnswer(Parked& p, bool force) {
-        if (p.op == Op::Fetch) {
-            auto batches = broker->fetch(p.topic, p.partition, p.offset, p.maxBytes, 0);
-            if (batches.empty() && !force && !broker->isComplete(p.topic)) return false;
-            sendBatches(p.src, p.tag, batches);
-            return true;
-        }
-        uint64_t v = broker->waitTopicChange(p.topic, p.version, 0);
-        if (v == p.version && !force) return false;
-        Writer w = ok();
-        w.put(v);
-        send(p.src, p.tag, w);
-        return true;
-    }
-
-    /// tryAnswer, a failure being answered with the error; true once the request has its answer.
-    bool answerParked(Parked& p, bool force) {
-        try {
-            return tryAnswer(p, force);
-        } catch (const Error& e) {
-            sendError(p.src, p.tag, e.code(), e.what());
-            return true;
+    /// Send a poll's answer: the batches, the topic's version or the error.
+    void replyPoll(const PollWho& who, const PollRequest& q, PollAnswer& a) {
+        if (a.failed) {
+            sendError(who.src, who.tag, a.code, a.message);
+        } else if (q.kind == PollRequest::Kind::Fetch) {
+            sendBatches(who.src, who.tag, a.batches);
+        } else {
+            Writer w = ok();
+            w.put(a.version);
+            send(who.src, who.tag, w);
         }
     }
 
-    /// Answer at once, with whatever there is, the parked requests @p match selects, and drop them.
-    template <typename Match> void answerNow(Match match) {
-        for (auto it = parked.begin(); it != parked.end();) {
-            if (match(*it)) {
-                answerParked(*it, true);
-                it = parked.erase(it);
-            } else {
-                ++it;
-            }
-        }
+    auto replier() {
+        return [this](const PollWho& who, const PollRequest& q, PollAnswer& a) { replyPoll(who, q, a); };
     }
 
     void handle(int src, const std::vector<uint8_t>& msg) {
@@ -256,26 +229,17 @@ struct MpiServer::State {
             startProduce(src, tag, r);
             return;
         case Op::Fetch:
-        case Op::WaitTopicChange: {
-            Parked p{op, src, tag, r.str(), 0, 0, 0, 0, {}};
-            if (op == Op::Fetch) {
-                p.partition = r.get<uint32_t>();
-                p.offset = r.get<uint64_t>();
-                p.maxBytes = size_t(r.get<uint64_t>());
-            } else {
-                p.version = r.get<uint64_t>();
-            }
-            int64_t timeoutMs = r.get<int64_t>();
-            p.deadline = Clock::now() + std::chrono::milliseconds(std::max<int64_t>(timeoutMs, 0));
-            if (!tryAnswer(p, timeoutMs <= 0)) parked.push_back(std::move(p));
+        case Op::WaitTopicChange:
+            parked.submit(*broker, PollWho{src, tag},
+                          readPoll(r, op == Op::Fetch ? PollRequest::Kind::Fetch : PollRequest::Kind::WaitTopic), replier());
             return;
-        }
         case Op::WakeTopic: {
             // A consumer is closing: end this rank's long polls on the topic now (an empty
             // answer) rather than at their timeout.
             std::string t = r.str();
             broker->wakeTopic(t);
-            answerNow([&](const Parked& p) { return p.src == src && p.topic == t; });
+            parked.answerNow(*broker, [&](const PollWho& w, const PollRequest& q) { return w.src == src && q.topic == t; },
+                             replier());
             break;
         }
         case Op::Control: {
@@ -288,7 +252,9 @@ struct MpiServer::State {
         case Op::CancelWait:
             // One-way (no reply of its own): the client got a change from another server and
             // wants its wait here answered now. It may have been answered already.
-            answerNow([&](const Parked& p) { return p.src == src && p.tag == tag && p.op == Op::WaitTopicChange; });
+            parked.answerNow(*broker, [&](const PollWho& w, const PollRequest& q) {
+                return w.src == src && w.tag == tag && q.kind == PollRequest::Kind::WaitTopic;
+            }, replier());
             return;
         default: throw Error(ErrorCode::InvalidArgument, "unknown MPI request " + std::to_string(int(op)));
         }
@@ -348,15 +314,7 @@ struct MpiServer::State {
             it = incoming.erase(it);
             progress = true;
         }
-        auto now = Clock::now();
-        for (auto it = parked.begin(); it != parked.end();) {
-            if (answerParked(*it, now >= it->deadline)) {
-                it = parked.erase(it);
-                progress = true;
-            } else {
-                ++it;
-            }
-        }
+        if (!parked.empty() && parked.poll(*broker, steadyMs(), replier()) > 0) progress = true;
         for (auto it = sends.begin(); it != sends.end();) {
             int flag = 0;
             check(MPI_Testall(int(it->reqs.size()), it->reqs.data(), &flag, MPI_STATUSES_IGNORE), "MPI_Testall (reply)");

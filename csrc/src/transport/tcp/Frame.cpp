@@ -53,9 +53,11 @@ Request decodeRequest(uint16_t type, const uint8_t* body, size_t size) {
         return q;
     }
     case MsgType::Fetch:
-        q.topic = r.str(); q.partition = r.get<uint32_t>(); q.offset = r.get<uint64_t>();
-        q.maxBytes = r.get<uint64_t>(); q.timeoutMs = r.get<int64_t>(); break;
-    case MsgType::WaitTopic: q.topic = r.str(); q.version = r.get<uint64_t>(); q.timeoutMs = r.get<int64_t>(); break;
+    case MsgType::WaitTopic:
+        q.poll = readPoll(r, q.type == MsgType::Fetch ? PollRequest::Kind::Fetch : PollRequest::Kind::WaitTopic);
+        if (q.poll.timeoutMs < 0 || q.poll.timeoutMs > 600000)
+            throw Error(ErrorCode::Corruption, "malformed message: timeout out of range");
+        break;
     case MsgType::Control: {
         size_t n = r.remaining();
         const uint8_t* p = r.take(n);
@@ -65,7 +67,6 @@ Request decodeRequest(uint16_t type, const uint8_t* body, size_t size) {
     }
     default: throw Error(ErrorCode::Corruption, "unknown message type " + std::to_string(type));
     }
-    if (q.timeoutMs < 0 || q.timeoutMs > 600000) throw Error(ErrorCode::Corruption, "malformed message: timeout out of range");
     r.end();
     return q;
 }
@@ -74,9 +75,7 @@ std::vector<uint8_t> encodeRequest(const Request& q) {
     Writer w;
     switch (q.type) {
     case MsgType::Fetch:
-        w.str(q.topic).put<uint32_t>(q.partition).put<uint64_t>(q.offset).put<uint64_t>(q.maxBytes).put<int64_t>(q.timeoutMs);
-        break;
-    case MsgType::WaitTopic: w.str(q.topic).put<uint64_t>(q.version).put<int64_t>(q.timeoutMs); break;
+    case MsgType::WaitTopic: writePoll(w, q.poll); break;
     case MsgType::Control: w.bytes(q.control.data(), q.control.size()); break;
     default: break;
     }

@@ -14,6 +14,7 @@
 #include "mofka_py/Types.hpp"
 #include "transport/tcp/Sha256.hpp"
 #include "wire/Codec.hpp"
+#include "wire/Poll.hpp"
 #include "wire/Messages.hpp"
 
 #include <cstdint>
@@ -65,11 +66,10 @@ std::vector<uint8_t> encodeHeader(MsgType type, uint32_t flags, uint64_t request
 /// A decoded client request (fields used depend on the type).
 struct Request {
     MsgType type{};
-    std::string topic;
-    uint32_t partition = 0;
-    uint64_t offset = 0, maxBytes = 0, version = 0;
-    int64_t timeoutMs = 0;
+    std::string topic;      ///< Produce
+    uint32_t partition = 0; ///< Produce
     size_t batchLength = 0; ///< Produce: the batch is body[0, batchLength)
+    PollRequest poll;       ///< Fetch, WaitTopic (wire/Poll.hpp, shared with every transport)
     std::vector<uint8_t> control; ///< Control: the control request body (wire/Control.hpp)
 };
 

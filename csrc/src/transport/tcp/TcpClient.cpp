@@ -181,11 +181,11 @@ class TcpClient final : public RemoteClient {
         if (!sent) lost(gen); // fails every request of that connection, this one included
     }
     std::vector<StoredBatch> fetch(const std::string& t, uint32_t p, uint64_t o, size_t maxBytes, int64_t timeoutMs) override {
-        Request q; q.type = MsgType::Fetch; q.topic = t; q.partition = p; q.offset = o; q.maxBytes = maxBytes;
-        q.timeoutMs = std::max<int64_t>(0, timeoutMs);
+        Request q; q.type = MsgType::Fetch;
+        q.poll = {PollRequest::Kind::Fetch, t, p, o, maxBytes, 0, std::max<int64_t>(0, timeoutMs)};
         std::vector<uint8_t> body = encodeRequest(q);
         // A long poll that wakeTopic() may end with "no batches" (count 0 + padding).
-        Body b = call(q.type, {{body.data(), body.size()}}, q.timeoutMs, q.timeoutMs > 0 ? &t : nullptr,
+        Body b = call(q.type, {{body.data(), body.size()}}, q.poll.timeoutMs, q.poll.timeoutMs > 0 ? &t : nullptr,
                       std::vector<uint8_t>(8, 0));
         Reader r(b->data(), b->size());
         uint32_t n = r.get<uint32_t>();
@@ -203,11 +203,12 @@ class TcpClient final : public RemoteClient {
         return out;
     }
     uint64_t waitTopicChange(const std::string& t, uint64_t version, int64_t timeoutMs) override {
-        Request q; q.type = MsgType::WaitTopic; q.topic = t; q.version = version; q.timeoutMs = std::max<int64_t>(0, timeoutMs);
+        Request q; q.type = MsgType::WaitTopic;
+        q.poll = {PollRequest::Kind::WaitTopic, t, 0, 0, 0, version, std::max<int64_t>(0, timeoutMs)};
         std::vector<uint8_t> body = encodeRequest(q);
         Writer woken;
         woken.put<uint64_t>(version);
-        Body b = call(q.type, {{body.data(), body.size()}}, q.timeoutMs, &t, std::move(woken.buf));
+        Body b = call(q.type, {{body.data(), body.size()}}, q.poll.timeoutMs, &t, std::move(woken.buf));
         Reader r(b->data(), b->size());
         return r.get<uint64_t>();
     }

@@ -4,6 +4,7 @@
 #include "transport/tcp/Sha256.hpp"
 
 #include "broker/ControlHandler.hpp"
+#include "broker/LongPolls.hpp"
 
 #include <arpa/inet.h>
 #include <cerrno>
@@ -84,11 +85,10 @@ struct Conn {
     uint32_t events = EPOLLIN; // what epoll watches now
 };
 
-struct Parked {
+/// Where a long poll's answer goes: a connection and the request's id.
+struct PollWho {
     uint64_t conn;
     uint64_t requestId;
-    Request req;
-    int64_t deadline;
 };
 
 
@@ -176,8 +176,7 @@ class TcpServerImpl {
         if (m_epoll < 0) return;
         if (m_listen >= 0) { ::close(m_listen); m_listen = -1; }
         // Answer parked requests now, then give queued replies a moment to leave.
-        for (auto& p : m_parked) answerParked(p, true);
-        m_parked.clear();
+        m_parked.answerNow(*m_broker, [](const PollWho&, const PollRequest&) { return true; }, replyParked());
         int64_t until = nowMs() + drainMs;
         for (;;) {
             bool pending = false;
@@ -202,7 +201,7 @@ class TcpServerImpl {
   private:
     int64_t nextDeadline(int64_t now) const {
         int64_t d = now + 1000; // idle checks once a second
-        for (auto& p : m_parked) d = std::min(d, p.deadline);
+        d = m_parked.nextDeadline(d);
         // Every login has the same allowance, so the oldest pending one is due first.
         if (!m_loginQueue.empty()) d = std::min(d, m_conns.at(*m_loginQueue.begin()).acceptedAt + m_opts.loginTimeoutMs);
         if (m_acceptPaused) d = std::min(d, m_acceptResumeAt);
@@ -519,10 +518,8 @@ class TcpServerImpl {
             return;
         }
         case MsgType::Fetch:
-            if (!answerFetch(c, rid, q, false)) park(c, rid, q);
-            return;
         case MsgType::WaitTopic:
-            if (!answerWait(c, rid, q, false)) park(c, rid, q);
+            startPoll(c, rid, std::move(q.poll));
             return;
         case MsgType::Control: {
             ControlResult res = handleControl(*m_broker, q.control.data(), q.control.size());
@@ -536,71 +533,75 @@ class TcpServerImpl {
         send(c, q.type, 0, rid, std::move(w.buf));
     }
 
-    /// Reply to a fetch if there is data (or @p force); false means "park it".
-    bool answerFetch(Conn& c, uint64_t rid, const Request& q, bool force) {
-        auto batches = m_broker->fetch(q.topic, q.partition, q.offset, size_t(std::min<uint64_t>(q.maxBytes, m_opts.maxFrameBytes / 2)), 0);
-        if (batches.empty() && q.timeoutMs > 0 && !force && !m_broker->isComplete(q.topic)) return false;
-        OutMsg m;
+    /// Answer a fetch or wait now if it can be, else park it (up to maxInflight per connection).
+    void startPoll(Conn& c, uint64_t rid, PollRequest q) {
+        if (q.kind == PollRequest::Kind::Fetch) q.maxBytes = std::min<uint64_t>(q.maxBytes, m_opts.maxFrameBytes / 2);
+        PollWho who{c.id, rid};
+        if (c.parked >= m_opts.maxInflight) {
+            std::optional<PollAnswer> a = answerPoll(*m_broker, q, q.timeoutMs <= 0);
+            if (a) {
+                replyPoll(who, q, *a);
+                return;
+            }
+            Writer w;
+            w.put<uint16_t>(uint16_t(ErrorCode::BufferFull)).str("too many waiting requests on this connection (" +
+                                                                 std::to_string(m_opts.maxInflight) + ")");
+            send(c, pollType(q), kFlagError, rid, std::move(w.buf));
+            return;
+        }
+        auto reply = [this](const PollWho& w, const PollRequest& r, PollAnswer& a) { replyPoll(w, r, a); };
+        if (!m_parked.submit(*m_broker, who, std::move(q), reply)) ++c.parked;
+    }
+
+    static MsgType pollType(const PollRequest& q) {
+        return q.kind == PollRequest::Kind::Fetch ? MsgType::Fetch : MsgType::WaitTopic;
+    }
+
+    /// Send a poll's answer: the stored batches straight from the mapped segments, a version or an error.
+    void replyPoll(const PollWho& who, const PollRequest& q, PollAnswer& a) {
+        auto it = m_conns.find(who.conn);
+        if (it == m_conns.end()) return;
+        Conn& c = it->second;
         Writer w;
-        w.put<uint32_t>(uint32_t(batches.size())).put<uint32_t>(0); // 8-byte alignment of the batches that follow
+        if (a.failed) {
+            w.put<uint16_t>(uint16_t(a.code)).str(a.message);
+            send(c, pollType(q), kFlagError, who.requestId, std::move(w.buf));
+            return;
+        }
+        if (q.kind == PollRequest::Kind::WaitTopic) {
+            w.put<uint64_t>(a.version);
+            send(c, MsgType::WaitTopic, 0, who.requestId, std::move(w.buf));
+            return;
+        }
+        OutMsg m;
+        w.put<uint32_t>(uint32_t(a.batches.size())).put<uint32_t>(0); // 8-byte alignment of the batches that follow
         size_t total = 0;
-        for (auto& b : batches) { w.put<uint64_t>(b.size); total += b.size; }
-        m.head = encodeHeader(MsgType(uint16_t(q.type) | kResponseBit), 0, rid, w.buf.size() + total);
+        for (auto& b : a.batches) { w.put<uint64_t>(b.size); total += b.size; }
+        m.head = encodeHeader(MsgType(uint16_t(MsgType::Fetch) | kResponseBit), 0, who.requestId, w.buf.size() + total);
         m.head.insert(m.head.end(), w.buf.begin(), w.buf.end());
         m.iov.push_back({m.head.data(), m.head.size()});
-        for (auto& b : batches) {
+        for (auto& b : a.batches) {
             m.iov.push_back({const_cast<uint8_t*>(b.data), b.size}); // straight from the mapped segment
             m.owners.push_back(b.owner);
         }
         m.total = m.head.size() + total;
         enqueue(c, std::move(m));
-        return true;
     }
 
-    bool answerWait(Conn& c, uint64_t rid, const Request& q, bool force) {
-        uint64_t v = m_broker->waitTopicChange(q.topic, UINT64_MAX, 0);
-        if (v == q.version && q.timeoutMs > 0 && !force) return false;
-        Writer w;
-        w.put<uint64_t>(v);
-        send(c, q.type, 0, rid, std::move(w.buf));
-        return true;
-    }
-
-    void park(Conn& c, uint64_t rid, const Request& q) {
-        if (c.parked >= m_opts.maxInflight) {
-            Writer w;
-            w.put<uint16_t>(uint16_t(ErrorCode::BufferFull)).str("too many waiting requests on this connection (" +
-                                                                 std::to_string(m_opts.maxInflight) + ")");
-            send(c, q.type, kFlagError, rid, std::move(w.buf));
-            return;
+    /// The reply function for parked polls: the connection has one waiting request less.
+    struct ParkedReply {
+        TcpServerImpl* self;
+        void operator()(const PollWho& who, const PollRequest& q, PollAnswer& a) const {
+            auto it = self->m_conns.find(who.conn);
+            if (it == self->m_conns.end()) return;
+            --it->second.parked;
+            self->replyPoll(who, q, a);
         }
-        ++c.parked;
-        m_parked.push_back({c.id, rid, q, nowMs() + q.timeoutMs});
-    }
-
-    void answerParked(Parked& p, bool force) {
-        auto it = m_conns.find(p.conn);
-        if (it == m_conns.end()) return;
-        Conn& c = it->second;
-        --c.parked;
-        try {
-            if (p.req.type == MsgType::Fetch) answerFetch(c, p.requestId, p.req, true);
-            else answerWait(c, p.requestId, p.req, true);
-        } catch (const Error& e) {
-            Writer w;
-            w.put<uint16_t>(uint16_t(e.code())).str(e.what());
-            send(c, p.req.type, kFlagError, p.requestId, std::move(w.buf));
-        }
-        (void)force;
-    }
+    };
+    ParkedReply replyParked() { return ParkedReply{this}; }
 
     void topicChanged(const std::string& topic) {
-        std::vector<Parked> ready;
-        for (auto it = m_parked.begin(); it != m_parked.end();) {
-            if (it->req.topic == topic) { ready.push_back(std::move(*it)); it = m_parked.erase(it); }
-            else ++it;
-        }
-        for (auto& p : ready) answerParked(p, true);
+        m_parked.answerNow(*m_broker, [&](const PollWho&, const PollRequest& q) { return q.topic == topic; }, replyParked());
     }
 
     void expire(int64_t now) {
@@ -619,12 +620,8 @@ class TcpServerImpl {
             m_acceptPaused = false;
             if (m_spareFd < 0) m_spareFd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
         }
-        std::vector<Parked> due;
-        for (auto it = m_parked.begin(); it != m_parked.end();) {
-            if (it->deadline <= now || !m_conns.count(it->conn)) { due.push_back(std::move(*it)); it = m_parked.erase(it); }
-            else ++it;
-        }
-        for (auto& p : due) answerParked(p, true);
+        m_parked.drop([&](const PollWho& w, const PollRequest&) { return !m_conns.count(w.conn); });
+        m_parked.expire(*m_broker, now, replyParked());
         for (auto& kv : m_conns) {
             Conn& c = kv.second;
             if (!c.closing && c.parked == 0 && c.out.empty() && now - c.lastActive > m_opts.idleTimeoutMs) markClosing(c);
@@ -731,7 +728,7 @@ class TcpServerImpl {
     int m_spareFd = -1;                   ///< given up to accept-and-refuse when descriptors run out
     bool m_acceptPaused = false;
     int64_t m_acceptResumeAt = 0;
-    std::vector<Parked> m_parked;
+    ParkedPolls<PollWho> m_parked;        ///< long polls waiting for data, a topic change or their deadline
     std::mt19937_64 m_rng;
 };
 
