@@ -168,7 +168,7 @@ class LocalKafka:
     def create_topics(self, names: Sequence[str], partitions: int = 1) -> None:
         from confluent_kafka.admin import AdminClient, NewTopic
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "logger": _quiet_kafka_logger()})
         futs = admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names])
         for f in futs.values():
             try:
