@@ -24,8 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The application's own options (the framework adds --faults, --quick, --out, --keep)."""
     p.add_argument("--frames", type=int, help="frames to acquire in all (default 1200; --quick 600)")
     p.add_argument("--rate", type=float, help="frames per second of the whole detector (default 20; --quick 30)")
-    p.add_argument("--size", type=int, help="frame side in pixels, a multiple of 32 (default 1024: 2 MiB "
-                                            "frames; --quick 512: 0.5 MiB)")
+    p.add_argument("--size", type=int, help="frame side in pixels, a multiple of 32 (default 704: 0.95 MiB "
+                                            "frames; --quick 512: 0.5 MiB; from 736 up see the known issue in "
+                                            "docs/apps-instrument.md)")
     p.add_argument("--ranks", type=int, default=2, help="detector-module ranks of the MPI job (it has one more, "
                                                         "the gateway)")
     p.add_argument("--workers", type=int, default=3, help="analysis workers in the consumer group")

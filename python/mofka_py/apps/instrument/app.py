@@ -31,6 +31,7 @@ from .._report import Report
 SITE_NAME = "beamline-1"
 JOB_NAME = "detector-job"
 GROUP = "analysis"
+STALL_S = 30.0      # no new frame at the site for this long while the job runs: fail, do not hang
 KAFKA_TOPICS = {"instrument.results": 3, "instrument.acks": 1, "instrument.steering": 1}
 
 SITE_BRIDGE = """\
@@ -73,7 +74,7 @@ class Settings:
         quick = bool(getattr(args, "quick", False))
         self.frames = args.frames or (600 if quick else 1200)
         self.rate = args.rate or (30.0 if quick else 20.0)
-        self.size = args.size or (512 if quick else 1024)
+        self.size = args.size or (512 if quick else 704)
         self.ranks, self.workers, self.partitions = args.ranks, args.workers, args.partitions
         self.seed = args.seed
         self.faults = bool(getattr(args, "faults", False))
@@ -143,9 +144,12 @@ def run(args: Any) -> Report:
     procs: Dict[str, subprocess.Popen] = {}   # by name; "_svc" and "_kafka" are stopped last
     plan = FaultPlan(live)
     fabs: List[Any] = []
+    old_term = _term_as_interrupt()
     try:
         return _pipeline(cfg, work.path, out, live, procs, plan, fabs)
     finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
         plan.stop()
         live.close()                 # stops the health watcher before its fabric closes
         for fab in fabs:
@@ -156,6 +160,17 @@ def run(args: Any) -> Report:
         if args.keep:
             print(f"instrument: kept {work.path}", file=sys.stderr)
         work.close()
+
+
+def _term_as_interrupt() -> Any:
+    """SIGTERM ends the run like Ctrl-C, so that every process started is stopped (None: not possible here)."""
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        return signal.signal(signal.SIGTERM, on_term)
+    except ValueError:      # not the main thread
+        return None
 
 
 def _start(procs: Dict[str, subprocess.Popen], name: str, cmd: List[str], log: Path,
@@ -280,9 +295,16 @@ def _pipeline(cfg: Settings, wd: Path, out: Path, live: Live, procs: Dict[str, s
         plan.at(shift + cut_at + cut_len, "site-to-cloud link restored", restore)
         plan.start()
 
-    # Acquisition: show progress until the job ends.
+    # Acquisition: show progress until the job ends; fail, rather than hang, if frames stop arriving.
+    progress, moved = -1, time.monotonic()
     while job.poll() is None:
-        _status(live, cfg, t0, frames_topic, collector, wd)
+        at_site = _status(live, cfg, t0, frames_topic, collector, wd)
+        if at_site != progress:
+            progress, moved = at_site, time.monotonic()
+        elif at_site < cfg.frames and time.monotonic() - moved > STALL_S:
+            raise RuntimeError(f"no frame reached the site for {STALL_S:.0f} s ({at_site}/{cfg.frames}); the job's "
+                               f"bridge status is in {wd / 'job-bridge-state'} (--keep keeps it). Frames over 1 MiB "
+                               "can stall mofka-py serve: see 'Known issue' in docs/apps-instrument.md")
         time.sleep(0.25)
     if job.returncode != 0 or not summary_path.exists():
         raise RuntimeError(f"the MPI job failed (exit {job.returncode}); see {wd / 'job.log'} (--keep keeps it)")
@@ -347,7 +369,8 @@ def _wait_kafka(bootstrap: str, want: Dict[str, int], timeout: float) -> None:
         cons.close()
 
 
-def _status(live: Live, cfg: Settings, t0: float, frames: Any, collector: Collector, wd: Path) -> None:
+def _status(live: Live, cfg: Settings, t0: float, frames: Any, collector: Collector, wd: Path) -> int:
+    """Redraw the status line; returns how many frames reached the site."""
     from . import report as rep
 
     now = time.time()
@@ -368,3 +391,4 @@ def _status(live: Live, cfg: Settings, t0: float, frames: Any, collector: Collec
     live.status(f"t {now - t0:5.1f}/{cfg.duration:.0f} s | frames at site {at_site}/{cfg.frames} | analysed "
                 f"{len(res)} | latency p50 {rep.pct(lat, 50):.2f} s max {max(lat, default=0):.2f} s{cloud} | "
                 f"commands applied {len(steer)}")
+    return at_site
