@@ -4,11 +4,12 @@ Plain confluent-kafka, as a cloud service next to Octopus or MSK would run it. I
 analysis results and the detector's acknowledgements that the site bridge forwards, and sends
 steering commands that the bridge brings back down to the detector:
 
-- ``set_exposure``: the beam flux drifts; the controller keeps the background (flux x exposure)
-  near ``--bg-target`` by scaling the exposure when it is off by more than 18%.
 - ``move_sample``: radiation damage fades the crystal; when the predicted quality (the model's,
   once it has learnt from 60 frames; the measured one before) falls below 65% of the best seen at
-  this position, it moves the sample to a fresh crystal.
+  this position, it moves the sample to a fresh crystal. Checked first: no exposure saves a
+  crystal that is gone.
+- ``set_exposure``: the beam flux drifts; the controller keeps the background (flux x exposure)
+  near ``--bg-target`` by scaling the exposure when it is off by more than 18%.
 
 Decisions use fresh results only (acquired at most 2.5 s before they reached the cloud): after a
 cut of the link the backlog that arrives at once describes the past. After a command it waits
@@ -76,14 +77,15 @@ class Controller:
         bg = statistics.median(r["background"] for r in w)
         q = statistics.median(r["quality_pred"] if r["model_seen"] >= 60 else r["n_peaks"] for r in w)
         self.ref = max(self.ref, q)
-        if abs(bg / self.bg_target - 1.0) > DEADBAND:
-            exposure = round(min(3.0, max(0.3, self.exposure * self.bg_target / bg)), 2)
-            return self._command("set_exposure", now, exposure=exposure,
-                                 reason=f"background {bg:.1f} vs target {self.bg_target:.1f}")
+        # A fading crystal first: no exposure setting brings it back (after a cut of the link it may be dead).
         if q < FADE * self.ref:
             reason = f"quality {q:.1f} < {FADE:.0%} of {self.ref:.1f}, the best at this position"
             self.ref = 0.0
             return self._command("move_sample", now, position=self.position + 1, reason=reason)
+        if abs(bg / self.bg_target - 1.0) > DEADBAND:
+            exposure = round(min(3.0, max(0.3, self.exposure * self.bg_target / bg)), 2)
+            return self._command("set_exposure", now, exposure=exposure,
+                                 reason=f"background {bg:.1f} vs target {self.bg_target:.1f}")
         return None
 
     def _command(self, kind: str, now: float, **fields: Any) -> Dict[str, Any]:
