@@ -40,6 +40,7 @@ SITE_BRIDGE = """\
 site = "{site}"
 state_dir = "{state}"
 connect_timeout = 30
+status_interval = 0.2
 
 [endpoints.site]
 url = "{site_url}"
@@ -330,11 +331,19 @@ def _pipeline(cfg: Settings, wd: Path, out: Path, live: Live, procs: Dict[str, s
     while (len(collector.results) < want["instrument.results"] or len(collector.acks) < want["instrument.acks"]) \
             and time.monotonic() < deadline and collector.error is None:
         time.sleep(0.05)
-    _wait_kafka(kafka.bootstrap, want, timeout=120.0)
+    if not _wait_bridge(wd / "site-bridge-state" / "status.json",
+                        {"results-up": want["instrument.results"], "acks-up": want["instrument.acks"]}, timeout=120.0):
+        live.event("the site bridge did not commit every result and ack within 120 s (the report will tell)")
+    else:
+        live.event(f"the cloud holds every result ({time.time() - t_analysed:.1f} s after the analysis)")
     time.sleep(0.5)                                  # the controller reads the last ones
     stop_process(procs["controller"], timeout=15)
     collector.stop()
-    cloud = rep.read_kafka(kafka.bootstrap, list(KAFKA_TOPICS))
+    t_read = time.time()
+    cloud = rep.read_kafka(kafka.bootstrap, {"instrument.results": want["instrument.results"],
+                                             "instrument.acks": want["instrument.acks"],
+                                             "instrument.steering": _end(site, "steering")})
+    live.event(f"read back what the cloud holds ({time.time() - t_read:.1f} s)")
     ctl_log = [json.loads(line) for line in (wd / "controller.jsonl").read_text().splitlines() if line.strip()]
     stop_process(procs["bridge"], timeout=20)        # drains and commits: exit 0 expected
     bridge_rc = procs["bridge"].returncode
@@ -350,23 +359,19 @@ def _end(fab: Any, topic: str) -> int:
     return sum(p["end_offset"] for p in fab.topic(topic).describe()["partitions"])
 
 
-def _wait_kafka(bootstrap: str, want: Dict[str, int], timeout: float) -> None:
-    from confluent_kafka import Consumer, TopicPartition
-
-    cons = Consumer({"bootstrap.servers": bootstrap, "group.id": "instrument-check", "enable.auto.commit": False})
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            have = {}
-            for topic in want:
-                md = cons.list_topics(topic, timeout=10).topics[topic]
-                have[topic] = sum(cons.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                                  for p in md.partitions)
-            if all(have[t] >= n for t, n in want.items()) or time.monotonic() > deadline:
-                return
-            time.sleep(0.2)
-    finally:
-        cons.close()
+def _wait_bridge(status: Path, want: Dict[str, int], timeout: float) -> bool:
+    """Wait until the site bridge committed ``want[rule]`` source events on each rule: it commits a round
+    only after Kafka acknowledged it, so the cloud then holds them all."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            routes = {r["rule"]: r for r in json.loads(status.read_text())["routes"]}
+            if all(routes[rule]["committed_events"] >= n for rule, n in want.items()):
+                return True
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.2)
+    return False
 
 
 def _status(live: Live, cfg: Settings, t0: float, frames: Any, collector: Collector, wd: Path) -> int:

@@ -59,7 +59,8 @@ def main(argv: List[str]) -> int:
                 t_done = time.time()
                 truth = meta.get("truth", {})
                 res = {"frame": meta["frame"], "module": meta["module"], "worker": args.name,
-                       "partition": ev.partition, "offset": ev.offset, "t_acq": meta["t_acq"], "t_recv": t_recv,
+                       "partition": ev.partition, "offset": ev.offset, "t_acq": meta["t_acq"],
+                       "t_site": ev.timestamp_us * 1e-6, "t_recv": t_recv,
                        "t_done": t_done, "exposure": meta["exposure"], "position": meta["position"],
                        "cmd_seq": meta["cmd_seq"], "background": round(bg, 3), "n_peaks": count,
                        "quality_pred": round(pred, 2), "quality_pred_plain": round(pred0, 2),
