@@ -275,13 +275,16 @@ def _recovery(points: List[Tuple[float, float]], start: float, end: float) -> Tu
     """What a fault from ``start`` to ``end`` cost, from (acquired, arrived) times of the frames.
 
     Returns the latency p95 over the 5 s before the fault, the largest latency of frames acquired from
-    2 s before it, the threshold (twice that p95, at least 0.5 s) and how long after ``end`` the last
-    frame above the threshold arrived (0: no backlog above it)."""
+    2 s before it until 10 s after ``end``, the threshold (twice that p95, at least 1 s) and when,
+    after ``end``, the backlog had drained: the arrival of the last of those frames above the
+    threshold (0: none above it)."""
     pre = [b - a for a, b in points if start - 5.0 <= a < start - 0.5]
     p95 = pct(pre, 95)
-    hit = [(a, b) for a, b in points if a >= start - 2.0]
-    spike = max((b - a for a, b in hit), default=0.0)
-    threshold = max(0.5, 2.0 * p95)
+    hit = sorted((a, b) for a, b in points if start - 2.0 <= a <= end + 10.0)
+    threshold = max(1.0, 2.0 * p95)
+    if not hit:
+        return p95, 0.0, threshold, 0.0
+    spike = max(b - a for a, b in hit)
     late = [b for a, b in hit if b - a > threshold]
     return p95, spike, threshold, max(0.0, max(late) - end) if late else 0.0
 
@@ -312,7 +315,7 @@ def _fault_costs(rep: Report, d: RunData, first: Dict[int, Dict[str, Any]], lat:
         to_cloud = [(r["t_acq"], cloud_t[k]) for k, r in first.items() if k in cloud_t]
         p95, spike, threshold, caught = _recovery(to_cloud, cut, restore)
         during = [b - a for a, b in analysed if cut <= a <= restore]
-        sent = [c for c in d.cloud.get("instrument.steering", []) if cut <= c["value"]["t_sent"] <= restore + caught]
+        sent = [c for c in d.cloud.get("instrument.steering", []) if cut <= c["value"]["t_sent"] <= restore]
         rep.add("cut: cloud latency max (p95 before)", f"{spike:.2f} s ({p95:.2f} s)")
         rep.add("cut: cloud back to the latency before", f"{caught:.1f} s after it returned")
         rep.add("cut: site analysis p95 meanwhile", f"{pct(during, 95):.2f} s", f"<= {SLO_S:g} s",
