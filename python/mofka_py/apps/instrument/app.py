@@ -207,12 +207,16 @@ def _pipeline(cfg: Settings, wd: Path, out: Path, live: Live, procs: Dict[str, s
         raise RuntimeError(f"no mpiexec next to {py}: pip install mpich (the venv's mpiexec runs the job)")
     t_setup = time.time()
 
-    kafka = LocalKafka(log=wd / "kafka.log").start()
-    procs["_kafka"] = kafka.proc          # type: ignore[assignment]
+    kafka = LocalKafka(log=wd / "kafka.log")
+    svc = LocalService(log=wd / "serve.log")
+    for name, peer in (("_kafka", kafka), ("_svc", svc)):
+        try:
+            peer.start()
+        finally:                          # stopped at the end even when it failed to come up
+            if peer.proc is not None:
+                procs[name] = peer.proc
     kafka.create_topics([n for n, k in KAFKA_TOPICS.items() if k == 1], partitions=1)
     kafka.create_topics([n for n, k in KAFKA_TOPICS.items() if k > 1], partitions=3)
-    svc = LocalService(log=wd / "serve.log").start()
-    procs["_svc"] = svc.proc               # type: ignore[assignment]
     live.event(f"cloud Kafka at {kafka.bootstrap}, site service at {svc.url}")
 
     site = mp.connect(svc.url)
@@ -272,7 +276,6 @@ def _pipeline(cfg: Settings, wd: Path, out: Path, live: Live, procs: Dict[str, s
     t0 = float(started.read_text())
     live.event(f"MPI job of {cfg.ranks + 1} ranks up ({time.time() - t_launch:.1f} s); acquisition starts")
 
-
     victim = workers[-1]
     if cfg.faults:
         kill_at = 0.3 * cfg.duration
@@ -305,7 +308,7 @@ def _pipeline(cfg: Settings, wd: Path, out: Path, live: Live, procs: Dict[str, s
         elif at_site < cfg.frames and time.monotonic() - moved > STALL_S:
             raise RuntimeError(f"no frame reached the site for {STALL_S:.0f} s ({at_site}/{cfg.frames}); the job's "
                                f"bridge status is in {wd / 'job-bridge-state'} (--keep keeps it). Frames over 1 MiB "
-                               "can stall mofka-py serve: see 'Known issue' in docs/apps-instrument.md")
+                               "can stall mofka-py serve: see 'Known issues' in docs/apps-instrument.md")
         time.sleep(0.25)
     if job.returncode != 0 or not summary_path.exists():
         raise RuntimeError(f"the MPI job failed (exit {job.returncode}); see {wd / 'job.log'} (--keep keeps it)")
