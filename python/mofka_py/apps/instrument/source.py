@@ -92,7 +92,7 @@ def _gateway(args: argparse.Namespace, fab: Any, comm: Any, t0: float) -> int:
     cfg = {"bridge": {"site": args.site_name, "state_dir": args.state_dir, "connect_timeout": 30},
            "endpoints": {"job": {}, "site": {"url": args.site}},
            # One frame per produce request to the site: mofka-py serve can stop reading a connection
-           # whose request body exceeds 1 MiB (docs/apps-instrument.md, "Known issue"), so bodies stay
+           # whose request body exceeds 1 MiB (docs/apps-instrument.md, "Known issues"), so bodies stay
            # under it as long as frames do.
            "rules": [{"name": "frames-to-site", "from": "job/frames", "to": "site/frames", "linger_ms": 1,
                       "batch_events": 1},
