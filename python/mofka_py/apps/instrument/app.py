@@ -307,7 +307,7 @@ def _pipeline(cfg: Settings, wd: Path, out: Path, live: Live, procs: Dict[str, s
             progress, moved = at_site, time.monotonic()
         elif at_site < cfg.frames and time.monotonic() - moved > STALL_S:
             raise RuntimeError(f"no frame reached the site for {STALL_S:.0f} s ({at_site}/{cfg.frames}); the job's "
-                               f"bridge status is in {wd / 'job-bridge-state'} (--keep keeps it). Frames over 1 MiB "
+                               f"log and bridge status are in {wd} (--keep keeps them). Frames over 1 MiB "
                                "can stall mofka-py serve: see 'Known issues' in docs/apps-instrument.md")
         time.sleep(0.25)
     if job.returncode != 0 or not summary_path.exists():

@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -72,10 +73,13 @@ def main(argv: List[str]) -> int:
             tmp = Path(args.started + ".tmp")
             tmp.write_text(repr(t0))
             os.replace(tmp, args.started)
-        if comm.rank == 0:
-            rc = _gateway(args, fab, comm, t0)
-        else:
-            rc = _module(args, fab, comm, t0)
+        try:
+            rc = _gateway(args, fab, comm, t0) if comm.rank == 0 else _module(args, fab, comm, t0)
+        except BaseException:
+            # The others would wait for this rank forever: end the whole job, saying why.
+            traceback.print_exc()
+            sys.stderr.flush()
+            world.Abort(1)
         _wait(comm.Ibarrier())
     return rc
 
