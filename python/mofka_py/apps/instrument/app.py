@@ -145,12 +145,9 @@ def run(args: Any) -> Report:
     procs: Dict[str, subprocess.Popen] = {}   # by name; "_svc" and "_kafka" are stopped last
     plan = FaultPlan(live)
     fabs: List[Any] = []
-    old_term = _term_as_interrupt()
     try:
         return _pipeline(cfg, work.path, out, live, procs, plan, fabs)
     finally:
-        if old_term is not None:
-            signal.signal(signal.SIGTERM, old_term)
         plan.stop()
         live.close()                 # stops the health watcher before its fabric closes
         for fab in fabs:
@@ -161,17 +158,6 @@ def run(args: Any) -> Report:
         if args.keep:
             print(f"instrument: kept {work.path}", file=sys.stderr)
         work.close()
-
-
-def _term_as_interrupt() -> Any:
-    """SIGTERM ends the run like Ctrl-C, so that every process started is stopped (None: not possible here)."""
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    try:
-        return signal.signal(signal.SIGTERM, on_term)
-    except ValueError:      # not the main thread
-        return None
 
 
 def _start(procs: Dict[str, subprocess.Popen], name: str, cmd: List[str], log: Path,
