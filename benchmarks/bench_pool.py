@@ -8,6 +8,7 @@ Systems, each started here (fresh processes for every case) and stopped by pid:
   * mofka2 / mofka4  mofka_py.services.Pool over a ``mofka-py serve --sync batch`` service
                      (durable: every task and outcome is fdatasync'ed before it is acknowledged)
                      with 2 / 4 ``mofka-py worker`` processes (concurrency 1, thread isolation)
+  * mofka2-nosync    the same with ``--sync none`` (page cache, not durable): what the sync costs
   * colmena-htex     Colmena (RedisQueues on a Debian redis-server started here) with a
                      ParslTaskServer on a HighThroughputExecutor (2 workers, LocalProvider)
   * colmena-threads  the same with Parsl's ThreadPoolExecutor (2 threads)
@@ -65,10 +66,12 @@ SYSTEMS = {
     "ppe": "ProcessPoolExecutor(2)",
     "mofka2": "mofka-py pool, 2 workers",
     "mofka4": "mofka-py pool, 4 workers",
+    "mofka2-nosync": "mofka-py pool, 2 workers, --sync none (not durable)",
     "colmena-htex": "Colmena + Parsl HTEX",
     "colmena-threads": "Colmena + Parsl threads",
 }
 FAILURES = ("busy_worker", "idle_worker", "manager", "task_server", "steering")
+FAILURE_SYSTEMS = ("mofka2", "colmena-htex", "colmena-threads")
 
 
 # ---------------------------------------------------------------- task functions
@@ -294,10 +297,10 @@ class PpeSystem(System):
 
 
 class MofkaSystem(System):
-    def __init__(self, tmp: Path, workers: int, isolation: str = "thread"):
+    def __init__(self, tmp: Path, workers: int, isolation: str = "thread", sync: str = "batch"):
         super().__init__(tmp)
-        self.key = f"mofka{workers}"
-        self.workers, self.isolation = workers, isolation
+        self.key = f"mofka{workers}" + ("" if sync == "batch" else "-nosync")
+        self.workers, self.isolation, self.sync = workers, isolation, sync
         self.port = free_port()
         self.data = tmp / "data"
         self.procs: Dict[str, Proc] = {}
@@ -310,7 +313,7 @@ class MofkaSystem(System):
     def _start_service(self) -> None:
         ready = self.tmp / f"ready-{time.monotonic_ns()}"
         self.service = Proc("service", [sys.executable, "-m", "mofka_py.cli", "serve", "--listen",
-                                        f"127.0.0.1:{self.port}", "--sync", "batch", "--data-dir", str(self.data),
+                                        f"127.0.0.1:{self.port}", "--sync", self.sync, "--data-dir", str(self.data),
                                         "--ready-file", str(ready)], self.tmp, self.env)
         wait_file(ready, self.service, "mofka-py serve", 60)
 
@@ -349,6 +352,17 @@ class MofkaSystem(System):
             return f"kill -9 mofka-py serve, restarted on the same port and data ({time.monotonic() - t:.2f} s)"
         return None
 
+    def stop(self) -> None:
+        # Workers first, while the service can still take their last outcomes and commits.
+        for p in self.procs.values():
+            if p.alive():
+                os.kill(p.pid, signal.SIGTERM)
+        for p in self.procs.values():
+            p.stop(10)
+        if self.service is not None:
+            self.service.stop(10)
+        super().stop()
+
 
 class ColmenaSystem(System):
     def __init__(self, tmp: Path, executor: str):
@@ -379,13 +393,19 @@ class ColmenaSystem(System):
     def steer_args(self) -> List[str]:
         return ["--redis-port", str(self.redis_port), "--prefix", self.prefix, "--workers", str(self.workers)]
 
-    def _htex(self) -> Dict[str, Any]:
-        """The HTEX processes under the task server: the manager(s) and the worker processes."""
+    def _managers(self) -> List[Any]:
+        """HTEX managers (process_worker_pool): the parents of the processes that ran tasks. (The
+        provider starts them through a shell that exits, so they are not under the task server.)"""
         import psutil
-        assert self.server is not None
-        tree = psutil.Process(self.server.pid).children(recursive=True)
-        managers = [p for p in tree if any("process_worker_pool" in c for c in p.cmdline())]
-        return {"managers": managers, "tree": tree}
+        out = {}
+        for pid in self.task_pids():
+            try:
+                parent = psutil.Process(pid).parent()
+                if parent is not None and any("process_worker_pool" in c for c in parent.cmdline()):
+                    out[parent.pid] = parent
+            except psutil.Error:
+                pass
+        return list(out.values())
 
     def fail(self, kind: str) -> Optional[str]:
         import psutil
@@ -398,14 +418,15 @@ class ColmenaSystem(System):
             os.kill(pids[0], signal.SIGKILL)
             return f"kill -9 HTEX worker process {pids[0]}"
         if kind == "manager":
-            for m in self._htex()["managers"]:
-                if m.name().startswith("python") or "python" in (m.cmdline() or [""])[0]:
-                    os.kill(m.pid, signal.SIGKILL)
-                    return f"kill -9 HTEX manager process_worker_pool (pid {m.pid})"
+            for m in self._managers():
+                os.kill(m.pid, signal.SIGKILL)
+                return f"kill -9 HTEX manager process_worker_pool (pid {m.pid})"
             return None
         if kind == "task_server":
             assert self.server is not None
             old = psutil.Process(self.server.pid).children(recursive=True)
+            for m in self._managers():
+                old += [m] + m.children(recursive=True)
             self.server.kill()
             # The dead server's interchange and workers have nobody to report to; stop them by pid
             # so they do not take the cores from the new one.
@@ -432,7 +453,8 @@ def make_system(key: str, tmp: Path, isolation: str = "thread") -> System:
     if key == "ppe":
         return PpeSystem(tmp)
     if key.startswith("mofka"):
-        return MofkaSystem(tmp, int(key[len("mofka"):]), isolation)
+        workers, _, variant = key[len("mofka"):].partition("-")
+        return MofkaSystem(tmp, int(workers), isolation, "none" if variant == "nosync" else "batch")
     return ColmenaSystem(tmp, key.split("-", 1)[1])
 
 
@@ -789,6 +811,27 @@ def add_ratios(rows: List[Dict[str, Any]], key: str) -> None:
                     r[f"x_{peer}_cold"] = r[cold] / ref[peer][cold]
 
 
+def sync_limits(seconds: float = 0.5, repeats: int = 3) -> Dict[str, float]:
+    """The durability limit on this disk, in the service's temporary file system: small appends
+    each followed by fdatasync (syncs/s), and 1 MiB appends each followed by fdatasync (MB/s).
+    Medians of ``repeats`` runs."""
+    out: Dict[str, List[float]] = {"small_syncs_per_s": [], "mib_sync_mb_per_s": []}
+    with tempfile.TemporaryDirectory(prefix="bench_pool_sync_") as d:
+        for _ in range(repeats):
+            for key, size in (("small_syncs_per_s", 200), ("mib_sync_mb_per_s", ARRAY_BYTES)):
+                buf = os.urandom(size)
+                fd = os.open(os.path.join(d, key), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                n, t0 = 0, time.perf_counter()
+                while time.perf_counter() - t0 < seconds:
+                    os.write(fd, buf)
+                    os.fdatasync(fd)
+                    n += 1
+                dt = time.perf_counter() - t0
+                os.close(fd)
+                out[key].append(n / dt if key.startswith("small") else n * size / dt / 1e6)
+    return {k: statistics.median(v) for k, v in out.items()}
+
+
 # ---------------------------------------------------------------- driver: failure runs
 
 class Tail:
@@ -935,7 +978,12 @@ def markdown(rows: List[Dict[str, Any]], targets: List[Dict[str, Any]], meta: Di
     lines = [f"Run `{meta['command']}` on {meta['host']} ({meta['cores']} cores, load average {meta['load']} at start), "
              f"{meta['date']}. Durable mofka-py: `mofka-py serve --sync batch` (fdatasync before every ack). "
              "Cold = first batch (first task for round trips) in fresh processes; warm = median of the "
-             f"next {meta['repeats']} batches in the same processes.", ""]
+             f"next {meta['repeats']} batches in the same processes."]
+    if meta.get("sync_limits"):
+        lim = meta["sync_limits"]
+        lines[0] += (f" Durability limit of this disk, same run: {lim['small_syncs_per_s']:,.0f} small appends+fdatasync "
+                     f"per second; {lim['mib_sync_mb_per_s']:,.0f} MB/s in 1 MiB appends+fdatasync.")
+    lines.append("")
     if by:
         lines += ["| system | no-op tasks/s warm (cold) | vs PPE | vs Colmena+HTEX | round trip median / p99 ms (cold) "
                   "| 1 MiB tasks/s warm (cold) | MB/s warm | start to first result s |",
@@ -955,8 +1003,9 @@ def markdown(rows: List[Dict[str, Any]], targets: List[Dict[str, Any]], meta: Di
     fails = [r for r in rows if r["case"] == "failure"]
     if fails:
         lines += [f"Failure runs: {fails[0]['tasks']:,} × 10 ms tasks, kill -9 after ~30% of the outcomes; hung = no new "
-                  f"outcome for {meta['hang_after']:.0f} s. Cells: lost / delivered twice to the steering side "
-                  "(hung, recovery seconds from the kill to the last outcome).", "",
+                  f"outcome for {meta['hang_after']:.0f} s. Cells: tasks lost / tasks failed (an error outcome) / "
+                  "outcomes delivered twice to the steering side (HUNG, or seconds from the kill to the last "
+                  "outcome).", "",
                   "| system | " + " | ".join(k.replace("_", " ") for k in FAILURES) + " |",
                   "|---|" + "---:|" * len(FAILURES)]
         for s in systems:
@@ -969,7 +1018,7 @@ def markdown(rows: List[Dict[str, Any]], targets: List[Dict[str, Any]], meta: Di
                     cells.append("n/a")
                 else:
                     state = "HUNG" if r["hung"] else "steering crashed" if r["steering_crashed"] else f"{r['recovered_s']:.1f} s"
-                    cells.append(f"{r['lost']} / {r['delivered_twice']} ({state})")
+                    cells.append(f"{r['lost']} / {r['failed']} / {r['delivered_twice']} ({state})")
             if any(cells):
                 lines.append(f"| {SYSTEMS[s]} | " + " | ".join(cells) + " |")
         lines.append("")
@@ -1003,7 +1052,8 @@ def plot(rows: List[Dict[str, Any]], path: Path) -> Optional[str]:
     systems = [s for s in SYSTEMS if any(r["system"] == s for r in rows)]
     by = {(r["case"], r["system"]): r for r in rows if r["case"] != "failure"}
     fig, axes = plt.subplots(2, 2, figsize=(13, 9))
-    colors = {"ppe": "#777777", "mofka2": "#1f77b4", "mofka4": "#6baed6", "colmena-htex": "#d62728",
+    colors = {"ppe": "#777777", "mofka2": "#1f77b4", "mofka4": "#6baed6", "mofka2-nosync": "#9ecae1",
+              "colmena-htex": "#d62728",
               "colmena-threads": "#ff9896"}
 
     def bars(ax, case, warm, cold, title, ylabel, log=True):
@@ -1134,12 +1184,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     meta = {"command": "python benchmarks/bench_pool.py " + " ".join(argv), "host": platform.node(),
             "cores": os.cpu_count(), "load": f"{load[0]:.2f}", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
             "repeats": a.repeats, "hang_after": a.hang_after, "skipped": skipped, "python": platform.python_version()}
+    try:
+        meta["commit"] = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                        text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
     for mod in ("colmena", "parsl", "redis", "numpy"):
         try:
             meta[mod] = importlib.import_module(mod).__version__
         except Exception:
             pass
     rows: List[Dict[str, Any]] = []
+    if any(s.startswith("mofka") for s in systems):
+        meta["sync_limits"] = sync_limits()
+        emit({"case": "limit", **meta["sync_limits"]})
     sizes = {"throughput": a.tasks, "roundtrip": a.rt_tasks, "numpy": a.np_tasks}
     try:
         for case in cases:
@@ -1166,7 +1224,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             rows += [r for r in case_rows if "error" not in r]
         if "failures" in cases:
             kinds = [k.strip() for k in a.failures.split(",") if k.strip()]
-            for key in [s for s in systems if s != "ppe" and s != "mofka4"]:
+            for key in [s for s in systems if s in FAILURE_SYSTEMS]:
                 for kind in kinds:
                     log(f"failure run: {SYSTEMS[key]}, {kind}")
                     try:
