@@ -460,17 +460,31 @@ def make_system(key: str, tmp: Path, isolation: str = "thread") -> System:
 
 # ---------------------------------------------------------------- the Colmena task server process
 
+def colmena_queues(port: int, prefix: str) -> Any:
+    """Colmena's Redis queues, with a Redis client that waits without a socket timeout.
+
+    redis-py 6 and later default to a 5 s socket timeout; Colmena 0.7.2 waits for requests with
+    a blocking pop that has no timeout, so an idle task server dies with redis TimeoutError
+    after about a minute (5 s and the client's retries). A user on a current redis-py has to do
+    this too (or pin redis<6)."""
+    import redis
+    from colmena.queue.redis import RedisQueues
+
+    queues = RedisQueues(topics=[], hostname="127.0.0.1", port=port, prefix=prefix, keep_inputs=False)
+    queues.redis_client = redis.StrictRedis(host="127.0.0.1", port=port, decode_responses=True, socket_timeout=None)
+    return queues
+
+
 def colmena_server_main(a: argparse.Namespace) -> int:
     """Runs Colmena's ParslTaskServer in this process (so that kill -9 of this pid is a task server
     crash) and writes ``--ready-file`` once the executor has its workers connected."""
     import parsl
-    from colmena.queue.redis import RedisQueues
     from colmena.task_server.parsl import ParslTaskServer
     from parsl.config import Config
 
     import bench_pool as tasks
 
-    queues = RedisQueues(topics=[], hostname="127.0.0.1", port=a.redis_port, prefix=a.prefix, keep_inputs=False)
+    queues = colmena_queues(a.redis_port, a.prefix)
     if a.executor == "htex":
         from parsl.executors import HighThroughputExecutor
         from parsl.providers import LocalProvider
@@ -564,6 +578,25 @@ class MofkaClient(Client):
             time.sleep(0.05)
         raise RuntimeError("mofka-py workers did not join within 120 s")
 
+    def breakdown(self, n: int, timeout: float) -> Dict[str, float]:
+        """Where one task's round trip goes, from the pool's own timestamps (one clock: one host):
+        submit -> a worker starts it (task stored durably, fetched by the worker), the run, and
+        the worker's end -> the steering side has the outcome (outcome stored durably, fetched).
+        Medians in ms over ``n`` one-at-a-time tasks, through a stream pool (Result objects)."""
+        from mofka_py.services import Pool
+        self.pool.close()
+        self.pool = Pool(self.fab, POOL, stream=True)
+        parts: Dict[str, List[float]] = {"to_worker_ms": [], "run_ms": [], "to_steering_ms": []}
+        results = self.pool.results(timeout=timeout)
+        for i in range(n):
+            self.pool.submit("noop", i)
+            r = next(results)
+            now = time.time()
+            parts["to_worker_ms"].append((r.started - r.submitted) * 1e3)
+            parts["run_ms"].append((r.finished - r.started) * 1e3)
+            parts["to_steering_ms"].append((now - r.finished) * 1e3)
+        return {k: statistics.median(v) for k, v in parts.items()}
+
     def batch(self, method, args, timeout):
         submit = self.pool.submit
         t0 = time.perf_counter()
@@ -578,10 +611,7 @@ class MofkaClient(Client):
 
 class ColmenaClient(Client):
     def __init__(self, a: argparse.Namespace):
-        from colmena.queue.redis import RedisQueues
-
-        self.queues = RedisQueues(topics=[], hostname="127.0.0.1", port=a.redis_port, prefix=a.prefix,
-                                  keep_inputs=False)
+        self.queues = colmena_queues(a.redis_port, a.prefix)
         self.queues.set_role("client")
 
     def batch(self, method, args, timeout):
@@ -638,6 +668,8 @@ def steer_perf(a: argparse.Namespace) -> int:
                 lat.append(dt)
                 bad += v != i
             emit({"kind": "latencies", "seconds": lat, "bad": bad})
+            if isinstance(client, MofkaClient):
+                emit({"kind": "breakdown", **client.breakdown(min(100, a.tasks), timeout)})
         elif a.case == "numpy":
             import numpy as np
             arrays = [np.random.default_rng(k).random(ARRAY_BYTES // 8) for k in range(8)]
@@ -708,9 +740,8 @@ def steer_fail_mofka(a: argparse.Namespace, out: OutcomeLog, stop: threading.Eve
 def steer_fail_colmena(a: argparse.Namespace, out: OutcomeLog, stop: threading.Event) -> None:
     import redis
     from colmena.exceptions import TimeoutException
-    from colmena.queue.redis import RedisQueues
 
-    q = RedisQueues(topics=[], hostname="127.0.0.1", port=a.redis_port, prefix=a.prefix, keep_inputs=False)
+    q = colmena_queues(a.redis_port, a.prefix)
     q.set_role("client")
 
     def submit(lo: int, hi: int) -> None:
@@ -772,11 +803,17 @@ def run_steering(system: System, a: argparse.Namespace, case: str, tasks: int, r
 def perf_case(key: str, case: str, a: argparse.Namespace, tasks: int) -> Dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix=f"bench_pool_{key}_{case}_"))
     system = make_system(key, tmp)
+    # The disk's fdatasync rate just before and after a durable case: it varies a lot on a shared
+    # machine, and it bounds the durable pool.
+    durable = isinstance(system, MofkaSystem) and system.sync == "batch"
+    syncs = [sync_rate(200)] if durable else []
     try:
         t_launch = time.time()
         system.start()
         t_started = time.time()
         recs = run_steering(system, a, case, tasks, a.repeats)
+        if durable:
+            syncs.append(sync_rate(200))
     finally:
         system.stop()
         if not a.keep:
@@ -786,17 +823,24 @@ def perf_case(key: str, case: str, a: argparse.Namespace, tasks: int) -> Dict[st
                            "start_s": t_started - t_launch, "ready_s": ready["t"] - t_launch}
     bad = sum(r.get("bad", 0) for r in recs)
     row["wrong_values"] = bad
+    if syncs:
+        row["disk_syncs_per_s"] = statistics.median(syncs)
     if case in ("throughput", "numpy"):
         samples = [r for r in recs if r["kind"] == "sample"]
         rates = [r["tasks"] / r["seconds"] for r in samples]
         row.update(cold_tps=rates[0], warm_tps=median(rates[1:]), warm_samples=rates[1:])
         if case == "numpy":
             row.update(cold_mbps=rates[0] * ARRAY_BYTES / 1e6, warm_mbps=row["warm_tps"] * ARRAY_BYTES / 1e6)
+        if syncs:
+            row["tasks_per_disk_sync"] = row["warm_tps"] / row["disk_syncs_per_s"]
     else:
         first = next(r for r in recs if r["kind"] == "first")
         lat = next(r for r in recs if r["kind"] == "latencies")["seconds"]
         row.update(cold_ms=first["seconds"] * 1e3, first_result_s=first["t"] - t_launch,
                    median_ms=median(lat) * 1e3, p99_ms=pct(lat, 0.99) * 1e3)
+        bd = next((r for r in recs if r["kind"] == "breakdown"), None)
+        if bd:
+            row["breakdown"] = {k: v for k, v in bd.items() if k != "kind"}
     return row
 
 
@@ -811,25 +855,29 @@ def add_ratios(rows: List[Dict[str, Any]], key: str) -> None:
                     r[f"x_{peer}_cold"] = r[cold] / ref[peer][cold]
 
 
-def sync_limits(seconds: float = 0.5, repeats: int = 3) -> Dict[str, float]:
-    """The durability limit on this disk, in the service's temporary file system: small appends
-    each followed by fdatasync (syncs/s), and 1 MiB appends each followed by fdatasync (MB/s).
-    Medians of ``repeats`` runs."""
-    out: Dict[str, List[float]] = {"small_syncs_per_s": [], "mib_sync_mb_per_s": []}
+def sync_rate(size: int, seconds: float = 0.5) -> float:
+    """Appends of ``size`` bytes, each followed by fdatasync, per second, in the file system
+    where the services keep their data (the temporary directory)."""
+    buf = os.urandom(size)
     with tempfile.TemporaryDirectory(prefix="bench_pool_sync_") as d:
-        for _ in range(repeats):
-            for key, size in (("small_syncs_per_s", 200), ("mib_sync_mb_per_s", ARRAY_BYTES)):
-                buf = os.urandom(size)
-                fd = os.open(os.path.join(d, key), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                n, t0 = 0, time.perf_counter()
-                while time.perf_counter() - t0 < seconds:
-                    os.write(fd, buf)
-                    os.fdatasync(fd)
-                    n += 1
-                dt = time.perf_counter() - t0
-                os.close(fd)
-                out[key].append(n / dt if key.startswith("small") else n * size / dt / 1e6)
-    return {k: statistics.median(v) for k, v in out.items()}
+        fd = os.open(os.path.join(d, "f"), os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            n, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                os.write(fd, buf)
+                os.fdatasync(fd)
+                n += 1
+            return n / (time.perf_counter() - t0)
+        finally:
+            os.close(fd)
+
+
+def sync_limits(repeats: int = 3) -> Dict[str, float]:
+    """The durability limit of this disk: 200 B appends + fdatasync (syncs/s) and 1 MiB appends
+    + fdatasync (MB/s), medians of ``repeats`` runs of 0.5 s."""
+    small = [sync_rate(200) for _ in range(repeats)]
+    big = [sync_rate(ARRAY_BYTES) * ARRAY_BYTES / 1e6 for _ in range(repeats)]
+    return {"small_syncs_per_s": statistics.median(small), "mib_sync_mb_per_s": statistics.median(big)}
 
 
 # ---------------------------------------------------------------- driver: failure runs
@@ -917,11 +965,14 @@ def failure_run(key: str, kind: str, a: argparse.Namespace) -> Dict[str, Any]:
             if time.monotonic() - last > a.hang_after:
                 hung = True
                 break
+            if time.monotonic() - t0 > a.run_limit:  # still trickling: stop, and say so
+                row["unfinished"] = True
+                break
             time.sleep(0.02)
         if did is not None:
             row.update(applicable=True, action=did, lost=n - len(seen), failed=len(failed), delivered_twice=repeats,
                        hung=hung, steering_crashed=crashed,
-                       recovered_s=(last - t_kill) if t_kill is not None and not hung else None,
+                       recovered_s=(last - t_kill) if t_kill is not None and not hung and not row.get("unfinished") else None,
                        wall_s=time.monotonic() - t0)
             if crashed:
                 row["steering_log"] = steerers[-1].tail(5)
@@ -965,7 +1016,7 @@ def judge(rows: List[Dict[str, Any]], main: str) -> List[Dict[str, Any]]:
                     "unit": "ms"})
     fails = [r for r in rows if r["case"] == "failure" and r["system"] == main and r.get("applicable")]
     if fails:
-        bad = [r["failure"] for r in fails if r["lost"] or r["hung"] or r["steering_crashed"]]
+        bad = [r["failure"] for r in fails if r["lost"] or r["hung"] or r["steering_crashed"] or r.get("unfinished")]
         out.append({"target": "0 tasks lost, no hang, in every failure run", "warm": sum(r["lost"] for r in fails),
                     "cold": None, "met": not bad, "met_cold": None, "unit": "lost",
                     "runs": len(fails), "missed_in": bad})
@@ -986,8 +1037,8 @@ def markdown(rows: List[Dict[str, Any]], targets: List[Dict[str, Any]], meta: Di
     lines.append("")
     if by:
         lines += ["| system | no-op tasks/s warm (cold) | vs PPE | vs Colmena+HTEX | round trip median / p99 ms (cold) "
-                  "| 1 MiB tasks/s warm (cold) | MB/s warm | start to first result s |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| 1 MiB tasks/s warm (cold) | MB/s warm | start to first result s | disk fdatasync/s then |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for s in systems:
             tp, rt, npy = by.get(("throughput", s)), by.get(("roundtrip", s)), by.get(("numpy", s))
             lines.append("| " + " | ".join([
@@ -998,8 +1049,16 @@ def markdown(rows: List[Dict[str, Any]], targets: List[Dict[str, Any]], meta: Di
                 f"{rt['median_ms']:.2f} / {rt['p99_ms']:.2f} ({rt['cold_ms']:.1f})" if rt else "–",
                 f"{fmt(npy['warm_tps'])} ({fmt(npy['cold_tps'])})" if npy else "–",
                 fmt(npy["warm_mbps"] if npy else None),
-                fmt(rt["first_result_s"] if rt else None, ".1f")]) + " |")
+                fmt(rt["first_result_s"] if rt else None, ".1f"),
+                " / ".join(fmt(r.get("disk_syncs_per_s")) for r in (tp, rt, npy) if r and r.get("disk_syncs_per_s"))
+                or "–"]) + " |")
         lines.append("")
+    bds = [r for r in rows if r.get("breakdown")]
+    if bds:
+        lines += ["Where a mofka-py round trip goes (medians over 100 one-at-a-time tasks, from the pool's timestamps): "
+                  + "; ".join(f"{SYSTEMS[r['system']]}: submit→worker starts {r['breakdown']['to_worker_ms']:.2f} ms, "
+                              f"run {r['breakdown']['run_ms']:.3f} ms, worker ends→steering has it "
+                              f"{r['breakdown']['to_steering_ms']:.2f} ms" for r in bds), ""]
     fails = [r for r in rows if r["case"] == "failure"]
     if fails:
         lines += [f"Failure runs: {fails[0]['tasks']:,} × 10 ms tasks, kill -9 after ~30% of the outcomes; hung = no new "
@@ -1017,7 +1076,8 @@ def markdown(rows: List[Dict[str, Any]], targets: List[Dict[str, Any]], meta: Di
                 elif not r.get("applicable"):
                     cells.append("n/a")
                 else:
-                    state = "HUNG" if r["hung"] else "steering crashed" if r["steering_crashed"] else f"{r['recovered_s']:.1f} s"
+                    state = ("HUNG" if r["hung"] else "steering crashed" if r["steering_crashed"] else
+                             f"unfinished after {r['wall_s']:.0f} s" if r.get("unfinished") else f"{r['recovered_s']:.1f} s")
                     cells.append(f"{r['lost']} / {r['failed']} / {r['delivered_twice']} ({state})")
             if any(cells):
                 lines.append(f"| {SYSTEMS[s]} | " + " | ".join(cells) + " |")
@@ -1127,12 +1187,14 @@ def parse(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--tasks", type=int, help="no-op tasks per batch (default 5000; --quick 1000)")
     p.add_argument("--hang-after", type=float, help="seconds without a new outcome that count as hung (default 120; "
                                                     "--quick 30)")
+    p.add_argument("--run-limit", type=float, help="seconds a failure run may take in all (default 600; --quick 180)")
     p.add_argument("--no-save", action="store_true", help="print only; do not write results/pool.*")
     p.add_argument("--keep", action="store_true", help="keep the temporary directories (logs, data)")
     a = p.parse_args(argv)
     a.repeats = a.repeats if a.repeats is not None else (2 if a.quick else 3)
     a.tasks = a.tasks if a.tasks is not None else (1000 if a.quick else 5000)
     a.hang_after = a.hang_after if a.hang_after is not None else (30.0 if a.quick else 120.0)
+    a.run_limit = a.run_limit if a.run_limit is not None else (180.0 if a.quick else 600.0)
     a.rt_tasks = 100 if a.quick else 300
     a.np_tasks = 100 if a.quick else 500
     a.fail_tasks = 600 if a.quick else 2000
