@@ -70,6 +70,9 @@ SYSTEMS = {
     "colmena-htex": "Colmena + Parsl HTEX",
     "colmena-threads": "Colmena + Parsl threads",
 }
+SHORT = {"ppe": "ProcessPool\nExecutor(2)", "mofka2": "mofka-py\n2 workers", "mofka4": "mofka-py\n4 workers",
+         "mofka2-nosync": "mofka-py 2 w.\n--sync none", "colmena-htex": "Colmena\n+ HTEX",
+         "colmena-threads": "Colmena\n+ threads"}
 FAILURES = ("busy_worker", "idle_worker", "manager", "task_server", "steering")
 FAILURE_SYSTEMS = ("mofka2", "colmena-htex", "colmena-threads")
 
@@ -1027,7 +1030,7 @@ def markdown(rows: List[Dict[str, Any]], targets: List[Dict[str, Any]], meta: Di
     by = {(r["case"], r["system"]): r for r in rows if r["case"] != "failure"}
     systems = [s for s in SYSTEMS if any(r["system"] == s for r in rows)]
     lines = [f"Run `{meta['command']}` on {meta['host']} ({meta['cores']} cores, load average {meta['load']} at start), "
-             f"{meta['date']}. Durable mofka-py: `mofka-py serve --sync batch` (fdatasync before every ack). "
+             f"{meta['date']}; load average {meta.get('load_end', '?')} at the end. Durable mofka-py: `mofka-py serve --sync batch` (fdatasync before every ack). "
              "Cold = first batch (first task for round trips) in fresh processes; warm = median of the "
              f"next {meta['repeats']} batches in the same processes."]
     if meta.get("sync_limits"):
@@ -1123,7 +1126,7 @@ def plot(rows: List[Dict[str, Any]], path: Path) -> Optional[str]:
         pos = range(len(xs))
         ax.bar([p - 0.2 for p in pos], w, 0.4, color=[colors[s] for s in xs], label="warm (median)")
         ax.bar([p + 0.2 for p in pos], c, 0.4, color=[colors[s] for s in xs], alpha=0.45, hatch="//", label="cold")
-        ax.set_xticks(list(pos), [SYSTEMS[s].replace(", ", "\n").replace(" + ", "\n+ ") for s in xs], fontsize=8)
+        ax.set_xticks(list(pos), [SHORT[s] for s in xs], fontsize=8)
         ax.set_title(title)
         ax.set_ylabel(ylabel)
         if log:
@@ -1155,15 +1158,18 @@ def plot(rows: List[Dict[str, Any]], path: Path) -> Optional[str]:
             for p, k in zip(pos, FAILURES):
                 r = next((x for x in fails if x["system"] == s and x["failure"] == k), None)
                 if r is None:
-                    ax.text(p, 0, "n/a", ha="center", va="bottom", fontsize=6, rotation=90)
-                elif r["hung"] or r["steering_crashed"]:
-                    ax.text(p, r["lost"], "hung" if r["hung"] else "crash", ha="center", va="bottom", fontsize=6,
-                            rotation=90)
+                    label, y = "n/a", 0
+                else:
+                    label, y = str(r["lost"]), r["lost"]
+                    if r["hung"] or r["steering_crashed"] or r.get("unfinished"):
+                        label += " hung" if r["hung"] else " crash" if r["steering_crashed"] else " unfinished"
+                ax.text(p, y + 15, label, ha="center", va="bottom", fontsize=7, rotation=90)
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(FAILURES))], [k.replace("_", "\n") for k in FAILURES],
                       fontsize=8)
         ax.set_title("Failure runs: tasks lost (0 is the target)")
+        ax.set_ylim(0, max([r["lost"] for r in fails] + [100]) * 1.5)
         ax.set_ylabel("tasks lost")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7, loc="upper center", ncol=3)
     else:
         ax.axis("off")
     fig.suptitle("Compute pool: mofka-py vs Colmena vs ProcessPoolExecutor (2 cores, one run)")
@@ -1243,6 +1249,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     systems = [s for s in wanted if s not in skipped]
     cases = [c.strip() for c in a.cases.split(",") if c.strip()]
     load = os.getloadavg()
+    log(f"load average {load[0]:.2f} (2 cores: another job running here changes every figure; "
+        "the ratios are measured in the same run, the absolute figures are not comparable between runs)")
     meta = {"command": "python benchmarks/bench_pool.py " + " ".join(argv), "host": platform.node(),
             "cores": os.cpu_count(), "load": f"{load[0]:.2f}", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
             "repeats": a.repeats, "hang_after": a.hang_after, "skipped": skipped, "python": platform.python_version()}
@@ -1300,6 +1308,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                         rows.append(r)
     finally:
         reap_descendants()
+    meta["load_end"] = f"{os.getloadavg()[0]:.2f}"
     targets = judge(rows, "mofka2")
     for t in targets:
         emit({"case": "target", **t})
