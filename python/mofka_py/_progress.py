@@ -50,12 +50,13 @@ class Progress:
             self.stream.flush()
 
 
-def table(rows: list, headers: list) -> str:
-    """Format rows as an aligned text table."""
+def table(rows: list, headers: list, left: int = 1) -> str:
+    """Format rows as an aligned text table: the first ``left`` columns (names) left-aligned,
+    the others (figures) right-aligned."""
     cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     line = "  ".join("-" * w for w in widths)
-    out = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells[0], widths))), line]
+    out = ["  ".join(c.rjust(w) if i >= left else c.ljust(w) for i, (c, w) in enumerate(zip(cells[0], widths))), line]
     for r in cells[1:]:
-        out.append("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        out.append("  ".join(c.rjust(w) if i >= left else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
     return "\n".join(out)

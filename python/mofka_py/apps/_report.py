@@ -63,4 +63,4 @@ def summary(reports: List[Report]) -> str:
                          "" if r.met is None else ("yes" if r.met else "NO")))
         rows.append(("", "faults injected", str(len(rep.faults)), "", ""))
         rows.append(("", "invariants", "held" if rep.ok else "VIOLATED", "", "yes" if rep.ok else "NO"))
-    return table(rows, ["app", "metric", "value", "target", "met"])
+    return table(rows, ["app", "metric", "value", "target", "met"], left=2)
