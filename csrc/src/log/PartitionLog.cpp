@@ -1,5 +1,6 @@
 #include "mofka_py/PartitionLog.hpp"
 
+#include "log/SegmentPool.hpp"
 #include "mofka_py/Crc32c.hpp"
 #include "mofka_py/Error.hpp"
 
@@ -23,116 +24,6 @@ int64_t nowUs() {
     return std::chrono::duration_cast<std::chrono::microseconds>(
                std::chrono::system_clock::now().time_since_epoch()).count();
 }
-
-/// A mapped region; unmapped when the last reader lets go of it.
-/// Anonymous (memory://) segment mappings given back by retention or a closed
-/// log, kept for the next new segment of the same capacity: pages already
-/// touched cost a copy, fresh ones a page fault each (first touch ran ~10x
-/// slower than a copy on the project's VMs). At most 1 GiB stays idle.
-class AnonSegmentPool {
-  public:
-    void* take(size_t length) {
-        std::lock_guard<std::mutex> l(m_mutex);
-        auto it = m_free.find(length);
-        if (it == m_free.end()) return MAP_FAILED;
-        void* p = it->second;
-        m_free.erase(it);
-        m_idle -= length;
-        return p;
-    }
-    bool give(void* p, size_t length) {
-        std::lock_guard<std::mutex> l(m_mutex);
-        if (m_idle + length > kMaxIdle) return false;
-        m_free.emplace(length, p);
-        m_idle += length;
-        return true;
-    }
-
-  private:
-    static constexpr size_t kMaxIdle = size_t(1) << 30;
-    std::mutex m_mutex;
-    std::multimap<size_t, void*> m_free;
-    size_t m_idle = 0;
-};
-
-AnonSegmentPool& anonSegmentPool() {
-    static AnonSegmentPool* pool = new AnonSegmentPool; // never destroyed: mappings may outlive statics
-    return *pool;
-}
-
-constexpr size_t kHugePage = size_t(1) << 21;
-
-/// Anonymous mapping of @p length bytes (a multiple of 2 MiB) starting on a 2 MiB
-/// boundary, so pieces moved in from the reservoir stay huge pages.
-void* mapAligned(size_t length) {
-    void* raw = mmap(nullptr, length + kHugePage, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (raw == MAP_FAILED) return MAP_FAILED;
-    const uintptr_t r = reinterpret_cast<uintptr_t>(raw);
-    const uintptr_t a = (r + kHugePage - 1) & ~uintptr_t(kHugePage - 1);
-    if (a > r) munmap(raw, a - r);
-    if (r + kHugePage > a) munmap(reinterpret_cast<void*>(a + length), r + kHugePage - a);
-#ifdef MADV_HUGEPAGE
-    // Faulting fresh 4 KiB pages costs more than copying into them; 2 MiB pages cut that ~3x.
-    madvise(reinterpret_cast<void*>(a), length, MADV_HUGEPAGE);
-#endif
-    return reinterpret_cast<void*>(a);
-}
-
-/// Pre-faulted 2 MiB pieces waiting to be moved into in-memory segments.
-class FaultReservoir {
-  public:
-    size_t reserve(size_t bytes) {
-        const size_t n = (bytes + kHugePage - 1) / kHugePage;
-        if (n == 0) return held();
-        void* region = mapAligned(n * kHugePage);
-        if (region == MAP_FAILED) throwError(ErrorCode::Generic, "cannot map memory to reserve", true);
-        auto* p = static_cast<volatile uint8_t*>(region);
-        for (size_t off = 0; off < n * kHugePage; off += 4096) p[off] = 0; // touch: the kernel backs it now
-        std::lock_guard<std::mutex> l(m_mutex);
-        for (size_t i = 0; i < n; ++i) m_pieces.push_back(static_cast<uint8_t*>(region) + i * kHugePage);
-        return m_pieces.size() * kHugePage;
-    }
-    size_t held() {
-        std::lock_guard<std::mutex> l(m_mutex);
-        return m_pieces.size() * kHugePage;
-    }
-    /// Move one piece to @p dst (2 MiB aligned, replacing what was mapped there); false if empty.
-    bool install(uint8_t* dst) {
-        uint8_t* piece;
-        {
-            std::lock_guard<std::mutex> l(m_mutex);
-            if (m_pieces.empty()) return false;
-            piece = m_pieces.back();
-            m_pieces.pop_back();
-        }
-        if (mremap(piece, kHugePage, kHugePage, MREMAP_MAYMOVE | MREMAP_FIXED, dst) == MAP_FAILED) {
-            munmap(piece, kHugePage); // the destination keeps its own (unfaulted) pages
-            return false;
-        }
-        return true;
-    }
-
-  private:
-    std::mutex m_mutex;
-    std::vector<uint8_t*> m_pieces;
-};
-
-FaultReservoir& faultReservoir() {
-    static FaultReservoir* r = new FaultReservoir; // never destroyed, like the pool
-    return *r;
-}
-
-struct Mapping {
-    void* addr = MAP_FAILED;
-    size_t length = 0;
-    bool anonymous = false;
-    ~Mapping() {
-        if (addr == MAP_FAILED) return;
-        if (anonymous && anonSegmentPool().give(addr, length)) return;
-        munmap(addr, length);
-    }
-};
 
 std::string segmentName(uint64_t base) {
     char buf[32];
@@ -255,10 +146,6 @@ std::shared_ptr<PartitionLog::Segment> PartitionLog::newSegment(uint64_t baseOff
     seg->base = static_cast<uint8_t*>(seg->map->addr);
     return seg;
 }
-
-size_t reserveSegmentMemory(size_t bytes) { return faultReservoir().reserve(bytes); }
-
-size_t reservedSegmentMemory() { return faultReservoir().held(); }
 
 void PartitionLog::openDirectory() {
     makeDirs(m_opts.directory);
