@@ -7,6 +7,7 @@
 #include "mofka_py/Fabric.hpp"
 #include "mofka_py/PartitionLog.hpp"
 #include "mofka_py/Producer.hpp"
+#include "log/Sync.hpp"
 #include "transport/tcp/Sha256.hpp"
 
 #include <chrono>
@@ -369,6 +370,191 @@ static void testGroupRules(const std::string& dir) {
     }
 }
 
+/// Seal @p n events (data of @p dataLen bytes each, value @p fill) of a producer's batch and run @p use on it.
+template <class F>
+static auto withBatch(uint64_t producer, uint64_t seq, int n, size_t dataLen, uint8_t fill, F&& use) {
+    BatchBuilder b;
+    std::vector<uint8_t> data(dataLen, fill);
+    for (int i = 0; i < n; ++i) {
+        DataRef d{data.data(), data.size(), nullptr};
+        std::string meta = "{\"i\":" + std::to_string(i) + "}";
+        b.add(meta.data(), meta.size(), &d, 1, 1000 + i);
+    }
+    SealedBatch sb = b.seal(producer, seq);
+    return use(sb);
+}
+
+/// The StorageError message of @p f, or "" when it throws none.
+template <class F>
+static std::string storageErrorOf(F&& f) {
+    try {
+        f();
+    } catch (const Error& e) {
+        if (e.code() == ErrorCode::Storage) return e.what();
+        return std::string("other error: ") + e.what();
+    }
+    return "";
+}
+
+static bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+/// Events of @p log from offset 0, as the fill byte of each batch's data (one entry per batch).
+static std::vector<uint8_t> fills(const PartitionLog& log) {
+    std::vector<uint8_t> out;
+    for (const StoredBatch& sb : log.read(0, 64 << 20)) {
+        BatchView v(sb.data, sb.size);
+        out.push_back(v.eventData(0).size ? v.eventData(0).data[0] : 0);
+    }
+    return out;
+}
+
+/// A failed fdatasync (issue 15): the batch fails with nothing stored, the log refuses writes
+/// until reopened, reads keep working, and reopening loses no acknowledged event.
+static void testSyncFailure(const std::string& dir) {
+    LogOptions o;
+    o.directory = dir + "/p0";
+    o.sync = SyncPolicy::Batch;
+    {
+        PartitionLog log(o);
+        auto put = [&](uint64_t seq, uint8_t fill) {
+            return withBatch(5, seq, 3, 100, fill, [&](SealedBatch& sb) { return log.append(sb); });
+        };
+        CHECK(put(0, 0xA1).baseOffset == 0);
+        CHECK(put(1, 0xA2).baseOffset == 3);
+        failSyncForTesting(0);
+        std::string err = storageErrorOf([&] { put(2, 0xB1); });
+        CHECK(contains(err, "cannot sync " + o.directory + "/") && contains(err, "Input/output error"));
+        CHECK(contains(err, "this batch was not stored") && contains(err, "takes no more writes until it is reopened"));
+        CHECK(log.endOffset() == 6 && log.unwritable() != "");
+        CHECK(fills(log) == std::vector<uint8_t>({0xA1, 0xA2})); // earlier events readable, nothing of the failed one
+        // Every later write is refused, saying why and what to do; no sync is tried again.
+        err = storageErrorOf([&] { put(2, 0xB1); });
+        CHECK(contains(err, "is unwritable since a failed sync at " + o.directory));
+        CHECK(contains(err, "restart the service or reopen the fabric"));
+        err = storageErrorOf([&] { withBatch(6, 0, 1, 10, 0xB2, [&](SealedBatch& sb) { return log.append(sb); }); });
+        CHECK(contains(err, "is unwritable since a failed sync"));
+        CHECK(contains(storageErrorOf([&] { log.sync(); }), "is unwritable"));
+        CHECK(contains(storageErrorOf([&] { log.purge(); }), "is unwritable"));
+        // A batch acknowledged before (a producer's retry) still gets its offsets back.
+        AppendResult again = put(1, 0xA2);
+        CHECK(again.duplicate && again.baseOffset == 3);
+        CHECK(log.endOffset() == 6);
+        CHECK(storageErrorOf([&] { log.close(); }) == "");
+    }
+    {
+        PartitionLog log(o); // reopened: writable again, every acknowledged event there
+        CHECK(log.unwritable() == "" && log.endOffset() == 6);
+        CHECK(withBatch(5, 2, 3, 100, 0xB1, [&](SealedBatch& sb) { return log.append(sb); }).baseOffset == 6);
+        CHECK(fills(log) == std::vector<uint8_t>({0xA1, 0xA2, 0xB1}));
+        log.close();
+    }
+    // A failed sync of the directory after a new segment file was created (the log rolls on every batch).
+    o.directory = dir + "/p1";
+    o.segmentBytes = 4096;
+    {
+        PartitionLog log(o);
+        auto put = [&](uint64_t seq, uint8_t fill) {
+            return withBatch(5, seq, 1, 3000, fill, [&](SealedBatch& sb) { return log.append(sb); });
+        };
+        CHECK(put(0, 0xC1).baseOffset == 0);
+        failSyncForTesting(1); // the roll syncs the full segment (succeeds), then the directory (fails)
+        std::string err = storageErrorOf([&] { put(1, 0xC2); });
+        CHECK(contains(err, "cannot sync " + o.directory + ": Input/output error"));
+        CHECK(contains(err, "the new segment " + o.directory + "/00000000000000000001.log was not used"));
+        CHECK(contains(storageErrorOf([&] { put(1, 0xC2); }), "is unwritable since a failed sync at " + o.directory));
+        CHECK(log.endOffset() == 1 && fills(log) == std::vector<uint8_t>({0xC1}));
+        log.close();
+    }
+    {
+        PartitionLog log(o);
+        CHECK(log.unwritable() == "" && log.endOffset() == 1);
+        CHECK(withBatch(5, 1, 1, 3000, 0xC2, [&](SealedBatch& sb) { return log.append(sb); }).baseOffset == 1);
+        CHECK(withBatch(5, 2, 1, 3000, 0xC3, [&](SealedBatch& sb) { return log.append(sb); }).baseOffset == 2);
+        CHECK(fills(log) == std::vector<uint8_t>({0xC1, 0xC2, 0xC3}));
+        log.close();
+    }
+    // Interval policy: a failed background sync has no caller; the next append reports it.
+    o.directory = dir + "/p2";
+    o.segmentBytes = 1 << 20;
+    o.sync = SyncPolicy::Interval;
+    o.syncIntervalMs = 1;
+    {
+        PartitionLog log(o);
+        CHECK(withBatch(5, 0, 1, 10, 0xD1, [&](SealedBatch& sb) { return log.append(sb); }).baseOffset == 0);
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        failSyncForTesting(0);
+        log.housekeeping(); // prints the failure on stderr, does not throw
+        CHECK(log.unwritable() != "");
+        std::string err = storageErrorOf([&] { withBatch(5, 1, 1, 10, 0xD2, [&](SealedBatch& sb) { return log.append(sb); }); });
+        CHECK(contains(err, "is unwritable since a failed sync at " + o.directory + "/00000000000000000000.log"));
+        CHECK(fills(log) == std::vector<uint8_t>({0xD1}));
+        CHECK(storageErrorOf([&] { log.close(); }) == ""); // unwritable: the final sync is not tried
+    }
+    // A failed sync of a directory the new log created (here the one holding "new"): it opens readable, unwritable.
+    o.directory = dir + "/new/p0";
+    o.sync = SyncPolicy::Batch;
+    {
+        failSyncForTesting(0);
+        PartitionLog log(o);
+        CHECK(log.unwritable() == "a failed sync at " + dir + " (Input/output error)");
+        CHECK(log.read(0, 1 << 20).empty());
+        CHECK(contains(storageErrorOf([&] { withBatch(5, 0, 1, 10, 0xE1, [&](SealedBatch& sb) { return log.append(sb); }); }),
+                       "is unwritable since a failed sync"));
+    }
+    failSyncForTesting(-1);
+}
+
+/// The same through the broker: produce fails and is then refused, fetch keeps working, a reopened
+/// broker takes writes again with every acknowledged event; a failed sync while creating a topic.
+static void testBrokerSyncFailure(const std::string& dir) {
+    BrokerOptions bo;
+    bo.directory = dir;
+    TopicConfig cfg;
+    cfg.partitions = 2;
+    cfg.sync = SyncPolicy::Batch;
+    cfg.setFields = kSync;
+    auto produce = [](Broker& b, const std::string& topic, uint32_t p, uint64_t seq, uint8_t fill) {
+        return withBatch(9, seq, 2, 50, fill, [&](SealedBatch& sb) { return b.produce(topic, p, sb, CrcMode::Compute); });
+    };
+    auto count = [](Broker& b, const std::string& topic, uint32_t p) {
+        uint32_t n = 0;
+        for (const StoredBatch& sb : b.fetch(topic, p, 0, 64 << 20, 0)) n += sb.count;
+        return n;
+    };
+    {
+        Broker b(bo);
+        b.createTopic("t", cfg);
+        CHECK(produce(b, "t", 0, 0, 1).baseOffset == 0);
+        CHECK(produce(b, "t", 1, 0, 1).baseOffset == 0);
+        failSyncForTesting(0);
+        CHECK(contains(storageErrorOf([&] { produce(b, "t", 0, 1, 2); }), "this batch was not stored"));
+        CHECK(contains(storageErrorOf([&] { produce(b, "t", 0, 1, 2); }), "is unwritable since a failed sync"));
+        CHECK(count(b, "t", 0) == 2);
+        CHECK(produce(b, "t", 1, 1, 2).baseOffset == 2); // the other partition's log had no failed sync
+        CHECK(contains(storageErrorOf([&] { b.sync(); }), "is unwritable")); // never reported as synced
+        // A failed sync of the topics directory after the topic's directory was renamed into it (the
+        // last of the creation's syncs: topic.conf, its directory, then per partition its directory
+        // in the topic's and its first segment): the topic exists, its partitions refuse writes.
+        failSyncForTesting(2 + 2 * 1);
+        TopicConfig one = cfg;
+        one.partitions = 1;
+        std::string err = storageErrorOf([&] { b.createTopic("u", one); });
+        CHECK(contains(err, "topic 'u' was created, but its partitions take no writes since a failed sync at " + dir + "/topics"));
+        CHECK(b.listTopics() == std::vector<std::string>({"t", "u"}));
+        CHECK(contains(storageErrorOf([&] { produce(b, "u", 0, 0, 3); }), "is unwritable since a failed sync at " + dir + "/topics"));
+        CHECK(storageErrorOf([&] { b.close(); }) == "");
+    }
+    {
+        Broker b(bo); // a service restart
+        CHECK(count(b, "t", 0) == 2 && count(b, "t", 1) == 4);
+        CHECK(produce(b, "t", 0, 1, 2).baseOffset == 2);
+        CHECK(produce(b, "u", 0, 0, 3).baseOffset == 0);
+        CHECK(count(b, "t", 0) == 4 && count(b, "u", 0) == 2);
+        b.close();
+    }
+    failSyncForTesting(-1);
+}
+
 int main() {
     testCrc();
     testSha();
@@ -392,6 +578,14 @@ int main() {
         testGroupRules(std::string(gdir) + "/fab");
         std::string rmg = std::string("rm -rf ") + gdir;
         if (std::system(rmg.c_str()) != 0) std::fprintf(stderr, "could not remove %s\n", gdir);
+    }
+    {
+        char sdir[] = "/tmp/mofka-cpp-sync-XXXXXX";
+        if (!mkdtemp(sdir)) return 2;
+        testSyncFailure(sdir);
+        testBrokerSyncFailure(std::string(sdir) + "/fab");
+        std::string rms = std::string("rm -rf ") + sdir;
+        if (std::system(rms.c_str()) != 0) std::fprintf(stderr, "could not remove %s\n", sdir);
     }
     std::printf("C++ core tests: %d checks passed, %d failed\n", g_checks - g_failed, g_failed);
     return g_failed ? 1 : 0;

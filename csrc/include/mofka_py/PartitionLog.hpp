@@ -52,6 +52,12 @@ size_t reservedSegmentMemory();
  *
  * Thread-safe: one writer at a time, readers concurrently. Stored bytes are
  * immutable and stay mapped while a reader holds a StoredBatch.
+ *
+ * A failed sync (fdatasync of a segment, fsync of the log's directory) makes the log
+ * unwritable until it is reopened (a new PartitionLog on the same directory): after a
+ * failed sync the kernel may have dropped written pages while reporting them written,
+ * so a later sync that succeeds proves nothing. The write that saw the failure throws
+ * a StorageError, and so does every later append; reads keep working.
  */
 class PartitionLog {
   public:
@@ -61,7 +67,12 @@ class PartitionLog {
     PartitionLog(const PartitionLog&) = delete;
     PartitionLog& operator=(const PartitionLog&) = delete;
 
-    /// Append a sealed batch; assigns offsets and drops a producer's duplicate.
+    /**
+     * @brief Append a sealed batch; assigns offsets and drops a producer's duplicate.
+     *
+     * Throws a StorageError when the batch cannot be written or synced (nothing of it is
+     * stored), and for every batch once a sync failed (see the class comment).
+     */
     AppendResult append(SealedBatch& batch, CrcMode mode = CrcMode::Compute);
 
     /**
@@ -92,19 +103,36 @@ class PartitionLog {
     /// Wait until endOffset() > @p offset or the deadline passes; true if data is there.
     bool waitFor(uint64_t offset, std::chrono::steady_clock::time_point deadline) const;
 
-    /// Force appended data to stable storage now.
+    /// Force appended data to stable storage now. Throws a StorageError if the sync fails
+    /// (the log is then unwritable) or failed before.
     void sync();
-    /// Sync if the interval policy says so; drop segments past retention.
+    /// Sync if the interval policy says so; drop segments past retention. Never throws for a
+    /// failed sync: the log becomes unwritable, the next append reports it (and stderr at once).
     void housekeeping();
     /// Drop every stored event (the log continues at the same end offset); returns how many.
+    /// Refused (StorageError) once the log is unwritable.
     uint64_t purge();
     /// Change the retention limits (0: none) and apply them now.
     void setRetention(uint64_t retentionBytes, int64_t retentionMs);
-    /// Sync and release files; further use throws Closed.
+    /// Sync and release files; further use throws Closed. The files are released even when
+    /// the final sync fails, which is then thrown (StorageError).
     void close();
 
     /// Wake waiters (used when a topic is marked complete).
     void notifyAll() const;
+
+    /**
+     * @brief Why the log takes no more writes, or empty while it is writable.
+     *
+     * Set by a failed sync (e.g. "a failed sync at <path> (Input/output error)"), including one
+     * while the constructor created the log's directory or first segment: the log then opens
+     * readable but unwritable. Cleared only by opening the log again.
+     */
+    std::string unwritable() const;
+    /// Refuse every later write as after a failed sync, because of @p why ("a failed sync at
+    /// <path> (<errno text>)"), e.g. a failed sync of the directory holding the log's own.
+    /// Reads keep working; only opening the log again makes it writable.
+    void markUnwritable(const std::string& why);
 
   private:
     struct Segment;
@@ -118,7 +146,20 @@ class PartitionLog {
     /// Make a batch written at @p pos of @p seg visible: index, offsets, producer window; unlocks, wakes readers.
     AppendResult publishLocked(Segment& seg, size_t pos, uint64_t length, const BatchHeader& h, uint32_t count,
                                std::unique_lock<std::mutex>& lock);
+    /// Open (or create) the segment starting at @p baseOffset.
     std::shared_ptr<Segment> newSegment(uint64_t baseOffset, uint64_t capacity);
+    /// If newSegment() created @p seg's file, sync its name to disk (unless sync is none);
+    /// fails like syncSegmentLocked(), with @p consequence.
+    void syncCreatedLocked(const Segment& seg, const std::string& consequence);
+    /// fdatasync @p seg; on failure the log becomes unwritable and a StorageError saying
+    /// @p consequence is thrown.
+    void syncSegmentLocked(const Segment& seg, const std::string& consequence);
+    /// fsync directory @p dir (an entry in it was created or renamed); fails like syncSegmentLocked().
+    void syncDirectoryLocked(const std::string& dir, const std::string& consequence);
+    /// Record that syncing @p path failed with @p err: the log takes no more writes.
+    [[noreturn]] void failSyncLocked(const std::string& path, int err, const std::string& consequence);
+    /// Throw the StorageError every write gets once the log is unwritable.
+    [[noreturn]] void throwUnwritableLocked() const;
     void applyRetentionLocked();
     size_t findSegmentLocked(uint64_t offset) const;
 
@@ -145,6 +186,8 @@ class PartitionLog {
     bool m_dirty = false;
     bool m_closed = false;
     bool m_cut = false; ///< recovery truncated a segment that was not the last
+    /// Why the log takes no more writes ("a failed sync at <path> (<errno text>)"); empty: writable.
+    std::string m_unwritable;
 };
 
 } // namespace mofka_py

@@ -1,5 +1,6 @@
 #include "mofka_py/Broker.hpp"
 
+#include "log/Sync.hpp"
 #include "mofka_py/Error.hpp"
 
 #include <algorithm>
@@ -50,9 +51,13 @@ void removeTree(const std::string& dir) {
     }
     ::rmdir(dir.c_str());
 }
+/// fsync a directory, so entries created or renamed in it reach the disk; a StorageError if that fails
+/// (filesystems that cannot sync a directory at all, EINVAL, are taken at their word).
 void fsyncPath(const std::string& p) {
-    int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) { fsync(fd); ::close(fd); }
+    if (int e = syncDirectory(p)) {
+        errno = e;
+        throwError(ErrorCode::Storage, "cannot sync directory " + p, true);
+    }
 }
 /// Write a small file atomically (temp file, fsync, rename, fsync dir).
 void writeFileAtomic(const std::string& dir, const std::string& name, const std::string& text) {
@@ -63,8 +68,12 @@ void writeFileAtomic(const std::string& dir, const std::string& name, const std:
         ::close(fd);
         throwError(ErrorCode::Generic, "cannot write " + tmp, true);
     }
-    fsync(fd);
-    ::close(fd);
+    if (int e = syncFd(fd, false)) {
+        ::close(fd);
+        errno = e;
+        throwError(ErrorCode::Storage, "cannot sync " + tmp, true);
+    }
+    if (::close(fd) != 0) throwError(ErrorCode::Storage, "cannot write " + tmp, true);
     if (rename(tmp.c_str(), (dir + "/" + name).c_str()) != 0) throwError(ErrorCode::Generic, "cannot rename " + tmp, true);
     fsyncPath(dir);
 }
@@ -233,7 +242,11 @@ Broker::Broker(BrokerOptions options) : m_opts(std::move(options)) {
 }
 
 Broker::~Broker() {
-    try { close(); } catch (...) {}
+    try {
+        close();
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "mofka-py: %s\n", e.what()); // e.g. a failed final sync: never dropped silently
+    } catch (...) {}
 }
 
 void Broker::lockDirectory() {
@@ -324,8 +337,23 @@ void Broker::createTopic(const std::string& name, const TopicConfig& given) {
     writeFileAtomic(tmp, "topic.conf", topicConfText(config));
     if (rename(tmp.c_str(), (topics + "/" + name).c_str()) != 0)
         throwError(ErrorCode::Generic, "cannot create topic directory for " + name, true);
-    fsyncPath(topics);
-    m_topics[name] = loadTopic(name);
+    // Loaded before the sync: a failed sync must not hide a topic that is on disk.
+    auto t = m_topics[name] = loadTopic(name);
+    std::string why; // a failed sync of the topics directory, or of the new topic's own (its partitions')
+    try {
+        if (int e = syncDirectory(topics)) why = "a failed sync at " + topics + " (" + std::strerror(e) + ")";
+    } catch (const Error& e) {
+        why = e.what();
+    }
+    for (auto& log : t->logs)
+        if (why.empty()) why = log->unwritable();
+    if (!why.empty()) {
+        // Whether the topic's directories reached the disk is unknown: no event may be acknowledged in them.
+        for (auto& log : t->logs) log->markUnwritable(why);
+        throw Error(ErrorCode::Storage, "topic '" + name + "' was created, but its partitions take no writes since " + why +
+                                            ": after a failed sync a later one would prove nothing. Check the disk (kernel "
+                                            "log, free space), then restart the service or reopen the fabric to write to it");
+    }
 }
 
 std::vector<std::string> Broker::listTopics() const {
@@ -704,16 +732,31 @@ void Broker::deleteTopic(const std::string& name, bool force) {
         // The rename is the point of no return: a crash after it finishes the delete on the next open.
         std::string topics = m_opts.directory + "/topics";
         std::string gone = topics + "/.deleting-" + name + "." + std::to_string(++m_memberCounter);
-        for (auto& log : t->logs) log->close();
+        for (auto& log : t->logs) {
+            try { log->close(); } catch (const Error&) {} // a failed final sync: its events are being deleted
+        }
         if (rename((topics + "/" + name).c_str(), gone.c_str()) != 0) {
             m_topics[name] = loadTopic(name);
             throwError(ErrorCode::Storage, "cannot delete topic directory " + topics + "/" + name, true);
         }
-        fsyncPath(topics);
+        std::string syncFailure;
+        try { fsyncPath(topics); } catch (const Error& e) { syncFailure = e.what(); }
         forgetTopicOffsetsLocked(name);
         lock.unlock();
+        if (!syncFailure.empty()) {
+            // Whether the rename reached the disk is unknown: removing files now could leave the
+            // topic's own name with half its files after a crash. The next open finishes the delete.
+            t->bump();
+            throw Error(ErrorCode::Storage, "topic '" + name + "' was deleted, but " + syncFailure + "; its files stay in " +
+                                                gone + " until the fabric is reopened (check the disk first)");
+        }
         removeTree(gone);
-        fsyncPath(topics);
+        try {
+            fsyncPath(topics);
+        } catch (const Error& e) { // the rename is on disk: the next open finishes a cut-short removal
+            std::fprintf(stderr, "mofka-py: topic '%s' was deleted, but %s (the next open removes what is left)\n",
+                         name.c_str(), e.what());
+        }
     } else {
         forgetTopicOffsetsLocked(name);
         lock.unlock();
@@ -893,9 +936,15 @@ void Broker::sync() {
         std::lock_guard<std::mutex> lock(m_mutex);
         for (auto& kv : m_topics) topics.push_back(kv.second);
     }
+    // Every log is synced even when one fails; the first failure is thrown.
+    std::exception_ptr failed;
+    auto syncOne = [&](PartitionLog& log) {
+        try { log.sync(); } catch (...) { if (!failed) failed = std::current_exception(); }
+    };
     for (auto& t : topics)
-        for (auto& log : t->logs) log->sync();
-    if (m_offsetsLog) m_offsetsLog->sync();
+        for (auto& log : t->logs) syncOne(*log);
+    if (m_offsetsLog) syncOne(*m_offsetsLog);
+    if (failed) std::rethrow_exception(failed);
 }
 
 void Broker::close() {
@@ -906,16 +955,22 @@ void Broker::close() {
     }
     if (m_housekeeper.joinable()) m_housekeeper.join();
     std::lock_guard<std::mutex> lock(m_mutex);
+    // Every log is closed even when a final sync fails; the first failure is thrown.
+    std::exception_ptr failed;
+    auto closeOne = [&](PartitionLog& log) {
+        try { log.close(); } catch (...) { if (!failed) failed = std::current_exception(); }
+    };
     for (auto& kv : m_topics) {
         kv.second->bump();
-        for (auto& log : kv.second->logs) log->close();
+        for (auto& log : kv.second->logs) closeOne(*log);
     }
-    if (m_offsetsLog) m_offsetsLog->close();
+    if (m_offsetsLog) closeOne(*m_offsetsLog);
     if (m_lockFd >= 0) {
         flock(m_lockFd, LOCK_UN);
         ::close(m_lockFd);
         m_lockFd = -1;
     }
+    if (failed) std::rethrow_exception(failed);
 }
 
 } // namespace mofka_py

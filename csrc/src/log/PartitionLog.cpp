@@ -1,5 +1,7 @@
 #include "mofka_py/PartitionLog.hpp"
 
+#include "log/SegmentPool.hpp"
+#include "log/Sync.hpp"
 #include "mofka_py/Crc32c.hpp"
 #include "mofka_py/Error.hpp"
 
@@ -8,6 +10,7 @@
 #include <climits>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -24,131 +27,32 @@ int64_t nowUs() {
                std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-/// A mapped region; unmapped when the last reader lets go of it.
-/// Anonymous (memory://) segment mappings given back by retention or a closed
-/// log, kept for the next new segment of the same capacity: pages already
-/// touched cost a copy, fresh ones a page fault each (first touch ran ~10x
-/// slower than a copy on the project's VMs). At most 1 GiB stays idle.
-class AnonSegmentPool {
-  public:
-    void* take(size_t length) {
-        std::lock_guard<std::mutex> l(m_mutex);
-        auto it = m_free.find(length);
-        if (it == m_free.end()) return MAP_FAILED;
-        void* p = it->second;
-        m_free.erase(it);
-        m_idle -= length;
-        return p;
-    }
-    bool give(void* p, size_t length) {
-        std::lock_guard<std::mutex> l(m_mutex);
-        if (m_idle + length > kMaxIdle) return false;
-        m_free.emplace(length, p);
-        m_idle += length;
-        return true;
-    }
-
-  private:
-    static constexpr size_t kMaxIdle = size_t(1) << 30;
-    std::mutex m_mutex;
-    std::multimap<size_t, void*> m_free;
-    size_t m_idle = 0;
-};
-
-AnonSegmentPool& anonSegmentPool() {
-    static AnonSegmentPool* pool = new AnonSegmentPool; // never destroyed: mappings may outlive statics
-    return *pool;
-}
-
-constexpr size_t kHugePage = size_t(1) << 21;
-
-/// Anonymous mapping of @p length bytes (a multiple of 2 MiB) starting on a 2 MiB
-/// boundary, so pieces moved in from the reservoir stay huge pages.
-void* mapAligned(size_t length) {
-    void* raw = mmap(nullptr, length + kHugePage, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (raw == MAP_FAILED) return MAP_FAILED;
-    const uintptr_t r = reinterpret_cast<uintptr_t>(raw);
-    const uintptr_t a = (r + kHugePage - 1) & ~uintptr_t(kHugePage - 1);
-    if (a > r) munmap(raw, a - r);
-    if (r + kHugePage > a) munmap(reinterpret_cast<void*>(a + length), r + kHugePage - a);
-#ifdef MADV_HUGEPAGE
-    // Faulting fresh 4 KiB pages costs more than copying into them; 2 MiB pages cut that ~3x.
-    madvise(reinterpret_cast<void*>(a), length, MADV_HUGEPAGE);
-#endif
-    return reinterpret_cast<void*>(a);
-}
-
-/// Pre-faulted 2 MiB pieces waiting to be moved into in-memory segments.
-class FaultReservoir {
-  public:
-    size_t reserve(size_t bytes) {
-        const size_t n = (bytes + kHugePage - 1) / kHugePage;
-        if (n == 0) return held();
-        void* region = mapAligned(n * kHugePage);
-        if (region == MAP_FAILED) throwError(ErrorCode::Generic, "cannot map memory to reserve", true);
-        auto* p = static_cast<volatile uint8_t*>(region);
-        for (size_t off = 0; off < n * kHugePage; off += 4096) p[off] = 0; // touch: the kernel backs it now
-        std::lock_guard<std::mutex> l(m_mutex);
-        for (size_t i = 0; i < n; ++i) m_pieces.push_back(static_cast<uint8_t*>(region) + i * kHugePage);
-        return m_pieces.size() * kHugePage;
-    }
-    size_t held() {
-        std::lock_guard<std::mutex> l(m_mutex);
-        return m_pieces.size() * kHugePage;
-    }
-    /// Move one piece to @p dst (2 MiB aligned, replacing what was mapped there); false if empty.
-    bool install(uint8_t* dst) {
-        uint8_t* piece;
-        {
-            std::lock_guard<std::mutex> l(m_mutex);
-            if (m_pieces.empty()) return false;
-            piece = m_pieces.back();
-            m_pieces.pop_back();
-        }
-        if (mremap(piece, kHugePage, kHugePage, MREMAP_MAYMOVE | MREMAP_FIXED, dst) == MAP_FAILED) {
-            munmap(piece, kHugePage); // the destination keeps its own (unfaulted) pages
-            return false;
-        }
-        return true;
-    }
-
-  private:
-    std::mutex m_mutex;
-    std::vector<uint8_t*> m_pieces;
-};
-
-FaultReservoir& faultReservoir() {
-    static FaultReservoir* r = new FaultReservoir; // never destroyed, like the pool
-    return *r;
-}
-
-struct Mapping {
-    void* addr = MAP_FAILED;
-    size_t length = 0;
-    bool anonymous = false;
-    ~Mapping() {
-        if (addr == MAP_FAILED) return;
-        if (anonymous && anonSegmentPool().give(addr, length)) return;
-        munmap(addr, length);
-    }
-};
-
 std::string segmentName(uint64_t base) {
     char buf[32];
     std::snprintf(buf, sizeof(buf), "%020llu.log", static_cast<unsigned long long>(base));
     return buf;
 }
 
-void makeDirs(const std::string& path) {
+/// Create @p path and its missing parents; returns the directories created, outermost first.
+std::vector<std::string> makeDirs(const std::string& path) {
+    std::vector<std::string> created;
     std::string cur;
     for (size_t i = 0; i <= path.size(); ++i) {
         if (i == path.size() || path[i] == '/') {
-            if (!cur.empty() && mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST)
-                throwError(ErrorCode::Generic, "cannot create directory " + cur, true);
+            if (!cur.empty()) {
+                if (mkdir(cur.c_str(), 0755) == 0) created.push_back(cur);
+                else if (errno != EEXIST) throwError(ErrorCode::Generic, "cannot create directory " + cur, true);
+            }
         }
         if (i < path.size()) cur.push_back(path[i]);
     }
+    return created;
+}
+
+std::string parentDir(const std::string& path) {
+    size_t slash = path.find_last_of('/');
+    if (slash == std::string::npos) return ".";
+    return slash == 0 ? "/" : path.substr(0, slash);
 }
 
 std::string megabytes(double bytes) {
@@ -157,20 +61,35 @@ std::string megabytes(double bytes) {
     return buf;
 }
 
-/// A StorageError for a failed write or sync of @p path (errno is the cause): names the file,
+/// " (<free> free of <size> on that filesystem)" for the filesystem holding @p path; empty if unknown.
+std::string freeSpace(const std::string& path) {
+    struct statvfs fs;
+    if (statvfs(parentDir(path).c_str(), &fs) != 0) return "";
+    return " (" + megabytes(double(fs.f_bavail) * double(fs.f_frsize)) + " free of " +
+           megabytes(double(fs.f_blocks) * double(fs.f_frsize)) + " on that filesystem)";
+}
+
+/// A StorageError for a failed write of @p path (errno is the cause): names the file,
 /// the free space of its filesystem and what to do.
 [[noreturn]] void storageError(const std::string& what, const std::string& path) {
     int e = errno;
-    std::string msg = what + " " + path + ": " + std::strerror(e);
-    std::string dir = path.substr(0, path.find_last_of('/'));
-    struct statvfs fs;
-    if (statvfs(dir.empty() ? "/" : dir.c_str(), &fs) == 0)
-        msg += " (" + megabytes(double(fs.f_bavail) * double(fs.f_frsize)) + " free of " +
-               megabytes(double(fs.f_blocks) * double(fs.f_frsize)) + " on that filesystem)";
+    std::string msg = what + " " + path + ": " + std::strerror(e) + freeSpace(path);
     if (e == ENOSPC || e == EDQUOT)
         msg += "; nothing of this batch was stored and reads still work. Free space (or shorten the topic's retention, "
                "`mofka-py topic purge`), then call producer.reset() to write again";
     throw Error(ErrorCode::Storage, msg);
+}
+
+/// What to do about a log made unwritable by a failed sync, and why it stays so.
+constexpr const char* kUnwritableAdvice =
+    "after a failed sync the kernel may have dropped written data while reporting it written, so a later sync "
+    "would prove nothing. Events acknowledged before stay readable. Check the disk (kernel log, free space), then "
+    "restart the service or reopen the fabric (recovery checks the log's tail) to write again";
+
+/// What a failed sync of acknowledged data means under @p policy.
+std::string unsyncedEvents(SyncPolicy policy) {
+    return policy == SyncPolicy::Batch ? "every event acknowledged before was synced"
+                                       : "events acknowledged since the last successful sync may not have reached the disk";
 }
 
 void writeAll(int fd, std::vector<iovec>& iov, off_t pos, const std::string& path) {
@@ -203,6 +122,7 @@ struct PartitionLog::Segment {
     std::string path;
     int64_t maxTimestampUs = 0;
     size_t backed = 0; ///< in memory: bytes from the start known to be faulted in (or written)
+    bool created = false; ///< its file was created by newSegment(): the directory needs a sync
     std::vector<std::pair<uint64_t, uint64_t>> index; // (first offset of a batch, position)
     uint64_t lastIndexedPos = 0;
 
@@ -227,7 +147,11 @@ PartitionLog::PartitionLog(LogOptions options) : m_opts(std::move(options)) {
 }
 
 PartitionLog::~PartitionLog() {
-    try { close(); } catch (...) {}
+    try {
+        close();
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "mofka-py: %s\n", e.what()); // nobody else can hear it now
+    } catch (...) {}
 }
 
 std::shared_ptr<PartitionLog::Segment> PartitionLog::newSegment(uint64_t baseOffset, uint64_t capacity) {
@@ -242,7 +166,9 @@ std::shared_ptr<PartitionLog::Segment> PartitionLog::newSegment(uint64_t baseOff
         else seg->map->addr = mapAligned(seg->capacity);
     } else {
         seg->path = m_opts.directory + "/" + segmentName(baseOffset);
-        seg->fd = ::open(seg->path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        seg->fd = ::open(seg->path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (seg->fd >= 0) seg->created = true;
+        else if (errno == EEXIST) seg->fd = ::open(seg->path.c_str(), O_RDWR | O_CLOEXEC);
         if (seg->fd < 0) storageError("cannot open segment", seg->path);
         struct stat st;
         fstat(seg->fd, &st);
@@ -256,12 +182,28 @@ std::shared_ptr<PartitionLog::Segment> PartitionLog::newSegment(uint64_t baseOff
     return seg;
 }
 
-size_t reserveSegmentMemory(size_t bytes) { return faultReservoir().reserve(bytes); }
-
-size_t reservedSegmentMemory() { return faultReservoir().held(); }
+void PartitionLog::syncCreatedLocked(const Segment& seg, const std::string& consequence) {
+    // The new file's name must be on disk before anything in it is acknowledged (and before
+    // retention or a purge removes the segments in front of it).
+    if (seg.created && m_opts.sync != SyncPolicy::None)
+        syncDirectoryLocked(m_opts.directory, "the new segment " + seg.path + " was not used; " + consequence);
+}
 
 void PartitionLog::openDirectory() {
-    makeDirs(m_opts.directory);
+    // A failed sync of a directory created here opens the log unwritable (readable, refusing
+    // writes until it is reopened) rather than not at all: see unwritable().
+    auto opening = [&](const std::function<void()>& sync) {
+        try {
+            sync();
+        } catch (const Error& e) {
+            if (m_unwritable.empty()) throw; // not a failed sync (e.g. the directory cannot be opened)
+            std::fprintf(stderr, "mofka-py: %s\n", e.what());
+        }
+    };
+    std::vector<std::string> created = makeDirs(m_opts.directory);
+    if (m_opts.sync != SyncPolicy::None)
+        for (const std::string& dir : created)
+            if (m_unwritable.empty()) opening([&] { syncDirectoryLocked(parentDir(dir), "the log opened unwritable"); });
     std::vector<uint64_t> bases;
     if (DIR* d = opendir(m_opts.directory.c_str())) {
         while (dirent* e = readdir(d)) {
@@ -291,7 +233,10 @@ void PartitionLog::openDirectory() {
         m_next = seg->nextOffset;
         if (m_cut) break; // repair removed the later segments
     }
-    if (m_segments.empty()) m_segments.push_back(newSegment(m_next, m_opts.segmentBytes));
+    if (m_segments.empty()) {
+        m_segments.push_back(newSegment(m_next, m_opts.segmentBytes));
+        if (m_unwritable.empty()) opening([&] { syncCreatedLocked(*m_segments.back(), "the log opened unwritable"); });
+    }
 }
 
 void PartitionLog::recoverSegment(Segment& seg, bool last) {
@@ -366,14 +311,18 @@ PartitionLog::Segment& PartitionLog::writableSegment(uint64_t length) {
     if (active->size + length <= active->capacity &&
         (active->size == 0 || active->size + length <= m_opts.segmentBytes))
         return *active;
+    const std::string notStored =
+        "this batch was not stored" + (m_opts.sync == SyncPolicy::Batch ? std::string() : "; " + unsyncedEvents(m_opts.sync));
+    if (active->size > 0 && active->fd >= 0 && m_opts.sync != SyncPolicy::None) syncSegmentLocked(*active, notStored);
+    auto next = newSegment(m_next, std::max<uint64_t>(m_opts.segmentBytes, length));
+    syncCreatedLocked(*next, notStored);
     if (active->size == 0) {
-        // An empty segment too small for this batch: replace it.
-        if (active->fd >= 0) ::unlink(active->path.c_str());
-        m_segments.pop_back();
-    } else if (active->fd >= 0 && m_opts.sync != SyncPolicy::None) {
-        fdatasync(active->fd);
+        // An empty segment too small for this batch: replace it (a file keeps its name, the base offset).
+        if (active->fd >= 0 && active->path != next->path) ::unlink(active->path.c_str());
+        m_segments.back() = std::move(next);
+    } else {
+        m_segments.push_back(std::move(next));
     }
-    m_segments.push_back(newSegment(m_next, std::max<uint64_t>(m_opts.segmentBytes, length)));
     applyRetentionLocked();
     return *m_segments.back();
 }
@@ -475,6 +424,13 @@ AppendResult PartitionLog::append(SealedBatch& batch, CrcMode mode) {
     if (!m_reserved.empty())
         throw Error(ErrorCode::Generic, "append while a reservation is open (a transport bug: commit it first)");
     BatchHeader& h = batch.header();
+    if (!m_unwritable.empty()) {
+        // A batch stored before the failed sync is still a duplicate: its producer gets its offsets back.
+        std::optional<AppendResult> again;
+        try { again = resentLocked(h); } catch (const Error&) {}
+        if (again) return *again;
+        throwUnwritableLocked();
+    }
     if (auto again = resentLocked(h)) return *again;
     const uint64_t length = batch.length;
     Segment& seg = writableSegment(length);
@@ -517,12 +473,10 @@ AppendResult PartitionLog::append(SealedBatch& batch, CrcMode mode) {
             throw;
         }
         if (m_opts.sync == SyncPolicy::Batch) {
-            if (fdatasync(seg.fd) != 0) {
-                int e = errno;
+            if (int e = syncFd(seg.fd, true)) {
                 // Not acknowledged, so not kept: a later open must not find it either.
                 if (ftruncate(seg.fd, off_t(pos)) != 0) { /* the tail is recovered on next open */ }
-                errno = e;
-                storageError("cannot sync", seg.path);
+                failSyncLocked(seg.path, e, "this batch was not stored");
             }
         } else {
             m_dirty = true;
@@ -594,8 +548,9 @@ void PartitionLog::notifyAll() const { m_cv.notify_all(); }
 
 void PartitionLog::sync() {
     std::lock_guard<std::mutex> lock(m_mutex);
+    if (!m_unwritable.empty()) throwUnwritableLocked(); // a sync now would prove nothing
     for (auto& s : m_segments)
-        if (s->fd >= 0) fdatasync(s->fd);
+        if (s->fd >= 0) syncSegmentLocked(*s, unsyncedEvents(m_opts.sync));
     m_dirty = false;
     m_lastSync = std::chrono::steady_clock::now();
 }
@@ -605,9 +560,15 @@ void PartitionLog::housekeeping() {
     if (m_closed) return;
     applyRetentionLocked();
     auto now = std::chrono::steady_clock::now();
-    if (m_dirty && m_opts.sync == SyncPolicy::Interval &&
+    if (m_dirty && m_unwritable.empty() && m_opts.sync == SyncPolicy::Interval &&
         now - m_lastSync >= std::chrono::milliseconds(m_opts.syncIntervalMs)) {
-        if (m_segments.back()->fd >= 0) fdatasync(m_segments.back()->fd);
+        try {
+            if (m_segments.back()->fd >= 0) syncSegmentLocked(*m_segments.back(), unsyncedEvents(m_opts.sync));
+        } catch (const Error& e) {
+            // A background sync has no caller to tell: the next append reports it, stderr now.
+            std::fprintf(stderr, "mofka-py: %s\n", e.what());
+            return;
+        }
         m_dirty = false;
         m_lastSync = now;
     }
@@ -618,13 +579,16 @@ uint64_t PartitionLog::purge() {
     if (m_closed) throw Error(ErrorCode::Closed, "partition log is closed");
     if (!m_reserved.empty())
         throw Error(ErrorCode::InvalidArgument, "a batch is being received into this partition; purge again in a moment");
+    if (!m_unwritable.empty()) throwUnwritableLocked();
     const uint64_t removed = m_next - m_segments.front()->baseOffset;
     // The new, empty segment first, then the old ones from the front: a crash in between leaves
     // contiguous segments (the purge is then simply not finished).
     Segment& active = *m_segments.back();
     if (active.size > 0 || active.baseOffset != m_next) {
-        if (active.fd >= 0 && m_opts.sync != SyncPolicy::None) fdatasync(active.fd);
-        m_segments.push_back(newSegment(m_next, m_opts.segmentBytes));
+        if (active.fd >= 0 && m_opts.sync != SyncPolicy::None) syncSegmentLocked(active, "nothing was purged");
+        auto next = newSegment(m_next, m_opts.segmentBytes);
+        syncCreatedLocked(*next, "nothing was purged");
+        m_segments.push_back(std::move(next));
     }
     while (m_segments.size() > 1) {
         if (m_segments.front()->fd >= 0) ::unlink(m_segments.front()->path.c_str());
@@ -656,11 +620,53 @@ void PartitionLog::applyRetentionLocked() {
 void PartitionLog::close() {
     std::lock_guard<std::mutex> lock(m_mutex);
     if (m_closed) return;
-    for (auto& s : m_segments)
-        if (s->fd >= 0 && m_dirty) fdatasync(s->fd);
+    std::exception_ptr failed;
+    if (m_dirty && m_unwritable.empty()) { // unwritable: reported already, and a sync would prove nothing
+        try {
+            for (auto& s : m_segments)
+                if (s->fd >= 0) syncSegmentLocked(*s, unsyncedEvents(m_opts.sync));
+        } catch (const Error&) {
+            failed = std::current_exception();
+        }
+    }
     m_closed = true;
     m_segments.clear();
     m_cv.notify_all();
+    if (failed) std::rethrow_exception(failed);
+}
+
+void PartitionLog::syncSegmentLocked(const Segment& seg, const std::string& consequence) {
+    // Never retried: after a failure the kernel may have marked the lost pages clean, and a
+    // second fdatasync would then succeed without them (PostgreSQL's "fsyncgate").
+    if (int e = syncFd(seg.fd, true)) failSyncLocked(seg.path, e, consequence);
+}
+
+void PartitionLog::syncDirectoryLocked(const std::string& dir, const std::string& consequence) {
+    // A directory that cannot be opened throws a plain StorageError: nothing was synced, nothing lost.
+    if (int e = syncDirectory(dir)) failSyncLocked(dir, e, consequence);
+}
+
+std::string PartitionLog::unwritable() const {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    return m_unwritable;
+}
+
+void PartitionLog::markUnwritable(const std::string& why) {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    if (m_unwritable.empty()) m_unwritable = why;
+}
+
+void PartitionLog::failSyncLocked(const std::string& path, int err, const std::string& consequence) {
+    if (m_unwritable.empty()) m_unwritable = "a failed sync at " + path + " (" + std::strerror(err) + ")";
+    throw Error(ErrorCode::Storage,
+                "cannot sync " + path + ": " + std::strerror(err) + freeSpace(path) + "; " + consequence +
+                    ". Partition log " + m_opts.directory + " takes no more writes until it is reopened: " +
+                    kUnwritableAdvice);
+}
+
+void PartitionLog::throwUnwritableLocked() const {
+    throw Error(ErrorCode::Storage, "partition log " + m_opts.directory + " is unwritable since " + m_unwritable +
+                                        "; nothing more is written to it until it is reopened: " + kUnwritableAdvice);
 }
 
 } // namespace mofka_py

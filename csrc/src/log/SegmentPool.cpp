@@ -1,0 +1,95 @@
+#include "log/SegmentPool.hpp"
+
+#include "mofka_py/Error.hpp"
+#include "mofka_py/PartitionLog.hpp"
+
+#include <sys/mman.h>
+
+namespace mofka_py {
+
+void* AnonSegmentPool::take(size_t length) {
+    std::lock_guard<std::mutex> l(m_mutex);
+    auto it = m_free.find(length);
+    if (it == m_free.end()) return MAP_FAILED;
+    void* p = it->second;
+    m_free.erase(it);
+    m_idle -= length;
+    return p;
+}
+
+bool AnonSegmentPool::give(void* p, size_t length) {
+    std::lock_guard<std::mutex> l(m_mutex);
+    if (m_idle + length > kMaxIdle) return false;
+    m_free.emplace(length, p);
+    m_idle += length;
+    return true;
+}
+
+AnonSegmentPool& anonSegmentPool() {
+    static AnonSegmentPool* pool = new AnonSegmentPool; // never destroyed: mappings may outlive statics
+    return *pool;
+}
+
+void* mapAligned(size_t length) {
+    void* raw = mmap(nullptr, length + kHugePage, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (raw == MAP_FAILED) return MAP_FAILED;
+    const uintptr_t r = reinterpret_cast<uintptr_t>(raw);
+    const uintptr_t a = (r + kHugePage - 1) & ~uintptr_t(kHugePage - 1);
+    if (a > r) munmap(raw, a - r);
+    if (r + kHugePage > a) munmap(reinterpret_cast<void*>(a + length), r + kHugePage - a);
+#ifdef MADV_HUGEPAGE
+    // Faulting fresh 4 KiB pages costs more than copying into them; 2 MiB pages cut that ~3x.
+    madvise(reinterpret_cast<void*>(a), length, MADV_HUGEPAGE);
+#endif
+    return reinterpret_cast<void*>(a);
+}
+
+size_t FaultReservoir::reserve(size_t bytes) {
+    const size_t n = (bytes + kHugePage - 1) / kHugePage;
+    if (n == 0) return held();
+    void* region = mapAligned(n * kHugePage);
+    if (region == MAP_FAILED) throwError(ErrorCode::Generic, "cannot map memory to reserve", true);
+    auto* p = static_cast<volatile uint8_t*>(region);
+    for (size_t off = 0; off < n * kHugePage; off += 4096) p[off] = 0; // touch: the kernel backs it now
+    std::lock_guard<std::mutex> l(m_mutex);
+    for (size_t i = 0; i < n; ++i) m_pieces.push_back(static_cast<uint8_t*>(region) + i * kHugePage);
+    return m_pieces.size() * kHugePage;
+}
+
+size_t FaultReservoir::held() {
+    std::lock_guard<std::mutex> l(m_mutex);
+    return m_pieces.size() * kHugePage;
+}
+
+bool FaultReservoir::install(uint8_t* dst) {
+    uint8_t* piece;
+    {
+        std::lock_guard<std::mutex> l(m_mutex);
+        if (m_pieces.empty()) return false;
+        piece = m_pieces.back();
+        m_pieces.pop_back();
+    }
+    if (mremap(piece, kHugePage, kHugePage, MREMAP_MAYMOVE | MREMAP_FIXED, dst) == MAP_FAILED) {
+        munmap(piece, kHugePage); // the destination keeps its own (unfaulted) pages
+        return false;
+    }
+    return true;
+}
+
+FaultReservoir& faultReservoir() {
+    static FaultReservoir* r = new FaultReservoir; // never destroyed, like the pool
+    return *r;
+}
+
+Mapping::~Mapping() {
+    if (addr == MAP_FAILED) return;
+    if (anonymous && anonSegmentPool().give(addr, length)) return;
+    munmap(addr, length);
+}
+
+size_t reserveSegmentMemory(size_t bytes) { return faultReservoir().reserve(bytes); }
+
+size_t reservedSegmentMemory() { return faultReservoir().held(); }
+
+} // namespace mofka_py
