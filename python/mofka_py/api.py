@@ -564,7 +564,12 @@ class Producer:
         """Continue after a failed batch: once a batch to a partition failed (e.g.
         :class:`~mofka_py.StorageError` on a full disk), the producer refuses later events
         to that partition so that the partition holds no gap in its stream; after fixing
-        the cause, ``reset()`` lets them through again (under a new producer id)."""
+        the cause, ``reset()`` lets them through again (under a new producer id).
+
+        A failed *sync* is different: the partition itself refuses writes (its
+        :class:`~mofka_py.StorageError` says it is unwritable since a failed sync) until
+        the fabric is reopened or the service restarted, after the disk is checked;
+        ``reset()`` alone does not make it writable."""
         self._p.reset()
 
     @property
