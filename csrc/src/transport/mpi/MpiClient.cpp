@@ -1,8 +1,14 @@
+#include "transport/mpi/Backoff.hpp"
+#include "transport/mpi/BufferPool.hpp"
+#include "transport/mpi/MessagePlan.hpp"
+#include "transport/mpi/MpiCheck.hpp"
 #include "transport/mpi/MpiProtocol.hpp"
+#include "transport/mpi/Placement.hpp"
 #include "transport/mpi/MpiTransport.hpp"
 
 #include "client/RemoteClient.hpp"
 #include "wire/Control.hpp"
+#include "wire/Messages.hpp"
 #include "wire/Poll.hpp"
 
 #include "mofka_py/RecordBatch.hpp"

@@ -1,7 +1,9 @@
 #include "mofka_py/MpiFabric.hpp"
 
 #include "mofka_py/Error.hpp"
-#include "transport/mpi/MpiProtocol.hpp"
+#include "transport/mpi/Backoff.hpp"
+#include "transport/mpi/MpiCheck.hpp"
+#include "transport/mpi/Placement.hpp"
 #include "transport/mpi/MpiTransport.hpp"
 
 #include <algorithm>

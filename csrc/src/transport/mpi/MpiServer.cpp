@@ -1,8 +1,13 @@
+#include "transport/mpi/Backoff.hpp"
+#include "transport/mpi/BufferPool.hpp"
+#include "transport/mpi/MessagePlan.hpp"
+#include "transport/mpi/MpiCheck.hpp"
 #include "transport/mpi/MpiProtocol.hpp"
 #include "transport/mpi/MpiTransport.hpp"
 
 #include "broker/ControlHandler.hpp"
 #include "broker/LongPolls.hpp"
+#include "wire/Messages.hpp"
 
 #include "mofka_py/RecordBatch.hpp"
 
