@@ -6,7 +6,7 @@
 #include "transport/mpi/Placement.hpp"
 #include "transport/mpi/MpiTransport.hpp"
 
-#include "client/RemoteClient.hpp"
+#include "transport/RemoteClient.hpp"
 #include "wire/Control.hpp"
 #include "wire/Messages.hpp"
 #include "wire/Poll.hpp"
