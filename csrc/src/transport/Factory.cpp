@@ -2,6 +2,7 @@
 
 #include "mofka_py/Broker.hpp"
 #include "mofka_py/Error.hpp"
+#include "transport/inproc/InprocClient.hpp"
 #include "transport/tcp/TcpClient.hpp"
 
 namespace mofka_py {
