@@ -125,6 +125,14 @@ inline void irecvAll(uint8_t* dst, const std::vector<uint64_t>& lengths, int src
     }
 }
 
+/// Receive a message found by MPI_Mprobe / MPI_Improbe whole into @p out (resized to fit).
+inline void mrecvWhole(MPI_Message& m, const MPI_Status& st, std::vector<uint8_t>& out, const char* what) {
+    int n = 0;
+    MPI_Get_count(&st, MPI_BYTE, &n);
+    out.resize(static_cast<size_t>(n));
+    check(MPI_Mrecv(out.data(), n, MPI_BYTE, &m, MPI_STATUS_IGNORE), what);
+}
+
 /// Write a payload's message lengths (count, then each).
 inline void putLengths(Writer& w, const std::vector<uint64_t>& lengths) {
     w.put<uint32_t>(uint32_t(lengths.size()));

@@ -457,10 +457,7 @@ class MpiClient final : public RemoteClient {
             MPI_Status st;
             check(MPI_Improbe(c.server, c.tag, m_rep, &flag, &m, &st), "MPI_Improbe (reply)");
             if (flag) {
-                int n = 0;
-                MPI_Get_count(&st, MPI_BYTE, &n);
-                c.reply.resize(size_t(n));
-                check(MPI_Mrecv(c.reply.data(), n, MPI_BYTE, &m, MPI_STATUS_IGNORE), "MPI_Mrecv (reply)");
+                mrecvWhole(m, st, c.reply, "MPI_Mrecv (reply)");
                 c.got = progress = true;
             }
         }
