@@ -160,9 +160,4 @@ class BrokerClient {
     virtual std::string url() const = 0;
 };
 
-class Broker;
-
-/// A client that calls a broker in the same process.
-std::shared_ptr<BrokerClient> makeInprocClient(std::shared_ptr<Broker> broker, std::string url);
-
 } // namespace mofka_py

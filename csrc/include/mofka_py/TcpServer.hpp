@@ -3,8 +3,7 @@
  * @brief The networked fabric service: one broker behind an epoll event loop.
  */
 #pragma once
-#include "mofka_py/Broker.hpp"
-
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -33,6 +32,7 @@ struct TcpServerOptions {
     uint32_t maxPendingLoginsPerAddress = 64;
 };
 
+class Broker; // mofka_py/Broker.hpp
 class TcpServerImpl;
 
 /**

@@ -2,6 +2,7 @@
 
 #include "mofka_py/Broker.hpp"
 #include "mofka_py/Error.hpp"
+#include "transport/inproc/InprocClient.hpp"
 #include "transport/tcp/TcpClient.hpp"
 
 namespace mofka_py {
@@ -52,12 +53,17 @@ std::shared_ptr<BrokerClient> openFabricClient(const std::string& url, const Fab
         t.reconnectTimeoutMs = options.reconnectTimeoutMs;
         return makeTcpClient(u.host, u.port, t, url);
     }
-    BrokerOptions o;
-    o.defaults = options.defaults;
-    o.defaults.setFields = ~0u;
-    o.repair = options.repair;
-    o.directory = u.scheme == "file" ? u.path : "";
+    BrokerOptions o = hostedBrokerOptions(options.defaults, options.repair, u.scheme == "file" ? u.path : "");
     return makeInprocClient(std::make_shared<Broker>(o), url);
+}
+
+BrokerOptions hostedBrokerOptions(const TopicConfig& defaults, bool repair, const std::string& directory) {
+    BrokerOptions o;
+    o.defaults = defaults;
+    o.defaults.setFields = ~0u;
+    o.repair = repair;
+    o.directory = directory;
+    return o;
 }
 
 } // namespace mofka_py

@@ -3,17 +3,14 @@
 namespace mofka_py {
 
 void writeAssignment(Writer& w, const Assignment& a) {
-    w.put<uint64_t>(a.generation).put<uint32_t>(a.pending).put<uint32_t>(uint32_t(a.partitions.size()));
-    for (uint32_t p : a.partitions) w.put<uint32_t>(p);
+    w.put<uint64_t>(a.generation).put<uint32_t>(a.pending).u32s(a.partitions);
 }
 
 Assignment readAssignment(Reader& r) {
     Assignment a;
     a.generation = r.get<uint64_t>();
     a.pending = r.get<uint32_t>();
-    uint32_t n = r.get<uint32_t>();
-    if (n > r.remaining() / 4) throw Error(ErrorCode::Corruption, "malformed message: partition count");
-    for (uint32_t i = 0; i < n; ++i) a.partitions.push_back(r.get<uint32_t>());
+    a.partitions = r.u32s();
     return a;
 }
 

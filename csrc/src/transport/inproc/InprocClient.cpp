@@ -1,4 +1,4 @@
-#include "mofka_py/BrokerClient.hpp"
+#include "transport/inproc/InprocClient.hpp"
 
 #include "mofka_py/Error.hpp"
 

@@ -1,8 +1,14 @@
+#include "transport/mpi/Backoff.hpp"
+#include "transport/mpi/BufferPool.hpp"
+#include "transport/mpi/MessagePlan.hpp"
+#include "transport/mpi/MpiCheck.hpp"
 #include "transport/mpi/MpiProtocol.hpp"
+#include "transport/mpi/Placement.hpp"
 #include "transport/mpi/MpiTransport.hpp"
 
-#include "client/RemoteClient.hpp"
+#include "transport/RemoteClient.hpp"
 #include "wire/Control.hpp"
+#include "wire/Messages.hpp"
 #include "wire/Poll.hpp"
 
 #include "mofka_py/RecordBatch.hpp"
@@ -451,10 +457,7 @@ class MpiClient final : public RemoteClient {
             MPI_Status st;
             check(MPI_Improbe(c.server, c.tag, m_rep, &flag, &m, &st), "MPI_Improbe (reply)");
             if (flag) {
-                int n = 0;
-                MPI_Get_count(&st, MPI_BYTE, &n);
-                c.reply.resize(size_t(n));
-                check(MPI_Mrecv(c.reply.data(), n, MPI_BYTE, &m, MPI_STATUS_IGNORE), "MPI_Mrecv (reply)");
+                mrecvWhole(m, st, c.reply, "MPI_Mrecv (reply)");
                 c.got = progress = true;
             }
         }

@@ -1,7 +1,10 @@
 #include "mofka_py/MpiFabric.hpp"
 
 #include "mofka_py/Error.hpp"
-#include "transport/mpi/MpiProtocol.hpp"
+#include "transport/Factory.hpp"
+#include "transport/mpi/Backoff.hpp"
+#include "transport/mpi/MpiCheck.hpp"
+#include "transport/mpi/Placement.hpp"
 #include "transport/mpi/MpiTransport.hpp"
 
 #include <algorithm>
@@ -60,16 +63,13 @@ class MpiFabricImpl {
         if (m_isServer) {
             try {
                 FabricUrl url = parseFabricUrl(opts.storage);
-                BrokerOptions bo;
-                bo.defaults = opts.defaults;
-                bo.defaults.setFields = ~0u;
-                bo.repair = opts.repair;
+                std::string directory;
                 if (url.scheme == "file") {
                     std::filesystem::path dir = std::filesystem::path(url.path) / ("rank" + std::to_string(m_rank));
                     std::filesystem::create_directories(dir);
-                    bo.directory = dir.string();
+                    directory = dir.string();
                 }
-                m_broker = std::make_shared<Broker>(bo);
+                m_broker = std::make_shared<Broker>(hostedBrokerOptions(opts.defaults, opts.repair, directory));
                 m_server = std::make_unique<MpiServer>(m_req, m_rep, m_broker, clients, opts.spindownUs);
             } catch (const Error& e) {
                 failure = e.what();

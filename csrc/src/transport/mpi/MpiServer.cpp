@@ -1,8 +1,13 @@
+#include "transport/mpi/Backoff.hpp"
+#include "transport/mpi/BufferPool.hpp"
+#include "transport/mpi/MessagePlan.hpp"
+#include "transport/mpi/MpiCheck.hpp"
 #include "transport/mpi/MpiProtocol.hpp"
 #include "transport/mpi/MpiTransport.hpp"
 
 #include "broker/ControlHandler.hpp"
 #include "broker/LongPolls.hpp"
+#include "wire/Messages.hpp"
 
 #include "mofka_py/RecordBatch.hpp"
 
@@ -133,10 +138,8 @@ struct MpiServer::State {
                 MPI_Message m;
                 MPI_Status st;
                 check(MPI_Mprobe(src, tag, req, &m, &st), "MPI_Mprobe (batch)");
-                int n = 0;
-                MPI_Get_count(&st, MPI_BYTE, &n);
-                std::vector<uint8_t> junk(static_cast<size_t>(n));
-                check(MPI_Mrecv(junk.data(), n, MPI_BYTE, &m, MPI_STATUS_IGNORE), "MPI_Mrecv (batch)");
+                std::vector<uint8_t> junk;
+                mrecvWhole(m, st, junk, "MPI_Mrecv (batch)");
             }
             sendError(src, tag, ErrorCode::InvalidArgument, problem);
             return;
@@ -270,10 +273,8 @@ struct MpiServer::State {
             MPI_Status st;
             check(MPI_Improbe(MPI_ANY_SOURCE, kRequestTag, req, &flag, &m, &st), "MPI_Improbe (request)");
             if (!flag) break;
-            int n = 0;
-            MPI_Get_count(&st, MPI_BYTE, &n);
-            std::vector<uint8_t> msg(static_cast<size_t>(n));
-            check(MPI_Mrecv(msg.data(), n, MPI_BYTE, &m, MPI_STATUS_IGNORE), "MPI_Mrecv (request)");
+            std::vector<uint8_t> msg;
+            mrecvWhole(m, st, msg, "MPI_Mrecv (request)");
             handle(st.MPI_SOURCE, msg);
             progress = true;
         }

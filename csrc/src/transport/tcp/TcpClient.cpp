@@ -1,5 +1,5 @@
 #include "mofka_py/BrokerClient.hpp"
-#include "client/RemoteClient.hpp"
+#include "transport/RemoteClient.hpp"
 #include "transport/tcp/Frame.hpp"
 #include "transport/tcp/Sha256.hpp"
 #include "transport/tcp/TcpClient.hpp"

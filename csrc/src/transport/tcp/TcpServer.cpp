@@ -1,5 +1,7 @@
 #include "mofka_py/TcpServer.hpp"
 
+#include "mofka_py/Broker.hpp"
+
 #include "transport/tcp/Frame.hpp"
 #include "transport/tcp/Sha256.hpp"
 

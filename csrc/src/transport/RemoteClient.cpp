@@ -1,4 +1,4 @@
-#include "client/RemoteClient.hpp"
+#include "transport/RemoteClient.hpp"
 
 #include "wire/Control.hpp"
 

@@ -1,17 +1,16 @@
 // mofka_py._core.MpiFabric: the MPI transport for Python (compiled only with MPI).
 // An mpi4py communicator becomes an MPI_Comm through mpi4py's C API.
+#include "bindings.hpp"
+#include "convert.hpp"
+
 #include "mofka_py/Error.hpp"
 #include "mofka_py/MpiFabric.hpp"
-
-#include <pybind11/pybind11.h>
-#include <pybind11/stl.h>
 
 #ifdef MOFKA_PY_HAVE_MPI4PY
 #include <mpi4py/mpi4py.h>
 #endif
 
-namespace py = pybind11;
-using namespace mofka_py;
+namespace mofka_py::bindings {
 
 namespace {
 
@@ -36,16 +35,9 @@ MPI_Comm commFromPython(const py::object& comm) {
 #endif
 }
 
-SyncPolicy syncFromString(const std::string& s) {
-    if (s == "none") return SyncPolicy::None;
-    if (s == "batch") return SyncPolicy::Batch;
-    if (s == "interval") return SyncPolicy::Interval;
-    throw Error(ErrorCode::InvalidArgument, "sync must be 'none', 'batch' or 'interval' (got '" + s + "')");
-}
-
 } // namespace
 
-void registerMpiFabric(py::module_& m) {
+void bindMpiFabric(py::module_& m) {
     py::class_<MpiFabric, std::shared_ptr<MpiFabric>>(m, "MpiFabric")
         .def(py::init([](py::object comm, std::vector<int> servers, bool colocated, const std::string& storage,
                          const std::string& sync, int64_t syncIntervalMs, uint64_t segmentBytes, uint64_t retentionBytes,
@@ -55,13 +47,9 @@ void registerMpiFabric(py::module_& m) {
                  o.servers = std::move(servers);
                  o.colocated = colocated;
                  o.storage = storage;
-                 o.defaults.sync = syncFromString(sync);
-                 o.defaults.syncIntervalMs = syncIntervalMs;
-                 o.defaults.segmentBytes = segmentBytes;
-                 o.defaults.retentionBytes = retentionBytes;
-                 o.defaults.retentionMs = retentionMs;
-                 o.defaults.maxEventBytes = maxEventBytes;
-                 o.repair = repair;
+                 BrokerOptions b = brokerOptions(sync, syncIntervalMs, segmentBytes, retentionBytes, retentionMs, maxEventBytes, repair);
+                 o.defaults = b.defaults;
+                 o.repair = b.repair;
                  o.requestTimeoutMs = requestTimeoutMs;
                  o.spindownUs = spindownUs;
                  MPI_Comm c = commFromPython(comm);
@@ -88,3 +76,5 @@ void registerMpiFabric(py::module_& m) {
                  f.close();
              }, "Collective: leave, stop serving, free the duplicated communicators.");
 }
+
+} // namespace mofka_py::bindings

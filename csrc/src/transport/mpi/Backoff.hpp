@@ -1,0 +1,83 @@
+// Polling MPI without spinning a core: how long a poller waits between polls.
+#pragma once
+#include <sys/prctl.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <thread>
+
+namespace mofka_py {
+namespace mpi {
+
+/// Monotonic time in nanoseconds (steady_clock), the unit of Traffic marks.
+inline int64_t steadyNs() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+/// When events last passed through this side of the fabric (steadyNs), shared
+/// by the pollers of one rank: a rank that just moved events polls eagerly.
+using Traffic = std::atomic<int64_t>;
+
+inline void markTraffic(Traffic& t) { t.store(steadyNs(), std::memory_order_relaxed); }
+
+/// Waits between polls without blocking in MPI (MPICH would spin a core in a
+/// blocking call). A poller only yields (no sleep) while
+///  - less than 100 us passed since its own last progress (a reply usually
+///    follows a request within microseconds), or
+///  - less than the spin-down window (fabric option, default 10 ms) passed
+///    since events last went through the rank (the Traffic mark): in a
+///    stream, the next event comes soon and a sleeping poller would add up
+///    to a sleep to its latency;
+/// otherwise it sleeps, a little longer each round, up to 250 us, so that an
+/// idle rank costs a few percent of a core. A yield hands the core to any
+/// other runnable thread, so an oversubscribed node keeps working. While a
+/// transfer is under way it only yields: MPI moves large messages only inside
+/// MPI calls, so sleeping between polls would throttle it. The thread's timer
+/// slack is set to 1 us so that short sleeps are short (the default adds ~50 us).
+class Backoff {
+  public:
+    static constexpr int64_t kQuickNs = 100000; ///< yield-only window after the poller's own progress
+    static constexpr int64_t kMaxSleepUs = 250; ///< longest sleep between polls of an idle fabric
+
+    /// @p traffic: the rank's Traffic mark, yielding for @p spindownUs after it (none: only the
+    /// 100 us window after the poller's own progress applies).
+    explicit Backoff(const Traffic* traffic = nullptr, int64_t spindownUs = 0)
+    : m_spindownNs(spindownUs * 1000), m_traffic(traffic) {}
+
+    void idle(bool transferring = false) {
+        if (transferring) {
+            std::this_thread::yield();
+            return;
+        }
+        int64_t now = steadyNs();
+        if (m_rounds++ == 0) m_since = now;
+        bool quick = now - m_since < kQuickNs;
+        if (quick || (m_traffic && now - m_traffic->load(std::memory_order_relaxed) < m_spindownNs)) {
+            std::this_thread::yield();
+            return;
+        }
+        tightTimerSlack();
+        int64_t us = std::min<int64_t>(kMaxSleepUs, int64_t(2) << std::min(m_sleeps++, 7));
+        std::this_thread::sleep_for(std::chrono::microseconds(us));
+    }
+    /// The poller made progress: back to short waits.
+    void reset() { m_rounds = 0; m_sleeps = 0; }
+
+  private:
+    static void tightTimerSlack() {
+#ifdef PR_SET_TIMERSLACK
+        thread_local bool done = false;
+        if (!done) { prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0); done = true; }
+#endif
+    }
+    int64_t m_spindownNs;
+    const Traffic* m_traffic;
+    int m_rounds = 0;
+    int m_sleeps = 0;
+    int64_t m_since = 0;
+};
+
+} // namespace mpi
+} // namespace mofka_py
