@@ -199,7 +199,7 @@ def main() -> int:
         for size in (100, 1024):
             n = args.events if size <= 100 else args.events // 2
             d_rates, t_rates, b_rates, e_rates = [], [], [], []
-            for r in range(args.repeats):
+            for _ in range(args.repeats):
                 k += 1
                 d_rates.append(direct(bootstrap, f"direct-{k}", n, size, 5))
                 t_rates.append(direct(bootstrap, f"tuned-{k}", n, size, 5, tuned=True))

@@ -143,7 +143,7 @@ def run_pipeline(storage: str, size: int, events: int, tmp: str) -> float:
             with topic.consumer() as cons:
                 for ev in cons:
                     count[0] += 1
-                    ev.data  # the view the application would read
+                    _ = ev.data  # the view the application would read
             done.set()
 
         th = threading.Thread(target=consume)

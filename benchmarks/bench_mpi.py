@@ -35,8 +35,8 @@ import argparse
 import json
 import os
 import resource
-import sys
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -174,7 +174,7 @@ def two_rank_cases(fab, size: int, count: int, repeats: int) -> dict:
     prod_t, cons_t, lat = [], [], []
     offset = 0
     with topic.producer() as prod:
-        for r in range(repeats + WARMUP):
+        for _r in range(repeats + WARMUP):
             t = time.perf_counter()
             push_all(prod, size, count, payload)
             prod_t.append(time.perf_counter() - t)
@@ -203,7 +203,7 @@ def pipeline_cases(fab, size: int, count: int, repeats: int) -> dict:
     payload = (np.ones((min(count, (4 * MiB) // size), size), dtype=np.uint8) if size <= VECTOR_MAX
                else np.ones(size, dtype=np.uint8))
     prod = topic.producer() if comm.rank == 0 else None
-    for r in range(repeats + WARMUP):
+    for _r in range(repeats + WARMUP):
         cons = topic.consumer(start=offset, prefetch_bytes=max(64 * MiB, 4 * size)) if comm.rank == 1 else None
         pbarrier(comm)
         t = time.perf_counter()
@@ -421,7 +421,7 @@ def main() -> None:
                     lines.append(line)
         gathered = fab.comm.gather(lines, root=0)
         if fab.comm.rank == 0 and not args.no_write:
-            write_results([l for part in gathered for l in part], raw, rma, world.size)
+            write_results([ln for part in gathered for ln in part], raw, rma, world.size)
 
 
 if __name__ == "__main__":

@@ -793,7 +793,7 @@ def run_steering(system: System, a: argparse.Namespace, case: str, tasks: int, r
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-        raise RuntimeError(f"steering process ran past {budget:.0f} s")
+        raise RuntimeError(f"steering process ran past {budget:.0f} s") from None
     if proc.returncode != 0:
         raise RuntimeError(f"steering process failed ({proc.returncode}):\n"
                            + (system.tmp / "steer.log").read_text(errors="replace")[-3000:])

@@ -12,7 +12,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-# Build tools first, then the project without isolation so the build/ cache is reused.
+# Build tools and MPI (the `mpich` wheel, with mpi4py) first, then the project without isolation:
+# the build finds that MPI (cmake/FindMpiForMofka.cmake) and the build/ cache is reused.
+# MOFKA_PY_ENABLE_MPI=ON makes a build without MPI an error here; a site MPI is used instead of the
+# wheel when MPI_HOME is set or an MPI module's mpicxx comes first on PATH.
 step "installing build tools, MPI (the mpich wheel) and test tools"
 python -m pip install -q cmake ninja "scikit-build-core>=0.10" "pybind11>=2.12" "mpich>=4.2" "mpi4py>=4.0" numpy orjson \
   pytest hypothesis pytest-mpi pytest-timeout
@@ -28,5 +31,5 @@ if [ -d build ]; then
 else
   step "building the C++ core and the Python module (first time: 1-2 minutes)"
 fi
-python -m pip install -q --no-build-isolation ".[test,apps]"
+MOFKA_PY_ENABLE_MPI=${MOFKA_PY_ENABLE_MPI:-ON} python -m pip install -q --no-build-isolation ".[test,apps,mpich]"
 step "ready"

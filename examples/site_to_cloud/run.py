@@ -40,7 +40,7 @@ def wait_kafka(bootstrap: str, timeout: float = 30.0) -> None:
             return
         except Exception:
             if time.monotonic() > deadline:
-                raise SystemExit(f"Kafka at {bootstrap} does not answer")
+                raise SystemExit(f"Kafka at {bootstrap} does not answer") from None
             time.sleep(0.2)
 
 

@@ -30,7 +30,7 @@ from .errors import (
     TopicNotFound,
 )
 
-__version__ = getattr(_core, "__version__", "0.0.0")
+__version__: str = _core.__version__  # from the file VERSION, compiled into the extension
 
 __all__ = [
     "connect", "reserve_memory", "Fabric", "Topic", "Producer", "Consumer", "Future", "Event", "EventBatch", "EventId",

@@ -36,7 +36,7 @@ from typing import Any, Iterator, Optional, Sequence, Union
 
 from . import _core
 from .api import DEFAULT_MAX_EVENT_BYTES, Fabric, reserve_memory
-from .errors import InvalidArgument
+from .errors import Error, InvalidArgument
 
 __all__ = ["fabric", "MpiFabric"]
 
@@ -109,6 +109,11 @@ def fabric(comm: Any = None, servers: Union[int, Sequence[int]] = 1, storage: st
     ...     if fab is not None:
     ...         fab.create_topic("t")
     """
+    if not _core.build_info.get("mpi"):
+        raise Error("this mofka-py was built without MPI (no MPI was found when it was compiled), so "
+                    "mofka_py.mpi is not available. Rebuild it with an MPI visible: MPI_HOME=<MPI prefix>, a loaded "
+                    "MPI module, or `pip install mpich mpi4py` then `pip install --no-build-isolation mofka-py`; "
+                    "`mofka-py doctor` shows what a build has")
     from mpi4py import MPI
 
     if comm is None:

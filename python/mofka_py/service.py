@@ -18,7 +18,6 @@ from . import _core, api
 from ._progress import table
 from .errors import Error, InvalidArgument
 
-
 #: Shortest token accepted. The login is an HMAC challenge-response, so a short secret can be
 #: guessed offline from one recorded login; 16 characters of base64 are 96 random bits.
 MIN_TOKEN_LENGTH = 16

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import pytest
+
 from service_helpers import free_port, stop_process
 
 
@@ -66,7 +67,7 @@ class Tansu:
             except Exception:
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError("tansu did not answer a metadata request in time")
+                    raise RuntimeError("tansu did not answer a metadata request in time") from None
                 time.sleep(0.1)
 
     def pause(self) -> None:

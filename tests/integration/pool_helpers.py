@@ -59,7 +59,7 @@ class Cluster:
         return (self.tmp / f"{name}.log").read_text(errors="replace")
 
     def close(self) -> None:
-        for name, proc in self.workers.items():
+        for _name, proc in self.workers.items():
             if proc.poll() is None:
                 try:
                     os.kill(proc.pid, signal.SIGCONT)

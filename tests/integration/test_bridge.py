@@ -12,8 +12,9 @@ import orjson
 import pytest
 
 import mofka_py as mp
-from kafka_helpers import crc, payload, run_bridge_process, stop_process, tansu  # noqa: F401 - fixture
 from mofka_py.bridge import Bridge, ConfigError, parse_origin
+
+from kafka_helpers import crc, payload, run_bridge_process, stop_process, tansu  # noqa: F401 - fixture
 from service_helpers import Service, free_port
 
 

@@ -9,8 +9,9 @@ import sys
 import textwrap
 
 import mofka_py as mp
-from kafka_helpers import run_bridge_process, stop_process, tansu  # noqa: F401 - fixture
 from mofka_py.bridge import cli as bridge_cli
+
+from kafka_helpers import run_bridge_process, stop_process, tansu  # noqa: F401 - fixture
 
 FORMS = ["mofka-py bridge CONFIG.toml", "mofka-py bridge run CONFIG.toml", "mofka-py bridge check CONFIG.toml",
          "mofka-py bridge status CONFIG.toml"]

@@ -7,9 +7,10 @@ import time
 import orjson
 
 import mofka_py as mp
-from kafka_helpers import crc, tansu  # noqa: F401 - fixture
 from mofka_py.bridge import Bridge, parse_origin
 from mofka_py.bridge.route import RateLimiter
+
+from kafka_helpers import crc, tansu  # noqa: F401 - fixture
 from test_bridge import check_kafka_exactly_once, produce_frames
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 
 import mofka_py as mp
-from kafka_helpers import tansu  # noqa: F401 - fixture
 from mofka_py.bridge import Bridge
 from mofka_py.services import HealthMonitor
+
+from kafka_helpers import tansu  # noqa: F401 - fixture
 
 
 def test_bridge_heartbeats_on_its_source_fabric(tmp_path, tansu):

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 import mofka_py as mp
-from kafka_helpers import Tansu, run_bridge_process, stop_process, tansu, tansu_binary  # noqa: F401 - fixture
 from mofka_py.bridge import Bridge, ConfigError, load_config
+
+from kafka_helpers import Tansu, run_bridge_process, stop_process, tansu, tansu_binary  # noqa: F401 - fixture
 from service_helpers import Service, free_port
 
 pytest.importorskip("confluent_kafka")

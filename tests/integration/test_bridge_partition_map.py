@@ -11,8 +11,9 @@ import orjson
 import pytest
 
 import mofka_py as mp
-from kafka_helpers import tansu  # noqa: F401 - fixture
 from mofka_py.bridge import Bridge, ConfigError, load_config, parse_origin, target_partition
+
+from kafka_helpers import tansu  # noqa: F401 - fixture
 from test_bridge import check_kafka_exactly_once, produce_frames
 
 SITES = ["beamline-7", "site-a", "site-b", "alcf", "nersc", "aps", "s", "olcf.frontier"]

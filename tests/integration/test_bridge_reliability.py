@@ -9,8 +9,9 @@ import textwrap
 import time
 
 import mofka_py as mp
-from kafka_helpers import run_bridge_process, stop_process, tansu  # noqa: F401 - fixture
 from mofka_py.bridge import Bridge
+
+from kafka_helpers import run_bridge_process, stop_process, tansu  # noqa: F401 - fixture
 from test_bridge import check_kafka_exactly_once, produce_frames
 
 
@@ -39,7 +40,7 @@ def test_kill9_at_random_points_then_exactly_once(tansu, tmp_path):  # noqa: F81
         batch_events = 150
     """))
     total, per_round = 0, 1500
-    for rnd in range(4):
+    for _rnd in range(4):
         with mp.connect(src) as fab:     # the source can be appended to while the bridge is down
             produce_frames(fab.topic("frames"), total, per_round, size=512)
         total += per_round

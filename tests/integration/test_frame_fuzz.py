@@ -5,7 +5,6 @@ hang or raise anything else.
 """
 from __future__ import annotations
 
-import os
 import struct
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from hypothesis import strategies as st
 
 import mofka_py as mp
 from mofka_py import _core
+
 from service_helpers import stored_batch_bytes
 
 FRAME = struct.Struct("<IHHIIQQ")

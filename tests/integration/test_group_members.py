@@ -11,17 +11,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
 import mofka_py as mp
+
 from service_helpers import Service, free_port, stop_process
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "unit"))
-from _group_scenarios import (P, fill, scenario_churn, scenario_late_joiner,  # noqa: E402
-                              scenario_restart_resumes_after_commit)
+from _group_scenarios import P, fill, scenario_churn, scenario_late_joiner, scenario_restart_resumes_after_commit  # noqa: E402
 
 MEMBER = str(Path(__file__).with_name("group_member.py"))
 
@@ -85,7 +84,7 @@ class Proc:
             rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             stop_process(self.proc, signal.SIGKILL)
-            raise AssertionError(f"member {self.log.name} did not finish")
+            raise AssertionError(f"member {self.log.name} did not finish") from None
         err = self.err.read_text()
         assert rc == 0, f"member {self.log.name} failed ({rc}): {err}"
 

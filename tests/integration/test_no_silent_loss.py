@@ -3,15 +3,13 @@ with how many events, where and why; a full disk fails batches with StorageError
 no gap in a producer's stream; reads keep working and writes resume once space returns."""
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
 import mofka_py as mp
+
 from service_helpers import Service, free_port
 
 

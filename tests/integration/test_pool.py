@@ -9,14 +9,14 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
 
 import mofka_py as mp
 from mofka_py.services import Pool, TaskFailed
-from pool_helpers import HERE, Cluster, wait_for
+
+from pool_helpers import Cluster, wait_for
 
 N = 10_000
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import mofka_py as mp
+
 from service_helpers import Service, free_port, stored_batch_bytes
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "unit"))

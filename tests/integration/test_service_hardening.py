@@ -19,6 +19,7 @@ import pytest
 
 import mofka_py as mp
 from mofka_py.service import read_token
+
 from service_helpers import Service, free_port, idle_socket, read_until_closed
 
 TOKEN = "correct horse battery staple"
@@ -201,7 +202,7 @@ def test_flood_of_idle_and_slow_logins_does_not_lock_out_clients_with_the_token(
             with mp.connect(svc.url, token=TOKEN) as fab:
                 with fab.topic("events").producer(batch_size=16) as prod:
                     futs = {(r, i): prod.push({"r": r, "i": i}, data=os.urandom(64)) for i in range(50)}
-                    for key, fut in futs.items():
+                    for _key, fut in futs.items():
                         fut.result(timeout=60)
                 sent.update({k: None for k in futs})
         topic.mark_complete()

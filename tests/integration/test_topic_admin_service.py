@@ -7,6 +7,7 @@ import sys
 import pytest
 
 import mofka_py as mp
+
 from service_helpers import Service, free_port
 
 sys.path.insert(0, __file__.rsplit("/", 2)[0] + "/unit")

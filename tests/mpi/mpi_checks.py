@@ -32,7 +32,7 @@ def check_event(ev) -> tuple:
 def check_order(records) -> None:
     """Within a partition, one producer's events appear in the order it pushed them."""
     last = {}
-    for part, off, src, seq in sorted(records):
+    for part, _off, src, seq in sorted(records):
         key = (part, src)
         assert last.get(key, -1) < seq, f"partition {part}: event {seq} of rank {src} out of order"
         last[key] = seq

@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import zlib
 import threading
+import zlib
 
 import pytest
 

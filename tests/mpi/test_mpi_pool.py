@@ -9,6 +9,7 @@ import pytest
 MPI = pytest.importorskip("mpi4py.MPI")
 mpi = pytest.importorskip("mofka_py.mpi")
 from mofka_py.services import Pool, Worker  # noqa: E402
+
 from mpi_checks import rank_part, reraise  # noqa: E402
 
 pytestmark = [pytest.mark.mpi(min_size=3), pytest.mark.timeout(180, method="thread")]

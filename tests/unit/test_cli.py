@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 import mofka_py as mp
+
 from _helpers import end_offsets, tree
 
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import mofka_py as mp
 from mofka_py import _core
+
 from _helpers import BATCH_MAGIC, parse_batches, payload, segment_files
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -9,6 +9,7 @@ import pytest
 
 import mofka_py as mp
 from mofka_py.api import Topic
+
 from _helpers import consume_all, end_offsets, tree
 
 

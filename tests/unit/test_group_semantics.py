@@ -9,8 +9,8 @@ import time
 import pytest
 
 import mofka_py as mp
-from _group_scenarios import (P, fill, scenario_churn, scenario_late_joiner,
-                              scenario_restart_resumes_after_commit)
+
+from _group_scenarios import P, fill, scenario_churn, scenario_late_joiner, scenario_restart_resumes_after_commit
 from _helpers import pull_n, wait_until
 
 

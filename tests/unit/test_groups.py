@@ -7,6 +7,7 @@ import orjson
 import pytest
 
 import mofka_py as mp
+
 from _helpers import pull_n, wait_until
 
 P = 4

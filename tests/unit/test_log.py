@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import mofka_py as mp
+
 from _helpers import consume_all, end_offsets, payload, pull_n, segment_files, wait_until
 
 SIZES = [0, 1, 7, 64, 1024, 16 * 1024 - 1, 16 * 1024, 100_000, 1 << 20]

@@ -11,7 +11,6 @@ import pytest
 
 import mofka_py as mp
 from mofka_py.services import HealthMonitor, Heartbeat, Pool, TaskFailed, Worker
-from _helpers import wait_until
 
 
 def square(x):

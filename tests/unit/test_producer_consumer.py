@@ -10,7 +10,8 @@ import pytest
 
 import mofka_py as mp
 from mofka_py import _core
-from _helpers import consume_all, end_offsets, flush_while_pushing_keeps_order, payload, pull_n, wait_until
+
+from _helpers import consume_all, end_offsets, flush_while_pushing_keeps_order, payload, pull_n
 
 # ----------------------------------------------------------------------------- producer
 
@@ -37,7 +38,7 @@ def test_strict_per_partition_order(any_fab):
     for i, eid in enumerate(ids):
         per.setdefault(eid.partition, []).append((eid.offset, i))
     assert sorted(per) == [0, 1, 2, 3]
-    for p, lst in per.items():
+    for _p, lst in per.items():
         assert [o for o, _ in lst] == list(range(len(lst)))
         assert [i for _, i in lst] == sorted(i for _, i in lst)
     assert end_offsets(t) == [len(per[p]) for p in range(4)]
@@ -71,7 +72,7 @@ def test_key_hash_is_stable_and_kafka_compatible(tmp_path):
             t = fab.create_topic("keys", partitions=7)
             with t.producer() as prod:
                 got = {}
-                for rep in range(3):
+                for _rep in range(3):
                     for k in keys:
                         pid = prod.push({"k": k}, key=k).result(timeout=30).partition
                         got.setdefault(k, set()).add(pid)
@@ -283,7 +284,7 @@ def test_concurrent_producers(mem_fab):
     assert not errors
     t.mark_complete()
     seen = {}
-    for p, o, m, _ in consume_all(t):
+    for p, _o, m, _ in consume_all(t):
         md = orjson.loads(m)
         assert p == _core.partition_for_key(f"w{md['w']}".encode(), 2)
         assert md["i"] == seen.get(md["w"], -1) + 1, "each writer's events in order"

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mofka_py as mp
+
 from _helpers import consume_all, end_offsets, pull_n, segment_files
 
 SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -22,7 +23,7 @@ data_sizes = st.one_of(st.integers(0, 80), st.sampled_from([8, 63, 64, 65, 16 * 
 def events(draw, max_events=40):
     n = draw(st.integers(0, max_events))
     out = []
-    for i in range(n):
+    for _i in range(n):
         meta = draw(st.binary(max_size=100))
         size = draw(data_sizes)
         seed = draw(st.integers(0, 255))

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import mofka_py as mp
+
 from _helpers import consume_all, parse_batches, payload, segment_files, tree
 
 N_EVENTS = 120

@@ -8,8 +8,9 @@ import shutil
 import pytest
 
 import mofka_py as mp
+
 from _group_scenarios import fill
-from _helpers import end_offsets, pull_n, segment_files, tree
+from _helpers import end_offsets, pull_n, segment_files
 
 
 def test_delete_topic_removes_events_and_group_offsets(any_fab):

@@ -162,7 +162,7 @@ class LocalKafka:
                 return self
             except Exception:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the Kafka-protocol broker at {self.bootstrap} did not start")
+                    raise RuntimeError(f"the Kafka-protocol broker at {self.bootstrap} did not start") from None
                 time.sleep(0.2)
 
     def create_topics(self, names: Sequence[str], partitions: int = 1) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import sys
 import time
 from typing import Any, List
 

@@ -561,7 +561,7 @@ class KafkaSink:
                 except BufferError:
                     self.prod.poll(0.05)
                     if self.failed:
-                        raise Error(self.failed)
+                        raise Error(self.failed) from None
             sent += n
             if sent >= 5000:
                 self.prod.poll(0)

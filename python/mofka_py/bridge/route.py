@@ -20,8 +20,15 @@ import orjson
 
 from ..api import encode_metadata
 from .config import BridgeConfig, Rule
-from .endpoints import (ORIGIN_FIELD, FabricSink, FabricSource, KafkaSink, KafkaSource, partition_candidates,
-                        target_partition)
+from .endpoints import (
+    ORIGIN_FIELD,
+    FabricSink,
+    FabricSource,
+    KafkaSink,
+    KafkaSource,
+    partition_candidates,
+    target_partition,
+)
 from .kafka import KafkaHooks, RepeatLimiter
 
 __all__ = ["Route", "RouteStats", "RateLimiter"]

@@ -222,7 +222,7 @@ class HealthMonitor:
                 elif not late and not growing and node["state"] == "slow":
                     node.update(state="up", since=now)
                     out.append(self._event("node_up", hb, "recovered"))
-            for name, node in self._nodes.items():
+            for _name, node in self._nodes.items():
                 if self._outage:
                     break
                 if node["state"] != "down" and now - node["seen"] > self._limit(node):

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
-import os
 import queue
 import threading
 import time
@@ -43,8 +42,16 @@ import orjson
 from ..api import Fabric
 from ..errors import CommitFailed, Error, InvalidArgument, TopicNotFound
 from . import _codec
-from ._names import (LANES, WORKER_LOST, check_name, dead_topic, lane_of, parse_task_topic, results_topic,
-                     steering_group, task_topic, workers_group)
+from ._names import (
+    check_name,
+    dead_topic,
+    lane_of,
+    parse_task_topic,
+    results_topic,
+    steering_group,
+    task_topic,
+    workers_group,
+)
 from .health import HealthMonitor, ensure_topic
 
 __all__ = ["Pool", "Result", "TaskFailed", "TaskFuture", "pool_status"]

@@ -29,8 +29,18 @@ import orjson
 from ..api import Fabric
 from ..errors import Closed, Error, InvalidArgument
 from . import _codec
-from ._names import (DETERMINISTIC, LANES, RESOURCE, TIMEOUT, TRANSIENT, check_name, dead_topic, results_topic,
-                     task_topic, workers_group)
+from ._names import (
+    DETERMINISTIC,
+    LANES,
+    RESOURCE,
+    TIMEOUT,
+    TRANSIENT,
+    check_name,
+    dead_topic,
+    results_topic,
+    task_topic,
+    workers_group,
+)
 from .health import Heartbeat, ensure_topic
 
 __all__ = ["Worker", "serve_worker", "load_function", "classify"]

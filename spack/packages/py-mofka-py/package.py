@@ -13,7 +13,9 @@ class PyMofkaPy(PythonPackage):
 
     license("Apache-2.0")
 
-    # No release tarball yet; releases will be added here with their sha256.
+    # No release tarball yet; releases will be added here with their sha256, named as in the
+    # file VERSION of that release (the one version source: the Python package, the C++ package
+    # and mofka_py.__version__ all read it).
     version("develop", branch="main")
 
     variant("mpi", default=True,
@@ -21,12 +23,10 @@ class PyMofkaPy(PythonPackage):
     variant("kafka", default=False,
             description="Kafka sink/source of the bridge (py-confluent-kafka)")
 
-    # pyproject.toml's [build-system] lists the `mpich` and `mpi4py` wheels so that an
-    # isolated `pip install .` on a laptop finds an MPI, and [project] lists them as run
-    # dependencies. Spack runs pip with --no-build-isolation --no-deps, so neither list is
-    # installed here: the MPI is Spack's `mpi` (MPI_HOME below, which CMake honours before
-    # looking for the wheel), mpi4py is py-mpi4py built for that same MPI, and ~mpi turns
-    # the MPI transport off.
+    # pyproject.toml requires no MPI: the build uses the MPI it finds (MPI_HOME first), and the
+    # `mpich` wheel is only an extra. Here the MPI is Spack's `mpi` (MPI_HOME below, with
+    # MOFKA_PY_ENABLE_MPI=ON so that a broken MPI stops the build), mpi4py is py-mpi4py built
+    # for that same MPI, and ~mpi turns the MPI transport off.
     depends_on("cxx", type="build")
     depends_on("cmake@3.18:", type="build")
     depends_on("py-scikit-build-core@0.10:+pyproject", type="build")

@@ -21,12 +21,12 @@ from typing import Any, Dict, List, Optional, Tuple
 from ...errors import Error, InvalidArgument
 from .._common import FaultPlan, Live, LocalKafka, LocalService, Workdir, require, stop_process
 from .._report import Report
+from . import plots
+from .check import analyse, collect, collect_files
 from .coincidence import DAY, FAR_MAX_PER_DAY
 from .detector import ACKS, ALERTS, COINCIDENCES, FOLLOWUP
 from .scenario import OBSERVATORIES, Params
 from .site import TELESCOPES
-from . import plots
-from .check import analyse, collect, collect_files
 from .wan import CLIENT_PREFIX, Wan
 
 SITES = list(OBSERVATORIES) + list(TELESCOPES)

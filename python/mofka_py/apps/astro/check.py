@@ -20,7 +20,6 @@ from .detector import ACKS, ALERTS, COINCIDENCES, FOLLOWUP
 from .scenario import OBSERVATORIES, Scenario, alert_from_meta
 from .site import TELESCOPES
 
-
 # An alert emitted this long before a fault's start or after its end still met it (seconds).
 FAULT_MARGIN = (0.5, 1.0)
 

@@ -79,8 +79,8 @@ def main(argv: Any = None) -> int:
     args = ap.parse_args(argv)
     settings = dict(kv.split("=", 1) for kv in args.librdkafka)
 
-    from astropy.coordinates import SkyCoord
     import astropy.units as u
+    from astropy.coordinates import SkyCoord
     from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
     from . import sky

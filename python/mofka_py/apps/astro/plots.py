@@ -104,7 +104,7 @@ def latency(path: Path, sc: Scenario, an: Analysis) -> str:
     import matplotlib.ticker
 
     fig, (ax, hx) = plt.subplots(1, 2, figsize=(12, 4.6), gridspec_kw={"width_ratios": [2.2, 1]})
-    for label, site, start, end in an.windows:
+    for label, _site, start, end in an.windows:
         ax.axvspan(start - an.t0, end - an.t0, color="red" if "link" in label else "grey", alpha=0.15)
         ax.text(start - an.t0, 1.02, label, transform=ax.get_xaxis_transform(), fontsize=8, va="bottom")
     site_messenger = {"ligo": "gw", "fermi": "gamma", "icecube": "neutrino"}

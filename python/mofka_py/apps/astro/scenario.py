@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from . import sky
-from .coincidence import DAY, Alert, Finder, MESSENGERS
+from .coincidence import DAY, MESSENGERS, Alert, Finder
 
 # site -> (messenger, instrument, background alerts per sky day, alert id prefix)
 OBSERVATORIES: Dict[str, Tuple[str, str, float, str]] = {
@@ -118,8 +118,8 @@ def _gw_lobes(rng: np.random.Generator, ra: float, dec: float) -> np.ndarray:
     """A broad multi-modal GW skymap around a source at (ra, dec): 2-5 lobes along the ring of constant
     time delay (a small circle around a random detector-baseline axis) through the source, the source
     near one of them."""
-    from astropy.coordinates import SkyCoord
     import astropy.units as u
+    from astropy.coordinates import SkyCoord
 
     src = SkyCoord(ra=ra * u.deg, dec=dec * u.deg)
     axis_ra, axis_dec = _random_sky(rng, 1)
@@ -145,8 +145,8 @@ def _gw_lobes(rng: np.random.Generator, ra: float, dec: float) -> np.ndarray:
 def _circle(rng: np.random.Generator, ra: float, dec: float, sigma: float, true_source: bool) -> np.ndarray:
     """An error circle of width ``sigma``: around a real source, its centre scatters by the error."""
     if true_source:
-        from astropy.coordinates import SkyCoord
         import astropy.units as u
+        from astropy.coordinates import SkyCoord
 
         c = SkyCoord(ra=ra * u.deg, dec=dec * u.deg).directional_offset_by(
             rng.uniform(0, 360) * u.deg, rng.rayleigh(sigma) * u.deg)
@@ -186,7 +186,7 @@ def build(params: Params, gps0: Optional[float] = None) -> Scenario:
         return PlannedAlert(alert, site, (gps - gps0) / params.speedup, event, {})
 
     # Background, a Poisson stream per observatory.
-    for site, (messenger, _, per_day, _) in OBSERVATORIES.items():
+    for _site, (messenger, _, per_day, _) in OBSERVATORIES.items():
         rate = per_day * params.noise_scale / DAY
         n = int(rng.poisson(rate * sky_seconds))
         times = np.sort(rng.uniform(0, sky_seconds, n))
