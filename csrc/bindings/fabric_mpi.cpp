@@ -36,13 +36,6 @@ MPI_Comm commFromPython(const py::object& comm) {
 #endif
 }
 
-SyncPolicy syncFromString(const std::string& s) {
-    if (s == "none") return SyncPolicy::None;
-    if (s == "batch") return SyncPolicy::Batch;
-    if (s == "interval") return SyncPolicy::Interval;
-    throw Error(ErrorCode::InvalidArgument, "sync must be 'none', 'batch' or 'interval' (got '" + s + "')");
-}
-
 } // namespace
 
 void registerMpiFabric(py::module_& m) {
@@ -55,7 +48,7 @@ void registerMpiFabric(py::module_& m) {
                  o.servers = std::move(servers);
                  o.colocated = colocated;
                  o.storage = storage;
-                 o.defaults.sync = syncFromString(sync);
+                 o.defaults.sync = parseSyncPolicy(sync);
                  o.defaults.syncIntervalMs = syncIntervalMs;
                  o.defaults.segmentBytes = segmentBytes;
                  o.defaults.retentionBytes = retentionBytes;

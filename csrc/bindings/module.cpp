@@ -136,17 +136,10 @@ py::object& orjsonLoads() {
     return *f;
 }
 
-SyncPolicy parseSync(const std::string& sync) {
-    if (sync == "none") return SyncPolicy::None;
-    if (sync == "batch") return SyncPolicy::Batch;
-    if (sync == "interval") return SyncPolicy::Interval;
-    throw Error(ErrorCode::InvalidArgument, "sync must be 'none', 'batch' or 'interval' (got '" + sync + "')");
-}
-
 BrokerOptions brokerOptions(const std::string& sync, int64_t syncIntervalMs, uint64_t segmentBytes, uint64_t retentionBytes,
                             int64_t retentionMs, uint64_t maxEventBytes, bool repair) {
     BrokerOptions o;
-    o.defaults.sync = parseSync(sync);
+    o.defaults.sync = parseSyncPolicy(sync);
     o.defaults.syncIntervalMs = syncIntervalMs;
     o.defaults.segmentBytes = segmentBytes;
     o.defaults.retentionBytes = retentionBytes;
@@ -256,7 +249,7 @@ PYBIND11_MODULE(_core, m) {
                      else if (k == "max_event_bytes") { c.maxEventBytes = v.cast<uint64_t>(); c.setFields |= kMaxEventBytes; }
                      else if (k == "sync") {
                          c.setFields |= kSync;
-                         c.sync = parseSync(v.cast<std::string>());
+                         c.sync = parseSyncPolicy(v.cast<std::string>());
                      } else throw Error(ErrorCode::InvalidArgument, "unknown topic setting '" + k + "'");
                  }
                  py::gil_scoped_release nogil;
@@ -278,7 +271,7 @@ PYBIND11_MODULE(_core, m) {
                      d["size_bytes"] = p.sizeBytes;
                      parts.append(d);
                  }
-                 const char* sync = info.config.sync == SyncPolicy::Batch ? "batch" : info.config.sync == SyncPolicy::Interval ? "interval" : "none";
+                 const char* sync = syncPolicyName(info.config.sync);
                  py::dict d;
                  d["name"] = info.name;
                  d["partitions"] = parts;
