@@ -68,10 +68,6 @@ class Setting:
     range_text: str = ""      # kind "custom", or a range worth saying in words
     default_text: str = ""    # a default that is not a literal (e.g. "$MOFKA_PY_TOKEN")
 
-    @property
-    def scopes(self) -> Tuple[str, ...]:
-        return (self.scope,) + self.also
-
     def describe_type(self) -> str:
         if self.type_text:
             return self.type_text
