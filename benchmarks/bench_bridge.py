@@ -110,7 +110,7 @@ def bridged(bootstrap: str, topic: str, n: int, size: int, linger_ms: float, tmp
                 prod.push_many([value] * min(chunk, n - s))
         cfg = {"bridge": {"site": "bench"}, "endpoints": {"fab": {}, "k": {"url": f"kafka://{bootstrap}"}},
                "rules": [{"name": "b", "from": "fab/src", "to": f"k/{topic}", "linger_ms": linger_ms,
-                          "batch_events": 5000, "partitions": 1}]}
+                          "batch_size": 5000, "partitions": 1}]}
         b = Bridge(cfg, fabrics={"fab": fab}, status_file=False)
         t0 = time.perf_counter()
         b.start()
@@ -158,7 +158,7 @@ def latency(bootstrap: str, topic: str, via_bridge: bool, samples: int, tmp: Pat
                 src = fab.create_topic("lat")
                 cfg = {"bridge": {"site": "bench"}, "endpoints": {"fab": {}, "k": {"url": f"kafka://{bootstrap}"}},
                        "rules": [{"name": "l", "from": "fab/lat", "to": f"k/{topic}", "linger_ms": 0,
-                                  "batch_events": 1}]}
+                                  "batch_size": 1}]}
                 with Bridge(cfg, fabrics={"fab": fab}, status_file=False) as b:
                     time.sleep(1.0)
                     with src.producer(linger_ms=0) as prod:
@@ -230,7 +230,7 @@ def main() -> int:
     lines = ["# Bridge benchmark (fabric -> Kafka, tansu on 127.0.0.1, 2 cores)", "",
              "Direct: one confluent-kafka producer (idempotent, acks=all, linger 5 ms) writing the records the bridge "
              "writes (value, key, partition, `mofka.origin` header), started and warmed up before the clock starts. "
-             "Bridge: memory:// fabric -> tansu, batch_events 5000, linger 5 ms; *steady* counts from the first "
+             "Bridge: memory:// fabric -> tansu, batch_size 5000, linger 5 ms; *steady* counts from the first "
              "acknowledged (committed) round to the last, *from start* includes `start()` (recovery scan and the "
              "idempotent producer's 0.5-1 s initialisation on tansu). *Tuned direct*: the same records from the "
              "fastest confluent-kafka loop found (bound `produce`, positional arguments, dict headers). Medians of "

@@ -710,7 +710,7 @@ def steer_fail_mofka(a: argparse.Namespace, out: OutcomeLog, stop: threading.Eve
     import mofka_py as mp
     from mofka_py.services import Pool
 
-    with mp.connect(a.url, reconnect_timeout=600) as fab:
+    with mp.connect(a.url, reconnect_timeout_ms=600_000) as fab:
         pool = Pool(fab, POOL)  # outcomes as a stream, acknowledged once handled: survives a restart
 
         @pool.on_result("sleep_ms")

@@ -45,7 +45,7 @@ void bindFabric(py::module_& m) {
                      else if (k == "max_event_bytes") { c.maxEventBytes = v.cast<uint64_t>(); c.setFields |= kMaxEventBytes; }
                      else if (k == "sync") {
                          c.setFields |= kSync;
-                         c.sync = parseSync(v.cast<std::string>());
+                         c.sync = parseSyncPolicy(v.cast<std::string>());
                      } else throw Error(ErrorCode::InvalidArgument, "unknown topic setting '" + k + "'");
                  }
                  py::gil_scoped_release nogil;
@@ -67,7 +67,7 @@ void bindFabric(py::module_& m) {
                      d["size_bytes"] = p.sizeBytes;
                      parts.append(d);
                  }
-                 const char* sync = info.config.sync == SyncPolicy::Batch ? "batch" : info.config.sync == SyncPolicy::Interval ? "interval" : "none";
+                 const char* sync = syncPolicyName(info.config.sync);
                  py::dict d;
                  d["name"] = info.name;
                  d["partitions"] = parts;

@@ -35,7 +35,7 @@ void bindProducer(py::module_& m) {
         .def(py::init([](Fabric& f, const std::string& topic, size_t batchSize, size_t batchBytes, double lingerMs,
                          size_t maxPending, const std::string& selector) {
                  ProducerOptions o;
-                 o.batchEvents = batchSize;
+                 o.batchSize = batchSize;
                  o.batchBytes = batchBytes;
                  o.lingerMs = lingerMs;
                  o.maxPendingBytes = maxPending;

@@ -11,17 +11,10 @@ int64_t toMs(const py::object& timeout) {
     return int64_t(s * 1000.0 + 0.5);
 }
 
-SyncPolicy parseSync(const std::string& sync) {
-    if (sync == "none") return SyncPolicy::None;
-    if (sync == "batch") return SyncPolicy::Batch;
-    if (sync == "interval") return SyncPolicy::Interval;
-    throw Error(ErrorCode::InvalidArgument, "sync must be 'none', 'batch' or 'interval' (got '" + sync + "')");
-}
-
 BrokerOptions brokerOptions(const std::string& sync, int64_t syncIntervalMs, uint64_t segmentBytes, uint64_t retentionBytes,
                             int64_t retentionMs, uint64_t maxEventBytes, bool repair) {
     BrokerOptions o;
-    o.defaults.sync = parseSync(sync);
+    o.defaults.sync = parseSyncPolicy(sync);
     o.defaults.syncIntervalMs = syncIntervalMs;
     o.defaults.segmentBytes = segmentBytes;
     o.defaults.retentionBytes = retentionBytes;

@@ -16,9 +16,6 @@ namespace py = pybind11;
 /// A timeout in seconds (None: wait forever) as milliseconds (-1: forever).
 int64_t toMs(const py::object& timeout);
 
-/// "none", "batch" or "interval".
-SyncPolicy parseSync(const std::string& sync);
-
 /// The broker options that Fabric, Server and MpiFabric take as keyword arguments.
 BrokerOptions brokerOptions(const std::string& sync, int64_t syncIntervalMs, uint64_t segmentBytes, uint64_t retentionBytes,
                             int64_t retentionMs, uint64_t maxEventBytes, bool repair);

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import orjson
 
-from . import _check, _core
+from . import _check, _core, _settings
 from ._types import EventId
 from .errors import Closed, InvalidArgument
 
@@ -33,7 +33,7 @@ _DUMPS_OPTS = orjson.OPT_SERIALIZE_NUMPY
 DEFAULT_MAX_EVENT_BYTES = 64 << 20
 
 
-NON_FINITE = ("error", "null", "string")
+NON_FINITE = _settings.setting("producer", "non_finite").choices
 
 
 def _non_finite_path(obj: Any, path: str = "metadata") -> Optional[str]:
@@ -137,7 +137,7 @@ def reserve_memory(nbytes: int, progress: Optional[Callable[[int, int], None]] =
 def connect(url: Optional[str] = None, *, sync: str = "none", sync_interval_ms: int = 1000,
             segment_bytes: int = 256 << 20, retention_bytes: int = 0, retention_ms: int = 0,
             max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES, repair: bool = False, token: Optional[str] = None,
-            request_timeout: float = 30.0, reconnect_timeout: float = 300.0) -> "Fabric":
+            request_timeout_ms: int = 30000, reconnect_timeout_ms: int = 300000, **deprecated: Any) -> "Fabric":
     """Open a fabric.
 
     ``url`` is ``memory://`` (in this process, gone at close), ``file:///path``
@@ -148,9 +148,10 @@ def connect(url: Optional[str] = None, *, sync: str = "none", sync_interval_ms: 
     ``repair=True`` truncates corrupted logs on open instead of raising
     :class:`~mofka_py.CorruptionError`. For ``tcp://``: ``token`` (default
     ``$MOFKA_PY_TOKEN``) logs in with a challenge-response (the token is never
-    sent); a lost connection is retried for ``reconnect_timeout`` seconds and
-    a request without reply for ``request_timeout`` seconds raises
-    :class:`~mofka_py.TimeoutError`.
+    sent); a lost connection is retried for ``reconnect_timeout_ms`` and
+    a request without reply for ``request_timeout_ms`` raises
+    :class:`~mofka_py.TimeoutError`. Every setting is in docs/configuration.md;
+    ``request_timeout`` and ``reconnect_timeout`` (seconds) are deprecated names.
 
     >>> fab = connect("memory://")
     """
@@ -160,23 +161,16 @@ def connect(url: Optional[str] = None, *, sync: str = "none", sync_interval_ms: 
             raise InvalidArgument("no fabric URL: pass one (e.g. 'memory://', 'file:///data/fab') or set MOFKA_PY_URL")
     if not isinstance(url, str):
         raise InvalidArgument(f"fabric URL must be a string, not {type(url).__name__}")
-    _check.choice("sync", sync, ("none", "batch", "interval"))
-    _check.integer("segment_bytes", segment_bytes, 4096)
-    _check.integer("retention_bytes", retention_bytes)
-    _check.integer("retention_ms", retention_ms)
-    _check.integer("max_event_bytes", max_event_bytes, 1)
-    _check.integer("sync_interval_ms", sync_interval_ms, 1)
-    _check.number("request_timeout", request_timeout, 0.001, 1e6)
-    _check.number("reconnect_timeout", reconnect_timeout, 0.0, 1e7)
-    if not isinstance(repair, bool):
-        raise InvalidArgument(f"repair must be True or False (got {repair!r})")
-    if token is None:
-        token = os.environ.get("MOFKA_PY_TOKEN", "")
-    if not isinstance(token, str):
-        raise InvalidArgument(f"token must be a string (got {type(token).__name__})")
-    return Fabric(_core.Fabric(url, sync, sync_interval_ms, segment_bytes, retention_bytes, retention_ms,
-                               max_event_bytes, repair, token, int(request_timeout * 1000),
-                               int(reconnect_timeout * 1000)))
+    values = dict(sync=sync, sync_interval_ms=sync_interval_ms, segment_bytes=segment_bytes,
+                  retention_bytes=retention_bytes, retention_ms=retention_ms, max_event_bytes=max_event_bytes,
+                  repair=repair, token=token, request_timeout_ms=request_timeout_ms,
+                  reconnect_timeout_ms=reconnect_timeout_ms)
+    if deprecated:
+        _settings.take_deprecated("fabric", deprecated, values, api="connect")
+    cfg = _settings.validate("fabric", values)
+    if cfg["token"] is None:
+        cfg["token"] = os.environ.get("MOFKA_PY_TOKEN", "")
+    return Fabric(_settings.core_fabric(url, cfg))
 
 
 def _check_group(group: Any) -> None:
@@ -199,20 +193,15 @@ class Fabric:
     def create_topic(self, name: str, partitions: int = 1, **config: Any) -> "Topic":
         """Create a topic of ``partitions`` partitions and return it.
 
-        Settings: ``segment_bytes``, ``retention_bytes``, ``retention_ms``,
-        ``sync`` ('none' | 'batch' | 'interval'), ``sync_interval_ms``,
-        ``max_event_bytes``. Raises :class:`~mofka_py.TopicExists` if it exists.
+        Settings (docs/configuration.md, "Topic"): ``segment_bytes``, ``retention_bytes``,
+        ``retention_ms``, ``sync`` ('none' | 'batch' | 'interval'), ``sync_interval_ms``,
+        ``max_event_bytes``; those not given are the fabric's. Raises
+        :class:`~mofka_py.TopicExists` if it exists.
         """
         if not isinstance(name, str):
             raise InvalidArgument(f"topic name must be a string, not {type(name).__name__}")
-        _check.integer("partitions", partitions, 1, 65536)
-        for key, lo in (("segment_bytes", 4096), ("retention_bytes", 0), ("retention_ms", 0),
-                        ("sync_interval_ms", 1), ("max_event_bytes", 1)):
-            if key in config:
-                _check.integer(key, config[key], lo)
-        if "sync" in config:
-            _check.choice("sync", config["sync"], ("none", "batch", "interval"))
-        self._f.create_topic(name, partitions, config)
+        cfg = _settings.validate("topic", {"partitions": partitions, **config})
+        self._f.create_topic(name, cfg["partitions"], _settings.core_topic_config(cfg))
         return Topic(self, name)
 
     def topic(self, name: str) -> "Topic":
@@ -295,14 +284,10 @@ class Topic:
         values), written as null ('null') or as the strings "NaN", "Infinity",
         "-Infinity" ('string').
         """
-        _check.integer("batch_size", batch_size, 1, _check.U32)
-        _check.integer("batch_bytes", batch_bytes, 1, 1 << 40)
-        _check.number("linger_ms", linger_ms, 0.0, 3.6e6)
-        _check.integer("max_pending_bytes", max_pending_bytes, 1, 1 << 50)
-        _check.choice("selector", selector, ("key_hash", "round_robin"))
-        _check.choice("non_finite", non_finite, NON_FINITE)
-        return Producer(_core.Producer(self.fabric._f, self.name, batch_size, batch_bytes, linger_ms,
-                                       max_pending_bytes, selector), non_finite)
+        cfg = _settings.validate("producer", dict(batch_size=batch_size, batch_bytes=batch_bytes, linger_ms=linger_ms,
+                                                  max_pending_bytes=max_pending_bytes, selector=selector,
+                                                  non_finite=non_finite))
+        return Producer(_settings.core_producer(self.fabric._f, self.name, cfg), cfg["non_finite"])
 
     def consumer(self, group: Optional[str] = None, *, start: Union[str, int, None] = None,
                  data: Union[bool, tuple, Callable[[Any], Any]] = True, partitions: Optional[Sequence[int]] = None,
@@ -332,39 +317,14 @@ class Topic:
         may take to be acknowledged before it moves anyway (events not
         acknowledged by then are delivered again to the new owner).
         """
-        if start is None:
-            start = "committed"
-        if isinstance(start, str):
-            _check.choice("start", start, ("earliest", "latest", "committed"))
-        else:
-            _check.integer("start (an offset)", start)
-        if group is not None and not isinstance(group, str):
-            raise InvalidArgument(f"group must be a name (a string), not {type(group).__name__}")
-        if partitions is not None:
-            partitions = [_check.integer("partitions[]", p, 0, 65535) for p in partitions]
-        _check.integer("prefetch_bytes", prefetch_bytes, 1, 1 << 40)
-        _check.integer("auto_commit_ms", auto_commit_ms, 0, 3_600_000)
-        if member_id is not None and not isinstance(member_id, str):
-            raise InvalidArgument(f"member_id must be a string, not {type(member_id).__name__}")
-        if isinstance(data, tuple):
-            if len(data) != 2:
-                raise InvalidArgument(f"data as a byte range is (offset, size) (got {data!r})")
-            _check.integer("data offset", data[0])
-            _check.integer("data size", data[1])
-        elif not isinstance(data, bool) and not callable(data):
-            raise InvalidArgument(f"data must be True, False, (offset, size) or a callable (got {data!r})")
-        if on_gap not in ("error", "earliest"):
-            raise InvalidArgument(f"on_gap must be 'error' or 'earliest' (got {on_gap!r})")
-        for name, value, low in (("session_timeout_ms", session_timeout_ms, 100),
-                                 ("rebalance_timeout_ms", rebalance_timeout_ms, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 3_600_000:
-                raise InvalidArgument(f"{name} must be an integer between {low} and 3600000 (got {value!r})")
+        cfg = _settings.validate("consumer", dict(
+            group=group, start=start, data=data, partitions=partitions, prefetch_bytes=prefetch_bytes,
+            auto_commit_ms=auto_commit_ms, member_id=member_id, on_gap=on_gap,
+            session_timeout_ms=session_timeout_ms, rebalance_timeout_ms=rebalance_timeout_ms))
         selector = None
-        if callable(data):
-            selector, data = data, True
-        native = _core.Consumer(self.fabric._f, self.name, group or "", start, data,
-                                list(partitions or []), prefetch_bytes, auto_commit_ms, member_id or "",
-                                on_gap, session_timeout_ms, rebalance_timeout_ms)
+        if callable(cfg["data"]):
+            selector, cfg["data"] = cfg["data"], True
+        native = _settings.core_consumer(self.fabric._f, self.name, cfg)
         return Consumer(native, selector)
 
     def groups(self) -> list:
@@ -462,10 +422,9 @@ class Topic:
         """Change the topic's retention (0: keep everything); applied at once and kept."""
         if retention_bytes is None and retention_ms is None:
             raise InvalidArgument("give retention_bytes and/or retention_ms")
-        if retention_bytes is not None:
-            _check.integer("retention_bytes", retention_bytes)
-        if retention_ms is not None:
-            _check.integer("retention_ms", retention_ms)
+        given = {k: v for k, v in (("retention_bytes", retention_bytes), ("retention_ms", retention_ms))
+                 if v is not None}
+        _settings.validate("topic", given)
         self.fabric._f.alter_topic(self.name, retention_bytes, retention_ms)
 
     def mark_complete(self) -> None:
@@ -550,8 +509,8 @@ class Producer:
         """Flush and stop the producer's thread.
 
         Without ``timeout`` it waits until every event is stored or has failed — over
-        ``tcp://`` a lost connection is retried for the fabric's ``reconnect_timeout``
-        (default 300 s) before its events fail. With ``timeout`` (seconds) it stops
+        ``tcp://`` a lost connection is retried for the fabric's ``reconnect_timeout_ms``
+        (default 300000, 5 minutes) before its events fail. With ``timeout`` (seconds) it stops
         waiting then, and the events not stored fail with the cause. Either way, if
         events were not stored (and no flush reported them yet), it raises an error
         naming how many, their topic and partitions, and why.

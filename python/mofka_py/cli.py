@@ -15,7 +15,7 @@ from typing import Any, Iterator, List, Optional
 
 import orjson
 
-from . import api
+from . import _settings, api
 from ._progress import Progress, table
 from .errors import Error, InvalidArgument
 
@@ -255,6 +255,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0 if good else 1
 
 
+def cmd_settings(args: argparse.Namespace) -> int:
+    if args.markdown:
+        sys.stdout.write(_settings.markdown())
+        return 0
+    scopes = [args.scope] if args.scope else list(_settings.SCOPES)
+    for scope in scopes:
+        title, where = _settings.SCOPES[scope]
+        rows = [(s.name, s.describe_type(), s.describe_default(), s.describe_range(), s.cli or "-")
+                for s in _settings.SETTINGS if s.scope == scope]
+        print(f"{title} ({where.replace('`', '')})")
+        print(table(rows, ["setting", "type/unit", "default", "range", "CLI flag"]))
+        print()
+    print("Meanings, bridge keys and C++ fields: docs/configuration.md (or `mofka-py settings --markdown`).")
+    return 0
+
+
 def _group_topics(fab: api.Fabric, group: str, topic: Optional[str]) -> List[str]:
     if topic:
         return [topic]
@@ -386,12 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
     ts = t.add_subparsers(dest="action", metavar="ACTION", required=True)
     tc = command("create", ts, help="create a topic")
     tc.add_argument("name", help="topic name (letters, digits, '.', '_', '-')")
-    tc.add_argument("--partitions", type=_positive, default=1, help="number of partitions")
-    tc.add_argument("--retention-bytes", type=_non_negative, help="keep at most this many bytes per partition "
-                                                                   "(default: the fabric's, unlimited)")
-    tc.add_argument("--retention-ms", type=_non_negative, help="drop events older than this (default: the fabric's, never)")
-    tc.add_argument("--sync", dest="topic_sync", choices=["none", "batch", "interval"],
-                    help="when events reach stable storage (default: the fabric's)")
+    _settings.add_flag(tc, "topic", "partitions")
+    for name in ("retention_bytes", "retention_ms", "sync"):   # unset: the fabric's
+        _settings.add_flag(tc, "topic", name, default=None, dest="topic_sync" if name == "sync" else None)
     tl = command("list", ts, help="list topic names")
     tl.add_argument("--all", action="store_true", help="include system topics (names starting with __)")
     td = command("describe", ts, help="settings and per-partition offsets of a topic")
@@ -405,8 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     ta = command("alter", ts, help="change a topic's retention")
     ta.add_argument("name", help="topic name")
-    ta.add_argument("--retention-bytes", type=_non_negative, help="keep at most this many bytes per partition (0: no limit)")
-    ta.add_argument("--retention-ms", type=_non_negative, help="drop events older than this (0: never)")
+    for name in ("retention_bytes", "retention_ms"):
+        _settings.add_flag(ta, "topic", name, default=None)
     for c in (tc, tl, td, tx, tp, ta):
         c.set_defaults(func=cmd_topic)
 
@@ -458,6 +471,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--frame-size", type=_positive, default=256, help="frame edge in pixels (uint16 square frames)")
     d.add_argument("--keep", action="store_true", help="keep the scratch topic")
     d.set_defaults(func=cmd_demo)
+
+    se = sub.add_parser("settings", formatter_class=_Help,
+                        help="every setting: name, type and unit, default, range, CLI flag (docs/configuration.md)")
+    se.add_argument("scope", nargs="?", choices=list(_settings.SCOPES), help="only the settings of this scope")
+    se.add_argument("--markdown", action="store_true", help="print docs/configuration.md (all scopes, with meanings)")
+    se.set_defaults(func=cmd_settings)
 
     from .services import cli as services_cli
     services_cli.add_parsers(sub, command)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator, Optional, Sequence, Union
 
-from . import _core
+from . import _core, _settings
 from .api import DEFAULT_MAX_EVENT_BYTES, Fabric, reserve_memory
 from .errors import Error, InvalidArgument
 
@@ -81,11 +81,11 @@ def _server_ranks(servers: Union[int, Sequence[int]], size: int) -> list:
 
 @contextlib.contextmanager
 def fabric(comm: Any = None, servers: Union[int, Sequence[int]] = 1, storage: str = "memory://", *,
-           colocated: bool = False, request_timeout: float = 60.0, sync: str = "none",
+           colocated: bool = False, request_timeout_ms: int = 60000, sync: str = "none",
            sync_interval_ms: int = 1000, segment_bytes: int = 256 << 20, retention_bytes: int = 0,
            retention_ms: int = 0, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
            repair: bool = False, memory_reserve: int = 0,
-           spindown_ms: float = 10.0) -> Iterator[Optional[MpiFabric]]:
+           spindown_ms: float = 10.0, **deprecated: Any) -> Iterator[Optional[MpiFabric]]:
     """Collectively turn ranks of ``comm`` into a fabric (a context manager).
 
     ``comm``: an mpi4py communicator (default ``MPI.COMM_WORLD``); it is
@@ -93,8 +93,9 @@ def fabric(comm: Any = None, servers: Union[int, Sequence[int]] = 1, storage: st
     ``servers``: a count (ranks ``0..servers-1``) or a list of ranks.
     ``storage``: ``memory://`` or ``file:///dir`` (server rank r uses
     ``dir/rank<r>``). ``colocated=True`` makes server ranks clients too.
-    ``request_timeout``: seconds a request may go unanswered before it raises
-    :class:`mofka_py.TimeoutError`. ``memory_reserve``: bytes each server rank
+    ``request_timeout_ms``: how long a request may go unanswered before it raises
+    :class:`mofka_py.TimeoutError` (``request_timeout``, in seconds, is its deprecated
+    name). ``memory_reserve``: bytes each server rank
     pre-faults before serving (``memory://`` only; see
     :func:`mofka_py.reserve_memory`), so large events are stored at transport
     speed instead of waiting on page faults. ``spindown_ms``: after events
@@ -103,7 +104,9 @@ def fabric(comm: Any = None, servers: Union[int, Sequence[int]] = 1, storage: st
     it they sleep up to 250 us between polls and an idle rank costs a few
     percent of a core (0: sleep as soon as idle, lowest CPU, higher latency;
     use a small value on ranks that also compute, e.g. with ``colocated``).
-    The other keywords are topic defaults, as in :func:`mofka_py.connect`.
+    The other keywords are topic defaults, as in :func:`mofka_py.connect`; every
+    setting is in docs/configuration.md. The settings are checked, as
+    :func:`mofka_py.connect` checks them, on every rank before any collective.
 
     >>> with fabric(servers=1) as fab:        # doctest: +SKIP
     ...     if fab is not None:
@@ -114,30 +117,30 @@ def fabric(comm: Any = None, servers: Union[int, Sequence[int]] = 1, storage: st
                     "mofka_py.mpi is not available. Rebuild it with an MPI visible: MPI_HOME=<MPI prefix>, a loaded "
                     "MPI module, or `pip install mpich mpi4py` then `pip install --no-build-isolation mofka-py`; "
                     "`mofka-py doctor` shows what a build has")
+    values = dict(colocated=colocated, request_timeout_ms=request_timeout_ms, sync=sync,
+                  sync_interval_ms=sync_interval_ms, segment_bytes=segment_bytes, retention_bytes=retention_bytes,
+                  retention_ms=retention_ms, max_event_bytes=max_event_bytes, repair=repair,
+                  memory_reserve=memory_reserve, spindown_ms=spindown_ms)
+    if deprecated:
+        # contextmanager: the warning points at the `with` line (fabric() -> __enter__ -> here).
+        _settings.take_deprecated("mpi", deprecated, values, api="mofka_py.mpi.fabric", stacklevel=5)
+    cfg = _settings.validate("mpi", values)
+    if not isinstance(storage, str):
+        raise InvalidArgument(f"storage must be a URL string, not {type(storage).__name__}")
+    if cfg["memory_reserve"] and not storage.startswith("memory://"):
+        raise InvalidArgument("memory_reserve applies to memory:// storage; drop it for file:// storage")
     from mpi4py import MPI
 
     if comm is None:
         comm = MPI.COMM_WORLD
-    if not isinstance(storage, str):
-        raise InvalidArgument(f"storage must be a URL string, not {type(storage).__name__}")
-    if request_timeout <= 0:
-        raise InvalidArgument("request_timeout must be > 0 seconds")
-    if isinstance(memory_reserve, bool) or not isinstance(memory_reserve, int) or memory_reserve < 0:
-        raise InvalidArgument(f"memory_reserve must be a non-negative number of bytes (got {memory_reserve!r})")
-    if isinstance(spindown_ms, bool) or not isinstance(spindown_ms, (int, float)) or not 0 <= spindown_ms <= 3.6e6:
-        raise InvalidArgument(f"spindown_ms must be a number of milliseconds between 0 and 3600000 (got {spindown_ms!r})")
-    if memory_reserve and not storage.startswith("memory://"):
-        raise InvalidArgument("memory_reserve applies to memory:// storage; drop it for file:// storage")
     size, rank = comm.Get_size(), comm.Get_rank()
     ranks = _server_ranks(servers, size)
-    if memory_reserve and rank in ranks:
-        reserve_memory(memory_reserve)
-    is_client = colocated or rank not in ranks
+    if cfg["memory_reserve"] and rank in ranks:
+        reserve_memory(cfg["memory_reserve"])
+    is_client = cfg["colocated"] or rank not in ranks
     client_comm = comm.Split(0 if is_client else MPI.UNDEFINED, rank)
     try:
-        native = _core.MpiFabric(comm, ranks, bool(colocated), storage, sync, sync_interval_ms, segment_bytes,
-                                 retention_bytes, retention_ms, max_event_bytes, bool(repair),
-                                 int(request_timeout * 1000), int(spindown_ms * 1000))
+        native = _settings.core_mpi_fabric(comm, ranks, storage, cfg)
     except BaseException:
         if client_comm != MPI.COMM_NULL:
             client_comm.Free()

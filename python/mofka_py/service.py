@@ -12,9 +12,9 @@ import socket
 import sys
 import threading
 import time
-from typing import Optional
+from typing import Any, Optional
 
-from . import _core, api
+from . import _settings, api
 from ._progress import table
 from .errors import Error, InvalidArgument
 
@@ -128,7 +128,7 @@ class _ServiceHealth(threading.Thread):
         from .services.health import HealthMonitor, Heartbeat
 
         try:
-            with api.connect(self.url, token=self.token or None, reconnect_timeout=10) as fab:
+            with api.connect(self.url, token=self.token or None, reconnect_timeout_ms=10_000) as fab:
                 beat = Heartbeat(fab, self.node, kind="service", info=lambda: dict(self.stats))
                 monitor = HealthMonitor(fab, publish=True)
                 try:
@@ -142,10 +142,10 @@ class _ServiceHealth(threading.Thread):
                 _log(f"health reporting stopped: {exc}")
 
 
-def serve(data_dir: Optional[str], listen: str = "127.0.0.1:7400", token: str = "", sync: str = "none",
-          ready_file: Optional[str] = None, memory_reserve: int = 0, login_timeout: float = 5.0,
+def serve(data_dir: Optional[str] = None, listen: str = "127.0.0.1:7400", token: str = "", sync: str = "none",
+          ready_file: Optional[str] = None, memory_reserve: int = 0, *, login_timeout_ms: int = 5000,
           max_connections: int = 1024, max_pending_logins: int = 256, max_pending_logins_per_address: int = 64,
-          health: bool = True) -> int:
+          health: bool = True, sync_interval_ms: int = 1000, **deprecated: Any) -> int:
     """Serve a fabric until SIGTERM or SIGINT; drains and syncs before returning.
 
     ``data_dir`` None serves an in-memory fabric; ``memory_reserve`` bytes of
@@ -153,24 +153,30 @@ def serve(data_dir: Optional[str], listen: str = "127.0.0.1:7400", token: str = 
     :func:`mofka_py.reserve_memory`). ``ready_file``, if given, receives the
     bound port once the service accepts connections.
 
-    A connection must log in within ``login_timeout`` seconds of being accepted.
+    A connection must log in within ``login_timeout_ms`` of being accepted
+    (``login_timeout``, in seconds, is its deprecated name).
     At most ``max_pending_logins`` connections (``max_pending_logins_per_address``
     from one IP address) may be waiting to log in; when a cap is reached the oldest
     of them is closed to make room, so connections that never log in cannot keep
     clients with the token out. ``max_connections`` counts every connection.
     ``health``: publish the service's heartbeat on ``__health`` (connections, CPU, memory) and
     node events (``node_down`` of workers and services whose heartbeats stop) on ``__health.events``.
+    Every setting is in docs/configuration.md ("Service").
     """
+    values = dict(data_dir=data_dir, listen=listen, sync=sync, sync_interval_ms=sync_interval_ms,
+                  memory_reserve=memory_reserve, login_timeout_ms=login_timeout_ms, max_connections=max_connections,
+                  max_pending_logins=max_pending_logins,
+                  max_pending_logins_per_address=max_pending_logins_per_address, health=health)
+    if deprecated:
+        _settings.take_deprecated("service", deprecated, values, api="serve")
+    cfg = _settings.validate("service", values)
     host, port = parse_listen(listen)
-    if memory_reserve and data_dir:
+    if cfg["memory_reserve"] and data_dir:
         raise InvalidArgument("--memory-reserve applies to in-memory storage; drop it or drop --data-dir")
-    login_timeout_ms = round(login_timeout * 1000)
-    if login_timeout_ms <= 0:
-        raise InvalidArgument(f"--login-timeout must be a positive number of seconds such as 5 (got {login_timeout})")
-    for flag, value in (("--max-connections", max_connections), ("--max-pending-logins", max_pending_logins),
-                        ("--max-pending-logins-per-address", max_pending_logins_per_address)):
-        if value < 1:
-            raise InvalidArgument(f"{flag} must be at least 1 (got {value})")
+    login_timeout_ms = cfg["login_timeout_ms"]
+    max_connections = cfg["max_connections"]
+    memory_reserve = cfg["memory_reserve"]
+    health = cfg["health"]
     _raise_fd_limit(max_connections)
     url = f"file://{os.path.abspath(data_dir)}" if data_dir else "memory://"
     if memory_reserve:
@@ -186,10 +192,7 @@ def serve(data_dir: Optional[str], listen: str = "127.0.0.1:7400", token: str = 
         _log(f"reserved {held >> 20} MiB of pre-faulted memory in {time.perf_counter() - t0:.1f} s")
     # After a restart, consumer groups that were reading get 3 s to come back and claim their
     # partitions before they are handed to other members (Kafka's group.initial.rebalance.delay.ms).
-    srv = _core.Server(url, host=host, port=port, token=token, sync=sync, rejoin_grace_ms=3000,
-                       max_connections=max_connections, login_timeout_ms=login_timeout_ms,
-                       max_pending_logins=max_pending_logins,
-                       max_pending_logins_per_address=max_pending_logins_per_address)
+    srv = _settings.core_server(url, host, port, token, cfg, rejoin_grace_ms=3000)
     stopping = []
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -198,7 +201,7 @@ def serve(data_dir: Optional[str], listen: str = "127.0.0.1:7400", token: str = 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         _log(f"serving {url} on {host}:{srv.port} (sync={sync}, auth={'token' if token else 'none'}, "
-             f"login within {login_timeout:g} s, pid {os.getpid()})")
+             f"login within {login_timeout_ms} ms, pid {os.getpid()})")
         if ready_file:
             tmp = ready_file + ".tmp"
             with open(tmp, "w") as fh:
@@ -228,9 +231,16 @@ def serve(data_dir: Optional[str], listen: str = "127.0.0.1:7400", token: str = 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     token = read_token(args.token_file) or check_token(os.environ.get("MOFKA_PY_TOKEN", ""), "$MOFKA_PY_TOKEN")
+    login_timeout_ms = args.login_timeout_ms
+    if args.login_timeout is not None:   # the deprecated flag, in seconds
+        print("mofka-py serve: --login-timeout is deprecated and will be removed in the next release; use "
+              "--login-timeout-ms (milliseconds)", file=sys.stderr)
+        login_timeout_ms = _settings.convert_deprecated("service", "login_timeout", args.login_timeout)[1]
     return serve(args.data_dir, args.listen, token, args.sync, args.ready_file, parse_size(args.memory_reserve),
-                 args.login_timeout, args.max_connections, args.max_pending_logins,
-                 args.max_pending_logins_per_address, health=not args.no_health)
+                 login_timeout_ms=login_timeout_ms, max_connections=args.max_connections,
+                 max_pending_logins=args.max_pending_logins,
+                 max_pending_logins_per_address=args.max_pending_logins_per_address, health=not args.no_health,
+                 sync_interval_ms=args.sync_interval_ms)
 
 
 def cmd_status(args: argparse.Namespace, fab: api.Fabric) -> int:
@@ -259,20 +269,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--data-dir", help="fabric directory (default: in memory)")
     s.add_argument("--listen", default="127.0.0.1:7400", help="HOST:PORT (default 127.0.0.1:7400)")
     s.add_argument("--token-file", help="file holding the shared secret clients must prove they know")
-    s.add_argument("--sync", choices=["none", "batch", "interval"], default="none",
-                   help="when appended events reach stable storage (batch: before each acknowledgement)")
+    _settings.add_flag(s, "service", "sync")
+    _settings.add_flag(s, "service", "sync_interval_ms")
     s.add_argument("--memory-reserve", default="0", metavar="SIZE",
                    help="in-memory storage: pre-fault SIZE bytes (e.g. 2G, 512M) at start so producers "
                         "do not wait on page faults")
-    s.add_argument("--login-timeout", type=float, default=5.0, metavar="SECONDS",
-                   help="close a connection that has not logged in this long after connecting (default 5)")
-    s.add_argument("--max-connections", type=int, default=1024, metavar="N",
-                   help="connections in all, logged in or not (default 1024)")
-    s.add_argument("--max-pending-logins", type=int, default=256, metavar="N",
-                   help="connections not yet logged in; past it the oldest is closed (default 256)")
-    s.add_argument("--max-pending-logins-per-address", type=int, default=64, metavar="N",
-                   help="connections not yet logged in from one IP address; past it that address's oldest "
-                        "is closed (default 64)")
+    _settings.add_flag(s, "service", "login_timeout_ms")
+    s.add_argument("--login-timeout", type=float, default=None, help=argparse.SUPPRESS)  # deprecated: seconds
+    for name in ("max_connections", "max_pending_logins", "max_pending_logins_per_address"):
+        _settings.add_flag(s, "service", name)
     s.add_argument("--no-health", action="store_true",
                    help="do not publish the service's heartbeat (__health) and node events (__health.events)")
     s.add_argument("--ready-file", help=argparse.SUPPRESS)

@@ -198,7 +198,7 @@ static void testFlushRacesSender() {
     cfg.partitions = 1;
     client->createTopic("race", cfg);
     ProducerOptions po;
-    po.batchEvents = 3;
+    po.batchSize = 3;
     po.lingerMs = 0.05;
     const int n = 6000;
     {

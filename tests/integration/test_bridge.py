@@ -103,7 +103,7 @@ def test_metadata_only_and_mixed_data_events(tansu, tmp_path, queue):  # noqa: F
             assert [bytes(v) for v in b.data_views()] == [bytes(b[i].data) for i in range(len(b))]
         cfg = {"bridge": {"site": "s", "state_dir": str(tmp_path / "state")},
                "endpoints": {"site": {"url": "memory://"}, "cloud": {"url": tansu.url}},
-               "rules": [{"name": "up", "from": "site/mixed", "to": f"cloud/mixed-{queue}", "batch_events": 300}]}
+               "rules": [{"name": "up", "from": "site/mixed", "to": f"cloud/mixed-{queue}", "batch_size": 300}]}
         if queue == "full":
             cfg["endpoints"]["cloud"]["librdkafka"] = {"queue.buffering.max.messages": 50}
         with Bridge(cfg, fabrics={"site": fab}) as bridge:
@@ -161,7 +161,7 @@ def test_three_level_chain(tansu, tmp_path):  # noqa: F811
             name = "to-cloud"
             from = "service/frames"
             to = "cloud/chain"
-            batch_events = 500
+            batch_size = 500
         """))
         n = 2000
         with mp.connect("memory://") as job, mp.connect(service.url) as svc:

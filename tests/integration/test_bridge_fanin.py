@@ -24,7 +24,7 @@ def test_fan_in_two_sites_one_topic(tansu, tmp_path):  # noqa: F811
             cfg = {"bridge": {"site": site, "state_dir": str(tmp_path / site)},
                    "endpoints": {"fab": {}, "cloud": {"url": tansu.url}},
                    "rules": [{"name": "up", "from": "fab/frames", "to": "cloud/fanin", "partitions": 2,
-                              "batch_events": 400}]}
+                              "batch_size": 400}]}
             bridges.append(Bridge(cfg, fabrics={"fab": fab}).start())
         try:
             for br in bridges:

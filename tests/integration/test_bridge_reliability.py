@@ -37,7 +37,7 @@ def test_kill9_at_random_points_then_exactly_once(tansu, tmp_path):  # noqa: F81
         from = "site/frames"
         to = "cloud/killed"
         partitions = 2
-        batch_events = 150
+        batch_size = 150
     """))
     total, per_round = 0, 1500
     for _rnd in range(4):
@@ -64,7 +64,7 @@ def test_broker_outage_keeps_source_and_catches_up(tansu, tmp_path):  # noqa: F8
         frames = fab.create_topic("frames", partitions=2)
         cfg = {"bridge": {"site": "site-o", "state_dir": str(tmp_path / "state")},
                "endpoints": {"site": {}, "cloud": {"url": tansu.url}},
-               "rules": [{"name": "up", "from": "site/frames", "to": "cloud/outage", "batch_events": 300}]}
+               "rules": [{"name": "up", "from": "site/frames", "to": "cloud/outage", "batch_size": 300}]}
         with Bridge(cfg, fabrics={"site": fab}) as bridge:
             produce_frames(frames, 0, 1000)
             assert bridge.wait_idle(60), bridge.status()

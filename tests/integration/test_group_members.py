@@ -206,7 +206,7 @@ def test_restarted_service_keeps_group_members_on_their_partitions(tmp_path):
     svc = Service(data, port).start()
     procs = []
     try:
-        with mp.connect(svc.url, reconnect_timeout=60) as fab:
+        with mp.connect(svc.url, reconnect_timeout_ms=60_000) as fab:
             topic = fab.create_topic("work", partitions=P)
             fill(topic, n)
             logs = tmp_path / "logs"

@@ -24,7 +24,7 @@ def _dead_service_topic(tmp_path, **connect_kw):
 
 
 def test_close_raises_when_the_service_is_gone_and_futures_fail(tmp_path):
-    svc, fab, prod = _dead_service_topic(tmp_path, reconnect_timeout=2.0)
+    svc, fab, prod = _dead_service_topic(tmp_path, reconnect_timeout_ms=2000)
     try:
         futs = [prod.push({"i": i}, partition=i % 2) for i in range(5)]
         t0 = time.monotonic()
@@ -42,14 +42,14 @@ def test_close_raises_when_the_service_is_gone_and_futures_fail(tmp_path):
 
 
 def test_flush_and_close_with_timeouts_report_what_is_left(tmp_path):
-    svc, fab, prod = _dead_service_topic(tmp_path)  # default reconnect_timeout: 300 s
+    svc, fab, prod = _dead_service_topic(tmp_path)  # default reconnect_timeout_ms: 300000
     try:
         futs = [prod.push({"i": i}, partition=1) for i in range(3)]
         with pytest.raises(mp.TimeoutError) as ei:
             prod.flush(timeout=1.5)
         msg = str(ei.value)
         assert "flush(timeout=1.5 s): 3 event(s) to topic 't' (partition 1) not stored yet" in msg, msg
-        assert "reconnect_timeout is 300 s" in msg, msg
+        assert "reconnect_timeout_ms = 300000" in msg, msg
         assert not any(f.done() for f in futs), "a flush that timed out keeps the events queued"
         with pytest.raises(mp.TimeoutError, match=r"within 0\.3 s"):
             futs[0].result(0.3)

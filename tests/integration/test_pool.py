@@ -86,7 +86,7 @@ def test_idle_worker_killed_between_bursts(cluster):
 
 def test_service_killed_and_restarted(cluster):
     _start_workers(cluster)
-    with mp.connect(cluster.url, reconnect_timeout=120) as fab, Pool(fab, "campaign", stream=False) as pool:
+    with mp.connect(cluster.url, reconnect_timeout_ms=120_000) as fab, Pool(fab, "campaign", stream=False) as pool:
         futs = _submit(pool)
         wait_for(lambda: pool.done > N * 0.3, what="30% of the tasks done")
         cluster.restart_service()
@@ -99,7 +99,7 @@ THINKER = textwrap.dedent("""
     import mofka_py as mp
     from mofka_py.services import Pool
     url, log_path, mode, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    with mp.connect(url, reconnect_timeout=60) as fab, open(log_path, "ab", buffering=0) as log:
+    with mp.connect(url, reconnect_timeout_ms=60_000) as fab, open(log_path, "ab", buffering=0) as log:
         pool = Pool(fab, "campaign")
         if mode == "first":
             for i in range(n):

@@ -130,7 +130,7 @@ def test_status_cli_shows_groups_lag_and_clients(service):
 PRODUCER = textwrap.dedent("""
     import sys, mofka_py as mp
     url, who, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    fab = mp.connect(url, reconnect_timeout=120)
+    fab = mp.connect(url, reconnect_timeout_ms=120_000)
     topic = fab.topic("events")
     with topic.producer(batch_size=64, linger_ms=0.5, max_pending_bytes=1 << 20) as prod:
         for i in range(n):

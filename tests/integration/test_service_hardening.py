@@ -188,7 +188,7 @@ def test_flood_of_idle_and_slow_logins_does_not_lock_out_clients_with_the_token(
     token_file.write_text(TOKEN + "\n")
     svc = Service(tmp_path / "fab", free_port(), token_file=token_file, sync="none", health=False,
                   extra=["--max-connections", "64", "--max-pending-logins", "16",
-                         "--max-pending-logins-per-address", "4", "--login-timeout", "1.5"]).start()
+                         "--max-pending-logins-per-address", "4", "--login-timeout-ms", "1500"]).start()
     flood = None
     try:
         reader = mp.connect(svc.url, token=TOKEN)  # logged in before the flood; reads while it lasts
@@ -268,7 +268,7 @@ def test_flood_of_idle_and_slow_logins_does_not_lock_out_clients_with_the_token(
 def test_pending_login_caps_close_the_oldest_of_the_busiest_address_and_never_a_logged_in_client(tmp_path):
     svc = Service(None, free_port(), sync="none", health=False,
                   extra=["--max-connections", "6", "--max-pending-logins", "4",
-                         "--max-pending-logins-per-address", "2", "--login-timeout", "600"]).start()
+                         "--max-pending-logins-per-address", "2", "--login-timeout-ms", "600000"]).start()
     socks = []
     try:
         def pending(source: str) -> socket.socket:
@@ -452,7 +452,7 @@ def test_client_gives_up_on_a_silent_peer_within_the_connect_timeout():
         assert isinstance(err, mp.ConnectionError), repr(err)
         assert "accepted the connection but sent no mofka-py greeting within 5000 ms" in str(err)
         assert "not a mofka-py service" in str(err)
-        err = _connect_returns(f"tcp://127.0.0.1:{httpd.server_address[1]}", request_timeout=0.5)
+        err = _connect_returns(f"tcp://127.0.0.1:{httpd.server_address[1]}", request_timeout_ms=500)
         assert "within 500 ms" in str(err)
     finally:
         httpd.shutdown()
@@ -494,8 +494,8 @@ def test_short_tokens_are_refused_with_how_to_make_one(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--login-timeout", "0"], "--login-timeout must be a positive number of seconds"),
-    (["--max-pending-logins", "0"], "--max-pending-logins must be at least 1"),
+    (["--login-timeout-ms", "0"], "login_timeout_ms must be an integer number of milliseconds between 1 and"),
+    (["--max-pending-logins", "0"], "max_pending_logins must be an integer number between 1 and"),
 ])
 def test_serve_refuses_bad_connection_limits(tmp_path, args, message):
     out = subprocess.run([sys.executable, "-m", "mofka_py.cli", "serve", "--listen", f"127.0.0.1:{free_port()}",

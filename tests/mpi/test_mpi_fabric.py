@@ -209,14 +209,14 @@ def test_memory_reserve_needs_memory_storage():
 
 
 def test_server_that_stops_answering_is_a_timeout_not_a_hang():
-    """A server rank stopped (SIGSTOP) past request_timeout: the client's flush raises
+    """A server rank stopped (SIGSTOP) past request_timeout_ms: the client's flush raises
     TimeoutError; once the server runs again, everybody leaves the fabric cleanly."""
     import signal
     import time
 
     pids = WORLD.allgather(os.getpid())
     server = WORLD.size - 1
-    with mpi.fabric(WORLD, servers=[server], request_timeout=1.5) as fab:
+    with mpi.fabric(WORLD, servers=[server], request_timeout_ms=1500) as fab:
         if fab is None:
             return
         c = fab.comm

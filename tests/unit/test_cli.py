@@ -106,7 +106,7 @@ def test_errors_exit_non_zero(url, tmp_path):
     r = cli("--url", url, "topic", "create", "bad/name", cwd=tmp_path)
     assert r.returncode == 1 and b"InvalidArgument" in r.stderr
     r = cli("--url", url, "topic", "create", "zero", "--partitions", "0", cwd=tmp_path)
-    assert r.returncode == 2 and b"must be at least 1" in r.stderr  # a usage error, as argparse reports them
+    assert r.returncode == 2 and b"partitions must be an integer number between 1 and 65536 (got 0)" in r.stderr  # usage error
     r = cli("topic", "list", cwd=tmp_path)  # no URL at all
     assert r.returncode == 1 and b"--url" in r.stderr
     r = cli("--url", "bogus://x", "topic", "list", cwd=tmp_path)

@@ -50,7 +50,7 @@ def test_bad_consumer_settings_name_the_argument(topic, kw, name):
 
 @pytest.mark.parametrize("kw, name", [
     ({"segment_bytes": 10}, "segment_bytes"), ({"retention_bytes": -1}, "retention_bytes"),
-    ({"sync": "always"}, "sync"), ({"request_timeout": 0}, "request_timeout"), ({"repair": "yes"}, "repair"),
+    ({"sync": "always"}, "sync"), ({"request_timeout_ms": 0}, "request_timeout_ms"), ({"repair": "yes"}, "repair"),
     ({"max_event_bytes": 2 ** 70}, "max_event_bytes"),
 ])
 def test_bad_connect_settings_name_the_argument(kw, name):

@@ -26,7 +26,7 @@ enum class PartitionSelector {
 
 /// Producer settings.
 struct ProducerOptions {
-    size_t batchEvents = 16384;         ///< seal a batch at this many events
+    size_t batchSize = 16384;           ///< seal a batch at this many events (the `batch_size` setting)
     size_t batchBytes = 4u << 20;       ///< ... or at this many bytes
     double lingerMs = 1.0;              ///< ... or when its first event is this old
     size_t maxPendingBytes = 256u << 20; ///< pushed but not yet appended; push blocks past this

@@ -1,10 +1,11 @@
 /**
  * @file Types.hpp
  * @brief Value types shared by every layer: topic settings and descriptions, stored
- *        batches and append results. No behaviour; the log, the broker, the transports
- *        and the clients all speak in these.
+ *        batches and append results. No behaviour beyond naming values; the log, the
+ *        broker, the transports and the clients all speak in these.
  */
 #pragma once
+#include "mofka_py/Error.hpp"
 #include "mofka_py/RecordBatch.hpp" // Owner
 
 #include <cstddef>
@@ -14,8 +15,21 @@
 
 namespace mofka_py {
 
-/// When appended data is forced to stable storage.
+/// When appended data is forced to stable storage (the `sync` setting, docs/configuration.md).
 enum class SyncPolicy { None, Batch, Interval };
+
+/// The name of a SyncPolicy, as settings spell it: "none", "batch" or "interval".
+inline const char* syncPolicyName(SyncPolicy s) {
+    return s == SyncPolicy::Batch ? "batch" : s == SyncPolicy::Interval ? "interval" : "none";
+}
+
+/// The one parse of the `sync` setting; anything but "none", "batch" or "interval" is InvalidArgument.
+inline SyncPolicy parseSyncPolicy(const std::string& s) {
+    if (s == "none") return SyncPolicy::None;
+    if (s == "batch") return SyncPolicy::Batch;
+    if (s == "interval") return SyncPolicy::Interval;
+    throw Error(ErrorCode::InvalidArgument, "sync must be one of 'none', 'batch', 'interval' (got '" + s + "')");
+}
 
 /// Per-topic settings (fixed at creation).
 struct TopicConfig {

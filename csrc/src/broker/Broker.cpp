@@ -87,17 +87,11 @@ std::map<std::string, std::string> readConf(const std::string& path) {
     }
     return kv;
 }
-const char* syncName(SyncPolicy s) {
-    return s == SyncPolicy::Batch ? "batch" : s == SyncPolicy::Interval ? "interval" : "none";
-}
-SyncPolicy parseSync(const std::string& s) {
-    return s == "batch" ? SyncPolicy::Batch : s == "interval" ? SyncPolicy::Interval : SyncPolicy::None;
-}
 std::string topicConfText(const TopicConfig& c) {
     std::ostringstream o;
     o << "partitions=" << c.partitions << "\nsegment_bytes=" << c.segmentBytes
       << "\nretention_bytes=" << c.retentionBytes << "\nretention_ms=" << c.retentionMs
-      << "\nsync=" << syncName(c.sync) << "\nsync_interval_ms=" << c.syncIntervalMs
+      << "\nsync=" << syncPolicyName(c.sync) << "\nsync_interval_ms=" << c.syncIntervalMs
       << "\nmax_event_bytes=" << c.maxEventBytes << "\n";
     return o.str();
 }
@@ -280,7 +274,7 @@ std::shared_ptr<Broker::Topic> Broker::loadTopic(const std::string& name) {
         t->config.segmentBytes = std::stoull(kv.at("segment_bytes"));
         t->config.retentionBytes = std::stoull(kv.at("retention_bytes"));
         t->config.retentionMs = std::stoll(kv.at("retention_ms"));
-        t->config.sync = parseSync(kv.at("sync"));
+        t->config.sync = parseSyncPolicy(kv.at("sync"));
         t->config.syncIntervalMs = std::stoll(kv.at("sync_interval_ms"));
         t->config.maxEventBytes = std::stoull(kv.at("max_event_bytes"));
     } catch (const std::exception&) {

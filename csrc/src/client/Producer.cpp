@@ -94,7 +94,7 @@ class ProducerImpl {
 
     ProducerImpl(std::shared_ptr<BrokerClient> client, std::string topic, ProducerOptions opts)
     : m_client(std::move(client)), m_topic(std::move(topic)), m_opts(opts) {
-        if (m_opts.batchEvents < 1 || m_opts.batchBytes < 1 || m_opts.lingerMs < 0 || m_opts.maxPendingBytes < 1)
+        if (m_opts.batchSize < 1 || m_opts.batchBytes < 1 || m_opts.lingerMs < 0 || m_opts.maxPendingBytes < 1)
             throw Error(ErrorCode::InvalidArgument, "batch_size, batch_bytes and max_pending_bytes must be positive, linger_ms >= 0");
         TopicInfo info = m_client->describeTopic(m_topic);
         m_partitions = info.config.partitions;
@@ -154,7 +154,7 @@ class ProducerImpl {
         OpenBatch& ob = m_open[p];
         uint32_t index = uint32_t(ob.builder.count() - 1);
         Future f(ob.state, index);
-        if (ob.builder.count() >= m_opts.batchEvents || ob.builder.bytes() >= m_opts.batchBytes) {
+        if (ob.builder.count() >= m_opts.batchSize || ob.builder.bytes() >= m_opts.batchBytes) {
             sealLocked(p);
             m_cv.notify_one();
         } else if (ob.builder.count() == n) {
@@ -204,7 +204,7 @@ class ProducerImpl {
             uint32_t p = partition >= 0 ? choose(partition, nullptr, 0) : uint32_t(m_rr++ % m_partitions);
             checkPartitionLocked(p);
             OpenBatch& ob = prepare(p);
-            size_t room = m_opts.batchEvents - ob.builder.count();
+            size_t room = m_opts.batchSize - ob.builder.count();
             size_t k = std::min(n - i, std::max<size_t>(room, 1));
             if (partition < 0 && m_partitions > 1) k = std::min<size_t>(k, 1024); // spread over partitions
             size_t bytes = k * (metaLen + 12);

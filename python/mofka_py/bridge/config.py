@@ -10,10 +10,12 @@ import importlib
 import os
 import re
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
+from .. import _settings
 from ..errors import InvalidArgument
 from .expr import ExpressionError, compile_filter
 
@@ -24,9 +26,9 @@ else:  # pragma: no cover - exercised on 3.9/3.10 only
 
 __all__ = ["ConfigError", "Endpoint", "Rule", "BridgeConfig", "load_config", "DATA_POLICIES", "PARTITION_MAPS"]
 
-DATA_POLICIES = ("forward", "drop", "metadata")
+DATA_POLICIES = _settings.setting("rule", "data").choices
 # How a source partition picks its target partition (see endpoints.target_partition); the last is the default.
-PARTITION_MAPS = ("v1", "v2")
+PARTITION_MAPS = _settings.setting("rule", "partition_map").choices
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _FUNC_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
@@ -63,7 +65,7 @@ class Rule:
     filter_text: Optional[str] = None
     transform: Optional[Callable[[Any, Any], Any]] = None
     data: str = "forward"
-    batch_events: int = 10000
+    batch_size: int = 10000         # events per round (the commit unit); the target producer's batch_size
     linger_ms: float = 5.0
     rate_limit: float = 0.0         # events per second, 0 = unlimited
     rate_limit_bytes: float = 0.0   # bytes per second, 0 = unlimited
@@ -166,8 +168,10 @@ def _number(value: Any, name: str) -> float:
     return float(value)
 
 
-_RULE_KEYS = {"name", "from", "to", "filter", "transform", "data", "batch_events", "linger_ms", "rate_limit",
-              "rate_limit_bytes", "group", "start", "partitions", "partition_map"}
+# A rule's settings are those of the registry's "rule" scope (docs/configuration.md); these say what it forwards.
+_RULE_STRUCTURE = {"name", "from", "to", "filter", "transform"}
+_RULE_RENAMED = {d.old: d.new for d in _settings.DEPRECATED if "rule" in d.scopes}   # old name -> new
+_RULE_KEYS = _RULE_STRUCTURE | set(_settings.settings("rule")) | set(_RULE_RENAMED)
 _ENDPOINT_KEYS = {"url", "librdkafka", "token_file"}
 _BRIDGE_KEYS = {"site", "state_dir", "site_key", "recovery_scan_limit", "status_interval", "connect_timeout",
                 "retry_max_s", "partition_map", "log_repeat_s"}
@@ -335,25 +339,23 @@ def load_config(source: Union[str, os.PathLike, Dict[str, Any]], *,
                 rule.transform = _load_ref(tr, "transform")
             except ValueError as exc:
                 raise fail(f"rule {name!r}: {exc}", "rules", i, "transform") from None
-        try:
-            rule.data = r.get("data", "forward")
-            if rule.data not in DATA_POLICIES:
-                raise ValueError(f"data must be one of {', '.join(DATA_POLICIES)} (got {rule.data!r})")
-            rule.batch_events = _positive_int(r.get("batch_events", 10000), "batch_events", 1)
-            rule.linger_ms = _number(r.get("linger_ms", 5.0), "linger_ms")
-            rule.rate_limit = _number(r.get("rate_limit", 0), "rate_limit")
-            rule.rate_limit_bytes = _number(r.get("rate_limit_bytes", 0), "rate_limit_bytes")
-            rule.partitions = _positive_int(r.get("partitions", 0), "partitions")
-            rule.partition_map = _partition_map(r.get("partition_map", default_map))
-            rule.start = r.get("start", "earliest")
-            if rule.start not in ("earliest", "latest"):
-                raise ValueError(f"start must be 'earliest' or 'latest' (got {rule.start!r})")
-            rule.group = r.get("group", f"mofka-bridge.{site}.{name}")
-            if not isinstance(rule.group, str) or not rule.group:
-                raise ValueError("group must be a non-empty string")
-        except ValueError as exc:
-            key = str(exc).split(" ")[0]
-            raise fail(f"rule {name!r}: {exc}", "rules", i, key) from None
+        values: Dict[str, Any] = {"group": f"mofka-bridge.{site}.{name}", "partition_map": default_map}
+        for key, value in r.items():
+            if key in _RULE_STRUCTURE:
+                continue
+            new = _RULE_RENAMED.get(key, key)
+            try:
+                if new != key:
+                    if new in r:
+                        raise InvalidArgument(f"{key} is the deprecated name of {new}: give {new} only")
+                    warnings.warn(f"{where('rules', i, key)}: rule {name!r}: {key} is deprecated and will be removed "
+                                  f"in the next release; use {new}", DeprecationWarning, stacklevel=2)
+                    value = _settings.convert_deprecated("rule", key, value)[1]
+                values.update(_settings.validate("rule", {new: value}))
+            except InvalidArgument as exc:
+                raise fail(f"rule {name!r}: {exc}", "rules", i, key) from None
+        for key, default in _settings.defaults("rule").items():
+            setattr(rule, key, values.get(key, default))
         rules.append(rule)
 
     try:

@@ -344,7 +344,7 @@ class FabricSink:
         except TopicNotFound:
             self.topic = fab.create_topic(topic, partitions=max(1, partitions))
         self.partitions = self.topic.partitions
-        self.prod = self.topic.producer(linger_ms=max(0.0, rule.linger_ms), batch_size=max(1, rule.batch_events))
+        self.prod = self.topic.producer(linger_ms=max(0.0, rule.linger_ms), batch_size=max(1, rule.batch_size))
 
     def recover(self, candidates: Dict[str, Sequence[int]], limit: int) -> Dict[str, int]:
         """Highest origin offset present per origin prefix, looked for in the prefix's candidate partitions

@@ -1,6 +1,6 @@
 """One forwarding loop: a rule's source topic -> its target topic, with dedup, filter, transform and rate limit.
 
-Order of one round: read up to ``batch_events`` events, send those that pass
+Order of one round: read up to ``batch_size`` events, send those that pass
 to the sink, wait until the sink acknowledged all of them, then commit the
 source. A crash between the sink's ack and the commit leaves events in the
 target that the source will hand out again; on start the route asks the sink
@@ -197,7 +197,7 @@ class Route:
         floor_by_part = {p: floors.get(pre, -1) for p, pre in prefixes.items()}
         rule = self.rule
         linger = max(rule.linger_ms, 1.0) / 1000.0
-        round_max = rule.batch_events
+        round_max = rule.batch_size
         limiter = None
         if rule.rate_limit or rule.rate_limit_bytes:
             limiter = RateLimiter(rule.rate_limit, rule.rate_limit_bytes, sleep=self._sleep)
@@ -224,7 +224,7 @@ class Route:
                 continue
             n = sum(len(c[2]) for c in chunks)
             deadline = time.monotonic() + linger
-            while n < round_max:        # fill the round up to batch_events within the linger time
+            while n < round_max:        # fill the round up to batch_size within the linger time
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break

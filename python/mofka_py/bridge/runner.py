@@ -74,8 +74,8 @@ class Bridge:
                     if ep.token_file:
                         from ..service import read_token
                         token = read_token(ep.token_file)
-                    fab = api.connect(ep.url, token=token, reconnect_timeout=cfg.connect_timeout,
-                                      request_timeout=max(cfg.connect_timeout, 5.0))
+                    fab = api.connect(ep.url, token=token, reconnect_timeout_ms=round(cfg.connect_timeout * 1000),
+                                      request_timeout_ms=round(max(cfg.connect_timeout, 5.0) * 1000))
                     self._own.append(fab)
                     self.fabrics[name] = fab
                     fab.topics()    # proves a tcp:// service answers

@@ -323,7 +323,8 @@ class TcpClient final : public RemoteClient {
                 noteProblem(e.what());
                 if (now - firstFailure > std::chrono::milliseconds(m_opts.reconnectTimeoutMs))
                     throw Error(ErrorCode::Connection, std::string(e.what()) + " (gave up after retrying for " +
-                                                           std::to_string(m_opts.reconnectTimeoutMs / 1000) + " s, the reconnect_timeout)");
+                                                           std::to_string(m_opts.reconnectTimeoutMs / 1000) + " s: reconnect_timeout_ms = " +
+                                                           std::to_string(m_opts.reconnectTimeoutMs) + ")");
                 // Sleep the backoff in slices: a cancelled caller (a producer closing with a timeout) stops at once.
                 auto until = now + std::chrono::milliseconds(backoffMs);
                 while (Clock::now() < until) {
@@ -354,8 +355,8 @@ class TcpClient final : public RemoteClient {
         std::lock_guard<std::mutex> l(m_problemMutex);
         if (m_problem.empty()) return "";
         auto s = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - m_problemSince).count();
-        return m_problem + " (retrying for " + std::to_string(s) + " s so far; reconnect_timeout is " +
-               std::to_string(m_opts.reconnectTimeoutMs / 1000) + " s)";
+        return m_problem + " (retrying for " + std::to_string(s) + " s so far; reconnect_timeout_ms = " +
+               std::to_string(m_opts.reconnectTimeoutMs) + ")";
     }
 
   private:

@@ -61,10 +61,10 @@ def bridge_config(site: str, fabric_url: str, bootstrap: str, state_dir: Path) -
     ]
     if site in OBSERVATORIES:
         lines += ["[[rules]]", 'name = "alerts-up"', 'from = "site/alerts"', f'to = "cloud/{ALERTS}"',
-                  "linger_ms = 1", "batch_events = 1000", ""]
+                  "linger_ms = 1", "batch_size = 1000", ""]
     else:
         lines += ["[[rules]]", 'name = "followup-down"', f'from = "cloud/{FOLLOWUP}"', 'to = "site/followup"',
-                  f"filter = \"telescope == '{site}'\"", "linger_ms = 1", "batch_events = 1", "",
+                  f"filter = \"telescope == '{site}'\"", "linger_ms = 1", "batch_size = 1", "",
                   "[[rules]]", 'name = "acks-up"', 'from = "site/acks"', f'to = "cloud/{ACKS}"', "linger_ms = 1", ""]
     return "\n".join(lines)
 

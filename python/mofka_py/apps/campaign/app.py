@@ -223,7 +223,7 @@ def _run(args: argparse.Namespace) -> Report:
         from mofka_py.service import read_token
 
         token = getattr(args, "token", None) or read_token(token_file) or None
-        fab = mp.connect(url, token=token, reconnect_timeout=120)
+        fab = mp.connect(url, token=token, reconnect_timeout_ms=120_000)
         pool = Pool(fab, args.pool, retries=2, timeout=120)
 
         def progress(th: Thinker) -> None:

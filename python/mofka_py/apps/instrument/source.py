@@ -99,7 +99,7 @@ def _gateway(args: argparse.Namespace, fab: Any, comm: Any, t0: float) -> int:
            # whose request body exceeds 1 MiB (docs/apps-instrument.md, "Known issues"), so bodies stay
            # under it as long as frames do.
            "rules": [{"name": "frames-to-site", "from": "job/frames", "to": "site/frames", "linger_ms": 1,
-                      "batch_events": 1},
+                      "batch_size": 1},
                      {"name": "acks-to-site", "from": "job/acks", "to": "site/acks", "linger_ms": 1},
                      {"name": "steering-to-job", "from": "site/steering", "to": "job/steering", "linger_ms": 1}]}
     bridge = Bridge(cfg, fabrics={"job": fab}).start()
