@@ -94,14 +94,16 @@ class Setting:
         """``value`` checked (and normalised: an int stays an int, a float for a number), or InvalidArgument."""
         k, name = self.kind, self.name
         unit = f" {_UNIT_WORDS.get(self.unit, self.unit)}" if self.unit else ""
+        lo = -math.inf if self.lo is None else self.lo
+        hi = math.inf if self.hi is None else self.hi
         if k == "int":
-            if isinstance(value, bool) or not isinstance(value, int) or not self.lo <= value <= self.hi:
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
                 raise InvalidArgument(f"{name} must be an integer number{unit} between {_num(self.lo)} and "
                                       f"{_num(self.hi)} (got {value!r})")
             return value
         if k == "number":
             if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-                    or not self.lo <= value <= self.hi):
+                    or not lo <= value <= hi):
                 raise InvalidArgument(f"{name} must be a number{unit} between {_num(self.lo)} and "
                                       f"{_num(self.hi)} (got {value!r})")
             return float(value)
