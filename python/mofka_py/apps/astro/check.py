@@ -46,7 +46,7 @@ class Collected:
 
 def collect(run: Any) -> Collected:
     """Read the topics while the services and the broker still run."""
-    from .app import read_fabric, read_kafka
+    from .readback import read_fabric, read_kafka
 
     col = Collected(marks=dict(run.marks))
     bootstrap = run.kafka.bootstrap
