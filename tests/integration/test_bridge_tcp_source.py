@@ -16,7 +16,7 @@ import orjson
 
 import mofka_py as mp
 from kafka_helpers import crc, run_bridge_process, stop_process, tansu  # noqa: F401 - fixture
-from mofka_py.bridge.endpoints import parse_origin
+from mofka_py.bridge import parse_origin
 from service_helpers import Service, free_port
 from test_bridge import check_kafka_exactly_once, produce_frames
 

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Union
 from .. import api
 from ..errors import Error, TopicNotFound
 from .config import BridgeConfig, ConfigError, load_config
-from .endpoints import check_kafka
+from .kafka_endpoint import check_kafka
 from .kafka import LOGGER, KafkaHooks, RepeatLimiter
 from .route import Route
 
