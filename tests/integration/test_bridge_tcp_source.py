@@ -28,7 +28,7 @@ RESUME_DEADLINE_S = 20.0
 
 
 def _committed(svc: mp.Fabric) -> dict:
-    return {p: svc._f.committed(GROUP, "frames", p) or 0 for p in range(PARTS)}
+    return {p["partition"]: p["committed"] or 0 for p in svc.topic("frames").describe_group(GROUP)["partitions"]}
 
 
 def _ends(svc: mp.Fabric) -> dict:

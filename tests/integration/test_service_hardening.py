@@ -249,7 +249,7 @@ def test_flood_of_idle_and_slow_logins_does_not_lock_out_clients_with_the_token(
 
         # The service is healthy: still running, only the reader counted, and serving.
         assert svc.proc.poll() is None
-        eventually(lambda: reader._f.connected_clients() == 1, "connected clients back to the reader alone")
+        eventually(lambda: reader.connected_clients == 1, "connected clients back to the reader alone")
         with mp.connect(svc.url, token=TOKEN) as fab:
             assert fab.topic("events").describe()["partitions"][0]["end_offset"] + \
                 fab.topic("events").describe()["partitions"][1]["end_offset"] == len(sent)

@@ -66,7 +66,7 @@ def test_producers_and_consumer_groups():
             assert {(s, q) for _, _, s, q in seen} == expected
             assert len(seen) == len(expected)
         c.Barrier()
-        assert set(topic.fabric._f.groups("frames")) >= {"all", "solo"}
+        assert set(topic.groups()) >= {"all", "solo"}
 
 
 def test_topics_spread_over_servers():

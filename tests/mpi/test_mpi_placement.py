@@ -95,9 +95,9 @@ def test_partitions_spread_over_servers():
                 for group in ("g1", "g2"):
                     group_reads_everything_once(c, topic, group, expected)
                     c.Barrier()
-                    for p in info["partitions"]:
-                        assert fab._f.committed(group, "spread", p["partition"]) == p["end_offset"]
-                assert set(fab._f.groups("spread")) >= {"g1", "g2"}
+                    state = topic.describe_group(group)
+                    assert [p["committed"] for p in state["partitions"]] == [p["end_offset"] for p in info["partitions"]]
+                assert set(topic.groups()) >= {"g1", "g2"}
                 c.Barrier()
         # Each partition's events are on its own server's disk, and only there.
         placement = WORLD.bcast(placement, root=WORLD.size - 1)  # the last rank is always a client

@@ -24,6 +24,11 @@ def wait_until(pred, timeout: float = 30.0, interval: float = 0.02, what: str = 
         time.sleep(interval)
 
 
+def committed(topic, group: str) -> List[Optional[int]]:
+    """The offset ``group`` committed per partition of ``topic`` (None where it never committed)."""
+    return [p["committed"] for p in topic.describe_group(group)["partitions"]]
+
+
 def consume_all(topic, **kw) -> list:
     """Every event of a complete topic, as (partition, offset, metadata_bytes, data bytes)."""
     assert topic.complete, "consume_all needs a complete topic"

@@ -186,8 +186,7 @@ def test_heartbeats_become_node_events(mem_fab):
         events += mon.poll(0.1)
     assert [e["node"] for e in events if e["event"] == "node_up"] == ["node-a"]
     # Silent (as if killed: no "leaving" beat) -> node_down after down_after.
-    hb._stop.set()
-    hb._thread.join()
+    hb.stop(leaving=False)
     deadline = time.monotonic() + 10
     while not any(e["event"] == "node_down" for e in events) and time.monotonic() < deadline:
         events += mon.poll(0.1)
