@@ -6,11 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from service_helpers import Service, free_port, stop_process
+from waiting import wait_until
 
 HERE = Path(__file__).resolve().parent
 
@@ -70,8 +70,4 @@ class Cluster:
 
 
 def wait_for(pred, timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        time.sleep(0.02)
+    wait_until(pred, timeout, what)

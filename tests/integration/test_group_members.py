@@ -18,6 +18,7 @@ import pytest
 
 import mofka_py as mp
 from service_helpers import Service, free_port, stop_process
+from waiting import wait_until
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "unit"))
 from _group_scenarios import (P, fill, scenario_churn, scenario_late_joiner,  # noqa: E402
@@ -74,11 +75,11 @@ class Proc:
         return out
 
     def wait_events(self, n: int, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.events()) < n:
+        def got() -> bool:
             assert self.proc.poll() is None, f"member exited early: {self.err.read_text()}"
-            assert time.monotonic() < deadline, f"member stuck at {len(self.events())} events"
-            time.sleep(0.02)
+            return len(self.events()) >= n
+
+        wait_until(got, timeout, f"{n} events read by member {self.log.name}")
 
     def finish(self, timeout: float = 120.0) -> None:
         try:
@@ -140,7 +141,7 @@ def test_member_processes_join_leave_restart_and_fail(tmp_path, start, failure):
             def produce():  # ~8 s of events, while members come and go
                 for k in range(32):
                     fill(topic, n // 32, first=k * (n // 32))
-                    time.sleep(0.25)
+                    time.sleep(0.25)    # a stream spread over time (members join and fail during it)
                 done.set()
 
             producer = threading.Thread(target=produce, daemon=True)

@@ -156,7 +156,7 @@ def test_kill9_mid_produce_then_restart_keeps_every_acknowledged_event_once(tmp_
             assert p.stdout.readline().strip() == "quarter"
         assert any(p.poll() is None for p in procs), "producers finished before the crash: nothing was tested"
         svc.kill()
-        time.sleep(1.0)
+        time.sleep(1.0)     # an outage, not just a reconnect, is what the producers must ride out
         svc = Service(tmp_path / "fab", port, sync="batch").start()
         for p in procs:  # they finish on their own, without any help from user code
             p.wait(timeout=240)

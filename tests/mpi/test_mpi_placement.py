@@ -218,7 +218,7 @@ def test_live_consumer_wakes_on_any_server():
                     arr = payload(0, seq)
                     prod.push({"src": 0, "seq": seq, "crc": zlib.crc32(arr)}, data=arr, partition=seq % 5)
                     prod.flush()
-                    time.sleep(0.01)
+                    time.sleep(0.01)    # a live stream, one event at a time: the pacing is the scenario
         if c.rank == c.size - 1:
             got = []
             while len(got) < count:
