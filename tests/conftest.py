@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-# Helpers shared by every test directory (waiting.py) are imported from here.
+# Helpers shared by every test directory (waiting.py, service_helpers.py) are imported from here.
 sys.path.insert(0, str(Path(__file__).parent))
 
 # A hung wait must fail the test, not the whole run (pytest-timeout). A test's own marker wins;

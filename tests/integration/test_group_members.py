@@ -1,8 +1,8 @@
-"""Consumer groups over a real `mofka-py serve` service: member threads (the shared scenarios)
-and member processes that join, leave, restart, are killed with kill -9 or paused with
+"""Consumer groups over a real `mofka-py serve` service: member processes that join, leave, restart, are killed with kill -9 or paused with
 SIGSTOP while events are produced. The group delivers every event exactly once, except the
 documented at-least-once window of the failed member: events it handed out after its last
-commit (bounded and counted here)."""
+commit (bounded and counted here). The shared member-thread scenarios run over tcp:// too, in
+../unit/test_group_semantics.py (the any_fab fixture)."""
 from __future__ import annotations
 
 import os
@@ -21,27 +21,9 @@ from service_helpers import Service, free_port, stop_process
 from waiting import wait_until
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "unit"))
-from _group_scenarios import (P, fill, scenario_churn, scenario_late_joiner,  # noqa: E402
-                              scenario_restart_resumes_after_commit)
+from _group_scenarios import P, fill  # noqa: E402
 
 MEMBER = str(Path(__file__).with_name("group_member.py"))
-
-
-@pytest.fixture
-def service(tmp_path):
-    svc = Service(tmp_path / "data", free_port()).start()
-    yield svc
-    svc.stop()
-
-
-@pytest.mark.parametrize("start", ["earliest", None])
-def test_scenarios_over_tcp(service, start):
-    with mp.connect(service.url) as fab:
-        got = scenario_late_joiner(fab, start, n=8000)
-        assert set(got) == {"A", "B"}
-        scenario_churn(fab, start, n=8000)
-        if start is None:
-            scenario_restart_resumes_after_commit(fab)
 
 
 class Proc:

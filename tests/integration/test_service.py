@@ -18,9 +18,6 @@ import pytest
 import mofka_py as mp
 from service_helpers import Service, free_port, stored_batch_bytes
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "unit"))
-from _helpers import flush_while_pushing_keeps_order  # noqa: E402
-
 FRAME = struct.Struct("<IHHIIQQ")  # magic, version, type, flags, reserved, request id, body length
 MAGIC, VERSION = 0x4659504D, 1
 
@@ -100,13 +97,6 @@ def test_round_trip_and_admin(service):
             np.testing.assert_array_equal(seen[i], a)
         assert fab.connected_clients >= 1
         assert topic.describe()["sync"] == "batch"  # the service's default applies
-
-
-def test_flush_from_other_threads_while_pushing_keeps_order(service):
-    """Over TCP a producer keeps several batches in flight: flushing callers and the sender
-    thread both hand batches over, and they still reach the service in sequence order."""
-    with mp.connect(service.url) as fab:
-        flush_while_pushing_keeps_order(fab.create_topic("racing", partitions=1))
 
 
 def test_status_cli_shows_groups_lag_and_clients(service):
