@@ -2,7 +2,13 @@
 URL or token leaking in from the environment."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
+
+# Helpers shared by every test directory (waiting.py, service_helpers.py) are imported from here.
+sys.path.insert(0, str(Path(__file__).parent))
 
 # A hung wait must fail the test, not the whole run (pytest-timeout). A test's own marker wins;
 # the MPI tests set theirs per module.

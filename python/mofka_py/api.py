@@ -215,6 +215,14 @@ class Fabric:
         tcp://...: Connection refused (retrying for 12 s so far ...)``), or ``""``."""
         return self._f.connection_problem()
 
+    @property
+    def connected_clients(self) -> Optional[int]:
+        """Client connections the service behind a ``tcp://`` fabric has now (this one included,
+        and the service's own health reporter unless it runs with ``--no-health``); None for an
+        embedded fabric, which has no clients but this process."""
+        n = self._f.connected_clients()
+        return n if n >= 0 else None
+
     def topics(self, *, system: bool = False) -> list:
         """Names of the topics, sorted; system topics (names starting with ``__``, kept by
         services such as the compute pool and health events) only with ``system=True``."""
@@ -535,6 +543,12 @@ class Producer:
     def pending_bytes(self) -> int:
         """Bytes pushed but not yet stored."""
         return self._p.pending_bytes
+
+    @property
+    def stats(self) -> dict:
+        """What this producer did: ``appended_events`` (stored, their futures resolved with an
+        EventId) and ``pending_bytes`` (pushed, not yet stored)."""
+        return {"appended_events": self._p.appended_events, "pending_bytes": self._p.pending_bytes}
 
     def __enter__(self) -> "Producer":
         return self

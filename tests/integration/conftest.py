@@ -1,4 +1,5 @@
-"""The integration tests import their helpers (service_helpers, kafka_helpers) from this folder;
+"""The integration tests import their helpers (kafka_helpers, pool_helpers) from this folder, and
+service_helpers and waiting from the one above;
 time limits and environment: ../conftest.py."""
 import sys
 from pathlib import Path

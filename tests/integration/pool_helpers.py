@@ -6,9 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Dict, List, Optional
+
+from waiting import wait_until
 
 from service_helpers import Service, free_port, stop_process
 
@@ -70,8 +71,4 @@ class Cluster:
 
 
 def wait_for(pred, timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        time.sleep(0.02)
+    wait_until(pred, timeout, what)

@@ -142,22 +142,22 @@ def test_report_checks_fail_on_broken_records():
     victim, kill = "w3", 10.0
     mine = [_result(f, "w3", 0, t_done=5.0 + f) for f in range(4)]
     again = [_result(f, "w1", 0, t_done=11.0 + f) for f in (2, 3)]       # the tail after the last commit
-    ok, _, n = rep._check_window({2: [mine[2], again[0]], 3: [mine[3], again[1]]}, mine + again, victim, kill)
+    ok, _, n = rep.check_window({2: [mine[2], again[0]], 3: [mine[3], again[1]]}, mine + again, victim, kill)
     assert ok and n == 2
     early = [_result(f, "w1", 0, t_done=11.0 + f) for f in (1,)]          # frame 1 repeated, 2 and 3 not
-    ok, why, _ = rep._check_window({1: [mine[1], early[0]]}, mine + early, victim, kill)
+    ok, why, _ = rep.check_window({1: [mine[1], early[0]]}, mine + early, victim, kill)
     assert not ok and "outside" in why
     live = [_result(0, "w1"), _result(0, "w2")]                          # repeated by two live workers
-    assert not rep._check_window({0: live}, live, victim, kill)[0]
-    assert not rep._check_window({0: live}, live, None, None)[0]
+    assert not rep.check_window({0: live}, live, victim, kill)[0]
+    assert not rep.check_window({0: live}, live, None, None)[0]
 
     results = [dict(_result(f), site_id=(0, f)) for f in range(3)]
     cloud = {"instrument.results": [{"origin": f"b/results/0/{f}"} for f in (0, 1, 1, 2)], "instrument.acks": []}
-    assert not rep._check_cloud(results, [], cloud)[0]                   # one twice
+    assert not rep.check_cloud(results, [], cloud)[0]                   # one twice
     cloud["instrument.results"] = [{"origin": f"b/results/0/{f}"} for f in (0, 1)]
-    assert not rep._check_cloud(results, [], cloud)[0]                   # one missing
+    assert not rep.check_cloud(results, [], cloud)[0]                   # one missing
     cloud["instrument.results"] = [{"origin": f"b/results/0/{f}"} for f in (0, 1, 2)]
-    assert rep._check_cloud(results, [], cloud)[0]
+    assert rep.check_cloud(results, [], cloud)[0]
 
 
 def test_report_fails_on_a_lost_frame_and_a_disobeyed_command(tmp_path):

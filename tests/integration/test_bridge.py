@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import time
 from collections import Counter
 
 import orjson
@@ -13,6 +12,7 @@ import pytest
 
 import mofka_py as mp
 from mofka_py.bridge import Bridge, ConfigError, parse_origin
+from waiting import wait_until
 
 from kafka_helpers import crc, payload, run_bridge_process, stop_process, tansu  # noqa: F401 - fixture
 from service_helpers import Service, free_port
@@ -125,10 +125,7 @@ def test_downward_steering_commands(tansu, tmp_path):  # noqa: F811
                "rules": [{"name": "down", "from": "cloud/steer", "to": "site/commands", "data": "metadata"}]}
         with Bridge(cfg, fabrics={"site": fab}) as bridge:
             tansu.produce("steer", cmds[100:])
-            deadline = time.monotonic() + 60
-            while bridge.status()["routes"][0]["forwarded"] < 200:
-                assert time.monotonic() < deadline, bridge.status()
-                time.sleep(0.1)
+            wait_until(lambda: bridge.status()["routes"][0]["forwarded"] >= 200, 60, "200 commands forwarded")
             assert bridge.wait_idle(60), bridge.status()
         # Restarting the bridge forwards nothing twice (offsets committed in the Kafka group).
         with Bridge(cfg, fabrics={"site": fab}) as bridge:

@@ -9,7 +9,8 @@ import textwrap
 import time
 
 import mofka_py as mp
-from mofka_py.bridge import Bridge
+from mofka_py.bridge import Bridge, load_config, read_status
+from waiting import wait_until
 
 from kafka_helpers import run_bridge_process, stop_process, tansu  # noqa: F401 - fixture
 from test_bridge import check_kafka_exactly_once, produce_frames
@@ -45,16 +46,22 @@ def test_kill9_at_random_points_then_exactly_once(tansu, tmp_path):  # noqa: F81
             produce_frames(fab.topic("frames"), total, per_round, size=512)
         total += per_round
         proc = run_bridge_process(cfg)
-        time.sleep(rng.uniform(0.05, 1.5))
+        time.sleep(rng.uniform(0.05, 1.5))     # a random moment to kill it: the moment is what is tested
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     proc = run_bridge_process(cfg)
     try:
-        recs = tansu.wait_count("killed", total, timeout=90)
-        time.sleep(1.0)   # anything beyond `total` would be a duplicate; give it a moment to show up
-        recs = tansu.read_all("killed")
+        def drained() -> bool:
+            st = read_status(load_config(str(cfg)))
+            assert proc.poll() is None, f"bridge exited with {proc.returncode}"
+            return bool(st and st["pid"] == proc.pid and st["routes"] and st["routes"][0]["lag"] == 0)
+
+        # Lag 0: every source event committed, which the bridge does only after Kafka acknowledged it.
+        wait_until(drained, 90, "the bridge to commit every source event")
     finally:
         assert stop_process(proc) == 0
+    # The bridge is gone: every record it will ever write, duplicates included, is in Kafka now.
+    recs = tansu.read_all("killed")
     print(f"seed {seed}: {len(recs)} records")
     check_kafka_exactly_once(recs, range(total), site="site-k")
 
@@ -71,23 +78,19 @@ def test_broker_outage_keeps_source_and_catches_up(tansu, tmp_path):  # noqa: F8
             tansu.pause()
             try:
                 produce_frames(frames, 1000, 2000)
-                deadline = time.monotonic() + 15
-                saw_waiting = False
-                while time.monotonic() < deadline:
+
+                def stalled():
                     st = bridge.status()["routes"][0]
-                    saw_waiting = saw_waiting or st["state"].startswith("waiting")
-                    time.sleep(0.25)
-                st = bridge.status()["routes"][0]
-                assert saw_waiting, st
-                assert st["lag"] and st["lag"] > 0, st          # the source still holds what is not in Kafka
-                committed = sum(fab._f.committed("mofka-bridge.site-o.up", "frames", p) or 0 for p in range(2))
-                assert committed < 3000
+                    # Waiting for the broker, and the source still holds what is not in Kafka.
+                    return st if st["state"].startswith("waiting") and st["lag"] else None
+
+                wait_until(stalled, 60, "the route waiting for the paused broker, with a lag")
+                group = frames.describe_group("mofka-bridge.site-o.up")
+                assert sum(p["committed"] or 0 for p in group["partitions"]) < 3000
             finally:
                 tansu.resume()
-            deadline = time.monotonic() + 90
-            while bridge.status()["routes"][0]["committed_events"] < 3000:
-                assert time.monotonic() < deadline, bridge.status()
-                time.sleep(0.2)
+            wait_until(lambda: bridge.status()["routes"][0]["committed_events"] >= 3000, 90,
+                       "every event committed after the broker came back")
             assert bridge.wait_idle(60), bridge.status()
         recs = tansu.wait_count("outage", 3000)
         check_kafka_exactly_once(recs, range(3000), site="site-o")

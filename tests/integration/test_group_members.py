@@ -1,8 +1,8 @@
-"""Consumer groups over a real `mofka-py serve` service: member threads (the shared scenarios)
-and member processes that join, leave, restart, are killed with kill -9 or paused with
+"""Consumer groups over a real `mofka-py serve` service: member processes that join, leave, restart, are killed with kill -9 or paused with
 SIGSTOP while events are produced. The group delivers every event exactly once, except the
 documented at-least-once window of the failed member: events it handed out after its last
-commit (bounded and counted here)."""
+commit (bounded and counted here). The shared member-thread scenarios run over tcp:// too, in
+../unit/test_group_semantics.py (the any_fab fixture)."""
 from __future__ import annotations
 
 import os
@@ -16,30 +16,14 @@ from pathlib import Path
 import pytest
 
 import mofka_py as mp
+from waiting import wait_until
 
 from service_helpers import Service, free_port, stop_process
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "unit"))
-from _group_scenarios import P, fill, scenario_churn, scenario_late_joiner, scenario_restart_resumes_after_commit  # noqa: E402
+from _group_scenarios import P, fill  # noqa: E402
 
 MEMBER = str(Path(__file__).with_name("group_member.py"))
-
-
-@pytest.fixture
-def service(tmp_path):
-    svc = Service(tmp_path / "data", free_port()).start()
-    yield svc
-    svc.stop()
-
-
-@pytest.mark.parametrize("start", ["earliest", None])
-def test_scenarios_over_tcp(service, start):
-    with mp.connect(service.url) as fab:
-        got = scenario_late_joiner(fab, start, n=8000)
-        assert set(got) == {"A", "B"}
-        scenario_churn(fab, start, n=8000)
-        if start is None:
-            scenario_restart_resumes_after_commit(fab)
 
 
 class Proc:
@@ -73,11 +57,11 @@ class Proc:
         return out
 
     def wait_events(self, n: int, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.events()) < n:
+        def got() -> bool:
             assert self.proc.poll() is None, f"member exited early: {self.err.read_text()}"
-            assert time.monotonic() < deadline, f"member stuck at {len(self.events())} events"
-            time.sleep(0.02)
+            return len(self.events()) >= n
+
+        wait_until(got, timeout, f"{n} events read by member {self.log.name}")
 
     def finish(self, timeout: float = 120.0) -> None:
         try:
@@ -139,7 +123,7 @@ def test_member_processes_join_leave_restart_and_fail(tmp_path, start, failure):
             def produce():  # ~8 s of events, while members come and go
                 for k in range(32):
                     fill(topic, n // 32, first=k * (n // 32))
-                    time.sleep(0.25)
+                    time.sleep(0.25)    # a stream spread over time (members join and fail during it)
                 done.set()
 
             producer = threading.Thread(target=produce, daemon=True)

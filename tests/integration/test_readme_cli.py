@@ -8,8 +8,10 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+import mofka_py as mp
+from waiting import wait_until
 
 from service_helpers import free_port, stop_process
 
@@ -21,6 +23,13 @@ def _readme_cli_block() -> list:
     section = text.split("## Command line", 1)[1]
     block = section.split("```bash", 1)[1].split("```", 1)[0]
     return [ln for ln in block.strip().splitlines() if ln.strip()]
+
+
+def _joined(fab, topic: str, group: str) -> bool:
+    try:
+        return bool(fab.topic(topic).describe_group(group)["members"])
+    except mp.TopicNotFound:
+        return False
 
 
 def test_readme_command_line_example(tmp_path):
@@ -42,22 +51,19 @@ def test_readme_command_line_example(tmp_path):
                 with open(log, "wb") as out:
                     background.append((subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env), log))
                 if argv[1] == "serve":
-                    deadline = time.monotonic() + 30
-                    while b"serving" not in log.read_bytes():
-                        assert time.monotonic() < deadline, log.read_text()
-                        time.sleep(0.05)
-                else:
-                    time.sleep(1.0)  # let the consumer join before the producer writes
+                    wait_until(lambda log=log: b"serving" in log.read_bytes(), 30, f"the service to start: {log}")
+                elif argv[1] == "consume" and "--group" in argv:
+                    # The consumer joins its group before the producer writes.
+                    topic, group = argv[2], argv[argv.index("--group") + 1]
+                    with mp.connect(env["MOFKA_PY_URL"]) as fab:
+                        wait_until(lambda topic=topic, group=group: _joined(fab, topic, group), 30, f"a member in group {group} of {topic}")
                 continue
             r = subprocess.run(cmd, shell=True, capture_output=True, env=env, timeout=60)
             assert r.returncode == 0, f"`{cmd}` failed: {r.stderr.decode()}"
             outputs[cmd] = r.stdout.decode()
         # The consumer following the topic printed the produced event.
         consumer_log = background[1][1]
-        deadline = time.monotonic() + 30
-        while b'"frame":1' not in consumer_log.read_bytes():
-            assert time.monotonic() < deadline, consumer_log.read_text()
-            time.sleep(0.05)
+        wait_until(lambda: b'"frame":1' in consumer_log.read_bytes(), 30, f"the event printed in {consumer_log}")
         describe = [out for cmd, out in outputs.items() if "group describe" in cmd]
         assert describe and re.search(r"1 live member", describe[0]), describe
     finally:

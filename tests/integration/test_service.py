@@ -19,9 +19,6 @@ import mofka_py as mp
 
 from service_helpers import Service, free_port, stored_batch_bytes
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "unit"))
-from _helpers import flush_while_pushing_keeps_order  # noqa: E402
-
 FRAME = struct.Struct("<IHHIIQQ")  # magic, version, type, flags, reserved, request id, body length
 MAGIC, VERSION = 0x4659504D, 1
 
@@ -99,15 +96,8 @@ def test_round_trip_and_admin(service):
         assert sorted(seen) == list(range(50))
         for i, a in enumerate(arrays):
             np.testing.assert_array_equal(seen[i], a)
-        assert fab._f.connected_clients() >= 1
+        assert fab.connected_clients >= 1
         assert topic.describe()["sync"] == "batch"  # the service's default applies
-
-
-def test_flush_from_other_threads_while_pushing_keeps_order(service):
-    """Over TCP a producer keeps several batches in flight: flushing callers and the sender
-    thread both hand batches over, and they still reach the service in sequence order."""
-    with mp.connect(service.url) as fab:
-        flush_while_pushing_keeps_order(fab.create_topic("racing", partitions=1))
 
 
 def test_status_cli_shows_groups_lag_and_clients(service):
@@ -157,7 +147,7 @@ def test_kill9_mid_produce_then_restart_keeps_every_acknowledged_event_once(tmp_
             assert p.stdout.readline().strip() == "quarter"
         assert any(p.poll() is None for p in procs), "producers finished before the crash: nothing was tested"
         svc.kill()
-        time.sleep(1.0)
+        time.sleep(1.0)     # an outage, not just a reconnect, is what the producers must ride out
         svc = Service(tmp_path / "fab", port, sync="batch").start()
         for p in procs:  # they finish on their own, without any help from user code
             p.wait(timeout=240)

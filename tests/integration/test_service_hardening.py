@@ -19,6 +19,7 @@ import pytest
 
 import mofka_py as mp
 from mofka_py.service import read_token
+from waiting import wait_until
 
 from service_helpers import Service, free_port, idle_socket, read_until_closed
 
@@ -87,14 +88,6 @@ def readline_within(proc: subprocess.Popen, bound: float = 60.0) -> str:
     t.join(bound)
     assert line, f"no line from the process after {bound} s"
     return line[0].strip()
-
-
-def eventually(check, what: str, bound: float = 30.0) -> None:
-    """Wait until ``check()`` is true; fail after a generous ``bound`` seconds."""
-    deadline = time.monotonic() + bound
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: still not true after {bound} s"
-        time.sleep(0.05)
 
 
 # A flood in a process of its own (as an attacker would be, and so that it does not take the
@@ -231,7 +224,7 @@ def test_flood_of_idle_and_slow_logins_does_not_lock_out_clients_with_the_token(
                     s.send(bytes([b]))
                 except OSError:
                     break
-                time.sleep(0.2)
+                time.sleep(0.2)     # a slow login, byte by byte: the slowness is what is tested
             closed[k] = read_until_closed(s)
 
         threads = [threading.Thread(target=trickle, args=(k, s)) for k, s in enumerate(slow)]
@@ -250,7 +243,7 @@ def test_flood_of_idle_and_slow_logins_does_not_lock_out_clients_with_the_token(
 
         # The service is healthy: still running, only the reader counted, and serving.
         assert svc.proc.poll() is None
-        eventually(lambda: reader._f.connected_clients() == 1, "connected clients back to the reader alone")
+        wait_until(lambda: reader.connected_clients == 1, 30, "connected clients back to the reader alone")
         with mp.connect(svc.url, token=TOKEN) as fab:
             assert fab.topic("events").describe()["partitions"][0]["end_offset"] + \
                 fab.topic("events").describe()["partitions"][1]["end_offset"] == len(sent)

@@ -1,4 +1,5 @@
-"""Topic delete / purge / alter over a real `mofka-py serve` service (and its CLI)."""
+"""Topic admin from the CLI against a real `mofka-py serve` service (delete, purge and alter over
+tcp:// themselves run in ../unit/test_topic_admin.py, on every transport)."""
 from __future__ import annotations
 
 import subprocess
@@ -10,30 +11,12 @@ import mofka_py as mp
 
 from service_helpers import Service, free_port
 
-sys.path.insert(0, __file__.rsplit("/", 2)[0] + "/unit")
-from _group_scenarios import fill  # noqa: E402
-
 
 @pytest.fixture
 def service(tmp_path):
     svc = Service(tmp_path / "data", free_port()).start()
     yield svc
     svc.stop()
-
-
-def test_delete_purge_alter_over_tcp(service, tmp_path):
-    with mp.connect(service.url) as fab:
-        t = fab.create_topic("x", partitions=3)
-        fill(t, 300)
-        with t.consumer("g", member_id="m-1"):
-            with pytest.raises(mp.GroupActive, match="m-1"):
-                fab.delete_topic("x")
-        assert t.purge() == 300
-        t.alter(retention_ms=60_000)
-        assert t.describe()["retention_ms"] == 60_000
-        fab.delete_topic("x")
-        assert fab.topics() == []
-    assert not (tmp_path / "data" / "topics" / "x").exists()
 
 
 def test_cli_topic_delete_needs_yes_when_not_interactive(service):

@@ -11,6 +11,8 @@ import time
 from collections import defaultdict
 from typing import Dict, List, Optional, Tuple
 
+from waiting import wait_until
+
 P = 4
 
 Record = Tuple[str, int, int, int]  # (member, partition, offset, i)
@@ -63,7 +65,7 @@ class Member(threading.Thread):
                     ev.ack()
                     self.count += 1
                     if self.pace and self.count % self.pace == 0:
-                        time.sleep(0.001)
+                        time.sleep(0.001)   # a slower member (the scenario), not a wait
                 self.stats = cons.stats
         except BaseException as exc:  # reported by check_members
             self.error = exc
@@ -112,7 +114,7 @@ def scenario_late_joiner(fab, start: Optional[str], n: int = 20_000) -> Dict[str
     a = Member(t, "g", "A", log, lock, start=start)
     b = Member(t, "g", "B", log, lock, start=start)
     a.start()
-    time.sleep(0.05)
+    wait_until(lambda: a.count > 0, 60, "member A reading before B joins")
     b.start()
     check_members(a, b)
     return check_exactly_once(log, n)
@@ -130,7 +132,7 @@ def scenario_churn(fab, start: Optional[str], n: int = 12_000) -> Dict[str, int]
         step = n // 6
         for k in range(6):
             fill(t, step if k < 5 else n - 5 * step, first=k * step)
-            time.sleep(0.05)
+            time.sleep(0.05)    # a stream spread over time (members join and leave during it)
 
     producer = threading.Thread(target=produce, daemon=True)
     first = Member(t, "g", "first", log, lock, start=start)
@@ -138,10 +140,7 @@ def scenario_churn(fab, start: Optional[str], n: int = 12_000) -> Dict[str, int]
     first.start()
 
     def wait_for(count: int) -> None:
-        deadline = time.monotonic() + 60
-        while len(log) < count:
-            assert time.monotonic() < deadline, f"group stalled at {len(log)} events"
-            time.sleep(0.005)
+        wait_until(lambda: len(log) >= count, 60, f"the group to deliver {count} events", interval=0.005)
 
     wait_for(n // 12)
     leaver = Member(t, "g", "leaver", log, lock, start=start, stop_after=n // 20)

@@ -7,21 +7,16 @@ import time
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
+from waiting import wait_until  # noqa: F401 - re-exported for the unit tests
+
 BATCH_MAGIC = 0x4259504D  # "MPYB"
 BATCH_HEADER = struct.Struct("<IHHQQIIIIQQqqQQQ")
 assert BATCH_HEADER.size == 96
 
 
-def wait_until(pred, timeout: float = 30.0, interval: float = 0.02, what: str = "condition"):
-    """Poll ``pred`` until it is true (bounded: fails after ``timeout`` seconds)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        time.sleep(interval)
+def committed(topic, group: str) -> List[Optional[int]]:
+    """The offset ``group`` committed per partition of ``topic`` (None where it never committed)."""
+    return [p["committed"] for p in topic.describe_group(group)["partitions"]]
 
 
 def consume_all(topic, **kw) -> list:

@@ -309,7 +309,7 @@ def test_invalid_consumer_arguments(mem_fab):
     with t.consumer() as c:
         with pytest.raises(mp.InvalidArgument):
             c.pull(timeout=-1)
-    assert mem_fab._f.groups("c") == []
+    assert t.groups() == []
 
 
 def test_closed_fabric_refuses_calls(fab_dir):

@@ -11,7 +11,7 @@ import pytest
 import mofka_py as mp
 
 from _group_scenarios import P, fill, scenario_churn, scenario_late_joiner, scenario_restart_resumes_after_commit
-from _helpers import pull_n, wait_until
+from _helpers import committed, pull_n, wait_until
 
 
 @pytest.mark.parametrize("start", ["earliest", None])
@@ -80,6 +80,7 @@ def test_reset_group_to_earliest_offset_dict_and_time(any_fab):
 def test_reset_group_by_time_finds_the_first_later_batch(mem_fab):
     t = mem_fab.create_topic("times", partitions=1)
     fill(t, 50)
+    # The gaps are what is tested: batches stored before and after `middle` have distinct timestamps.
     time.sleep(0.05)
     middle = dt.datetime.now()
     time.sleep(0.05)
@@ -112,7 +113,8 @@ def test_describe_group_shows_members_partitions_and_lag(any_fab):
     t = any_fab.create_topic("lag", partitions=P)
     fill(t, 400)  # 100 per partition
     with t.consumer("g", member_id="m1", auto_commit_ms=0) as c1, t.consumer("g", member_id="m2", auto_commit_ms=0) as c2:
-        wait_until(lambda: sorted(c1.partitions + c2.partitions) == list(range(P)) and c1.partitions and c2.partitions)
+        wait_until(lambda: sorted(c1.partitions + c2.partitions) == list(range(P)) and c1.partitions and c2.partitions,
+                   what="the partitions split between both members")
         for ev in pull_n(c1, 30):
             ev.ack()
         c1.commit()
@@ -176,7 +178,7 @@ def test_a_backlog_on_several_partitions_is_interleaved(any_fab):
                 prod.push({"i": i}, data=b"", partition=p)
     t.mark_complete()
     with t.consumer("g") as c:
-        wait_until(lambda: c.partitions == list(range(P)))
+        wait_until(lambda: c.partitions == list(range(P)), what="every partition assigned")
         # The backlog is there when every partition's events were fetched.
         wait_until(lambda: c.stats["prefetched"] == P * 3000, what="the backlog prefetched")
         first = [ev.partition for ev in pull_n(c, 2000)]
@@ -206,4 +208,4 @@ def test_an_ack_from_before_a_partition_moved_away_and_back_is_ignored(mem_fab):
         assert a.pull(timeout=10).offset == 0, "a starts again at the group's commit"
         stale.ack()  # from the earlier ownership: ignored
         a.commit()
-        assert mem_fab._f.committed("g", "epochs", 0) in (None, 0)
+        assert committed(mem_fab.topic("epochs"), "g")[0] in (None, 0)

@@ -8,7 +8,7 @@ import pytest
 
 import mofka_py as mp
 
-from _helpers import pull_n, wait_until
+from _helpers import committed, pull_n, wait_until
 
 P = 4
 
@@ -117,7 +117,7 @@ def test_resume_after_last_acked_event(any_fab):
         assert [ev.offset for ev in evs] == list(range(20))
         evs[12].ack()
         evs[5].ack()  # acking an earlier event does not move the position back
-    assert any_fab._f.committed("g", "resume", 0) == 13
+    assert committed(t, "g") == [13]
     with t.consumer("g", auto_commit_ms=0) as c:
         ev = c.pull(timeout=30)
         assert ev.offset == 13 and ev.metadata == {"i": 13}
@@ -138,7 +138,7 @@ def test_resume_per_partition(mem_fab):
             lim = acked[ev.partition]
             if lim is not None and ev.offset <= lim:
                 ev.ack()
-    assert [mem_fab._f.committed("g", "multi", p) for p in range(3)] == [5, 1, 0]
+    assert committed(t, "g") == [5, 1, 0]
     with t.consumer("g") as c:
         evs = pull_n(c, 54 + 0)
         firsts = {}
@@ -160,17 +160,17 @@ def test_committed_offsets_survive_fabric_reopen(fab_dir):
                 if ev.offset < (7 if ev.partition == 0 else 3):
                     ev.ack()
             c.commit()
-            assert [fab._f.committed("g", "durable", p) for p in (0, 1)] == [7, 3]
+            assert committed(t, "g") == [7, 3]
         # A later, smaller commit from another run of the group wins (last write).
         with t.consumer("h", auto_commit_ms=0) as c:
             for ev in pull_n(c, 40):
                 if ev.partition == 0 and ev.offset <= 10:
                     ev.ack()
     with mp.connect(url) as fab:
-        assert [fab._f.committed("g", "durable", p) for p in (0, 1)] == [7, 3]
-        assert fab._f.committed("h", "durable", 0) == 11
-        assert fab._f.groups("durable") == ["g", "h"]
         t = fab.topic("durable")
+        assert committed(t, "g") == [7, 3]
+        assert committed(t, "h")[0] == 11
+        assert t.groups() == ["g", "h"]
         with t.consumer("g") as c:
             evs = pull_n(c, 20 - 7 + 20 - 3)
             assert c.pull(timeout=0.2) is None
@@ -187,7 +187,7 @@ def test_auto_commit_stores_acked_positions(mem_fab):
     with t.consumer("g", auto_commit_ms=50) as c:
         for ev in pull_n(c, 10):
             ev.ack()
-        wait_until(lambda: mem_fab._f.committed("g", "auto", 0) == 10, what="auto commit")
+        wait_until(lambda: committed(t, "g") == [10], what="auto commit")
 
 
 def test_commit_without_group_is_invalid(mem_fab):
@@ -195,11 +195,11 @@ def test_commit_without_group_is_invalid(mem_fab):
     with t.consumer() as c:
         with pytest.raises(mp.InvalidArgument):
             c.commit()
-    assert mem_fab._f.groups("nogroup") == []
+    assert t.groups() == []
 
 
 def test_group_and_explicit_partitions_conflict(mem_fab):
     t = mem_fab.create_topic("conflict", partitions=2)
     with pytest.raises(mp.InvalidArgument):
         t.consumer("g", partitions=[0])
-    assert mem_fab._f.groups("conflict") == []
+    assert t.groups() == []

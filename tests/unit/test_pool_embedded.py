@@ -12,6 +12,8 @@ import pytest
 import mofka_py as mp
 from mofka_py.services import HealthMonitor, Heartbeat, Pool, TaskFailed, Worker
 
+from _helpers import wait_until
+
 
 def square(x):
     return x * x
@@ -22,7 +24,7 @@ def echo(*args, **kwargs):
 
 
 def slow_square(x):
-    time.sleep(0.002)
+    time.sleep(0.002)   # the task's work
     return x * x
 
 
@@ -108,7 +110,13 @@ def test_priorities_run_high_before_low(mem_fab):
         highs = [pool.submit("record", f"high{i}", priority=5) for i in range(5)]
         pool.flush()
         with Workers(mem_fab, "p", {"record": record}, concurrency=1):
-            time.sleep(0.5)  # the worker has seen both lanes
+            lanes = [mem_fab.topic(name) for name in mem_fab.topics(system=True) if "record" in name]
+            assert len(lanes) == 2, lanes
+            # The worker's group has taken tasks from both lanes (the first task holds it at the gate).
+            def taken(lane) -> bool:
+                return any(p["position"] for g in lane.groups() for p in lane.describe_group(g)["partitions"])
+
+            wait_until(lambda: all(taken(lane) for lane in lanes), 30, "tasks taken from both lanes")
             gate.set()
             for f in lows + highs:
                 f.result(timeout=30)
@@ -126,7 +134,7 @@ def test_resources_take_several_slots(mem_fab):
         with lock:
             running.append(x)
             peak.append(len(running))
-        time.sleep(0.05)
+        time.sleep(0.05)    # the task's work: long enough for tasks to overlap if slots allowed
         with lock:
             running.remove(x)
         return x
@@ -185,8 +193,7 @@ def test_heartbeats_become_node_events(mem_fab):
         events += mon.poll(0.1)
     assert [e["node"] for e in events if e["event"] == "node_up"] == ["node-a"]
     # Silent (as if killed: no "leaving" beat) -> node_down after down_after.
-    hb._stop.set()
-    hb._thread.join()
+    hb.stop(leaving=False)
     deadline = time.monotonic() + 10
     while not any(e["event"] == "node_down" for e in events) and time.monotonic() < deadline:
         events += mon.poll(0.1)
@@ -194,7 +201,9 @@ def test_heartbeats_become_node_events(mem_fab):
     assert down and down[0]["node"] == "node-a" and "no heartbeat" in down[0]["reason"]
     # A clean stop is reported as such.
     hb2 = Heartbeat(mem_fab, "node-b", interval=0.1)
-    time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while not any(e["event"] == "node_up" and e["node"] == "node-b" for e in events) and time.monotonic() < deadline:
+        events += mon.poll(0.1)
     hb2.stop()
     deadline = time.monotonic() + 10
     while not any(e["event"] == "node_down" and e["node"] == "node-b" for e in events) and time.monotonic() < deadline:

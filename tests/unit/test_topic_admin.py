@@ -109,17 +109,22 @@ def test_purge_removes_segment_files(fab_dir):
         assert p["start_offset"] == p["end_offset"] == 50
 
 
-def test_alter_retention_applies_now_and_is_kept(fab_dir):
+def test_alter_retention_applies_now(any_fab):
+    t = any_fab.create_topic("r", segment_bytes=4096)
+    with t.producer(batch_size=1) as prod:
+        for i in range(60):
+            prod.push({"i": i}, data=b"y" * 1000)
+    assert t.describe()["partitions"][0]["start_offset"] == 0
+    t.alter(retention_bytes=8192, retention_ms=60_000)
+    info = t.describe()
+    p = info["partitions"][0]
+    assert p["start_offset"] > 0 and p["size_bytes"] <= 8192 + 4096
+    assert (info["retention_bytes"], info["retention_ms"]) == (8192, 60_000)
+
+
+def test_alter_retention_is_kept(fab_dir):
     with mp.connect(f"file://{fab_dir}") as fab:
-        t = fab.create_topic("r", segment_bytes=4096)
-        with t.producer(batch_size=1) as prod:
-            for i in range(60):
-                prod.push({"i": i}, data=b"y" * 1000)
-        assert t.describe()["partitions"][0]["start_offset"] == 0
-        t.alter(retention_bytes=8192)
-        p = t.describe()["partitions"][0]
-        assert p["start_offset"] > 0 and p["size_bytes"] <= 8192 + 4096
-        assert t.describe()["retention_bytes"] == 8192
+        fab.create_topic("r", segment_bytes=4096).alter(retention_bytes=8192)
     with mp.connect(f"file://{fab_dir}") as fab:
         assert fab.topic("r").describe()["retention_bytes"] == 8192
 

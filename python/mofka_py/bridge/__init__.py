@@ -15,7 +15,7 @@ source event lands exactly once even after ``kill -9``. See docs/bridge.md.
 from __future__ import annotations
 
 from .config import BridgeConfig, ConfigError, Endpoint, Rule, load_config
-from .endpoints import DATA_HEADER, ORIGIN_FIELD, ORIGIN_HEADER, parse_origin, target_partition
+from .endpoint import DATA_HEADER, ORIGIN_FIELD, ORIGIN_HEADER, parse_origin, target_partition
 from .expr import ExpressionError, compile_filter
 from .runner import Bridge, read_status
 

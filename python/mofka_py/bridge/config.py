@@ -27,7 +27,7 @@ else:  # pragma: no cover - exercised on 3.9/3.10 only
 __all__ = ["ConfigError", "Endpoint", "Rule", "BridgeConfig", "load_config", "DATA_POLICIES", "PARTITION_MAPS"]
 
 DATA_POLICIES = _settings.setting("rule", "data").choices
-# How a source partition picks its target partition (see endpoints.target_partition); the last is the default.
+# How a source partition picks its target partition (see endpoint.target_partition); the last is the default.
 PARTITION_MAPS = _settings.setting("rule", "partition_map").choices
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _FUNC_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -388,9 +388,9 @@ def _check_librdkafka(cfg: BridgeConfig, fail: Callable[..., ConfigError]) -> No
     except ImportError:
         raise fail(f"endpoint {kafka[0].name!r} is kafka://, which needs confluent-kafka: pip install confluent-kafka",
                    "endpoints", kafka[0].name, "url") from None
-    # Imported here: endpoints builds on this module's types.
-    from .endpoints import recovery_consumer_conf, sink_producer_conf, source_consumer_conf
+    # Imported here: kafka_endpoint builds on this module's types.
     from .kafka import CALLBACK_KEYS, base_conf, check_librdkafka
+    from .kafka_endpoint import recovery_consumer_conf, sink_producer_conf, source_consumer_conf
 
     for ep in kafka:
         for key, value in ep.settings.items():

@@ -20,16 +20,10 @@ import orjson
 
 from ..api import encode_metadata
 from .config import BridgeConfig, Rule
-from .endpoints import (
-    ORIGIN_FIELD,
-    FabricSink,
-    FabricSource,
-    KafkaSink,
-    KafkaSource,
-    partition_candidates,
-    target_partition,
-)
+from .endpoint import ORIGIN_FIELD, partition_candidates, target_partition
+from .fabric_endpoint import FabricSink, FabricSource
 from .kafka import KafkaHooks, RepeatLimiter
+from .kafka_endpoint import KafkaSink, KafkaSource
 
 __all__ = ["Route", "RouteStats", "RateLimiter"]
 

@@ -19,8 +19,8 @@ from typing import Any, Dict, List, Optional, Union
 from .. import api
 from ..errors import Error, TopicNotFound
 from .config import BridgeConfig, ConfigError, load_config
-from .endpoints import check_kafka
 from .kafka import LOGGER, KafkaHooks, RepeatLimiter
+from .kafka_endpoint import check_kafka
 from .route import Route
 
 __all__ = ["Bridge", "read_status", "run", "check", "STATUS_FILE"]

@@ -125,14 +125,20 @@ class Heartbeat:
                     return
                 time.sleep(self.interval)  # the fabric is unreachable for now: keep trying
 
-    def stop(self) -> None:
-        """Stop beating, after a last beat saying the node leaves."""
+    def stop(self, *, leaving: bool = True) -> None:
+        """Stop beating, after a last beat saying the node leaves.
+
+        ``leaving=False`` stops without that beat: monitors then see the node fall silent and
+        report it ``node_down`` after their ``down_after``, as they would a crashed node (to
+        rehearse a failure, or when this process is about to die anyway).
+        """
         if self._stop.is_set():
             return
         self._stop.set()
         self._thread.join()
         try:
-            self.beat("leaving")
+            if leaving:
+                self.beat("leaving")
             self._prod.close(timeout=5)
         except Exception:
             pass

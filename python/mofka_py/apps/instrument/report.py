@@ -133,7 +133,7 @@ def build(d: RunData, out: Path) -> Report:
     if missing:
         rep.notes.append(f"frames never analysed: {len(missing)}, e.g. {missing[:10]}")
     dup_frames = {f: rs for f, rs in by_frame.items() if len(rs) > 1}
-    ok_window, why, window = _check_window(dup_frames, results, d.victim, d.faults.get("kill"))
+    ok_window, why, window = check_window(dup_frames, results, d.victim, d.faults.get("kill"))
     n_dup = sum(len(rs) - 1 for rs in dup_frames.values())
     if d.victim is None:
         rep.require("frames analysed twice", n_dup, n_dup == 0, "0 (no failure)")
@@ -141,7 +141,7 @@ def build(d: RunData, out: Path) -> Report:
         rep.require("frames analysed twice", n_dup, ok_window, "in kill window")
     if why:
         rep.notes.append(f"frames analysed twice: {n_dup}, {why}")
-    ok_cloud, cloud_msg = _check_cloud(results, d.site_acks, d.cloud)
+    ok_cloud, cloud_msg = check_cloud(results, d.site_acks, d.cloud)
     rep.require("results, acks in the cloud", cloud_msg, ok_cloud, "each once")
     steer_ok, steer_msg, rtts, loops = _check_steering(d, first)
     rep.require("steering applied by every module", steer_msg, steer_ok, "all; frames obey")
@@ -167,8 +167,8 @@ def build(d: RunData, out: Path) -> Report:
     return rep
 
 
-def _check_window(dups: Dict[int, List[Dict[str, Any]]], results: List[Dict[str, Any]], victim: Optional[str],
-                  kill: Optional[float]) -> Tuple[bool, str, int]:
+def check_window(dups: Dict[int, List[Dict[str, Any]]], results: List[Dict[str, Any]], victim: Optional[str],
+                 kill: Optional[float]) -> Tuple[bool, str, int]:
     """Whether every repeated frame lies in the killed worker's at-least-once window.
 
     The window, per partition the victim held: the results it stored after its last commit, i.e. a
@@ -204,8 +204,10 @@ def _parse_origin(origin: str) -> Optional[Tuple[str, int, int]]:
     return parts[1], int(parts[2]), int(parts[3])
 
 
-def _check_cloud(results: List[Dict[str, Any]], acks: List[Dict[str, Any]],
-                 cloud: Dict[str, List[Dict[str, Any]]]) -> Tuple[bool, str]:
+def check_cloud(results: List[Dict[str, Any]], acks: List[Dict[str, Any]],
+                cloud: Dict[str, List[Dict[str, Any]]]) -> Tuple[bool, str]:
+    """Whether the cloud holds every result once (by its site origin, no unknown ones) and every
+    steering acknowledgement once; ``(ok, "results/expected + acks/expected ...")``."""
     site_ids = {tuple(r["site_id"]) for r in results}
     seen: Dict[Tuple[int, int], int] = defaultdict(int)
     for rec in cloud.get("instrument.results", []):

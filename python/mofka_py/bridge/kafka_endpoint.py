@@ -1,108 +1,21 @@
-"""Sources and sinks of the bridge: mofka-py fabrics and Kafka clusters.
-
-A source hands out ``(partition, offset, metadata bytes, data, handle)``
-tuples and commits positions after the sink acknowledged them. A sink writes
-each event into the target partition its origin maps to (so one source
-partition's events stay in order in one target partition) and can report the
-highest origin offset already present per origin — how a restarted bridge
-skips what it forwarded just before it was killed.
-
-Origin id: ``SITE/TOPIC/PARTITION/OFFSET`` of the event in the bridge's
-source; Kafka records carry it in the ``mofka.origin`` header, fabric events
-in the ``mofka_origin`` metadata field.
+"""The bridge's Kafka endpoints: a Kafka topic as a source (manual assignment, offsets committed to the
+rule's group) and as a sink (an idempotent producer; the origin id travels in the ``mofka.origin`` header,
+the data in ``mofka.data``), the settings of their clients, and the checks a start runs against a cluster.
+What sources and sinks share: :mod:`.endpoint`; librdkafka's settings, logs and errors: :mod:`.kafka`.
 """
 from __future__ import annotations
 
-import hashlib
 import time
-import zlib
-from itertools import accumulate
 from operator import length_hint
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .. import api
-from ..errors import BufferFull, Error, InvalidArgument, TimeoutError, TopicNotFound
-from .config import PARTITION_MAPS, ConfigError, Endpoint, Rule
+from ..errors import Error, TopicNotFound
+from .config import ConfigError, Endpoint, Rule
+from .endpoint import DATA_HEADER, ORIGIN_HEADER, SCAN_WINDOW, Chunk, recover
 from .kafka import KafkaHooks, base_conf, consumer_conf, producer_conf
 
-ORIGIN_HEADER = "mofka.origin"
-DATA_HEADER = "mofka.data"
-ORIGIN_FIELD = "mofka_origin"
-_ORIGIN_NEEDLE = b'"' + ORIGIN_FIELD.encode() + b'":"'
-_SCAN_WINDOW = 20000
-
-# One source partition's consecutive events: partition, offsets (a range or a list), metadata list, data list
-# (buffers or None; the list is None when data is not forwarded or none of the events has any), and the handle
-# that acknowledges them.
-Chunk = Tuple[int, Sequence[int], List[bytes], Optional[List[Any]], Any]
-
-
-def target_partition(prefix: str, partitions: int, mapping: str = "v2") -> int:
-    """The target partition of every event of one origin ``SITE/TOPIC/P`` (stable across restarts).
-
-    ``v2`` (the default): ``(P + h("SITE/TOPIC")) % partitions`` with ``h`` BLAKE2b with an 8-byte
-    digest read big-endian. Consecutive source partitions land in consecutive target partitions, so
-    ``S`` source partitions use ``min(S, partitions)`` of them, each taking ``S // partitions`` or one
-    more: a hash of the whole prefix would only spread them on average (4 into 4 would use all four
-    in 9% of cases). The per site and topic offset spreads several sites sharing one target topic.
-
-    ``v1`` (bridges before it): ``crc32("SITE/TOPIC/P") % partitions``. CRC-32 is linear, so prefixes
-    that differ only in P fall into few residues: 0, 1 and 2 share one of 2 target partitions for
-    every site name, and 4 source partitions use only 2 of 4.
-
-    >>> [target_partition(f"aps/frames/{p}", 4) for p in range(6)]
-    [2, 3, 0, 1, 2, 3]
-    >>> [target_partition(f"aps/frames/{p}", 4, "v1") for p in range(4)]
-    [2, 0, 2, 0]
-    """
-    site_topic, _, part = prefix.rpartition("/")
-    if mapping == "v1":
-        return zlib.crc32(prefix.encode()) % partitions
-    if mapping != "v2":
-        raise InvalidArgument(f"partition map must be one of {', '.join(PARTITION_MAPS)} (got {mapping!r})")
-    if not site_topic or not part.isdigit():
-        raise InvalidArgument(f"origin prefix must be SITE/TOPIC/PARTITION (got {prefix!r})")
-    offset = int.from_bytes(hashlib.blake2b(site_topic.encode(), digest_size=8).digest(), "big")
-    return (int(part) + offset) % partitions
-
-
-def partition_candidates(prefix: str, partitions: int, mapping: str) -> List[int]:
-    """Where a restarted bridge looks for what it forwarded from ``prefix``: the partition ``mapping``
-    gives, then the one the other mapping gives (records written before the rule switched mappings)."""
-    out = [target_partition(prefix, partitions, mapping)]
-    for other in PARTITION_MAPS:
-        q = target_partition(prefix, partitions, other)
-        if q not in out:
-            out.append(q)
-    return out
-
-
-def _recover(scan: Any, candidates: Dict[str, Sequence[int]], limit: int) -> Dict[str, int]:
-    """Highest origin offset present per prefix: its first candidate partition is scanned, then, for the
-    prefixes not found there, the next one (a prefix found in its own partition never costs a second scan:
-    after a switch of mapping its newer records are all in the new partition)."""
-    found: Dict[str, int] = {}
-    for k in range(max((len(qs) for qs in candidates.values()), default=0)):
-        wanted: Dict[int, set] = {}
-        for pre, qs in candidates.items():
-            if pre not in found and k < len(qs):
-                wanted.setdefault(qs[k], set()).add(pre)
-        if wanted:
-            found.update(scan(wanted, limit))
-    return found
-
-
-def parse_origin(value: Any) -> Optional[Tuple[str, str, int, int]]:
-    """``(site, topic, partition, offset)`` from a ``mofka.origin`` header value or metadata field."""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        value = bytes(value).decode("utf-8", "replace")
-    parts = str(value).split("/")
-    if len(parts) != 4:
-        return None
-    try:
-        return parts[0], parts[1], int(parts[2]), int(parts[3])
-    except ValueError:
-        return None
+__all__ = ["KafkaSource", "KafkaSink", "check_kafka", "ensure_kafka_topic", "kafka_conf", "source_consumer_conf",
+           "recovery_consumer_conf", "sink_producer_conf"]
 
 
 def _kafka():
@@ -176,66 +89,6 @@ def ensure_kafka_topic(ep: Endpoint, topic: str, partitions: int, timeout: float
             return len(md.topics[topic].partitions)
         time.sleep(0.1)
     raise Error(f"Kafka topic {topic!r} on {ep.url} did not appear after creation")
-
-
-# ---------------------------------------------------------------------------------------------- sources
-
-class FabricSource:
-    """Reads a fabric topic with a consumer group; commits only what the sink acknowledged."""
-
-    def __init__(self, fab: api.Fabric, topic: str, rule: Rule):
-        self.fab, self.topic_name, self.rule = fab, topic, rule
-        self.topic = fab.topic(topic)
-        self.partition_ids = list(range(self.topic.partitions))
-        # One consumer per rule and bridge (the bridge's state-directory lock keeps it so): a stable
-        # member id lets a bridge restarted after kill -9 take its partitions back at once.
-        self.cons = self.topic.consumer(group=rule.group, start="committed", data=rule.data == "forward",
-                                        member_id=f"{rule.group}.bridge")
-
-    def poll(self, max_events: int, timeout: float) -> List[Chunk]:
-        """Up to ``max_events`` events as chunks (one per stored batch): metadata sliced out of one zero-copy
-        view of the batch, data views only when the rule forwards data and the batch has some (or a transform
-        wants to see them)."""
-        out: List[Chunk] = []
-        n = 0
-        with_data = self.rule.data == "forward"
-        # A transform sees each event's data view even when empty; otherwise a batch without data forwards none.
-        need_views = self.rule.transform is not None
-        batch = self.cons.pull_batch(max_events, timeout)
-        while batch is not None:
-            k = len(batch)
-            if k:
-                whole = bytes(batch.metadata_view())
-                u = batch.uniform_metadata_size()
-                if u is not None:
-                    metas = [whole[j:j + u] for j in range(0, u * k, u)] if u else [b""] * k
-                else:
-                    ends = list(accumulate(batch.metadata_lengths()))
-                    metas = [whole[a:b] for a, b in zip([0] + ends[:-1], ends)]
-                datas = batch.data_views() if with_data and (need_views or batch.data_size()) else None
-                first = batch.first_offset
-                out.append((batch.partition, range(first, first + k), metas, datas, batch))
-                n += k
-            if n >= max_events:
-                break
-            batch = self.cons.pull_batch(max_events - n, 0)
-        return out
-
-    def commit(self, last: Dict[int, Tuple[int, Any]]) -> None:
-        for _, handle in last.values():
-            handle.ack()
-        self.cons.commit()
-
-    def lag(self) -> Optional[int]:
-        d = self.fab._f.describe(self.topic_name)
-        total = 0
-        for p in d["partitions"]:
-            c = self.fab._f.committed(self.rule.group, self.topic_name, p["partition"])
-            total += p["end_offset"] - (c if c is not None else p["start_offset"])
-        return total
-
-    def close(self) -> None:
-        self.cons.close()
 
 
 def source_consumer_conf(ep: Endpoint, rule: Rule, hooks: Optional[KafkaHooks] = None,
@@ -332,94 +185,6 @@ class KafkaSource:
         self.cons.close()
 
 
-# ------------------------------------------------------------------------------------------------ sinks
-
-class FabricSink:
-    """Writes into a fabric topic; the origin id travels in the ``mofka_origin`` metadata field."""
-
-    def __init__(self, fab: api.Fabric, topic: str, rule: Rule, partitions: int):
-        self.fab, self.topic_name = fab, topic
-        try:
-            self.topic = fab.topic(topic)
-        except TopicNotFound:
-            self.topic = fab.create_topic(topic, partitions=max(1, partitions))
-        self.partitions = self.topic.partitions
-        self.prod = self.topic.producer(linger_ms=max(0.0, rule.linger_ms), batch_size=max(1, rule.batch_size))
-
-    def recover(self, candidates: Dict[str, Sequence[int]], limit: int) -> Dict[str, int]:
-        """Highest origin offset present per origin prefix, looked for in the prefix's candidate partitions
-        (see :func:`partition_candidates`)."""
-        return _recover(self._scan, candidates, limit)
-
-    def _scan(self, wanted: Dict[int, set], limit: int) -> Dict[str, int]:
-        """Highest origin offset per wanted prefix, scanning each partition backwards from its end."""
-        found: Dict[str, int] = {}
-        desc = {p["partition"]: p for p in self.topic.describe()["partitions"]}
-        for q, pres in wanted.items():
-            first, end = desc[q]["start_offset"], desc[q]["end_offset"]
-            hi, scanned = end, 0
-            while hi > first and scanned < limit and not pres.issubset(found):
-                lo = max(first, hi - _SCAN_WINDOW)
-                window: Dict[str, int] = {}
-                with self.topic.consumer(partitions=[q], start=lo, data=False) as cons:
-                    while True:
-                        ev = cons.pull(timeout=10.0)
-                        if ev is None:
-                            raise Error(f"recovery scan of {self.topic_name}[{q}] stopped at offset {lo}")
-                        origin = _origin_from_metadata(ev.metadata_bytes)
-                        if origin is not None and origin[0] in pres:
-                            window[origin[0]] = max(window.get(origin[0], -1), origin[1])
-                        if ev.offset >= hi - 1:
-                            break
-                for pre, off in window.items():
-                    found.setdefault(pre, off)
-                scanned += hi - lo
-                hi = lo
-        return found
-
-    def send_chunks(self, chunks: List[Chunk], keys: Dict[int, bytes], qmap: Dict[int, int]) -> Any:
-        """Push the (final) metadata and data of ``chunks``; the returned token is awaited with :meth:`wait`."""
-        push = self.prod.push
-        for p, _, metas, datas, _ in chunks:
-            q = qmap[p]
-            for j, meta in enumerate(metas):
-                data = datas[j] if datas is not None else None
-                while True:
-                    try:
-                        push(meta, data, partition=q, block=False)
-                        break
-                    except BufferFull:
-                        time.sleep(0.005)
-        return None
-
-    def wait(self, token: Any, timeout: float) -> int:
-        """0 once everything pushed so far is stored, else the bytes still pending."""
-        return self.flush(timeout)
-
-    def flush(self, timeout: float) -> int:
-        try:
-            self.prod.flush(timeout)
-        except TimeoutError:
-            return max(1, self.prod.pending_bytes)
-        return 0
-
-    def close(self) -> None:
-        self.prod.close()
-
-
-def _origin_from_metadata(meta: bytes) -> Optional[Tuple[str, int]]:
-    i = meta.find(_ORIGIN_NEEDLE)
-    if i < 0:
-        return None
-    j = meta.find(b'"', i + len(_ORIGIN_NEEDLE))
-    text = meta[i + len(_ORIGIN_NEEDLE):j].decode("utf-8", "replace")
-    pre, _, off = text.rpartition("/")
-    try:
-        return pre, int(off)
-    except ValueError:
-        return None
-
-
 def _headers(pre: bytes, offs: Sequence[int], datas: Optional[List[Any]]) -> List[Dict[str, bytes]]:
     """The Kafka headers of one chunk's records: the origin id, and the data (when not empty) in ``mofka.data``.
 
@@ -471,8 +236,8 @@ class KafkaSink:
 
     def recover(self, candidates: Dict[str, Sequence[int]], limit: int) -> Dict[str, int]:
         """Highest origin offset present per origin prefix, looked for in the prefix's candidate partitions
-        (see :func:`partition_candidates`)."""
-        return _recover(self._scan, candidates, limit)
+        (see :func:`.endpoint.partition_candidates`)."""
+        return recover(self._scan, candidates, limit)
 
     def _scan(self, wanted: Dict[int, set], limit: int) -> Dict[str, int]:
         """Highest origin offset per wanted prefix (reads each partition's tail up to its real end)."""
@@ -486,7 +251,7 @@ class KafkaSink:
                                                        cached=False)
                 stop_at: Optional[int] = None     # None: read to EOF
                 scanned = 0
-                lo = max(first, hi - _SCAN_WINDOW)
+                lo = max(first, hi - SCAN_WINDOW)
                 while True:
                     window: Dict[str, int] = {}
                     cons.assign([ck.TopicPartition(self.topic_name, q, lo)])
@@ -516,7 +281,7 @@ class KafkaSink:
                         found.setdefault(pre, off)
                     if pres.issubset(found) or lo <= first or scanned >= limit:
                         break
-                    stop_at, lo = lo, max(first, lo - _SCAN_WINDOW)
+                    stop_at, lo = lo, max(first, lo - SCAN_WINDOW)
         finally:
             cons.close()
         return found
