@@ -7,10 +7,12 @@
 #include "mofka_py/Fabric.hpp"
 #include "mofka_py/PartitionLog.hpp"
 #include "mofka_py/Producer.hpp"
+#include "mofka_py/TcpServer.hpp"
 #include "log/Sync.hpp"
 #include "transport/tcp/Sha256.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <cstdio>
@@ -779,6 +781,100 @@ static void testGroupCommit(const std::string& dir) {
     failSyncForTesting(-1);
 }
 
+/// Group commit through the TCP service: the event loop writes durable batches and goes on while
+/// sync threads wait for their partition's fdatasync; concurrent producers' events are all stored
+/// where they were acknowledged; a failed sync fails the produce; shutdown answers what waits.
+static void testTcpGroupCommit(const std::string& dir) {
+    BrokerOptions bo;
+    bo.directory = dir;
+    auto broker = std::make_shared<Broker>(bo);
+    TopicConfig cfg;
+    cfg.partitions = 2;
+    cfg.sync = SyncPolicy::Batch;
+    cfg.setFields = kSync;
+    broker->createTopic("t", cfg);
+    TcpServerOptions so;
+    so.port = 0;
+    TcpServer server(broker, so);
+    std::atomic<bool> stop{false};
+    std::thread loop([&] { while (!stop) server.poll(20); });
+    const std::string url = "tcp://127.0.0.1:" + std::to_string(server.port());
+    const int kProducers = 6, kEvents = 150;
+    std::vector<std::vector<EventId>> ids(kProducers);
+    std::atomic<int> failures{0};
+    const uint64_t syncs0 = syncCountForTesting();
+    std::vector<std::thread> producers;
+    for (int p = 0; p < kProducers; ++p)
+        producers.emplace_back([&, p] {
+            try {
+                Fabric fab = Fabric::connect(url);
+                ProducerOptions po;
+                po.lingerMs = 0;
+                Producer prod(fab.client(), "t", po);
+                std::vector<Future> futs;
+                for (uint32_t i = 0; i < uint32_t(kEvents); ++i) {
+                    uint32_t v[2] = {uint32_t(p), i};
+                    DataRef d{v, sizeof v, nullptr};
+                    futs.push_back(prod.push("{}", 2, &d, 1, int64_t((p + i) % 2), nullptr, 0, true));
+                    if (i % 4 != 3) futs.back().wait(-1); // mostly one event per batch, as the compute pool sends
+                }
+                prod.flush(-1);
+                for (auto& f : futs) ids[size_t(p)].push_back(f.wait(-1));
+                prod.close();
+                fab.close();
+            } catch (const std::exception& e) {
+                std::fprintf(stderr, "producer %d: %s\n", p, e.what());
+                ++failures;
+            }
+        });
+    for (auto& t : producers) t.join();
+    const uint64_t syncs = syncCountForTesting() - syncs0;
+    CHECK(failures == 0);
+    // Every event is stored at the offset it was acknowledged with; offsets dense per partition.
+    size_t events = 0, batches = 0;
+    bool dense = true, where = true;
+    for (uint32_t part = 0; part < 2; ++part) {
+        uint64_t next = 0;
+        for (const StoredBatch& sb : broker->fetch("t", part, 0, 1ull << 40, 0)) {
+            ++batches;
+            BatchView v(sb.data, sb.size);
+            dense = dense && sb.baseOffset == next && v.crcOk();
+            for (uint32_t j = 0; j < sb.count; ++j) {
+                Piece d = v.eventData(j);
+                uint32_t val[2] = {UINT32_MAX, UINT32_MAX};
+                if (d.size == sizeof val) std::memcpy(val, d.data, sizeof val);
+                where = where && val[0] < uint32_t(kProducers) && val[1] < ids[val[0]].size() &&
+                        ids[val[0]][val[1]].partition == part && ids[val[0]][val[1]].offset == sb.baseOffset + j;
+                ++events;
+            }
+            next = sb.baseOffset + sb.count;
+        }
+    }
+    CHECK(dense && where && events == size_t(kProducers * kEvents));
+    CHECK(syncs <= batches); // at most one fdatasync per stored batch
+    std::printf("group commit over TCP: %d producers, %zu durable batches, %llu syncs\n", kProducers, batches,
+                static_cast<unsigned long long>(syncs));
+    // A failed sync: the produce fails with it, and the partition refuses writes until reopened.
+    {
+        Fabric fab = Fabric::connect(url);
+        Producer prod(fab.client(), "t", ProducerOptions{});
+        failSyncForTesting(0);
+        Future f = prod.push("{}", 2, nullptr, 0, 0, nullptr, 0, true);
+        std::string err = storageErrorOf([&] { prod.flush(-1); f.wait(-1); });
+        CHECK(contains(err, "this batch was not stored") && contains(err, "takes no more writes until it is reopened"));
+        Future g = prod.push("{}", 2, nullptr, 0, 1, nullptr, 0, true); // the other partition did not fail
+        std::string ok = storageErrorOf([&] { g.wait(-1); });
+        CHECK(ok == "");
+        prod.close(0);
+        fab.close();
+    }
+    failSyncForTesting(-1);
+    stop = true;
+    loop.join();
+    server.shutdown(1000);
+    broker->close();
+}
+
 int main() {
     testCrc();
     testSha();
@@ -809,6 +905,7 @@ int main() {
         testSyncFailure(sdir);
         testBrokerSyncFailure(std::string(sdir) + "/fab");
         testGroupCommit(std::string(sdir) + "/group");
+        testTcpGroupCommit(std::string(sdir) + "/tcp");
         std::string rms = std::string("rm -rf ") + sdir;
         if (std::system(rms.c_str()) != 0) std::fprintf(stderr, "could not remove %s\n", sdir);
     }
