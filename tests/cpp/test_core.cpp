@@ -7,10 +7,14 @@
 #include "mofka_py/Fabric.hpp"
 #include "mofka_py/PartitionLog.hpp"
 #include "mofka_py/Producer.hpp"
+#include "mofka_py/TcpServer.hpp"
 #include "log/Sync.hpp"
 #include "transport/tcp/Sha256.hpp"
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <map>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -555,6 +559,322 @@ static void testBrokerSyncFailure(const std::string& dir) {
     failSyncForTesting(-1);
 }
 
+/// One stored batch as a test sees it: producer, sequence, base offset, events, data fill byte.
+struct SeenBatch {
+    uint64_t producer, sequence, base;
+    uint32_t count;
+    uint8_t fill;
+    bool operator==(const SeenBatch& o) const {
+        return producer == o.producer && sequence == o.sequence && base == o.base && count == o.count && fill == o.fill;
+    }
+};
+
+static std::vector<SeenBatch> seen(const PartitionLog& log, uint64_t from = 0) {
+    std::vector<SeenBatch> out;
+    for (const StoredBatch& sb : log.read(from, 1ull << 40)) {
+        BatchView v(sb.data, sb.size);
+        const BatchHeader& h = v.header();
+        bool same = v.crcOk();
+        for (uint32_t i = 0; i < h.count; ++i) {
+            auto d = v.eventData(i);
+            for (size_t j = 0; j < d.size; ++j) same = same && d.data[j] == d.data[0];
+            same = same && d.size && d.data[0] == v.eventData(0).data[0];
+        }
+        out.push_back({h.producerId, h.sequence, sb.baseOffset, h.count, same ? v.eventData(0).data[0] : uint8_t(0)});
+    }
+    return out;
+}
+
+/// Group commit (sync=batch, file storage): concurrent writers share fdatasyncs, every acknowledged
+/// batch is readable in offset order with its contents, a failed group sync fails all of its
+/// batches (none readable, none kept on disk), and a reopened log recovers exactly what was acknowledged.
+static void testGroupCommit(const std::string& dir) {
+    LogOptions o;
+    o.sync = SyncPolicy::Batch;
+    auto fillOf = [](int t, int k) { return uint8_t(1 + (t * 37 + k) % 250); };
+    auto eventsOf = [](int t, int k) { return 1 + (t + k) % 3; };
+
+    // Many threads appending durable batches to one partition (small segments: it rolls meanwhile).
+    o.directory = dir + "/many";
+    o.segmentBytes = 16 << 10;
+    const int kThreads = 8, kBatches = 60;
+    std::vector<SeenBatch> acked;
+    {
+        PartitionLog log(o);
+        std::mutex m;
+        const uint64_t syncs0 = syncCountForTesting();
+        std::vector<std::thread> threads;
+        for (int t = 0; t < kThreads; ++t)
+            threads.emplace_back([&, t] {
+                for (int k = 0; k < kBatches; ++k) {
+                    int n = eventsOf(t, k);
+                    AppendResult r = withBatch(100 + t, k, n, 200, fillOf(t, k), [&](SealedBatch& sb) { return log.append(sb); });
+                    std::lock_guard<std::mutex> g(m);
+                    acked.push_back({uint64_t(100 + t), uint64_t(k), r.baseOffset, uint32_t(n), fillOf(t, k)});
+                }
+            });
+        for (auto& th : threads) th.join();
+        const uint64_t syncs = syncCountForTesting() - syncs0;
+        std::sort(acked.begin(), acked.end(), [](const SeenBatch& a, const SeenBatch& b) { return a.base < b.base; });
+        CHECK(acked.size() == size_t(kThreads * kBatches));
+        uint64_t next = 0;
+        bool dense = true;
+        for (auto& b : acked) {
+            dense = dense && b.base == next;
+            next = b.base + b.count;
+        }
+        CHECK(dense && log.endOffset() == next);
+        CHECK(seen(log) == acked); // every acknowledged batch, in offset order, with its contents
+        // Each producer's batches in its sequence order.
+        std::map<uint64_t, int64_t> last;
+        bool ordered = true;
+        for (auto& b : acked) {
+            auto it = last.find(b.producer);
+            ordered = ordered && int64_t(b.sequence) == (it == last.end() ? 0 : it->second + 1);
+            last[b.producer] = int64_t(b.sequence);
+        }
+        CHECK(ordered);
+        CHECK(syncs <= uint64_t(kThreads * kBatches) + 64); // never more than one per batch (+ segment rolls)
+        std::printf("group commit: %d threads, %d durable batches, %llu syncs\n", kThreads, kThreads * kBatches,
+                    static_cast<unsigned long long>(syncs));
+        // A producer's retry gets its original offsets.
+        AppendResult again = withBatch(103, 5, eventsOf(3, 5), 200, fillOf(3, 5), [&](SealedBatch& sb) { return log.append(sb); });
+        CHECK(again.duplicate);
+        log.close();
+    }
+    {
+        PartitionLog log(o);
+        CHECK(seen(log) == acked && log.unwritable() == "");
+    }
+
+    // Batches written without waiting are neither readable nor acknowledged until a sync covers
+    // them; one sync covers every batch written before it, whichever threads wait.
+    o.directory = dir + "/group";
+    o.segmentBytes = 1 << 20;
+    {
+        PartitionLog log(o);
+        CHECK(withBatch(7, 0, 2, 50, 0x11, [&](SealedBatch& sb) { return log.append(sb); }).baseOffset == 0);
+        std::vector<PartitionLog::Pending> pend(12);
+        std::vector<std::thread> writers;
+        std::mutex wm; // writers of one producer must write in sequence order: one thread per producer here
+        for (int t = 0; t < 4; ++t)
+            writers.emplace_back([&, t] {
+                for (int k = 0; k < 3; ++k)
+                    pend[size_t(t * 3 + k)] = withBatch(20 + t, k, 1, 64, uint8_t(0x20 + t * 3 + k),
+                                                        [&](SealedBatch& sb) { return log.appendNoWait(sb); });
+            });
+        for (auto& th : writers) th.join();
+        (void)wm;
+        bool waiting = true;
+        for (auto& p : pend) waiting = waiting && p.ticket != 0 && !p.result.duplicate;
+        CHECK(waiting);
+        CHECK(log.endOffset() == 2 && seen(log).size() == 1); // written, not visible
+        // The same batch sent again while its original waits: a duplicate, acknowledged with it.
+        PartitionLog::Pending dup = withBatch(21, 2, 1, 64, 0x25, [&](SealedBatch& sb) { return log.appendNoWait(sb); });
+        CHECK(dup.result.duplicate && dup.result.baseOffset == pend[5].result.baseOffset && dup.ticket != 0);
+        const uint64_t syncs0 = syncCountForTesting();
+        std::vector<std::thread> waiters;
+        std::vector<AppendResult> got(pend.size());
+        for (size_t i = 0; i < pend.size(); ++i) waiters.emplace_back([&, i] { got[i] = log.awaitDurable(pend[i]); });
+        for (auto& th : waiters) th.join();
+        CHECK(syncCountForTesting() - syncs0 == 1); // one fdatasync for the twelve batches
+        CHECK(log.awaitDurable(dup).baseOffset == pend[5].result.baseOffset);
+        CHECK(log.endOffset() == 14);
+        std::vector<SeenBatch> all = seen(log);
+        CHECK(all.size() == 13);
+        bool match = true;
+        for (size_t i = 0; i < pend.size(); ++i) {
+            match = match && got[i].baseOffset == pend[i].result.baseOffset;
+            bool found = false;
+            for (auto& b : all)
+                found = found || (b.base == got[i].baseOffset && b.fill == uint8_t(0x20 + i) && b.producer == 20 + i / 3 &&
+                                  b.sequence == i % 3);
+            match = match && found;
+        }
+        CHECK(match);
+        log.close();
+    }
+
+    // A failed group sync fails every batch written since the last good sync: none readable, none
+    // acknowledged, cut off the file; the log refuses writes until reopened, then recovers the rest.
+    o.directory = dir + "/failed";
+    {
+        PartitionLog log(o);
+        for (uint64_t k = 0; k < 2; ++k)
+            CHECK(withBatch(30, k, 1, 64, uint8_t(0x30 + k), [&](SealedBatch& sb) { return log.append(sb); }).baseOffset == k);
+        std::vector<PartitionLog::Pending> pend;
+        for (uint64_t k = 2; k < 7; ++k)
+            pend.push_back(withBatch(30, k, 1, 64, uint8_t(0x30 + k), [&](SealedBatch& sb) { return log.appendNoWait(sb); }));
+        pend.push_back(withBatch(31, 0, 2, 64, 0x40, [&](SealedBatch& sb) { return log.appendNoWait(sb); }));
+        CHECK(pend.back().result.baseOffset == 7 && log.endOffset() == 2);
+        failSyncForTesting(0);
+        std::string err = storageErrorOf([&] { log.awaitDurable(pend[2]); });
+        CHECK(contains(err, "cannot sync " + o.directory + "/00000000000000000000.log: Input/output error"));
+        CHECK(contains(err, "this batch was not stored, nor any of the 5 other batches written since the last successful sync"));
+        CHECK(contains(err, "takes no more writes until it is reopened"));
+        bool allFailed = true;
+        for (auto& p : pend) allFailed = allFailed && storageErrorOf([&] { log.awaitDurable(p); }) == err;
+        CHECK(allFailed);
+        CHECK(log.endOffset() == 2 && log.unwritable() != "");
+        CHECK(fills(log) == std::vector<uint8_t>({0x30, 0x31}));
+        // A retry of a lost batch is not a duplicate (it was never stored): refused as unwritable.
+        CHECK(contains(storageErrorOf([&] { withBatch(30, 3, 1, 64, 0x33, [&](SealedBatch& sb) { return log.append(sb); }); }),
+                       "is unwritable since a failed sync"));
+        // A retry of a batch acknowledged before still gets its offsets.
+        AppendResult again = withBatch(30, 1, 1, 64, 0x31, [&](SealedBatch& sb) { return log.append(sb); });
+        CHECK(again.duplicate && again.baseOffset == 1);
+        struct stat st;
+        CHECK(::stat((o.directory + "/00000000000000000000.log").c_str(), &st) == 0 &&
+              uint64_t(st.st_size) == log.sizeBytes()); // the lost batches are off the file
+        CHECK(storageErrorOf([&] { log.close(); }) == "");
+    }
+    {
+        PartitionLog log(o);
+        CHECK(log.unwritable() == "" && log.endOffset() == 2);
+        // The producer resends what was lost: new batches now, stored in sequence.
+        CHECK(withBatch(30, 2, 1, 64, 0x32, [&](SealedBatch& sb) { return log.append(sb); }).baseOffset == 2);
+        CHECK(withBatch(31, 0, 2, 64, 0x40, [&](SealedBatch& sb) { return log.append(sb); }).baseOffset == 3);
+        CHECK(fills(log) == std::vector<uint8_t>({0x30, 0x31, 0x32, 0x40}));
+        log.close();
+    }
+
+    // Threads appending when a sync fails: exactly the acknowledged batches are readable, now and
+    // after reopening; everything after the failure is refused.
+    o.directory = dir + "/failing";
+    o.segmentBytes = 16 << 10;
+    {
+        std::vector<SeenBatch> ok;
+        int refused = 0;
+        {
+            PartitionLog log(o);
+            std::mutex m;
+            failSyncForTesting(40);
+            std::vector<std::thread> threads;
+            for (int t = 0; t < kThreads; ++t)
+                threads.emplace_back([&, t] {
+                    for (int k = 0; k < kBatches; ++k) {
+                        int n = eventsOf(t, k);
+                        try {
+                            AppendResult r = withBatch(200 + t, k, n, 200, fillOf(t, k), [&](SealedBatch& sb) { return log.append(sb); });
+                            std::lock_guard<std::mutex> g(m);
+                            ok.push_back({uint64_t(200 + t), uint64_t(k), r.baseOffset, uint32_t(n), fillOf(t, k)});
+                        } catch (const Error& e) {
+                            std::lock_guard<std::mutex> g(m);
+                            refused += e.code() == ErrorCode::Storage;
+                            break; // this producer's later batches would be out of sequence
+                        }
+                    }
+                });
+            for (auto& th : threads) th.join();
+            failSyncForTesting(-1);
+            std::sort(ok.begin(), ok.end(), [](const SeenBatch& a, const SeenBatch& b) { return a.base < b.base; });
+            CHECK(refused == kThreads && log.unwritable() != "");
+            CHECK(seen(log) == ok);
+            CHECK(storageErrorOf([&] { log.close(); }) == "");
+        }
+        PartitionLog log(o);
+        CHECK(seen(log) == ok && log.unwritable() == "");
+        uint64_t end = ok.empty() ? 0 : ok.back().base + ok.back().count;
+        CHECK(log.endOffset() == end);
+        CHECK(withBatch(300, 0, 1, 10, 0x77, [&](SealedBatch& sb) { return log.append(sb); }).baseOffset == end);
+    }
+    failSyncForTesting(-1);
+}
+
+/// Group commit through the TCP service: the event loop writes durable batches and goes on while
+/// sync threads wait for their partition's fdatasync; concurrent producers' events are all stored
+/// where they were acknowledged; a failed sync fails the produce; shutdown answers what waits.
+static void testTcpGroupCommit(const std::string& dir) {
+    BrokerOptions bo;
+    bo.directory = dir;
+    auto broker = std::make_shared<Broker>(bo);
+    TopicConfig cfg;
+    cfg.partitions = 2;
+    cfg.sync = SyncPolicy::Batch;
+    cfg.setFields = kSync;
+    broker->createTopic("t", cfg);
+    TcpServerOptions so;
+    so.port = 0;
+    TcpServer server(broker, so);
+    std::atomic<bool> stop{false};
+    std::thread loop([&] { while (!stop) server.poll(20); });
+    const std::string url = "tcp://127.0.0.1:" + std::to_string(server.port());
+    const int kProducers = 6, kEvents = 150;
+    std::vector<std::vector<EventId>> ids(kProducers);
+    std::atomic<int> failures{0};
+    const uint64_t syncs0 = syncCountForTesting();
+    std::vector<std::thread> producers;
+    for (int p = 0; p < kProducers; ++p)
+        producers.emplace_back([&, p] {
+            try {
+                Fabric fab = Fabric::connect(url);
+                ProducerOptions po;
+                po.lingerMs = 0;
+                Producer prod(fab.client(), "t", po);
+                std::vector<Future> futs;
+                for (uint32_t i = 0; i < uint32_t(kEvents); ++i) {
+                    uint32_t v[2] = {uint32_t(p), i};
+                    DataRef d{v, sizeof v, nullptr};
+                    futs.push_back(prod.push("{}", 2, &d, 1, int64_t((p + i) % 2), nullptr, 0, true));
+                    if (i % 4 != 3) futs.back().wait(-1); // mostly one event per batch, as the compute pool sends
+                }
+                prod.flush(-1);
+                for (auto& f : futs) ids[size_t(p)].push_back(f.wait(-1));
+                prod.close();
+                fab.close();
+            } catch (const std::exception& e) {
+                std::fprintf(stderr, "producer %d: %s\n", p, e.what());
+                ++failures;
+            }
+        });
+    for (auto& t : producers) t.join();
+    const uint64_t syncs = syncCountForTesting() - syncs0;
+    CHECK(failures == 0);
+    // Every event is stored at the offset it was acknowledged with; offsets dense per partition.
+    size_t events = 0, batches = 0;
+    bool dense = true, where = true;
+    for (uint32_t part = 0; part < 2; ++part) {
+        uint64_t next = 0;
+        for (const StoredBatch& sb : broker->fetch("t", part, 0, 1ull << 40, 0)) {
+            ++batches;
+            BatchView v(sb.data, sb.size);
+            dense = dense && sb.baseOffset == next && v.crcOk();
+            for (uint32_t j = 0; j < sb.count; ++j) {
+                Piece d = v.eventData(j);
+                uint32_t val[2] = {UINT32_MAX, UINT32_MAX};
+                if (d.size == sizeof val) std::memcpy(val, d.data, sizeof val);
+                where = where && val[0] < uint32_t(kProducers) && val[1] < ids[val[0]].size() &&
+                        ids[val[0]][val[1]].partition == part && ids[val[0]][val[1]].offset == sb.baseOffset + j;
+                ++events;
+            }
+            next = sb.baseOffset + sb.count;
+        }
+    }
+    CHECK(dense && where && events == size_t(kProducers * kEvents));
+    CHECK(syncs <= batches); // at most one fdatasync per stored batch
+    std::printf("group commit over TCP: %d producers, %zu durable batches, %llu syncs\n", kProducers, batches,
+                static_cast<unsigned long long>(syncs));
+    // A failed sync: the produce fails with it, and the partition refuses writes until reopened.
+    {
+        Fabric fab = Fabric::connect(url);
+        Producer prod(fab.client(), "t", ProducerOptions{});
+        failSyncForTesting(0);
+        Future f = prod.push("{}", 2, nullptr, 0, 0, nullptr, 0, true);
+        std::string err = storageErrorOf([&] { prod.flush(-1); f.wait(-1); });
+        CHECK(contains(err, "this batch was not stored") && contains(err, "takes no more writes until it is reopened"));
+        Future g = prod.push("{}", 2, nullptr, 0, 1, nullptr, 0, true); // the other partition did not fail
+        std::string ok = storageErrorOf([&] { g.wait(-1); });
+        CHECK(ok == "");
+        prod.close(0);
+        fab.close();
+    }
+    failSyncForTesting(-1);
+    stop = true;
+    loop.join();
+    server.shutdown(1000);
+    broker->close();
+}
+
 int main() {
     testCrc();
     testSha();
@@ -584,6 +904,8 @@ int main() {
         if (!mkdtemp(sdir)) return 2;
         testSyncFailure(sdir);
         testBrokerSyncFailure(std::string(sdir) + "/fab");
+        testGroupCommit(std::string(sdir) + "/group");
+        testTcpGroupCommit(std::string(sdir) + "/tcp");
         std::string rms = std::string("rm -rf ") + sdir;
         if (std::system(rms.c_str()) != 0) std::fprintf(stderr, "could not remove %s\n", sdir);
     }

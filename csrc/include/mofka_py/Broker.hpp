@@ -63,6 +63,26 @@ class Broker {
     /// Append a batch to a partition.
     AppendResult produce(const std::string& topic, uint32_t partition, SealedBatch& batch,
                          CrcMode mode = CrcMode::Compute);
+
+    /// A produce written to its partition whose sync may still be due (see startProduce()).
+    struct StartedProduce {
+        AppendResult result;
+        PartitionLog::Pending pending;      ///< ticket 0: done, nothing to wait for
+        std::shared_ptr<void> topic;        ///< the broker's topic: keeps the partition alive until finishProduce()
+        PartitionLog* log = nullptr;        ///< the partition's log (e.g. to group waits per partition)
+        bool done() const { return pending.ticket == 0; }
+    };
+    /**
+     * @brief produce() in two steps, for an event loop that must not wait for the disk: write the
+     *        batch now; under sync=batch on file storage, finishProduce() waits for its sync.
+     *
+     * The batch is not readable nor acknowledged before finishProduce() returns (unless done()).
+     * Batches written meanwhile to the same partition share one fdatasync (group commit).
+     */
+    StartedProduce startProduce(const std::string& topic, uint32_t partition, SealedBatch& batch,
+                                CrcMode mode = CrcMode::Compute);
+    /// Wait for the sync of a started produce (blocks; any thread); throws its StorageError.
+    AppendResult finishProduce(const StartedProduce& started);
     /// In-memory topics: room to receive a batch of @p length bytes straight into the
     /// partition's log (see PartitionLog::reserve); nullptr when not possible.
     uint8_t* reserve(const std::string& topic, uint32_t partition, uint64_t length);

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -53,11 +54,20 @@ size_t reservedSegmentMemory();
  * Thread-safe: one writer at a time, readers concurrently. Stored bytes are
  * immutable and stay mapped while a reader holds a StoredBatch.
  *
+ * Group commit (file storage, SyncPolicy::Batch): a writer copies its batch into the
+ * segment under the log's lock and then waits, without the lock, for an fdatasync that
+ * covers it. One waiting writer at a time runs that fdatasync, for every batch written so
+ * far; after it succeeds those batches are published (readable, offsets acknowledged) in
+ * offset order. Concurrent writers so share one sync instead of queueing for one each.
+ * A batch is never readable nor acknowledged before a sync covering it succeeded.
+ *
  * A failed sync (fdatasync of a segment, fsync of the log's directory) makes the log
  * unwritable until it is reopened (a new PartitionLog on the same directory): after a
  * failed sync the kernel may have dropped written pages while reporting them written,
  * so a later sync that succeeds proves nothing. The write that saw the failure throws
- * a StorageError, and so does every later append; reads keep working.
+ * a StorageError, and so does every later append; reads keep working. Under group commit
+ * a failed sync fails every batch written since the last successful one: they are cut off
+ * the file, none is published, and each of their writers gets the StorageError.
  */
 class PartitionLog {
   public:
@@ -74,6 +84,30 @@ class PartitionLog {
      * stored), and for every batch once a sync failed (see the class comment).
      */
     AppendResult append(SealedBatch& batch, CrcMode mode = CrcMode::Compute);
+
+    /// A batch written by appendNoWait(): its offsets, and what to wait for before they count.
+    struct Pending {
+        AppendResult result;
+        /// 0: stored and published already (in memory, sync none or interval, or a resent batch
+        /// stored before); else the write to pass to awaitDurable().
+        uint64_t ticket = 0;
+    };
+    /**
+     * @brief append() in two steps, for a caller that must not block on the disk (an event loop):
+     *        write the batch now, wait for its sync later with awaitDurable().
+     *
+     * Under SyncPolicy::Batch on file storage the batch is copied into the segment and gets its
+     * offsets, but it is neither readable nor acknowledged until awaitDurable() returns for it
+     * (nothing of it counts if that throws). Refusals (a duplicate's original offsets, errors)
+     * are as for append(). May block on a sync when the batch needs a new segment.
+     */
+    Pending appendNoWait(SealedBatch& batch, CrcMode mode = CrcMode::Compute);
+    /// Wait until the batch of @p pending is synced and published, running the sync for every batch
+    /// written so far unless another thread runs one; returns its offsets. Throws the StorageError
+    /// of the failed sync that lost it. Any thread may call it, once per Pending.
+    AppendResult awaitDurable(const Pending& pending);
+    /// Sync and publish every batch written so far (appendNoWait()); their failures go to their writers.
+    void awaitWritten();
 
     /**
      * @brief In-memory logs: room for one batch of @p length bytes past the end of the active
@@ -146,6 +180,17 @@ class PartitionLog {
     /// Make a batch written at @p pos of @p seg visible: index, offsets, producer window; unlocks, wakes readers.
     AppendResult publishLocked(Segment& seg, size_t pos, uint64_t length, const BatchHeader& h, uint32_t count,
                                std::unique_lock<std::mutex>& lock);
+    /// True if @p length more bytes go into @p seg without rolling to a new segment.
+    bool fitsLocked(const Segment& seg, uint64_t length) const;
+    /// Group commit: fdatasync (without the lock) everything written so far, then publish it, or
+    /// on failure fail every unsynced batch. Only while no sync runs and something is unsynced.
+    void groupSyncLocked(std::unique_lock<std::mutex>& lock);
+    /// Group commit: until nothing written is unsynced (syncing, or waiting for the thread that does).
+    void drainLocked(std::unique_lock<std::mutex>& lock);
+    /// Group commit: cut every unsynced batch off the file, unpublished; their writers get @p error.
+    void failUnsyncedLocked(const std::string& error);
+    /// The message of a failed sync of @p path (errno @p err), saying @p consequence.
+    std::string syncFailureText(const std::string& path, int err, const std::string& consequence) const;
     /// Open (or create) the segment starting at @p baseOffset.
     std::shared_ptr<Segment> newSegment(uint64_t baseOffset, uint64_t capacity);
     /// If newSegment() created @p seg's file, sync its name to disk (unless sync is none);
@@ -174,9 +219,15 @@ class PartitionLog {
         static constexpr size_t kWindow = 16;
         std::vector<std::pair<uint64_t, uint64_t>> recent; // oldest first
         uint64_t lastSequence() const { return recent.back().first; }
-        void add(uint64_t seq, uint64_t base) {
-            if (recent.size() == kWindow) recent.erase(recent.begin());
+        /// Returns the entry that fell out of the window, if one did.
+        std::optional<std::pair<uint64_t, uint64_t>> add(uint64_t seq, uint64_t base) {
+            std::optional<std::pair<uint64_t, uint64_t>> out;
+            if (recent.size() == kWindow) {
+                out = recent.front();
+                recent.erase(recent.begin());
+            }
             recent.emplace_back(seq, base);
+            return out;
         }
     };
     std::map<uint64_t, ProducerState> m_producers;
@@ -188,6 +239,26 @@ class PartitionLog {
     bool m_cut = false; ///< recovery truncated a segment that was not the last
     /// Why the log takes no more writes ("a failed sync at <path> (<errno text>)"); empty: writable.
     std::string m_unwritable;
+
+    /// Group commit: a batch written to the active segment, not yet synced nor published.
+    struct Unsynced {
+        std::shared_ptr<Segment> seg;
+        size_t pos;
+        uint64_t length;
+        uint64_t base;
+        uint32_t count;
+        int64_t lastTimestampUs;
+        uint64_t ticket;
+        uint64_t producerId;
+        std::optional<std::pair<uint64_t, uint64_t>> evicted; ///< what it pushed out of its producer's window
+    };
+    std::deque<Unsynced> m_unsynced; ///< oldest first; all in the active segment
+    uint64_t m_assigned = 0;  ///< offset the next written batch gets (m_next plus the unsynced events)
+    uint64_t m_tickets = 0;   ///< batches written under group commit so far
+    uint64_t m_durable = 0;   ///< batches up to this ticket are synced and published
+    uint64_t m_failedUpTo = 0; ///< batches up to this ticket (and past m_durable) were lost by a failed sync
+    std::string m_groupError;  ///< what their writers are told
+    bool m_syncing = false;    ///< a thread runs the group's fdatasync (without the lock)
 };
 
 } // namespace mofka_py

@@ -394,6 +394,28 @@ AppendResult Broker::produce(const std::string& topic, uint32_t partition, Seale
     return r;
 }
 
+Broker::StartedProduce Broker::startProduce(const std::string& topic, uint32_t partition, SealedBatch& batch,
+                                            CrcMode mode) {
+    auto t = getTopic(topic);
+    checkPartition(*this, partition, t->config.partitions, topic);
+    if (t->complete)
+        throw Error(ErrorCode::Closed, "topic '" + topic + "' is marked complete and accepts no more events");
+    StartedProduce s;
+    s.log = t->logs[partition].get();
+    s.pending = s.log->appendNoWait(batch, mode);
+    s.result = s.pending.result;
+    if (s.done()) t->bump();
+    s.topic = std::move(t);
+    return s;
+}
+
+AppendResult Broker::finishProduce(const StartedProduce& started) {
+    if (started.done()) return started.result;
+    AppendResult r = started.log->awaitDurable(started.pending);
+    std::static_pointer_cast<Topic>(started.topic)->bump();
+    return r;
+}
+
 uint8_t* Broker::reserve(const std::string& topic, uint32_t partition, uint64_t length) {
     auto t = getTopic(topic);
     checkPartition(*this, partition, t->config.partitions, topic);
@@ -445,6 +467,8 @@ std::pair<uint64_t, uint64_t> Broker::offsets(const std::string& topic, uint32_t
 
 void Broker::markComplete(const std::string& topic) {
     auto t = getTopic(topic);
+    // Events written before count before the end (startProduce(): a sync may still be due).
+    for (auto& l : t->logs) l->awaitWritten();
     if (!t->directory.empty() && !t->complete) writeFileAtomic(t->directory, "COMPLETE", "complete\n");
     t->complete = true;
     t->bump();

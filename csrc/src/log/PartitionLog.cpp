@@ -117,7 +117,8 @@ struct PartitionLog::Segment {
     std::shared_ptr<Mapping> map;
     uint8_t* base = nullptr;
     size_t capacity = 0;
-    size_t size = 0;
+    size_t size = 0;    ///< bytes published (readable)
+    size_t written = 0; ///< bytes written: size, plus group commit's unsynced batches
     int fd = -1;
     std::string path;
     int64_t maxTimestampUs = 0;
@@ -144,6 +145,7 @@ PartitionLog::PartitionLog(LogOptions options) : m_opts(std::move(options)) {
     } else {
         openDirectory();
     }
+    m_assigned = m_next;
 }
 
 PartitionLog::~PartitionLog() {
@@ -172,7 +174,7 @@ std::shared_ptr<PartitionLog::Segment> PartitionLog::newSegment(uint64_t baseOff
         if (seg->fd < 0) storageError("cannot open segment", seg->path);
         struct stat st;
         fstat(seg->fd, &st);
-        seg->size = size_t(st.st_size);
+        seg->size = seg->written = size_t(st.st_size);
         seg->capacity = std::max<size_t>(seg->capacity, alignUp(seg->size, 1 << 21));
         seg->map->addr = mmap(nullptr, seg->capacity, PROT_READ, MAP_SHARED, seg->fd, 0);
     }
@@ -230,6 +232,7 @@ void PartitionLog::openDirectory() {
         bool last = (i + 1 == bases.size());
         m_segments.push_back(seg);
         recoverSegment(*seg, last);
+        seg->written = seg->size;
         m_next = seg->nextOffset;
         if (m_cut) break; // repair removed the later segments
     }
@@ -305,12 +308,14 @@ void PartitionLog::recoverSegment(Segment& seg, bool last) {
     }
 }
 
+bool PartitionLog::fitsLocked(const Segment& seg, uint64_t length) const {
+    // Roll past segmentBytes (the mapping is rounded up to 2 MiB, so its capacity is not the limit).
+    return seg.written + length <= seg.capacity && (seg.written == 0 || seg.written + length <= m_opts.segmentBytes);
+}
+
 PartitionLog::Segment& PartitionLog::writableSegment(uint64_t length) {
     Segment* active = m_segments.back().get();
-    // Roll past segmentBytes (the mapping is rounded up to 2 MiB, so its capacity is not the limit).
-    if (active->size + length <= active->capacity &&
-        (active->size == 0 || active->size + length <= m_opts.segmentBytes))
-        return *active;
+    if (fitsLocked(*active, length)) return *active;
     const std::string notStored =
         "this batch was not stored" + (m_opts.sync == SyncPolicy::Batch ? std::string() : "; " + unsyncedEvents(m_opts.sync));
     if (active->size > 0 && active->fd >= 0 && m_opts.sync != SyncPolicy::None) syncSegmentLocked(*active, notStored);
@@ -407,10 +412,11 @@ std::optional<AppendResult> PartitionLog::resentLocked(const BatchHeader& h) con
 AppendResult PartitionLog::publishLocked(Segment& seg, size_t pos, uint64_t length, const BatchHeader& h,
                                          uint32_t count, std::unique_lock<std::mutex>& lock) {
     seg.addToIndex(m_next, pos, m_opts.indexIntervalBytes);
-    seg.size = pos + length;
+    seg.size = seg.written = pos + length;
     seg.maxTimestampUs = std::max(seg.maxTimestampUs, h.lastTimestampUs);
     const uint64_t base = m_next;
     m_next += count;
+    m_assigned = m_next;
     seg.nextOffset = m_next;
     if (h.producerId) m_producers[h.producerId].add(h.sequence, base);
     lock.unlock();
@@ -419,23 +425,41 @@ AppendResult PartitionLog::publishLocked(Segment& seg, size_t pos, uint64_t leng
 }
 
 AppendResult PartitionLog::append(SealedBatch& batch, CrcMode mode) {
+    return awaitDurable(appendNoWait(batch, mode));
+}
+
+PartitionLog::Pending PartitionLog::appendNoWait(SealedBatch& batch, CrcMode mode) {
     std::unique_lock<std::mutex> lock(m_mutex);
-    if (m_closed) throw Error(ErrorCode::Closed, "partition log is closed");
-    if (!m_reserved.empty())
-        throw Error(ErrorCode::Generic, "append while a reservation is open (a transport bug: commit it first)");
+    const bool group = m_opts.sync == SyncPolicy::Batch && !m_opts.directory.empty();
     BatchHeader& h = batch.header();
-    if (!m_unwritable.empty()) {
-        // A batch stored before the failed sync is still a duplicate: its producer gets its offsets back.
-        std::optional<AppendResult> again;
-        try { again = resentLocked(h); } catch (const Error&) {}
-        if (again) return *again;
-        throwUnwritableLocked();
-    }
-    if (auto again = resentLocked(h)) return *again;
     const uint64_t length = batch.length;
+    for (;;) {
+        if (m_closed) throw Error(ErrorCode::Closed, "partition log is closed");
+        if (!m_reserved.empty())
+            throw Error(ErrorCode::Generic, "append while a reservation is open (a transport bug: commit it first)");
+        // A resent batch gets its original's offsets, once the original counts (it may still wait for its sync).
+        auto resent = [&](const AppendResult& r) {
+            return Pending{r, r.baseOffset != UINT64_MAX && r.baseOffset >= m_next ? m_tickets : 0};
+        };
+        if (!m_unwritable.empty()) {
+            // A batch stored before the failed sync is still a duplicate: its producer gets its offsets back.
+            std::optional<AppendResult> again;
+            try { again = resentLocked(h); } catch (const Error&) {}
+            if (again) return resent(*again);
+            throwUnwritableLocked();
+        }
+        if (auto again = resentLocked(h)) return resent(*again);
+        // A new segment only once everything in the active one is synced: after a crash, only the
+        // last segment may end in a torn batch.
+        if (group && !m_unsynced.empty() && !fitsLocked(*m_segments.back(), length)) {
+            drainLocked(lock); // releases the lock: look again at everything
+            continue;
+        }
+        break;
+    }
     Segment& seg = writableSegment(length);
-    h.baseOffset = m_next;
-    const size_t pos = seg.size;
+    h.baseOffset = m_assigned;
+    const size_t pos = seg.written;
     if (seg.fd < 0) {
         backRange(seg, pos, length);
         // In memory: copy each piece once, checksumming it while it is in cache.
@@ -458,31 +482,121 @@ AppendResult PartitionLog::append(SealedBatch& batch, CrcMode mode) {
             throw Error(ErrorCode::Corruption, "record batch CRC32C mismatch: the batch was damaged in transit; it was not stored");
         stored->crc = crc;
         h.crc = crc;
-    } else {
-        uint32_t crc = batchCrc(batch.pieces);
-        if (mode == CrcMode::Verify && crc != h.crc)
-            throw Error(ErrorCode::Corruption, "record batch CRC32C mismatch: the batch was damaged in transit; it was not stored");
-        h.crc = crc;
-        std::vector<iovec> iov;
-        iov.reserve(batch.pieces.size());
-        for (const Piece& pc : batch.pieces) iov.push_back({const_cast<uint8_t*>(pc.data), pc.size});
-        try {
-            writeAll(seg.fd, iov, off_t(pos), seg.path);
-        } catch (...) {
-            if (ftruncate(seg.fd, off_t(pos)) != 0) { /* the tail is recovered on next open */ }
-            throw;
-        }
-        if (m_opts.sync == SyncPolicy::Batch) {
-            if (int e = syncFd(seg.fd, true)) {
-                // Not acknowledged, so not kept: a later open must not find it either.
-                if (ftruncate(seg.fd, off_t(pos)) != 0) { /* the tail is recovered on next open */ }
-                failSyncLocked(seg.path, e, "this batch was not stored");
-            }
-        } else {
-            m_dirty = true;
-        }
+        return {publishLocked(seg, pos, length, h, batch.count, lock), 0};
     }
-    return publishLocked(seg, pos, length, h, batch.count, lock);
+    uint32_t crc = batchCrc(batch.pieces);
+    if (mode == CrcMode::Verify && crc != h.crc)
+        throw Error(ErrorCode::Corruption, "record batch CRC32C mismatch: the batch was damaged in transit; it was not stored");
+    h.crc = crc;
+    std::vector<iovec> iov;
+    iov.reserve(batch.pieces.size());
+    for (const Piece& pc : batch.pieces) iov.push_back({const_cast<uint8_t*>(pc.data), pc.size});
+    try {
+        writeAll(seg.fd, iov, off_t(pos), seg.path);
+    } catch (...) {
+        if (ftruncate(seg.fd, off_t(pos)) != 0) { /* the tail is recovered on next open */ }
+        throw;
+    }
+    if (!group) {
+        m_dirty = true;
+        return {publishLocked(seg, pos, length, h, batch.count, lock), 0};
+    }
+    // Group commit: written, not yet synced. The producer's window has it at once, so that its next
+    // batch is in sequence and a resent copy is a duplicate; a failed sync takes it out again.
+    seg.written = pos + length;
+    const uint64_t base = m_assigned;
+    m_assigned += batch.count;
+    Unsynced u{m_segments.back(), pos, length, base, batch.count, h.lastTimestampUs, ++m_tickets, h.producerId, std::nullopt};
+    if (h.producerId) u.evicted = m_producers[h.producerId].add(h.sequence, base);
+    m_unsynced.push_back(std::move(u));
+    return {{base, false}, m_tickets};
+}
+
+AppendResult PartitionLog::awaitDurable(const Pending& pending) {
+    if (pending.ticket == 0) return pending.result;
+    std::unique_lock<std::mutex> lock(m_mutex);
+    for (;;) {
+        if (pending.ticket <= m_durable) return pending.result;
+        if (pending.ticket <= m_failedUpTo) throw Error(ErrorCode::Storage, m_groupError);
+        // Still unsynced: sync everything written so far, unless a thread does already.
+        if (m_syncing) m_cv.wait(lock);
+        else groupSyncLocked(lock);
+    }
+}
+
+void PartitionLog::awaitWritten() {
+    std::unique_lock<std::mutex> lock(m_mutex);
+    drainLocked(lock);
+}
+
+void PartitionLog::drainLocked(std::unique_lock<std::mutex>& lock) {
+    while (!m_unsynced.empty()) {
+        if (m_syncing) m_cv.wait(lock);
+        else groupSyncLocked(lock);
+    }
+}
+
+void PartitionLog::groupSyncLocked(std::unique_lock<std::mutex>& lock) {
+    if (!m_unwritable.empty()) {
+        // Made unwritable meanwhile (e.g. a failed sync()): a sync now would prove nothing.
+        failUnsyncedLocked("partition log " + m_opts.directory + " is unwritable since " + m_unwritable +
+                           "; this batch was not stored: " + kUnwritableAdvice);
+        m_cv.notify_all();
+        return;
+    }
+    m_syncing = true;
+    const uint64_t target = m_unsynced.back().ticket; // every batch written before the sync starts
+    const std::shared_ptr<Segment> seg = m_unsynced.back().seg;
+    lock.unlock();
+    // Writers go on appending meanwhile; their batches wait for the next sync.
+    const int err = syncFd(seg->fd, true);
+    lock.lock();
+    m_syncing = false;
+    if (err) {
+        // Never retried (see syncSegmentLocked): everything written since the last good sync is lost.
+        const size_t lost = m_unsynced.size();
+        if (m_unwritable.empty()) m_unwritable = "a failed sync at " + seg->path + " (" + std::strerror(err) + ")";
+        failUnsyncedLocked(syncFailureText(
+            seg->path, err,
+            lost == 1 ? "this batch was not stored; " + unsyncedEvents(m_opts.sync)
+                      : "this batch was not stored, nor any of the " + std::to_string(lost - 1) +
+                            " other batches written since the last successful sync; " + unsyncedEvents(m_opts.sync)));
+    } else {
+        while (!m_unsynced.empty() && m_unsynced.front().ticket <= target) {
+            const Unsynced& u = m_unsynced.front();
+            Segment& s = *u.seg;
+            s.addToIndex(u.base, u.pos, m_opts.indexIntervalBytes);
+            s.size = u.pos + u.length;
+            s.maxTimestampUs = std::max(s.maxTimestampUs, u.lastTimestampUs);
+            m_next = u.base + u.count;
+            s.nextOffset = m_next;
+            m_unsynced.pop_front();
+        }
+        m_durable = target;
+    }
+    m_cv.notify_all(); // writers waiting for this sync, and readers waiting for data
+}
+
+void PartitionLog::failUnsyncedLocked(const std::string& error) {
+    if (m_unsynced.empty()) return;
+    const Unsynced& first = m_unsynced.front();
+    // Not acknowledged, so not kept: a later open must not find them either.
+    if (ftruncate(first.seg->fd, off_t(first.pos)) != 0) { /* the tail is recovered on next open */ }
+    first.seg->written = first.pos;
+    // The producers' windows as before these batches, newest undone first.
+    for (auto it = m_unsynced.rbegin(); it != m_unsynced.rend(); ++it) {
+        if (!it->producerId) continue;
+        auto p = m_producers.find(it->producerId);
+        if (p == m_producers.end()) continue;
+        auto& recent = p->second.recent;
+        if (!recent.empty()) recent.pop_back();
+        if (it->evicted) recent.insert(recent.begin(), *it->evicted);
+        if (recent.empty()) m_producers.erase(p);
+    }
+    m_assigned = m_next;
+    m_failedUpTo = m_unsynced.back().ticket;
+    m_groupError = error;
+    m_unsynced.clear();
 }
 
 size_t PartitionLog::findSegmentLocked(uint64_t offset) const {
@@ -575,7 +689,9 @@ void PartitionLog::housekeeping() {
 }
 
 uint64_t PartitionLog::purge() {
-    std::lock_guard<std::mutex> lock(m_mutex);
+    std::unique_lock<std::mutex> lock(m_mutex);
+    if (m_closed) throw Error(ErrorCode::Closed, "partition log is closed");
+    drainLocked(lock); // what is written is synced and kept (then removed) or failed, as for any write
     if (m_closed) throw Error(ErrorCode::Closed, "partition log is closed");
     if (!m_reserved.empty())
         throw Error(ErrorCode::InvalidArgument, "a batch is being received into this partition; purge again in a moment");
@@ -584,7 +700,7 @@ uint64_t PartitionLog::purge() {
     // The new, empty segment first, then the old ones from the front: a crash in between leaves
     // contiguous segments (the purge is then simply not finished).
     Segment& active = *m_segments.back();
-    if (active.size > 0 || active.baseOffset != m_next) {
+    if (active.written > 0 || active.baseOffset != m_next) {
         if (active.fd >= 0 && m_opts.sync != SyncPolicy::None) syncSegmentLocked(active, "nothing was purged");
         auto next = newSegment(m_next, m_opts.segmentBytes);
         syncCreatedLocked(*next, "nothing was purged");
@@ -618,7 +734,9 @@ void PartitionLog::applyRetentionLocked() {
 }
 
 void PartitionLog::close() {
-    std::lock_guard<std::mutex> lock(m_mutex);
+    std::unique_lock<std::mutex> lock(m_mutex);
+    if (m_closed) return;
+    drainLocked(lock); // batches written but unsynced: synced and published, or failed (their writers hear it)
     if (m_closed) return;
     std::exception_ptr failed;
     if (m_dirty && m_unwritable.empty()) { // unwritable: reported already, and a sync would prove nothing
@@ -656,12 +774,14 @@ void PartitionLog::markUnwritable(const std::string& why) {
     if (m_unwritable.empty()) m_unwritable = why;
 }
 
+std::string PartitionLog::syncFailureText(const std::string& path, int err, const std::string& consequence) const {
+    return "cannot sync " + path + ": " + std::strerror(err) + freeSpace(path) + "; " + consequence + ". Partition log " +
+           m_opts.directory + " takes no more writes until it is reopened: " + kUnwritableAdvice;
+}
+
 void PartitionLog::failSyncLocked(const std::string& path, int err, const std::string& consequence) {
     if (m_unwritable.empty()) m_unwritable = "a failed sync at " + path + " (" + std::strerror(err) + ")";
-    throw Error(ErrorCode::Storage,
-                "cannot sync " + path + ": " + std::strerror(err) + freeSpace(path) + "; " + consequence +
-                    ". Partition log " + m_opts.directory + " takes no more writes until it is reopened: " +
-                    kUnwritableAdvice);
+    throw Error(ErrorCode::Storage, syncFailureText(path, err, consequence));
 }
 
 void PartitionLog::throwUnwritableLocked() const {

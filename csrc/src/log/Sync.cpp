@@ -14,6 +14,9 @@ namespace {
 /// Syncs still to succeed before the armed failure; -1: not armed.
 std::atomic<int> g_failAfter{-1};
 
+/// Syncs tried (see syncCountForTesting()).
+std::atomic<uint64_t> g_syncs{0};
+
 /// The trigger file named by MOFKA_PY_TEST_FAIL_SYNC (empty: none), read once.
 const std::string& triggerFile() {
     static const std::string path = [] {
@@ -39,6 +42,7 @@ bool failThisSync() {
 } // namespace
 
 int syncFd(int fd, bool dataOnly) {
+    g_syncs.fetch_add(1, std::memory_order_relaxed);
     if (failThisSync()) return EIO;
     // Any failure counts, EINTR included: a retry could succeed without pages the kernel dropped.
     return (dataOnly ? ::fdatasync(fd) : ::fsync(fd)) == 0 ? 0 : errno;
@@ -51,6 +55,8 @@ int syncDirectory(const std::string& dir) {
     ::close(fd);
     return err == EINVAL ? 0 : err;
 }
+
+uint64_t syncCountForTesting() { return g_syncs.load(std::memory_order_relaxed); }
 
 void failSyncForTesting(int skip) { g_failAfter.store(skip < 0 ? -1 : skip, std::memory_order_relaxed); }
 

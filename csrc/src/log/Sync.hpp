@@ -8,6 +8,7 @@
  * that succeeds proves nothing (see PartitionLog, which becomes unwritable).
  */
 #pragma once
+#include <cstdint>
 #include <string>
 
 namespace mofka_py {
@@ -33,5 +34,9 @@ int syncDirectory(const std::string& dir);
  * file, a sync that finds that file removes it and fails with EIO.
  */
 void failSyncForTesting(int skip);
+
+/// Syncs tried so far in this process (syncFd(), syncDirectory()), failed ones included: lets a
+/// test count how many fdatasyncs a workload took. Not part of any public API.
+uint64_t syncCountForTesting();
 
 } // namespace mofka_py

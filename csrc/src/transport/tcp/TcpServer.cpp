@@ -13,17 +13,22 @@
 #include <climits>
 #include <cstring>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <deque>
 #include <fcntl.h>
 #include <map>
+#include <mutex>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <random>
 #include <set>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <thread>
 #include <unistd.h>
 #include <unordered_map>
 
@@ -36,6 +41,10 @@ constexpr size_t kKeepBody = 32u << 20; // largest produce buffer a connection k
 constexpr size_t kLowatMax = 1u << 20; // wake for at most this much of a large body at a time
 constexpr const char* kClientLabel = "mofka-py client";
 constexpr const char* kServerLabel = "mofka-py server";
+/// Threads that wait for durable produces' syncs (sync=batch): one partition each at a time, so
+/// up to this many partitions' fdatasyncs run at once while the event loop goes on.
+constexpr size_t kSyncThreads = 4;
+constexpr uint64_t kSyncedEvent = UINT64_MAX; ///< epoll id of the eventfd the sync threads signal
 
 int64_t nowMs() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();
@@ -83,6 +92,7 @@ struct Conn {
     size_t outOff = 0;         // bytes of out.front() already written
     size_t queued = 0;
     uint32_t parked = 0;
+    uint32_t syncing = 0;      // produces written, waiting for their sync before the answer
     int64_t lastActive = 0;
     uint32_t events = EPOLLIN; // what epoll watches now
 };
@@ -161,6 +171,7 @@ class TcpServerImpl {
             for (int i = 0; i < n; ++i) {
                 uint64_t id = evs[i].data.u64;
                 if (id == 0) { acceptAll(); continue; }
+                if (id == kSyncedEvent) { answerSynced(); continue; }
                 auto it = m_conns.find(id);
                 if (it == m_conns.end()) continue;
                 Conn& c = it->second;
@@ -177,6 +188,13 @@ class TcpServerImpl {
     void shutdown(int drainMs) {
         if (m_epoll < 0) return;
         if (m_listen >= 0) { ::close(m_listen); m_listen = -1; }
+        // Produces waiting for their sync get their answers (each wait ends with its partition's sync).
+        while (m_syncOutstanding > 0) {
+            pollfd p{m_syncedFd, POLLIN, 0};
+            ::poll(&p, 1, 100);
+            answerSynced();
+        }
+        stopSyncThreads();
         // Answer parked requests now, then give queued replies a moment to leave.
         m_parked.answerNow(*m_broker, [](const PollWho&, const PollRequest&) { return true; }, replyParked());
         int64_t until = nowMs() + drainMs;
@@ -509,11 +527,19 @@ class TcpServerImpl {
             sb.length = q.batchLength;
             sb.count = sb.header().count;
             sb.pieces.push_back({sb.head.data(), sb.head.size()});
-            AppendResult r = m_broker->produce(q.topic, q.partition, sb, CrcMode::Verify);
+            Broker::StartedProduce started = m_broker->startProduce(q.topic, q.partition, sb, CrcMode::Verify);
             // The log copied the batch: keep its buffer for this connection's next produce.
             if (sb.head.capacity() <= kKeepBody) {
                 c.spare = std::move(sb.head); // its size stays: a resize to the next length zero-fills only growth
             }
+            if (!started.done()) {
+                // Written, not yet synced (sync=batch): a sync thread answers once a sync covers it,
+                // while this loop goes on reading and writing other batches, which share that sync.
+                ++c.syncing;
+                awaitSync(Syncing{c.id, rid, q.topic, std::move(started)});
+                return;
+            }
+            const AppendResult& r = started.result;
             w.put<uint64_t>(r.baseOffset).put<uint8_t>(r.duplicate);
             send(c, q.type, 0, rid, std::move(w.buf));
             topicChanged(q.topic);
@@ -626,7 +652,141 @@ class TcpServerImpl {
         m_parked.expire(*m_broker, now, replyParked());
         for (auto& kv : m_conns) {
             Conn& c = kv.second;
-            if (!c.closing && c.parked == 0 && c.out.empty() && now - c.lastActive > m_opts.idleTimeoutMs) markClosing(c);
+            if (!c.closing && c.parked == 0 && c.syncing == 0 && c.out.empty() && now - c.lastActive > m_opts.idleTimeoutMs)
+                markClosing(c);
+        }
+    }
+
+    /// A produce written to its partition, waiting for the sync that makes it count.
+    struct Syncing {
+        uint64_t conn;
+        uint64_t rid;
+        std::string topic;
+        Broker::StartedProduce started;
+    };
+    /// Its outcome, for the event loop to answer.
+    struct Synced {
+        uint64_t conn = 0;
+        uint64_t rid = 0;
+        std::string topic;
+        AppendResult result{};
+        bool failed = false;
+        uint16_t code = 0;
+        std::string message;
+    };
+
+    /// Hand a written produce to the sync threads (started on the first one).
+    void awaitSync(Syncing s) {
+        if (m_syncThreads.empty()) {
+            m_syncedFd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+            if (m_syncedFd < 0) throwError(ErrorCode::Generic, "eventfd() failed", true);
+            epoll_event ev{};
+            ev.events = EPOLLIN;
+            ev.data.u64 = kSyncedEvent;
+            epoll_ctl(m_epoll, EPOLL_CTL_ADD, m_syncedFd, &ev);
+            for (size_t i = 0; i < kSyncThreads; ++i) m_syncThreads.emplace_back([this] { syncLoop(); });
+        }
+        ++m_syncOutstanding;
+        std::lock_guard<std::mutex> l(m_syncMutex);
+        PartitionLog* log = s.started.log;
+        auto& waiting = m_syncWaiting[log];
+        const bool idle = waiting.empty() && !m_syncBusy.count(log);
+        waiting.push_back(std::move(s));
+        if (idle) {
+            m_syncReady.push_back(log);
+            m_syncCv.notify_one();
+        }
+    }
+
+    /// A sync thread: takes a partition with waiting produces (no other thread is on it), waits for
+    /// them in write order (the first wait runs one fdatasync for all of them), hands the outcomes over.
+    void syncLoop() {
+        std::unique_lock<std::mutex> l(m_syncMutex);
+        for (;;) {
+            m_syncCv.wait(l, [&] { return m_syncStop || !m_syncReady.empty(); });
+            if (m_syncReady.empty()) return; // stopping, nothing left
+            PartitionLog* log = m_syncReady.front();
+            m_syncReady.pop_front();
+            m_syncBusy.insert(log);
+            std::vector<Syncing> mine;
+            mine.swap(m_syncWaiting[log]);
+            m_syncWaiting.erase(log);
+            l.unlock();
+            std::vector<Synced> done;
+            for (Syncing& s : mine) {
+                Synced d;
+                d.conn = s.conn;
+                d.rid = s.rid;
+                d.topic = std::move(s.topic);
+                try {
+                    d.result = m_broker->finishProduce(s.started);
+                } catch (const Error& e) {
+                    d.failed = true;
+                    d.code = uint16_t(e.code());
+                    d.message = e.what();
+                } catch (const std::exception& e) {
+                    d.failed = true;
+                    d.code = uint16_t(ErrorCode::Generic);
+                    d.message = e.what();
+                }
+                done.push_back(std::move(d));
+            }
+            mine.clear();
+            l.lock();
+            m_syncBusy.erase(log);
+            auto it = m_syncWaiting.find(log);
+            if (it != m_syncWaiting.end() && !it->second.empty()) {
+                m_syncReady.push_back(log); // written while this thread waited: the next sync's
+                m_syncCv.notify_one();
+            }
+            for (Synced& d : done) m_synced.push_back(std::move(d));
+            const uint64_t one = 1;
+            ssize_t ignored = ::write(m_syncedFd, &one, sizeof one);
+            (void)ignored;
+        }
+    }
+
+    /// Event loop: answer the produces whose sync ended, and wake the polls waiting for their data.
+    void answerSynced() {
+        uint64_t n;
+        ssize_t ignored = ::read(m_syncedFd, &n, sizeof n);
+        (void)ignored;
+        std::vector<Synced> done;
+        {
+            std::lock_guard<std::mutex> l(m_syncMutex);
+            done.swap(m_synced);
+        }
+        std::set<std::string> changed;
+        for (Synced& d : done) {
+            --m_syncOutstanding;
+            if (!d.failed) changed.insert(d.topic);
+            auto it = m_conns.find(d.conn);
+            if (it == m_conns.end()) continue; // the client went away; a retry finds the batch (a duplicate)
+            Conn& c = it->second;
+            --c.syncing;
+            Writer w;
+            if (d.failed) {
+                w.put<uint16_t>(d.code).str(d.message);
+                send(c, MsgType::Produce, kFlagError, d.rid, std::move(w.buf));
+            } else {
+                w.put<uint64_t>(d.result.baseOffset).put<uint8_t>(d.result.duplicate);
+                send(c, MsgType::Produce, 0, d.rid, std::move(w.buf));
+            }
+        }
+        for (const std::string& t : changed) topicChanged(t);
+    }
+
+    void stopSyncThreads() {
+        {
+            std::lock_guard<std::mutex> l(m_syncMutex);
+            m_syncStop = true;
+        }
+        m_syncCv.notify_all();
+        for (auto& t : m_syncThreads) t.join();
+        m_syncThreads.clear();
+        if (m_syncedFd >= 0) {
+            ::close(m_syncedFd);
+            m_syncedFd = -1;
         }
     }
 
@@ -732,6 +892,17 @@ class TcpServerImpl {
     int64_t m_acceptResumeAt = 0;
     ParkedPolls<PollWho> m_parked;        ///< long polls waiting for data, a topic change or their deadline
     std::mt19937_64 m_rng;
+    // Durable produces waiting for their sync (see awaitSync()); the sync threads share these.
+    std::mutex m_syncMutex;
+    std::condition_variable m_syncCv;
+    std::map<PartitionLog*, std::vector<Syncing>> m_syncWaiting; ///< per partition, in write order
+    std::deque<PartitionLog*> m_syncReady; ///< partitions with waiting produces and no thread on them
+    std::set<PartitionLog*> m_syncBusy;    ///< partitions a sync thread is on
+    std::vector<Synced> m_synced;          ///< outcomes the event loop has not answered yet
+    bool m_syncStop = false;
+    std::vector<std::thread> m_syncThreads;
+    int m_syncedFd = -1;                   ///< eventfd: outcomes are waiting in m_synced
+    size_t m_syncOutstanding = 0;          ///< produces handed over, not answered (event loop only)
 };
 
 TcpServer::TcpServer(std::shared_ptr<Broker> broker, const TcpServerOptions& options)
