@@ -40,14 +40,17 @@ void bindConsumer(py::module_& m) {
         .def_property_readonly("offset", [](const PyEvent& e) { return e.ev.offset; })
         .def_property_readonly("id", [](const PyEvent& e) { return eventId(e.ev.partition, e.ev.offset); })
         .def_property_readonly("timestamp_us", [](const PyEvent& e) { return e.ev.timestampUs; })
-        .def_property_readonly("metadata_bytes", [](const PyEvent& e) {
-            return py::bytes(reinterpret_cast<const char*>(e.ev.metadata.data), e.ev.metadata.size);
-        })
-        .def_property_readonly("metadata", [](const PyEvent& e) {
-            py::bytes b(reinterpret_cast<const char*>(e.ev.metadata.data), e.ev.metadata.size);
-            if (e.ev.metadata.size == 0) return py::object(py::none());
-            return orjsonLoads()(b);
-        })
+        .def_property_readonly("metadata_bytes",
+                               [](const PyEvent& e) {
+                                   return py::bytes(reinterpret_cast<const char*>(e.ev.metadata.data),
+                                                    e.ev.metadata.size);
+                               })
+        .def_property_readonly("metadata",
+                               [](const PyEvent& e) {
+                                   py::bytes b(reinterpret_cast<const char*>(e.ev.metadata.data), e.ev.metadata.size);
+                                   if (e.ev.metadata.size == 0) return py::object(py::none());
+                                   return orjsonLoads()(b);
+                               })
         .def_property_readonly("data", [](const PyEvent& e) { return viewOf(e.ev.owner, e.ev.data); })
         .def_property_readonly("data_size", [](const PyEvent& e) { return e.ev.data.size; })
         .def("ack", [](PyEvent& e) { e.consumer->ack(e.ev.partition, e.ev.offset, e.ev.epoch); });
@@ -57,78 +60,106 @@ void bindConsumer(py::module_& m) {
         .def_property_readonly("partition", [](const PyEventBatch& b) { return b.d.partition; })
         .def_property_readonly("first_offset", [](const PyEventBatch& b) { return b.d.offsetOf(b.d.first); })
         .def_property_readonly("last_offset", [](const PyEventBatch& b) { return b.d.offsetOf(b.d.end - 1); })
-        .def("metadata_view", [](const PyEventBatch& b) {
-            // Metadata of consecutive events is contiguous in a batch: one view covers all.
-            Piece first = b.d.view->metadata(b.d.first);
-            Piece last = b.d.view->metadata(b.d.end - 1);
-            return viewOf(b.d.owner, {first.data, size_t(last.data + last.size - first.data)});
-        }, "One read-only view over the metadata of all events of this batch, back to back.")
-        .def("metadata_lengths", [](const PyEventBatch& b) {
-            py::list out;
-            for (uint32_t i = b.d.first; i < b.d.end; ++i) out.append(b.d.view->metadata(i).size);
-            return out;
-        })
-        .def("uniform_metadata_size", [](const PyEventBatch& b) -> py::object {
-            size_t s = b.d.view->metadata(b.d.first).size;
-            for (uint32_t i = b.d.first + 1; i < b.d.end; ++i)
-                if (b.d.view->metadata(i).size != s) return py::none();
-            return py::int_(s);
-        })
-        .def("data_size", [](const PyEventBatch& b) {
-            size_t s = 0;
-            for (uint32_t i = b.d.first; i < b.d.end; ++i) s += b.consumer->select(b.d.view->eventData(i)).size;
-            return s;
-        }, "Total data bytes of the events of this batch (0: metadata only, or data not read).")
-        .def("data_views", [](const PyEventBatch& b) {
-            py::list out(b.d.end - b.d.first);
-            for (uint32_t i = b.d.first; i < b.d.end; ++i)
-                out[i - b.d.first] = viewOf(b.d.owner, b.consumer->select(b.d.view->eventData(i)));
-            return out;
-        }, "The data of every event of this batch: one read-only view each, as ``batch[i].data``.")
-        .def("__getitem__", [](const PyEventBatch& b, int64_t i) {
-            int64_t n = int64_t(b.d.end - b.d.first);
-            if (i < 0) i += n;
-            if (i < 0 || i >= n) throw py::index_error("event index out of range");
-            uint32_t k = b.d.first + uint32_t(i);
-            Event ev{b.d.partition, b.d.offsetOf(k), b.d.view->metadata(k), b.consumer->select(b.d.view->eventData(k)),
-                     b.d.view->header().firstTimestampUs, b.d.owner, b.d.epoch};
-            return PyEvent{ev, b.consumer};
-        })
+        .def(
+            "metadata_view",
+            [](const PyEventBatch& b) {
+                // Metadata of consecutive events is contiguous in a batch: one view covers all.
+                Piece first = b.d.view->metadata(b.d.first);
+                Piece last = b.d.view->metadata(b.d.end - 1);
+                return viewOf(b.d.owner, {first.data, size_t(last.data + last.size - first.data)});
+            },
+            "One read-only view over the metadata of all events of this batch, back to back.")
+        .def("metadata_lengths",
+             [](const PyEventBatch& b) {
+                 py::list out;
+                 for (uint32_t i = b.d.first; i < b.d.end; ++i) out.append(b.d.view->metadata(i).size);
+                 return out;
+             })
+        .def("uniform_metadata_size",
+             [](const PyEventBatch& b) -> py::object {
+                 size_t s = b.d.view->metadata(b.d.first).size;
+                 for (uint32_t i = b.d.first + 1; i < b.d.end; ++i)
+                     if (b.d.view->metadata(i).size != s) return py::none();
+                 return py::int_(s);
+             })
+        .def(
+            "data_size",
+            [](const PyEventBatch& b) {
+                size_t s = 0;
+                for (uint32_t i = b.d.first; i < b.d.end; ++i) s += b.consumer->select(b.d.view->eventData(i)).size;
+                return s;
+            },
+            "Total data bytes of the events of this batch (0: metadata only, or data not read).")
+        .def(
+            "data_views",
+            [](const PyEventBatch& b) {
+                py::list out(b.d.end - b.d.first);
+                for (uint32_t i = b.d.first; i < b.d.end; ++i)
+                    out[i - b.d.first] = viewOf(b.d.owner, b.consumer->select(b.d.view->eventData(i)));
+                return out;
+            },
+            "The data of every event of this batch: one read-only view each, as ``batch[i].data``.")
+        .def("__getitem__",
+             [](const PyEventBatch& b, int64_t i) {
+                 int64_t n = int64_t(b.d.end - b.d.first);
+                 if (i < 0) i += n;
+                 if (i < 0 || i >= n) throw py::index_error("event index out of range");
+                 uint32_t k = b.d.first + uint32_t(i);
+                 Event ev{b.d.partition,
+                          b.d.offsetOf(k),
+                          b.d.view->metadata(k),
+                          b.consumer->select(b.d.view->eventData(k)),
+                          b.d.view->header().firstTimestampUs,
+                          b.d.owner,
+                          b.d.epoch};
+                 return PyEvent{ev, b.consumer};
+             })
         .def("ack", [](PyEventBatch& b) { b.consumer->ack(b.d.partition, b.d.offsetOf(b.d.end - 1), b.d.epoch); });
 
     py::class_<Consumer, std::shared_ptr<Consumer>>(m, "Consumer")
-        .def(py::init([](Fabric& f, const std::string& topic, const std::string& group, py::object start, py::object data,
-                         std::vector<uint32_t> partitions, size_t prefetchBytes, int64_t autoCommitMs,
+        .def(py::init([](Fabric& f, const std::string& topic, const std::string& group, py::object start,
+                         py::object data, std::vector<uint32_t> partitions, size_t prefetchBytes, int64_t autoCommitMs,
                          const std::string& memberId, const std::string& onGap, int64_t sessionTimeoutMs,
                          int64_t rebalanceTimeoutMs) {
                  ConsumerOptions o;
                  o.group = group;
                  o.memberId = memberId;
-                 if (onGap == "error") o.onGap = GapPolicy::Error;
-                 else if (onGap == "earliest") o.onGap = GapPolicy::Earliest;
-                 else throw Error(ErrorCode::InvalidArgument, "on_gap must be 'error' or 'earliest' (got '" + onGap + "')");
+                 if (onGap == "error")
+                     o.onGap = GapPolicy::Error;
+                 else if (onGap == "earliest")
+                     o.onGap = GapPolicy::Earliest;
+                 else
+                     throw Error(ErrorCode::InvalidArgument,
+                                 "on_gap must be 'error' or 'earliest' (got '" + onGap + "')");
                  o.sessionTimeoutMs = sessionTimeoutMs;
                  o.rebalanceTimeoutMs = rebalanceTimeoutMs;
                  if (py::isinstance<py::str>(start)) {
                      std::string s = start.cast<std::string>();
-                     if (s == "earliest") o.start = StartPosition::Earliest;
-                     else if (s == "latest") o.start = StartPosition::Latest;
-                     else if (s == "committed") o.start = StartPosition::Committed;
-                     else throw Error(ErrorCode::InvalidArgument, "start must be 'earliest', 'latest', 'committed' or an offset (got '" + s + "')");
+                     if (s == "earliest")
+                         o.start = StartPosition::Earliest;
+                     else if (s == "latest")
+                         o.start = StartPosition::Latest;
+                     else if (s == "committed")
+                         o.start = StartPosition::Committed;
+                     else
+                         throw Error(ErrorCode::InvalidArgument,
+                                     "start must be 'earliest', 'latest', 'committed' or an offset (got '" + s + "')");
                  } else if (py::isinstance<py::int_>(start) && !py::isinstance<py::bool_>(start)) {
                      int64_t off = start.cast<int64_t>();
                      if (off < 0) throw Error(ErrorCode::InvalidArgument, "start offset must be >= 0");
                      o.start = StartPosition::Offset;
                      o.startOffset = uint64_t(off);
                  } else {
-                     throw Error(ErrorCode::InvalidArgument, "start must be 'earliest', 'latest', 'committed' or an offset");
+                     throw Error(ErrorCode::InvalidArgument,
+                                 "start must be 'earliest', 'latest', 'committed' or an offset");
                  }
                  if (py::isinstance<py::bool_>(data)) {
                      o.data = data.cast<bool>() ? DataMode::Full : DataMode::None;
                  } else if (py::isinstance<py::tuple>(data) && py::len(data) == 2) {
                      auto t = data.cast<py::tuple>();
                      int64_t off = t[0].cast<int64_t>(), len = t[1].cast<int64_t>();
-                     if (off < 0 || len < 0) throw Error(ErrorCode::InvalidArgument, "data byte range must be (offset >= 0, size >= 0)");
+                     if (off < 0 || len < 0)
+                         throw Error(ErrorCode::InvalidArgument, "data byte range must be (offset >= 0, size >= 0)");
                      o.data = DataMode::Range;
                      o.rangeOffset = uint64_t(off);
                      o.rangeSize = uint64_t(len);
@@ -140,41 +171,61 @@ void bindConsumer(py::module_& m) {
                  o.autoCommitMs = autoCommitMs;
                  py::gil_scoped_release nogil;
                  return std::make_shared<Consumer>(f.client(), topic, o);
-             }), py::arg("fabric"), py::arg("topic"), py::arg("group"), py::arg("start"), py::arg("data"), py::arg("partitions"),
-             py::arg("prefetch_bytes"), py::arg("auto_commit_ms"), py::arg("member_id") = "", py::arg("on_gap") = "error",
-             py::arg("session_timeout_ms") = 10000, py::arg("rebalance_timeout_ms") = 10000)
-        .def("pull", [](std::shared_ptr<Consumer>& c, py::object timeout) -> py::object {
-                 int64_t ms = toMs(timeout);
-                 std::optional<Event> ev = waitInterruptibly(ms, [&](int64_t slice) {
-                     auto r = c->pull(slice);
-                     return r || !c->exhausted() ? r : std::optional<Event>(); }, [&] { return c->exhausted(); });
-                 if (!ev) return py::none();
-                 return py::cast(PyEvent{std::move(*ev), c});
-             }, py::arg("timeout") = py::none())
-        .def("pull_batch", [](std::shared_ptr<Consumer>& c, size_t maxEvents, py::object timeout) -> py::object {
-                 int64_t ms = toMs(timeout);
-                 std::optional<Delivery> d = waitInterruptibly(ms, [&](int64_t slice) { return c->pullBatch(maxEvents, slice); },
-                                                               [&] { return c->exhausted(); });
-                 if (!d) return py::none();
-                 return py::cast(PyEventBatch{std::move(*d), c});
-             }, py::arg("max_events") = 1 << 20, py::arg("timeout") = py::none())
+             }),
+             py::arg("fabric"), py::arg("topic"), py::arg("group"), py::arg("start"), py::arg("data"),
+             py::arg("partitions"), py::arg("prefetch_bytes"), py::arg("auto_commit_ms"), py::arg("member_id") = "",
+             py::arg("on_gap") = "error", py::arg("session_timeout_ms") = 10000,
+             py::arg("rebalance_timeout_ms") = 10000)
+        .def(
+            "pull",
+            [](std::shared_ptr<Consumer>& c, py::object timeout) -> py::object {
+                int64_t ms = toMs(timeout);
+                std::optional<Event> ev = waitInterruptibly(
+                    ms,
+                    [&](int64_t slice) {
+                        auto r = c->pull(slice);
+                        return r || !c->exhausted() ? r : std::optional<Event>();
+                    },
+                    [&] { return c->exhausted(); });
+                if (!ev) return py::none();
+                return py::cast(PyEvent{std::move(*ev), c});
+            },
+            py::arg("timeout") = py::none())
+        .def(
+            "pull_batch",
+            [](std::shared_ptr<Consumer>& c, size_t maxEvents, py::object timeout) -> py::object {
+                int64_t ms = toMs(timeout);
+                std::optional<Delivery> d = waitInterruptibly(
+                    ms, [&](int64_t slice) { return c->pullBatch(maxEvents, slice); }, [&] { return c->exhausted(); });
+                if (!d) return py::none();
+                return py::cast(PyEventBatch{std::move(*d), c});
+            },
+            py::arg("max_events") = 1 << 20, py::arg("timeout") = py::none())
         .def("ack", &Consumer::ack)
-        .def("commit", [](Consumer& c) { py::gil_scoped_release nogil; c.commit(); })
+        .def("commit",
+             [](Consumer& c) {
+                 py::gil_scoped_release nogil;
+                 c.commit();
+             })
         .def("exhausted", &Consumer::exhausted)
         .def("partitions", &Consumer::partitions)
         .def("member_id", &Consumer::memberId)
-        .def("stats", [](Consumer& c) {
-            ConsumerStats s = c.stats();
-            py::dict d;
-            d["delivered"] = s.delivered;
-            d["skipped"] = s.skipped;
-            d["rebalances"] = s.rebalances;
-            d["revoked_unacked"] = s.revokedUnacked;
-            d["fenced_commits"] = s.fencedCommits;
-            d["prefetched"] = s.prefetchedEvents;
-            return d;
-        })
-        .def("close", [](Consumer& c) { py::gil_scoped_release nogil; c.close(); });
+        .def("stats",
+             [](Consumer& c) {
+                 ConsumerStats s = c.stats();
+                 py::dict d;
+                 d["delivered"] = s.delivered;
+                 d["skipped"] = s.skipped;
+                 d["rebalances"] = s.rebalances;
+                 d["revoked_unacked"] = s.revokedUnacked;
+                 d["fenced_commits"] = s.fencedCommits;
+                 d["prefetched"] = s.prefetchedEvents;
+                 return d;
+             })
+        .def("close", [](Consumer& c) {
+            py::gil_scoped_release nogil;
+            c.close();
+        });
 }
 
 } // namespace mofka_py::bindings

@@ -40,14 +40,15 @@ MPI_Comm commFromPython(const py::object& comm) {
 void bindMpiFabric(py::module_& m) {
     py::class_<MpiFabric, std::shared_ptr<MpiFabric>>(m, "MpiFabric")
         .def(py::init([](py::object comm, std::vector<int> servers, bool colocated, const std::string& storage,
-                         const std::string& sync, int64_t syncIntervalMs, uint64_t segmentBytes, uint64_t retentionBytes,
-                         int64_t retentionMs, uint64_t maxEventBytes, bool repair, int64_t requestTimeoutMs,
-                         int64_t spindownUs) {
+                         const std::string& sync, int64_t syncIntervalMs, uint64_t segmentBytes,
+                         uint64_t retentionBytes, int64_t retentionMs, uint64_t maxEventBytes, bool repair,
+                         int64_t requestTimeoutMs, int64_t spindownUs) {
                  MpiFabricOptions o;
                  o.servers = std::move(servers);
                  o.colocated = colocated;
                  o.storage = storage;
-                 BrokerOptions b = brokerOptions(sync, syncIntervalMs, segmentBytes, retentionBytes, retentionMs, maxEventBytes, repair);
+                 BrokerOptions b = brokerOptions(sync, syncIntervalMs, segmentBytes, retentionBytes, retentionMs,
+                                                 maxEventBytes, repair);
                  o.defaults = b.defaults;
                  o.repair = b.repair;
                  o.requestTimeoutMs = requestTimeoutMs;
@@ -58,8 +59,7 @@ void bindMpiFabric(py::module_& m) {
              }),
              py::arg("comm"), py::arg("servers"), py::arg("colocated"), py::arg("storage"), py::arg("sync"),
              py::arg("sync_interval_ms"), py::arg("segment_bytes"), py::arg("retention_bytes"), py::arg("retention_ms"),
-             py::arg("max_event_bytes"), py::arg("repair"), py::arg("request_timeout_ms"),
-             py::arg("spindown_us"))
+             py::arg("max_event_bytes"), py::arg("repair"), py::arg("request_timeout_ms"), py::arg("spindown_us"))
         .def_property_readonly("is_server", &MpiFabric::isServer)
         .def_property_readonly("is_client", &MpiFabric::isClient)
         .def_property_readonly("rank", &MpiFabric::rank)
@@ -67,14 +67,20 @@ void bindMpiFabric(py::module_& m) {
         .def("partition_server", &MpiFabric::partitionServer, py::arg("topic"), py::arg("partition"),
              "The server rank that stores a partition of a topic (placement only; no request).")
         .def("fabric", &MpiFabric::fabric, "The fabric of a client rank (a _core.Fabric).")
-        .def("wait_served", [](MpiFabric& f, int64_t timeoutMs) {
-                 py::gil_scoped_release nogil;
-                 return f.waitServed(timeoutMs);
-             }, py::arg("timeout_ms"), "On a server rank: wait until every client left; True once they have.")
-        .def("close", [](MpiFabric& f) {
-                 py::gil_scoped_release nogil;
-                 f.close();
-             }, "Collective: leave, stop serving, free the duplicated communicators.");
+        .def(
+            "wait_served",
+            [](MpiFabric& f, int64_t timeoutMs) {
+                py::gil_scoped_release nogil;
+                return f.waitServed(timeoutMs);
+            },
+            py::arg("timeout_ms"), "On a server rank: wait until every client left; True once they have.")
+        .def(
+            "close",
+            [](MpiFabric& f) {
+                py::gil_scoped_release nogil;
+                f.close();
+            },
+            "Collective: leave, stop serving, free the duplicated communicators.");
 }
 
 } // namespace mofka_py::bindings

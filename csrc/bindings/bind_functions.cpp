@@ -14,18 +14,24 @@
 namespace mofka_py::bindings {
 
 void bindFunctions(py::module_& m) {
-    m.def("crc32c", [](py::buffer data, uint32_t crc, bool portable) {
-        py::buffer_info bi = data.request();
-        size_t n = size_t(bi.size * bi.itemsize);
-        py::gil_scoped_release nogil;
-        return portable ? crc32cPortable(crc, bi.ptr, n) : crc32c(crc, bi.ptr, n);
-    }, py::arg("data"), py::arg("crc") = 0, py::arg("portable") = false,
-       "CRC32C of a buffer (hardware instruction when available unless portable=True).");
+    m.def(
+        "crc32c",
+        [](py::buffer data, uint32_t crc, bool portable) {
+            py::buffer_info bi = data.request();
+            size_t n = size_t(bi.size * bi.itemsize);
+            py::gil_scoped_release nogil;
+            return portable ? crc32cPortable(crc, bi.ptr, n) : crc32c(crc, bi.ptr, n);
+        },
+        py::arg("data"), py::arg("crc") = 0, py::arg("portable") = false,
+        "CRC32C of a buffer (hardware instruction when available unless portable=True).");
     m.def("crc32c_is_hardware", &crc32cIsHardware);
-    m.def("reserve_memory", [](size_t nbytes) {
-        py::gil_scoped_release nogil;
-        return reserveSegmentMemory(nbytes);
-    }, py::arg("nbytes"), "Pre-fault memory for memory:// segments; returns bytes held in reserve.");
+    m.def(
+        "reserve_memory",
+        [](size_t nbytes) {
+            py::gil_scoped_release nogil;
+            return reserveSegmentMemory(nbytes);
+        },
+        py::arg("nbytes"), "Pre-fault memory for memory:// segments; returns bytes held in reserve.");
     m.def("reserved_memory", &reservedSegmentMemory, "Bytes of pre-faulted memory not yet used.");
     m.def("partition_for_key", [](py::bytes key, uint32_t n) {
         std::string k = key;

@@ -28,7 +28,8 @@ void bindServer(py::module_& m) {
                          uint32_t maxConnections, bool repair, int64_t rejoinGraceMs, int64_t loginTimeoutMs,
                          uint32_t maxPendingLogins, uint32_t maxPendingLoginsPerAddress) {
                  FabricUrl u = parseFabricUrl(url);
-                 if (u.scheme == "tcp") throw Error(ErrorCode::InvalidArgument, "serve a memory:// or file:// fabric, not " + url);
+                 if (u.scheme == "tcp")
+                     throw Error(ErrorCode::InvalidArgument, "serve a memory:// or file:// fabric, not " + url);
                  BrokerOptions o = brokerOptions(sync, syncIntervalMs, 256ull << 20, 0, 0, 64ull << 20, repair);
                  o.directory = u.scheme == "file" ? u.path : "";
                  if (rejoinGraceMs < 0) throw Error(ErrorCode::InvalidArgument, "rejoin_grace_ms must be >= 0");
@@ -62,13 +63,21 @@ void bindServer(py::module_& m) {
         .def_property_readonly("port", [](PyServer& s) { return s.server->port(); })
         .def_property_readonly("connections", [](PyServer& s) { return s.server->connections(); })
         .def_property_readonly("pending_logins", [](PyServer& s) { return s.server->pendingLogins(); })
-        .def("poll", [](PyServer& s, int timeoutMs) { py::gil_scoped_release nogil; s.server->poll(timeoutMs); },
-             "Run the event loop for up to timeout_ms.")
-        .def("shutdown", [](PyServer& s, int drainMs) {
-                 py::gil_scoped_release nogil;
-                 s.server->shutdown(drainMs);
-                 s.broker->close();
-             }, py::arg("drain_ms") = 2000, "Stop serving, send queued replies, sync and close the broker.");
+        .def(
+            "poll",
+            [](PyServer& s, int timeoutMs) {
+                py::gil_scoped_release nogil;
+                s.server->poll(timeoutMs);
+            },
+            "Run the event loop for up to timeout_ms.")
+        .def(
+            "shutdown",
+            [](PyServer& s, int drainMs) {
+                py::gil_scoped_release nogil;
+                s.server->shutdown(drainMs);
+                s.broker->close();
+            },
+            py::arg("drain_ms") = 2000, "Stop serving, send queued replies, sync and close the broker.");
 }
 
 } // namespace mofka_py::bindings

@@ -9,11 +9,14 @@
 namespace mofka_py::bindings {
 
 void bindTesting(py::module_& m) {
-    m.def("decode_frame", [](py::bytes data, uint64_t maxBody) {
-        std::string d = data;
-        return decodeFrameForTest(reinterpret_cast<const uint8_t*>(d.data()), d.size(), maxBody);
-    }, py::arg("data"), py::arg("max_body") = 1ull << 20,
-       "Decode a request frame as the server does (for fuzzing); raises CorruptionError if malformed.");
+    m.def(
+        "decode_frame",
+        [](py::bytes data, uint64_t maxBody) {
+            std::string d = data;
+            return decodeFrameForTest(reinterpret_cast<const uint8_t*>(d.data()), d.size(), maxBody);
+        },
+        py::arg("data"), py::arg("max_body") = 1ull << 20,
+        "Decode a request frame as the server does (for fuzzing); raises CorruptionError if malformed.");
     m.def("sha256", [](py::bytes data) {
         std::string d = data;
         Digest h = sha256(d.data(), d.size());

@@ -9,14 +9,14 @@ namespace mofka_py::bindings {
 
 namespace py = pybind11;
 
-void bindErrors(py::module_& m);    // bind_errors.cpp: C++ Error -> mofka_py.errors classes
+void bindErrors(py::module_& m); // bind_errors.cpp: C++ Error -> mofka_py.errors classes
 void bindFunctions(py::module_& m); // bind_functions.cpp: crc32c, memory reserve, key hash, build_info
-void bindBytes(py::module_& m);     // buffers.cpp: read-only views of core-owned bytes
-void bindFabric(py::module_& m);    // bind_fabric.cpp
-void bindServer(py::module_& m);    // bind_server.cpp: a broker served over TCP
-void bindTesting(py::module_& m);   // bind_testing.cpp: internals for fuzzing (frame decoder, SHA-256)
-void bindProducer(py::module_& m);  // bind_producer.cpp: Future, Producer
-void bindConsumer(py::module_& m);  // bind_consumer.cpp: Event, EventBatch, Consumer
+void bindBytes(py::module_& m); // buffers.cpp: read-only views of core-owned bytes
+void bindFabric(py::module_& m); // bind_fabric.cpp
+void bindServer(py::module_& m); // bind_server.cpp: a broker served over TCP
+void bindTesting(py::module_& m); // bind_testing.cpp: internals for fuzzing (frame decoder, SHA-256)
+void bindProducer(py::module_& m); // bind_producer.cpp: Future, Producer
+void bindConsumer(py::module_& m); // bind_consumer.cpp: Event, EventBatch, Consumer
 #ifdef MOFKA_PY_HAVE_MPI
 void bindMpiFabric(py::module_& m); // bind_fabric_mpi.cpp
 #endif

@@ -43,7 +43,8 @@ Py_buffer* getBuffer(PyObject* obj, const char* what) {
         delete b;
         PyErr_Clear();
         throw Error(ErrorCode::InvalidArgument,
-                    std::string(what) + " must be a contiguous buffer (bytes, bytearray, memoryview or numpy array), not " +
+                    std::string(what) +
+                        " must be a contiguous buffer (bytes, bytearray, memoryview or numpy array), not " +
                         std::string(Py_TYPE(obj)->tp_name) + "; use numpy.ascontiguousarray() for strided arrays");
     }
     return b;
@@ -81,7 +82,8 @@ void PushData::addOne(PyObject* obj) {
 void bindBytes(py::module_& m) {
     py::class_<Bytes>(m, "Bytes", py::buffer_protocol())
         .def_buffer([](Bytes& b) {
-            return py::buffer_info(const_cast<uint8_t*>(b.data), 1, "B", 1, {py::ssize_t(b.size)}, {py::ssize_t(1)}, true);
+            return py::buffer_info(const_cast<uint8_t*>(b.data), 1, "B", 1, {py::ssize_t(b.size)}, {py::ssize_t(1)},
+                                   true);
         })
         .def("__len__", [](const Bytes& b) { return b.size; });
 }

@@ -11,8 +11,8 @@ int64_t toMs(const py::object& timeout) {
     return int64_t(s * 1000.0 + 0.5);
 }
 
-BrokerOptions brokerOptions(const std::string& sync, int64_t syncIntervalMs, uint64_t segmentBytes, uint64_t retentionBytes,
-                            int64_t retentionMs, uint64_t maxEventBytes, bool repair) {
+BrokerOptions brokerOptions(const std::string& sync, int64_t syncIntervalMs, uint64_t segmentBytes,
+                            uint64_t retentionBytes, int64_t retentionMs, uint64_t maxEventBytes, bool repair) {
     BrokerOptions o;
     o.defaults.sync = parseSyncPolicy(sync);
     o.defaults.syncIntervalMs = syncIntervalMs;

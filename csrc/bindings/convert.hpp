@@ -17,8 +17,8 @@ namespace py = pybind11;
 int64_t toMs(const py::object& timeout);
 
 /// The broker options that Fabric, Server and MpiFabric take as keyword arguments.
-BrokerOptions brokerOptions(const std::string& sync, int64_t syncIntervalMs, uint64_t segmentBytes, uint64_t retentionBytes,
-                            int64_t retentionMs, uint64_t maxEventBytes, bool repair);
+BrokerOptions brokerOptions(const std::string& sync, int64_t syncIntervalMs, uint64_t segmentBytes,
+                            uint64_t retentionBytes, int64_t retentionMs, uint64_t maxEventBytes, bool repair);
 
 /// A mofka_py.EventId.
 py::object eventId(uint32_t partition, uint64_t offset);

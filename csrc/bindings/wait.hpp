@@ -20,7 +20,9 @@ auto waitInterruptibly(int64_t timeoutMs, F&& f, D&& done) {
     for (;;) {
         int64_t slice = 100;
         if (timeoutMs >= 0) {
-            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+            auto left =
+                std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now())
+                    .count();
             slice = std::max<int64_t>(0, std::min<int64_t>(slice, left));
         }
         decltype(f(slice)) r;

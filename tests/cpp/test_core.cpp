@@ -1,5 +1,6 @@
 // C++ tests of the core without Python: the library is usable from a C++ simulation.
 // Plain assertions with messages; exits non-zero on the first failure.
+#include "log/Sync.hpp"
 #include "mofka_py/Broker.hpp"
 #include "mofka_py/Consumer.hpp"
 #include "mofka_py/Crc32c.hpp"
@@ -8,34 +9,33 @@
 #include "mofka_py/PartitionLog.hpp"
 #include "mofka_py/Producer.hpp"
 #include "mofka_py/TcpServer.hpp"
-#include "log/Sync.hpp"
 #include "transport/tcp/Sha256.hpp"
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <map>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <random>
 #include <string>
-#include <thread>
 #include <sys/stat.h>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
 using namespace mofka_py;
 
 static int g_checks = 0, g_failed = 0;
-#define CHECK(cond)                                                                 \
-    do {                                                                            \
-        ++g_checks;                                                                 \
-        if (!(cond)) {                                                              \
-            ++g_failed;                                                             \
-            std::fprintf(stderr, "[%s:%d] check failed: %s\n", __FILE__, __LINE__, #cond); \
-        }                                                                           \
+#define CHECK(cond)                                                                                                    \
+    do {                                                                                                               \
+        ++g_checks;                                                                                                    \
+        if (!(cond)) {                                                                                                 \
+            ++g_failed;                                                                                                \
+            std::fprintf(stderr, "[%s:%d] check failed: %s\n", __FILE__, __LINE__, #cond);                             \
+        }                                                                                                              \
     } while (0)
 
 static void testCrc() {
@@ -169,22 +169,35 @@ class JitteryClient final : public BrokerClient {
     std::vector<StoredBatch> fetch(const std::string& t, uint32_t p, uint64_t o, size_t m, int64_t w) override {
         return m_in->fetch(t, p, o, m, w);
     }
-    uint64_t waitTopicChange(const std::string& t, uint64_t v, int64_t w) override { return m_in->waitTopicChange(t, v, w); }
+    uint64_t waitTopicChange(const std::string& t, uint64_t v, int64_t w) override {
+        return m_in->waitTopicChange(t, v, w);
+    }
     std::pair<uint64_t, uint64_t> offsets(const std::string& t, uint32_t p) override { return m_in->offsets(t, p); }
     void markComplete(const std::string& t) override { m_in->markComplete(t); }
     bool isComplete(const std::string& t) override { return m_in->isComplete(t); }
-    std::string joinGroup(const std::string& g, const std::string& t, const std::string& m) override { return m_in->joinGroup(g, t, m); }
-    void leaveGroup(const std::string& g, const std::string& t, const std::string& m) override { m_in->leaveGroup(g, t, m); }
-    Assignment assignment(const std::string& g, const std::string& t, const MemberHeartbeat& h) override { return m_in->assignment(g, t, h); }
-    void releasePartitions(const std::string& g, const std::string& t, const std::string& m, const std::vector<uint32_t>& ps) override {
+    std::string joinGroup(const std::string& g, const std::string& t, const std::string& m) override {
+        return m_in->joinGroup(g, t, m);
+    }
+    void leaveGroup(const std::string& g, const std::string& t, const std::string& m) override {
+        m_in->leaveGroup(g, t, m);
+    }
+    Assignment assignment(const std::string& g, const std::string& t, const MemberHeartbeat& h) override {
+        return m_in->assignment(g, t, h);
+    }
+    void releasePartitions(const std::string& g, const std::string& t, const std::string& m,
+                           const std::vector<uint32_t>& ps) override {
         m_in->releasePartitions(g, t, m, ps);
     }
     void commit(const std::string& g, const std::string& t, const std::vector<std::pair<uint32_t, uint64_t>>& o,
                 const std::string& m) override {
         m_in->commit(g, t, o, m);
     }
-    std::vector<uint8_t> control(const ControlRoute& r, const std::vector<uint8_t>& q) override { return m_in->control(r, q); }
-    std::optional<uint64_t> committed(const std::string& g, const std::string& t, uint32_t p) override { return m_in->committed(g, t, p); }
+    std::vector<uint8_t> control(const ControlRoute& r, const std::vector<uint8_t>& q) override {
+        return m_in->control(r, q);
+    }
+    std::optional<uint64_t> committed(const std::string& g, const std::string& t, uint32_t p) override {
+        return m_in->committed(g, t, p);
+    }
     std::vector<std::string> groups(const std::string& t) override { return m_in->groups(t); }
     void close() override { m_in->close(); }
     std::string url() const override { return m_in->url(); }
@@ -210,7 +223,9 @@ static void testFlushRacesSender() {
         std::atomic<bool> stop{false};
         std::vector<std::thread> flushers;
         for (int i = 0; i < 3; ++i)
-            flushers.emplace_back([&] { while (!stop) prod.flush(-1); });
+            flushers.emplace_back([&] {
+                while (!stop) prod.flush(-1);
+            });
         for (int i = 0; i < n; ++i) {
             std::string meta = std::to_string(i);
             prod.push(meta.data(), meta.size(), nullptr, 0, 0, nullptr, 0, true);
@@ -237,7 +252,12 @@ static void testReservations() {
     uint8_t* pc = log.reserve(c.size());
     CHECK(pa && pb == pa + a.size() && pc == pb + b.size());
     bool threw = false;
-    try { SealedBatch x; log.append(x); } catch (const Error&) { threw = true; }
+    try {
+        SealedBatch x;
+        log.append(x);
+    } catch (const Error&) {
+        threw = true;
+    }
     CHECK(threw); // no append while reservations are open
     std::memcpy(pa, a.data(), a.size());
     std::memcpy(pb, b.data(), b.size());
@@ -247,13 +267,18 @@ static void testReservations() {
     AppendResult r = log.commitReserved(CrcMode::Verify);
     CHECK(r.baseOffset == 0 && !r.duplicate);
     threw = false;
-    try { log.commitReserved(CrcMode::Verify); } catch (const Error& e) { threw = e.code() == ErrorCode::Corruption; }
+    try {
+        log.commitReserved(CrcMode::Verify);
+    } catch (const Error& e) {
+        threw = e.code() == ErrorCode::Corruption;
+    }
     CHECK(threw); // b refused
     r = log.commitReserved(CrcMode::Verify); // c moves down over b
     CHECK(r.baseOffset == 3 && log.endOffset() == 7);
     auto got = log.read(0, 1 << 20);
     CHECK(got.size() == 2);
-    CHECK(got.size() == 2 && got[1].size == c.size() && std::memcmp(got[1].data + 32, c.data() + 32, c.size() - 32) == 0);
+    CHECK(got.size() == 2 && got[1].size == c.size() &&
+          std::memcmp(got[1].data + 32, c.data() + 32, c.size() - 32) == 0);
     // A resent batch (same producer and sequence) is dropped with its original offsets.
     uint8_t* again = log.reserve(c.size());
     std::memcpy(again, c.data(), c.size());
@@ -263,7 +288,11 @@ static void testReservations() {
     auto after = batchBytes(7, 2, 1, 10, 0xE5);
     std::memcpy(log.reserve(after.size()), after.data(), after.size());
     threw = false;
-    try { log.commitReserved(CrcMode::Verify); } catch (const Error& e) { threw = e.code() == ErrorCode::OutOfSequence; }
+    try {
+        log.commitReserved(CrcMode::Verify);
+    } catch (const Error& e) {
+        threw = e.code() == ErrorCode::OutOfSequence;
+    }
     CHECK(threw && log.endOffset() == 7);
     // Cancelled: nothing stored; the next reservation starts at the end again.
     uint8_t* p = log.reserve(a.size());
@@ -489,7 +518,8 @@ static void testSyncFailure(const std::string& dir) {
         failSyncForTesting(0);
         log.housekeeping(); // prints the failure on stderr, does not throw
         CHECK(log.unwritable() != "");
-        std::string err = storageErrorOf([&] { withBatch(5, 1, 1, 10, 0xD2, [&](SealedBatch& sb) { return log.append(sb); }); });
+        std::string err =
+            storageErrorOf([&] { withBatch(5, 1, 1, 10, 0xD2, [&](SealedBatch& sb) { return log.append(sb); }); });
         CHECK(contains(err, "is unwritable since a failed sync at " + o.directory + "/00000000000000000000.log"));
         CHECK(fills(log) == std::vector<uint8_t>({0xD1}));
         CHECK(storageErrorOf([&] { log.close(); }) == ""); // unwritable: the final sync is not tried
@@ -502,8 +532,9 @@ static void testSyncFailure(const std::string& dir) {
         PartitionLog log(o);
         CHECK(log.unwritable() == "a failed sync at " + dir + " (Input/output error)");
         CHECK(log.read(0, 1 << 20).empty());
-        CHECK(contains(storageErrorOf([&] { withBatch(5, 0, 1, 10, 0xE1, [&](SealedBatch& sb) { return log.append(sb); }); }),
-                       "is unwritable since a failed sync"));
+        CHECK(contains(
+            storageErrorOf([&] { withBatch(5, 0, 1, 10, 0xE1, [&](SealedBatch& sb) { return log.append(sb); }); }),
+            "is unwritable since a failed sync"));
     }
     failSyncForTesting(-1);
 }
@@ -518,7 +549,8 @@ static void testBrokerSyncFailure(const std::string& dir) {
     cfg.sync = SyncPolicy::Batch;
     cfg.setFields = kSync;
     auto produce = [](Broker& b, const std::string& topic, uint32_t p, uint64_t seq, uint8_t fill) {
-        return withBatch(9, seq, 2, 50, fill, [&](SealedBatch& sb) { return b.produce(topic, p, sb, CrcMode::Compute); });
+        return withBatch(9, seq, 2, 50, fill,
+                         [&](SealedBatch& sb) { return b.produce(topic, p, sb, CrcMode::Compute); });
     };
     auto count = [](Broker& b, const std::string& topic, uint32_t p) {
         uint32_t n = 0;
@@ -543,9 +575,11 @@ static void testBrokerSyncFailure(const std::string& dir) {
         TopicConfig one = cfg;
         one.partitions = 1;
         std::string err = storageErrorOf([&] { b.createTopic("u", one); });
-        CHECK(contains(err, "topic 'u' was created, but its partitions take no writes since a failed sync at " + dir + "/topics"));
+        CHECK(contains(err, "topic 'u' was created, but its partitions take no writes since a failed sync at " + dir +
+                                "/topics"));
         CHECK(b.listTopics() == std::vector<std::string>({"t", "u"}));
-        CHECK(contains(storageErrorOf([&] { produce(b, "u", 0, 0, 3); }), "is unwritable since a failed sync at " + dir + "/topics"));
+        CHECK(contains(storageErrorOf([&] { produce(b, "u", 0, 0, 3); }),
+                       "is unwritable since a failed sync at " + dir + "/topics"));
         CHECK(storageErrorOf([&] { b.close(); }) == "");
     }
     {
@@ -608,7 +642,8 @@ static void testGroupCommit(const std::string& dir) {
             threads.emplace_back([&, t] {
                 for (int k = 0; k < kBatches; ++k) {
                     int n = eventsOf(t, k);
-                    AppendResult r = withBatch(100 + t, k, n, 200, fillOf(t, k), [&](SealedBatch& sb) { return log.append(sb); });
+                    AppendResult r =
+                        withBatch(100 + t, k, n, 200, fillOf(t, k), [&](SealedBatch& sb) { return log.append(sb); });
                     std::lock_guard<std::mutex> g(m);
                     acked.push_back({uint64_t(100 + t), uint64_t(k), r.baseOffset, uint32_t(n), fillOf(t, k)});
                 }
@@ -638,7 +673,8 @@ static void testGroupCommit(const std::string& dir) {
         std::printf("group commit: %d threads, %d durable batches, %llu syncs\n", kThreads, kThreads * kBatches,
                     static_cast<unsigned long long>(syncs));
         // A producer's retry gets its original offsets.
-        AppendResult again = withBatch(103, 5, eventsOf(3, 5), 200, fillOf(3, 5), [&](SealedBatch& sb) { return log.append(sb); });
+        AppendResult again =
+            withBatch(103, 5, eventsOf(3, 5), 200, fillOf(3, 5), [&](SealedBatch& sb) { return log.append(sb); });
         CHECK(again.duplicate);
         log.close();
     }
@@ -670,7 +706,8 @@ static void testGroupCommit(const std::string& dir) {
         CHECK(waiting);
         CHECK(log.endOffset() == 2 && seen(log).size() == 1); // written, not visible
         // The same batch sent again while its original waits: a duplicate, acknowledged with it.
-        PartitionLog::Pending dup = withBatch(21, 2, 1, 64, 0x25, [&](SealedBatch& sb) { return log.appendNoWait(sb); });
+        PartitionLog::Pending dup =
+            withBatch(21, 2, 1, 64, 0x25, [&](SealedBatch& sb) { return log.appendNoWait(sb); });
         CHECK(dup.result.duplicate && dup.result.baseOffset == pend[5].result.baseOffset && dup.ticket != 0);
         const uint64_t syncs0 = syncCountForTesting();
         std::vector<std::thread> waiters;
@@ -687,8 +724,8 @@ static void testGroupCommit(const std::string& dir) {
             match = match && got[i].baseOffset == pend[i].result.baseOffset;
             bool found = false;
             for (auto& b : all)
-                found = found || (b.base == got[i].baseOffset && b.fill == uint8_t(0x20 + i) && b.producer == 20 + i / 3 &&
-                                  b.sequence == i % 3);
+                found = found || (b.base == got[i].baseOffset && b.fill == uint8_t(0x20 + i) &&
+                                  b.producer == 20 + i / 3 && b.sequence == i % 3);
             match = match && found;
         }
         CHECK(match);
@@ -701,16 +738,20 @@ static void testGroupCommit(const std::string& dir) {
     {
         PartitionLog log(o);
         for (uint64_t k = 0; k < 2; ++k)
-            CHECK(withBatch(30, k, 1, 64, uint8_t(0x30 + k), [&](SealedBatch& sb) { return log.append(sb); }).baseOffset == k);
+            CHECK(withBatch(30, k, 1, 64, uint8_t(0x30 + k), [&](SealedBatch& sb) {
+                      return log.append(sb);
+                  }).baseOffset == k);
         std::vector<PartitionLog::Pending> pend;
         for (uint64_t k = 2; k < 7; ++k)
-            pend.push_back(withBatch(30, k, 1, 64, uint8_t(0x30 + k), [&](SealedBatch& sb) { return log.appendNoWait(sb); }));
+            pend.push_back(
+                withBatch(30, k, 1, 64, uint8_t(0x30 + k), [&](SealedBatch& sb) { return log.appendNoWait(sb); }));
         pend.push_back(withBatch(31, 0, 2, 64, 0x40, [&](SealedBatch& sb) { return log.appendNoWait(sb); }));
         CHECK(pend.back().result.baseOffset == 7 && log.endOffset() == 2);
         failSyncForTesting(0);
         std::string err = storageErrorOf([&] { log.awaitDurable(pend[2]); });
         CHECK(contains(err, "cannot sync " + o.directory + "/00000000000000000000.log: Input/output error"));
-        CHECK(contains(err, "this batch was not stored, nor any of the 5 other batches written since the last successful sync"));
+        CHECK(contains(
+            err, "this batch was not stored, nor any of the 5 other batches written since the last successful sync"));
         CHECK(contains(err, "takes no more writes until it is reopened"));
         bool allFailed = true;
         for (auto& p : pend) allFailed = allFailed && storageErrorOf([&] { log.awaitDurable(p); }) == err;
@@ -718,8 +759,9 @@ static void testGroupCommit(const std::string& dir) {
         CHECK(log.endOffset() == 2 && log.unwritable() != "");
         CHECK(fills(log) == std::vector<uint8_t>({0x30, 0x31}));
         // A retry of a lost batch is not a duplicate (it was never stored): refused as unwritable.
-        CHECK(contains(storageErrorOf([&] { withBatch(30, 3, 1, 64, 0x33, [&](SealedBatch& sb) { return log.append(sb); }); }),
-                       "is unwritable since a failed sync"));
+        CHECK(contains(
+            storageErrorOf([&] { withBatch(30, 3, 1, 64, 0x33, [&](SealedBatch& sb) { return log.append(sb); }); }),
+            "is unwritable since a failed sync"));
         // A retry of a batch acknowledged before still gets its offsets.
         AppendResult again = withBatch(30, 1, 1, 64, 0x31, [&](SealedBatch& sb) { return log.append(sb); });
         CHECK(again.duplicate && again.baseOffset == 1);
@@ -755,7 +797,8 @@ static void testGroupCommit(const std::string& dir) {
                     for (int k = 0; k < kBatches; ++k) {
                         int n = eventsOf(t, k);
                         try {
-                            AppendResult r = withBatch(200 + t, k, n, 200, fillOf(t, k), [&](SealedBatch& sb) { return log.append(sb); });
+                            AppendResult r = withBatch(200 + t, k, n, 200, fillOf(t, k),
+                                                       [&](SealedBatch& sb) { return log.append(sb); });
                             std::lock_guard<std::mutex> g(m);
                             ok.push_back({uint64_t(200 + t), uint64_t(k), r.baseOffset, uint32_t(n), fillOf(t, k)});
                         } catch (const Error& e) {
@@ -797,7 +840,9 @@ static void testTcpGroupCommit(const std::string& dir) {
     so.port = 0;
     TcpServer server(broker, so);
     std::atomic<bool> stop{false};
-    std::thread loop([&] { while (!stop) server.poll(20); });
+    std::thread loop([&] {
+        while (!stop) server.poll(20);
+    });
     const std::string url = "tcp://127.0.0.1:" + std::to_string(server.port());
     const int kProducers = 6, kEvents = 150;
     std::vector<std::vector<EventId>> ids(kProducers);
@@ -860,7 +905,10 @@ static void testTcpGroupCommit(const std::string& dir) {
         Producer prod(fab.client(), "t", ProducerOptions{});
         failSyncForTesting(0);
         Future f = prod.push("{}", 2, nullptr, 0, 0, nullptr, 0, true);
-        std::string err = storageErrorOf([&] { prod.flush(-1); f.wait(-1); });
+        std::string err = storageErrorOf([&] {
+            prod.flush(-1);
+            f.wait(-1);
+        });
         CHECK(contains(err, "this batch was not stored") && contains(err, "takes no more writes until it is reopened"));
         Future g = prod.push("{}", 2, nullptr, 0, 1, nullptr, 0, true); // the other partition did not fail
         std::string ok = storageErrorOf([&] { g.wait(-1); });

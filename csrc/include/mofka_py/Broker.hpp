@@ -26,9 +26,9 @@ namespace mofka_py {
 
 /// Broker-wide settings.
 struct BrokerOptions {
-    std::string directory;      ///< empty: memory://
-    TopicConfig defaults;       ///< settings for topics created without their own
-    bool repair = false;        ///< truncate corrupted logs on open instead of failing
+    std::string directory; ///< empty: memory://
+    TopicConfig defaults; ///< settings for topics created without their own
+    bool repair = false; ///< truncate corrupted logs on open instead of failing
     /// After the broker opens, partitions of groups that had committed offsets are handed out
     /// only to members that say they hold them, for this long (a service restarted under live
     /// consumers gives them time to come back before anyone else takes their partitions).
@@ -67,9 +67,9 @@ class Broker {
     /// A produce written to its partition whose sync may still be due (see startProduce()).
     struct StartedProduce {
         AppendResult result;
-        PartitionLog::Pending pending;      ///< ticket 0: done, nothing to wait for
-        std::shared_ptr<void> topic;        ///< the broker's topic: keeps the partition alive until finishProduce()
-        PartitionLog* log = nullptr;        ///< the partition's log (e.g. to group waits per partition)
+        PartitionLog::Pending pending; ///< ticket 0: done, nothing to wait for
+        std::shared_ptr<void> topic; ///< the broker's topic: keeps the partition alive until finishProduce()
+        PartitionLog* log = nullptr; ///< the partition's log (e.g. to group waits per partition)
         bool done() const { return pending.ticket == 0; }
     };
     /**
@@ -91,8 +91,8 @@ class Broker {
     /// Drop the partition's oldest reservation.
     void cancelReserved(const std::string& topic, uint32_t partition);
     /// Stored batches from @p offset, waiting up to @p timeoutMs for data.
-    std::vector<StoredBatch> fetch(const std::string& topic, uint32_t partition, uint64_t offset,
-                                   size_t maxBytes, int64_t timeoutMs);
+    std::vector<StoredBatch> fetch(const std::string& topic, uint32_t partition, uint64_t offset, size_t maxBytes,
+                                   int64_t timeoutMs);
     /// Wait until any partition of @p topic changes after @p version (or the timeout).
     uint64_t waitTopicChange(const std::string& topic, uint64_t version, int64_t timeoutMs);
     /// Wake everything blocked in waitTopicChange on @p topic (e.g. a closing consumer).

@@ -25,12 +25,13 @@ namespace mofka_py {
 struct CancelToken {
     std::atomic<int64_t> deadlineNs{INT64_MAX};
     void cancelNow() {
-        deadlineNs = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                         std::chrono::steady_clock::now().time_since_epoch()).count();
+        deadlineNs =
+            std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+                .count();
     }
     bool cancelled() const {
-        return std::chrono::duration_cast<std::chrono::nanoseconds>(
-                   std::chrono::steady_clock::now().time_since_epoch()).count() >= deadlineNs.load();
+        return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+                   .count() >= deadlineNs.load();
     }
 };
 
@@ -52,7 +53,8 @@ class BrokerClient {
     virtual AppendResult produce(const std::string& topic, uint32_t partition, SealedBatch& batch) = 0;
     /// The same, giving up retries of a lost connection once @p cancel says so (transports
     /// that retry override it; the default ignores the token).
-    virtual AppendResult produce(const std::string& topic, uint32_t partition, SealedBatch& batch, const CancelToken& cancel) {
+    virtual AppendResult produce(const std::string& topic, uint32_t partition, SealedBatch& batch,
+                                 const CancelToken& cancel) {
         (void)cancel;
         return produce(topic, partition, batch);
     }
@@ -107,15 +109,18 @@ class BrokerClient {
     /// Leave a consumer group.
     virtual void leaveGroup(const std::string& group, const std::string& topic, const std::string& memberId) = 0;
     /// Current partitions of a member (also its heartbeat; see Broker::assignment).
-    virtual Assignment assignment(const std::string& group, const std::string& topic, const MemberHeartbeat& heartbeat) = 0;
+    virtual Assignment assignment(const std::string& group, const std::string& topic,
+                                  const MemberHeartbeat& heartbeat) = 0;
     /// Release partitions a member no longer owns (after committing them).
     virtual void releasePartitions(const std::string& group, const std::string& topic, const std::string& memberId,
                                    const std::vector<uint32_t>& partitions) = 0;
     /// Commit offsets durably; with a @p memberId, only for partitions it owns (see Broker::commit).
     virtual void commit(const std::string& group, const std::string& topic,
-                        const std::vector<std::pair<uint32_t, uint64_t>>& offsets, const std::string& memberId = "") = 0;
+                        const std::vector<std::pair<uint32_t, uint64_t>>& offsets,
+                        const std::string& memberId = "") = 0;
     /// A group's committed offset on a partition.
-    virtual std::optional<uint64_t> committed(const std::string& group, const std::string& topic, uint32_t partition) = 0;
+    virtual std::optional<uint64_t> committed(const std::string& group, const std::string& topic,
+                                              uint32_t partition) = 0;
     /// Groups known on a topic.
     virtual std::vector<std::string> groups(const std::string& topic) = 0;
     /// Where a control request goes: the topic's coordinator (groups, commits) or the
@@ -126,7 +131,7 @@ class BrokerClient {
         enum class To { Coordinator, Partition, Every } to;
         std::string topic;
         uint32_t partition = 0;
-        bool coordinatorLast = false;              ///< Every: the coordinator after the others
+        bool coordinatorLast = false; ///< Every: the coordinator after the others
         ErrorCode tolerate = ErrorCode::TopicNotFound; ///< Every: an error of the others to ignore
     };
     /// Carry one control request body (see wire/Control.hpp) and return the reply body.

@@ -21,34 +21,34 @@ enum class StartPosition { Earliest, Latest, Committed, Offset };
 
 /// What a consumer does when retention deleted events before it read them.
 enum class GapPolicy {
-    Error,   ///< stop with OffsetOutOfRange once the events before the gap were handed out
+    Error, ///< stop with OffsetOutOfRange once the events before the gap were handed out
     Earliest ///< skip to the oldest retained event, counting what was skipped
 };
 
 /// Which part of each event's data a consumer receives.
 enum class DataMode {
-    Full,  ///< all of it
-    None,  ///< metadata only: data is never read
-    Range  ///< bytes [rangeOffset, rangeOffset + rangeSize) of it
+    Full, ///< all of it
+    None, ///< metadata only: data is never read
+    Range ///< bytes [rangeOffset, rangeOffset + rangeSize) of it
 };
 
 /// Consumer settings.
 struct ConsumerOptions {
-    std::string group;                       ///< empty: no group, no commits
+    std::string group; ///< empty: no group, no commits
     /// Stable member id in the group (empty: a new one). A consumer restarted after a crash with
     /// the same id takes its partitions back at once instead of waiting for the old session to
     /// expire; two live consumers must never share an id.
     std::string memberId;
     StartPosition start = StartPosition::Committed;
-    uint64_t startOffset = 0;                ///< for StartPosition::Offset
+    uint64_t startOffset = 0; ///< for StartPosition::Offset
     GapPolicy onGap = GapPolicy::Error;
     DataMode data = DataMode::Full;
     uint64_t rangeOffset = 0;
     uint64_t rangeSize = 0;
-    std::vector<uint32_t> partitions;        ///< without a group: these only (empty: all)
-    size_t prefetchBytes = 64u << 20;        ///< fetched but not yet pulled
-    size_t fetchBytes = 8u << 20;            ///< per request
-    int64_t autoCommitMs = 1000;             ///< commit acknowledged offsets this often (0: only on commit/close)
+    std::vector<uint32_t> partitions; ///< without a group: these only (empty: all)
+    size_t prefetchBytes = 64u << 20; ///< fetched but not yet pulled
+    size_t fetchBytes = 8u << 20; ///< per request
+    int64_t autoCommitMs = 1000; ///< commit acknowledged offsets this often (0: only on commit/close)
     /// A member silent this long is dropped and its partitions go to others (Kafka's session.timeout.ms).
     int64_t sessionTimeoutMs = 10000;
     /// When a partition moves away, how long its events handed out but not yet acknowledged
@@ -59,11 +59,11 @@ struct ConsumerOptions {
 
 /// What a consumer did so far.
 struct ConsumerStats {
-    uint64_t delivered = 0;   ///< events handed out (pull, pullBatch)
-    uint64_t skipped = 0;     ///< events deleted by retention before they were read (on_gap=earliest)
-    uint64_t rebalances = 0;  ///< assignment changes
+    uint64_t delivered = 0; ///< events handed out (pull, pullBatch)
+    uint64_t skipped = 0; ///< events deleted by retention before they were read (on_gap=earliest)
+    uint64_t rebalances = 0; ///< assignment changes
     uint64_t revokedUnacked = 0; ///< events handed out but not acknowledged when their partition moved away
-    uint64_t fencedCommits = 0;  ///< commits refused because the partitions had moved on
+    uint64_t fencedCommits = 0; ///< commits refused because the partitions had moved on
     uint64_t prefetchedEvents = 0; ///< fetched, waiting to be handed out (now)
 };
 
@@ -84,8 +84,8 @@ struct Event {
 /// The not-yet-pulled rest of one fetched batch (the vectorised path).
 struct Delivery {
     uint32_t partition;
-    uint32_t first;   ///< first event index in the batch to hand out
-    uint32_t end;     ///< one past the last
+    uint32_t first; ///< first event index in the batch to hand out
+    uint32_t end; ///< one past the last
     std::shared_ptr<const BatchView> view;
     Owner owner;
     uint32_t epoch = 0; ///< see Event::epoch

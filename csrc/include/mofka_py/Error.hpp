@@ -24,11 +24,11 @@ enum class ErrorCode : int {
     NotAFabric,
     EventTooLarge,
     BufferFull,
-    GroupActive,      ///< an admin change refused while a group has live members
+    GroupActive, ///< an admin change refused while a group has live members
     OffsetOutOfRange, ///< a consumer's position was deleted by retention before it read it
-    CommitFailed,     ///< a commit by a member that no longer owns the partition (fenced)
-    Storage,          ///< the storage refused a write (disk full, I/O error); names the path and free space
-    OutOfSequence,    ///< a producer's batch follows one of its batches that was not stored (a gap)
+    CommitFailed, ///< a commit by a member that no longer owns the partition (fenced)
+    Storage, ///< the storage refused a write (disk full, I/O error); names the path and free space
+    OutOfSequence, ///< a producer's batch follows one of its batches that was not stored (a gap)
 };
 
 /// The highest code in use (a peer's reply with a higher one is treated as Generic).
@@ -45,8 +45,7 @@ const char* errorCodeName(ErrorCode code) noexcept;
 class Error : public std::runtime_error {
   public:
     /// Build an error with a code and a message for the user.
-    Error(ErrorCode code, const std::string& message)
-    : std::runtime_error(message), m_code(code) {}
+    Error(ErrorCode code, const std::string& message) : std::runtime_error(message), m_code(code) {}
 
     /// The error's category.
     ErrorCode code() const noexcept { return m_code; }

@@ -41,8 +41,8 @@ namespace mofka_py {
 /// A parsed fabric URL.
 struct FabricUrl {
     std::string scheme; ///< "memory", "file" or "tcp"
-    std::string path;   ///< directory for file://
-    std::string host;   ///< tcp://host:port
+    std::string path; ///< directory for file://
+    std::string host; ///< tcp://host:port
     uint16_t port = 0;
 };
 
@@ -101,7 +101,8 @@ class Fabric {
  */
 class Topic {
   public:
-    Topic(std::shared_ptr<BrokerClient> client, std::string name) : m_client(std::move(client)), m_name(std::move(name)) {}
+    Topic(std::shared_ptr<BrokerClient> client, std::string name)
+    : m_client(std::move(client)), m_name(std::move(name)) {}
 
     /// The topic's name.
     const std::string& name() const { return m_name; }

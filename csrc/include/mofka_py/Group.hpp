@@ -34,7 +34,7 @@ struct MemberHeartbeat {
 struct GroupMember {
     std::string id;
     std::vector<uint32_t> partitions; ///< partitions it owns now
-    int64_t idleMs = 0;               ///< since its last heartbeat
+    int64_t idleMs = 0; ///< since its last heartbeat
     int64_t sessionTimeoutMs = 0;
 };
 
@@ -42,9 +42,9 @@ struct GroupMember {
 struct GroupPartition {
     uint32_t partition = 0;
     std::optional<uint64_t> committed; ///< next offset to read, if the group ever committed
-    uint64_t skipped = 0;              ///< events its members skipped because retention deleted them first
-    std::optional<std::string> owner;  ///< the live member reading it
-    uint64_t position = 0;             ///< how far its owner handed events out (last heartbeat)
+    uint64_t skipped = 0; ///< events its members skipped because retention deleted them first
+    std::optional<std::string> owner; ///< the live member reading it
+    uint64_t position = 0; ///< how far its owner handed events out (last heartbeat)
 };
 
 /// A group on a topic: members, ownership and committed positions.

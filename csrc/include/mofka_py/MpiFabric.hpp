@@ -35,12 +35,12 @@ namespace mofka_py {
 
 /// Settings of an MPI fabric; every rank must pass the same values.
 struct MpiFabricOptions {
-    std::vector<int> servers{0};       ///< ranks (in the communicator) that host partitions
-    bool colocated = false;            ///< server ranks are clients too
+    std::vector<int> servers{0}; ///< ranks (in the communicator) that host partitions
+    bool colocated = false; ///< server ranks are clients too
     std::string storage = "memory://"; ///< "memory://" or "file:///dir" (server r uses dir/rank<r>)
-    TopicConfig defaults;              ///< settings of topics created without their own
-    bool repair = false;               ///< servers truncate corrupted logs at open instead of failing
-    int64_t requestTimeoutMs = 60000;  ///< a request without an answer this long fails with Timeout
+    TopicConfig defaults; ///< settings of topics created without their own
+    bool repair = false; ///< servers truncate corrupted logs at open instead of failing
+    int64_t requestTimeoutMs = 60000; ///< a request without an answer this long fails with Timeout
     /// After events went through a rank, its pollers keep polling (yielding the core, never
     /// sleeping) this long: low latency in a stream. Past it they sleep up to 250 us between
     /// polls, so an idle rank costs a few percent of a core. 0: sleep as soon as idle.

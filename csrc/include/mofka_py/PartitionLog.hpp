@@ -22,14 +22,14 @@ namespace mofka_py {
 
 /// Storage settings of a partition log (per topic).
 struct LogOptions {
-    std::string directory;               ///< empty: in memory
+    std::string directory; ///< empty: in memory
     uint64_t segmentBytes = 256ull << 20; ///< roll to a new segment past this size
-    uint64_t retentionBytes = 0;          ///< 0: keep everything
-    int64_t retentionMs = 0;              ///< 0: keep everything
+    uint64_t retentionBytes = 0; ///< 0: keep everything
+    int64_t retentionMs = 0; ///< 0: keep everything
     SyncPolicy sync = SyncPolicy::None;
     int64_t syncIntervalMs = 1000;
-    uint64_t indexIntervalBytes = 4096;   ///< sparse index granularity
-    bool repair = false;                  ///< on open, truncate at corruption instead of failing
+    uint64_t indexIntervalBytes = 4096; ///< sparse index granularity
+    bool repair = false; ///< on open, truncate at corruption instead of failing
 };
 
 /**
@@ -253,12 +253,12 @@ class PartitionLog {
         std::optional<std::pair<uint64_t, uint64_t>> evicted; ///< what it pushed out of its producer's window
     };
     std::deque<Unsynced> m_unsynced; ///< oldest first; all in the active segment
-    uint64_t m_assigned = 0;  ///< offset the next written batch gets (m_next plus the unsynced events)
-    uint64_t m_tickets = 0;   ///< batches written under group commit so far
-    uint64_t m_durable = 0;   ///< batches up to this ticket are synced and published
+    uint64_t m_assigned = 0; ///< offset the next written batch gets (m_next plus the unsynced events)
+    uint64_t m_tickets = 0; ///< batches written under group commit so far
+    uint64_t m_durable = 0; ///< batches up to this ticket are synced and published
     uint64_t m_failedUpTo = 0; ///< batches up to this ticket (and past m_durable) were lost by a failed sync
-    std::string m_groupError;  ///< what their writers are told
-    bool m_syncing = false;    ///< a thread runs the group's fdatasync (without the lock)
+    std::string m_groupError; ///< what their writers are told
+    bool m_syncing = false; ///< a thread runs the group's fdatasync (without the lock)
 };
 
 } // namespace mofka_py

@@ -21,14 +21,14 @@ struct EventId {
 /// How a producer picks a partition when the caller names none.
 enum class PartitionSelector {
     RoundRobin, ///< event i goes to partition i mod N (per producer)
-    KeyHash     ///< murmur2 of the key (Kafka-compatible); round robin for events without key
+    KeyHash ///< murmur2 of the key (Kafka-compatible); round robin for events without key
 };
 
 /// Producer settings.
 struct ProducerOptions {
-    size_t batchSize = 16384;           ///< seal a batch at this many events (the `batch_size` setting)
-    size_t batchBytes = 4u << 20;       ///< ... or at this many bytes
-    double lingerMs = 1.0;              ///< ... or when its first event is this old
+    size_t batchSize = 16384; ///< seal a batch at this many events (the `batch_size` setting)
+    size_t batchBytes = 4u << 20; ///< ... or at this many bytes
+    double lingerMs = 1.0; ///< ... or when its first event is this old
     size_t maxPendingBytes = 256u << 20; ///< pushed but not yet appended; push blocks past this
     PartitionSelector selector = PartitionSelector::KeyHash;
 };
@@ -77,8 +77,8 @@ class Producer {
      * @param key       key bytes for KeyHash (may be null)
      * @throws InvalidArgument, EventTooLarge, Closed, BufferFull (when !block and memory is full)
      */
-    Future push(const void* meta, size_t metaLen, const DataRef* data, size_t nData, int64_t partition,
-                const void* key, size_t keyLen, bool block);
+    Future push(const void* meta, size_t metaLen, const DataRef* data, size_t nData, int64_t partition, const void* key,
+                size_t keyLen, bool block);
 
     /// Queue @p n metadata-only events of @p metaLen bytes, @p stride apart (the vectorised path).
     /// Returns a future for the last event.

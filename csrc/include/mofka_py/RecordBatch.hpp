@@ -32,18 +32,18 @@ struct BatchHeader {
     uint32_t magic;
     uint16_t version;
     uint16_t flags;
-    uint64_t length;        ///< total bytes of the batch, a multiple of 8
-    uint64_t baseOffset;    ///< offset of the first event, set by the broker
-    uint32_t lengthCheck;   ///< crc32c of the 8 length bytes
-    uint32_t crc;           ///< crc32c of bytes [32, length)
-    uint32_t count;         ///< number of events
+    uint64_t length; ///< total bytes of the batch, a multiple of 8
+    uint64_t baseOffset; ///< offset of the first event, set by the broker
+    uint32_t lengthCheck; ///< crc32c of the 8 length bytes
+    uint32_t crc; ///< crc32c of bytes [32, length)
+    uint32_t count; ///< number of events
     uint32_t reserved0;
-    uint64_t producerId;    ///< 0 = anonymous
-    uint64_t sequence;      ///< producer's per-partition sequence of this batch
+    uint64_t producerId; ///< 0 = anonymous
+    uint64_t sequence; ///< producer's per-partition sequence of this batch
     int64_t firstTimestampUs;
     int64_t lastTimestampUs;
-    uint64_t metaBytes;     ///< metadata block size
-    uint64_t dataBytes;     ///< data block size including padding
+    uint64_t metaBytes; ///< metadata block size
+    uint64_t dataBytes; ///< data block size including padding
     uint64_t reserved1;
 };
 static_assert(sizeof(BatchHeader) == kBatchHeaderSize, "header layout");
@@ -69,9 +69,9 @@ struct DataRef {
  *        followed by references to the data (scatter/gather, no packing copy).
  */
 struct SealedBatch {
-    std::vector<uint8_t> head;     ///< header, tables, metadata, padding
-    std::vector<Piece> pieces;     ///< head first, then data and padding
-    std::vector<Owner> owners;     ///< user buffers referenced by pieces
+    std::vector<uint8_t> head; ///< header, tables, metadata, padding
+    std::vector<Piece> pieces; ///< head first, then data and padding
+    std::vector<Owner> owners; ///< user buffers referenced by pieces
     std::vector<uint8_t> inlineData; ///< small event data copied at push time
     uint64_t length = 0;
     uint32_t count = 0;
@@ -105,12 +105,17 @@ class BatchBuilder {
     SealedBatch seal(uint64_t producerId, uint64_t sequence);
 
   private:
-    struct DataSlice { bool isInline; size_t offset; const uint8_t* ptr; size_t size; };
+    struct DataSlice {
+        bool isInline;
+        size_t offset;
+        const uint8_t* ptr;
+        size_t size;
+    };
     std::vector<uint32_t> m_metaLens;
     std::vector<uint64_t> m_dataLens;
     std::vector<uint8_t> m_meta;
     std::vector<uint8_t> m_inline;
-    std::vector<DataSlice> m_slices;   ///< per event: its slices, then a padding slice (ptr null)
+    std::vector<DataSlice> m_slices; ///< per event: its slices, then a padding slice (ptr null)
     std::vector<Owner> m_owners;
     size_t m_bytes = 0;
     int64_t m_firstTs = 0;

@@ -12,13 +12,13 @@ namespace mofka_py {
 
 /// Settings of the TCP service.
 struct TcpServerOptions {
-    std::string host = "127.0.0.1";      ///< address to bind
-    uint16_t port = 7400;                 ///< 0: any free port
-    std::string token;                    ///< shared secret; empty: no authentication (loopback only)
-    uint64_t maxFrameBytes = 1ull << 30;  ///< larger frames close the connection
-    uint32_t maxInflight = 256;           ///< parked (long-poll) requests per connection
+    std::string host = "127.0.0.1"; ///< address to bind
+    uint16_t port = 7400; ///< 0: any free port
+    std::string token; ///< shared secret; empty: no authentication (loopback only)
+    uint64_t maxFrameBytes = 1ull << 30; ///< larger frames close the connection
+    uint32_t maxInflight = 256; ///< parked (long-poll) requests per connection
     uint64_t maxQueuedBytes = 256ull << 20; ///< stop reading a connection whose replies pile up past this
-    int64_t idleTimeoutMs = 600000;       ///< close connections silent for this long
+    int64_t idleTimeoutMs = 600000; ///< close connections silent for this long
     /// Logged-in and not-yet-logged-in connections together. A newcomer takes the place of a
     /// connection still waiting to log in if need be, so only when every one of them is logged
     /// in is it refused (politely, with an error frame).

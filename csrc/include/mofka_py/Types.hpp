@@ -46,7 +46,12 @@ struct TopicConfig {
 
 /// Bits of TopicConfig::setFields.
 enum TopicField : uint32_t {
-    kSegmentBytes = 1, kRetentionBytes = 2, kRetentionMs = 4, kSync = 8, kSyncIntervalMs = 16, kMaxEventBytes = 32,
+    kSegmentBytes = 1,
+    kRetentionBytes = 2,
+    kRetentionMs = 4,
+    kSync = 8,
+    kSyncIntervalMs = 16,
+    kMaxEventBytes = 32,
 };
 
 /// State of one partition as reported by describe().
@@ -83,7 +88,7 @@ struct AppendResult {
 /// How the log treats the CRC of an incoming batch.
 enum class CrcMode {
     Compute, ///< the producer left it to the log (in-process)
-    Verify   ///< received from elsewhere: check it, refuse a mismatch
+    Verify ///< received from elsewhere: check it, refuse a mismatch
 };
 
 } // namespace mofka_py

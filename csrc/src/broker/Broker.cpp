@@ -46,8 +46,10 @@ std::vector<std::string> listDir(const std::string& p) {
 void removeTree(const std::string& dir) {
     for (const std::string& n : listDir(dir)) {
         std::string path = dir + "/" + n;
-        if (isDir(path)) removeTree(path);
-        else ::unlink(path.c_str());
+        if (isDir(path))
+            removeTree(path);
+        else
+            ::unlink(path.c_str());
     }
     ::rmdir(dir.c_str());
 }
@@ -74,7 +76,8 @@ void writeFileAtomic(const std::string& dir, const std::string& name, const std:
         throwError(ErrorCode::Storage, "cannot sync " + tmp, true);
     }
     if (::close(fd) != 0) throwError(ErrorCode::Storage, "cannot write " + tmp, true);
-    if (rename(tmp.c_str(), (dir + "/" + name).c_str()) != 0) throwError(ErrorCode::Generic, "cannot rename " + tmp, true);
+    if (rename(tmp.c_str(), (dir + "/" + name).c_str()) != 0)
+        throwError(ErrorCode::Generic, "cannot rename " + tmp, true);
     fsyncPath(dir);
 }
 std::map<std::string, std::string> readConf(const std::string& path) {
@@ -103,17 +106,16 @@ void validateTopicName(const std::string& name) {
         ok = ok && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-');
     if (!ok)
         throw Error(ErrorCode::InvalidArgument,
-                    "invalid topic name '" + name + "': use 1-200 letters, digits, '.', '_' or '-', starting with a letter or digit "
-                    "(or __ and a letter or digit: a system topic)");
+                    "invalid topic name '" + name +
+                        "': use 1-200 letters, digits, '.', '_' or '-', starting with a letter or digit "
+                        "(or __ and a letter or digit: a system topic)");
 }
 void validateConfig(const TopicConfig& c) {
     if (c.partitions < 1 || c.partitions > 65536)
         throw Error(ErrorCode::InvalidArgument,
                     "partitions must be between 1 and 65536 (got " + std::to_string(c.partitions) + ")");
-    if (c.segmentBytes < 4096)
-        throw Error(ErrorCode::InvalidArgument, "segment_bytes must be at least 4096");
-    if (c.maxEventBytes < 1)
-        throw Error(ErrorCode::InvalidArgument, "max_event_bytes must be positive");
+    if (c.segmentBytes < 4096) throw Error(ErrorCode::InvalidArgument, "segment_bytes must be at least 4096");
+    if (c.maxEventBytes < 1) throw Error(ErrorCode::InvalidArgument, "max_event_bytes must be positive");
     if (c.retentionMs < 0 || c.syncIntervalMs < 1)
         throw Error(ErrorCode::InvalidArgument, "retention_ms must be >= 0 and sync_interval_ms >= 1");
 }
@@ -147,7 +149,10 @@ struct Broker::Topic {
     uint64_t version = 0;
 
     void bump() {
-        { std::lock_guard<std::mutex> l(mutex); ++version; }
+        {
+            std::lock_guard<std::mutex> l(mutex);
+            ++version;
+        }
         cv.notify_all();
     }
 };
@@ -178,7 +183,8 @@ struct Broker::Group {
     void expire(std::chrono::steady_clock::time_point now) {
         std::vector<std::string> expired;
         for (auto& kv : members)
-            if (now - kv.second.seen > std::chrono::milliseconds(kv.second.sessionTimeoutMs)) expired.push_back(kv.first);
+            if (now - kv.second.seen > std::chrono::milliseconds(kv.second.sessionTimeoutMs))
+                expired.push_back(kv.first);
         for (auto& id : expired) dropMember(id);
     }
 };
@@ -190,16 +196,15 @@ Broker::Broker(BrokerOptions options) : m_opts(std::move(options)) {
         if (exists(d) && !isDir(d))
             throw Error(ErrorCode::NotAFabric, d + " is a file, not a fabric directory; pass a directory path");
         if (isDir(d) && !exists(d + "/" + kMarker) && !listDir(d).empty())
-            throw Error(ErrorCode::NotAFabric,
-                        d + " is not a mofka-py fabric directory (no " + kMarker +
-                            ") and is not empty; give an empty or new directory");
+            throw Error(ErrorCode::NotAFabric, d + " is not a mofka-py fabric directory (no " + kMarker +
+                                                   ") and is not empty; give an empty or new directory");
         if (exists(d + "/" + kMarker)) {
             auto kv = readConf(d + "/" + kMarker);
             if (kv["format"] != "mofka-py-fabric")
                 throw Error(ErrorCode::NotAFabric, d + "/" + kMarker + " is not a mofka-py fabric marker");
             if (kv["version"] != "1")
-                throw Error(ErrorCode::NotAFabric, d + " uses fabric format version " + kv["version"] +
-                                                       "; this mofka-py reads version 1");
+                throw Error(ErrorCode::NotAFabric,
+                            d + " uses fabric format version " + kv["version"] + "; this mofka-py reads version 1");
         }
         if (!isDir(d) && mkdir(d.c_str(), 0755) != 0)
             throwError(ErrorCode::InvalidArgument, "cannot create fabric directory " + d, true);
@@ -209,9 +214,12 @@ Broker::Broker(BrokerOptions options) : m_opts(std::move(options)) {
             mkdir((d + "/topics").c_str(), 0755);
             std::vector<std::string> deleting;
             for (const std::string& n : listDir(d + "/topics")) {
-                if (n.rfind(".deleting-", 0) == 0) deleting.push_back(n);
-                else if (n.rfind(".creating-", 0) == 0) removeTree(d + "/topics/" + n); // never visible
-                else if (n[0] != '.') m_topics[n] = loadTopic(n);
+                if (n.rfind(".deleting-", 0) == 0)
+                    deleting.push_back(n);
+                else if (n.rfind(".creating-", 0) == 0)
+                    removeTree(d + "/topics/" + n); // never visible
+                else if (n[0] != '.')
+                    m_topics[n] = loadTopic(n);
             }
             loadOffsets();
             // A delete cut short by a crash: the rename was its point of no return; finish it.
@@ -254,13 +262,15 @@ void Broker::lockDirectory() {
         m_lockFd = -1;
         std::string pid = n > 0 ? std::string(buf, size_t(n)) : "unknown";
         pid.erase(std::remove(pid.begin(), pid.end(), '\n'), pid.end());
-        throw Error(ErrorCode::FabricLocked,
-                    "fabric directory " + m_opts.directory + " is already open in process " + pid +
-                        "; a file:// fabric has one owner at a time. Close it there, or run `mofka-py serve --data-dir " +
-                        m_opts.directory + "` and connect every process with tcp://");
+        throw Error(
+            ErrorCode::FabricLocked,
+            "fabric directory " + m_opts.directory + " is already open in process " + pid +
+                "; a file:// fabric has one owner at a time. Close it there, or run `mofka-py serve --data-dir " +
+                m_opts.directory + "` and connect every process with tcp://");
     }
     std::string pid = std::to_string(getpid()) + "\n";
-    if (ftruncate(m_lockFd, 0) != 0 || pwrite(m_lockFd, pid.data(), pid.size(), 0) < 0) { /* advisory only */ }
+    if (ftruncate(m_lockFd, 0) != 0 || pwrite(m_lockFd, pid.data(), pid.size(), 0) < 0) { /* advisory only */
+    }
 }
 
 std::shared_ptr<Broker::Topic> Broker::loadTopic(const std::string& name) {
@@ -309,7 +319,8 @@ void Broker::createTopic(const std::string& name, const TopicConfig& given) {
     validateConfig(config);
     std::lock_guard<std::mutex> lock(m_mutex);
     if (m_closed) throw Error(ErrorCode::Closed, "fabric is closed");
-    if (m_topics.count(name)) throw Error(ErrorCode::TopicExists, "topic '" + name + "' already exists; use fabric.topic(name) to open it");
+    if (m_topics.count(name))
+        throw Error(ErrorCode::TopicExists, "topic '" + name + "' already exists; use fabric.topic(name) to open it");
     if (m_opts.directory.empty()) {
         auto t = std::make_shared<Topic>();
         t->name = name;
@@ -344,9 +355,10 @@ void Broker::createTopic(const std::string& name, const TopicConfig& given) {
     if (!why.empty()) {
         // Whether the topic's directories reached the disk is unknown: no event may be acknowledged in them.
         for (auto& log : t->logs) log->markUnwritable(why);
-        throw Error(ErrorCode::Storage, "topic '" + name + "' was created, but its partitions take no writes since " + why +
-                                            ": after a failed sync a later one would prove nothing. Check the disk (kernel "
-                                            "log, free space), then restart the service or reopen the fabric to write to it");
+        throw Error(ErrorCode::Storage,
+                    "topic '" + name + "' was created, but its partitions take no writes since " + why +
+                        ": after a failed sync a later one would prove nothing. Check the disk (kernel "
+                        "log, free space), then restart the service or reopen the fabric to write to it");
     }
 }
 
@@ -362,8 +374,9 @@ std::shared_ptr<Broker::Topic> Broker::getTopic(const std::string& name) const {
     if (m_closed) throw Error(ErrorCode::Closed, "fabric is closed; open it again with mofka_py.connect()");
     auto it = m_topics.find(name);
     if (it == m_topics.end())
-        throw Error(ErrorCode::TopicNotFound, "topic '" + name + "' does not exist; create it with fabric.create_topic('" +
-                                                  name + "') or `mofka-py topic create " + name + "`");
+        throw Error(ErrorCode::TopicNotFound, "topic '" + name +
+                                                  "' does not exist; create it with fabric.create_topic('" + name +
+                                                  "') or `mofka-py topic create " + name + "`");
     return it->second;
 }
 
@@ -380,8 +393,8 @@ uint64_t Broker::maxEventBytes(const std::string& topic) const { return getTopic
 
 static void checkPartition(const Broker&, uint32_t p, uint32_t n, const std::string& topic) {
     if (p >= n)
-        throw Error(ErrorCode::InvalidArgument, "partition " + std::to_string(p) + " does not exist in topic '" + topic +
-                                                    "' (it has " + std::to_string(n) + ")");
+        throw Error(ErrorCode::InvalidArgument, "partition " + std::to_string(p) + " does not exist in topic '" +
+                                                    topic + "' (it has " + std::to_string(n) + ")");
 }
 
 AppendResult Broker::produce(const std::string& topic, uint32_t partition, SealedBatch& batch, CrcMode mode) {
@@ -438,8 +451,8 @@ void Broker::cancelReserved(const std::string& topic, uint32_t partition) {
     getTopic(topic)->logs[partition]->cancelReserved();
 }
 
-std::vector<StoredBatch> Broker::fetch(const std::string& topic, uint32_t partition, uint64_t offset,
-                                       size_t maxBytes, int64_t timeoutMs) {
+std::vector<StoredBatch> Broker::fetch(const std::string& topic, uint32_t partition, uint64_t offset, size_t maxBytes,
+                                       int64_t timeoutMs) {
     auto t = getTopic(topic);
     checkPartition(*this, partition, t->config.partitions, topic);
     auto out = t->logs[partition]->read(offset, maxBytes);
@@ -497,7 +510,8 @@ std::string Broker::joinGroup(const std::string& group, const std::string& topic
     getTopic(topic);
     if (group.empty()) throw Error(ErrorCode::InvalidArgument, "group name must not be empty");
     std::lock_guard<std::mutex> lock(m_mutex);
-    std::string id = memberId.empty() ? group + "-" + std::to_string(getpid()) + "-" + std::to_string(++m_memberCounter) : memberId;
+    std::string id =
+        memberId.empty() ? group + "-" + std::to_string(getpid()) + "-" + std::to_string(++m_memberCounter) : memberId;
     Group& g = m_groups[{group, topic}];
     auto it = g.members.find(id);
     if (it == g.members.end()) {
@@ -534,7 +548,8 @@ void Broker::releasePartitions(const std::string& group, const std::string& topi
 
 Assignment Broker::assignment(const std::string& group, const std::string& topic, const MemberHeartbeat& hb) {
     uint32_t n = getTopic(topic)->config.partitions;
-    if (hb.memberId.empty()) throw Error(ErrorCode::InvalidArgument, "a group member needs an id (join the group first)");
+    if (hb.memberId.empty())
+        throw Error(ErrorCode::InvalidArgument, "a group member needs an id (join the group first)");
     if (hb.sessionTimeoutMs < 1 || hb.sessionTimeoutMs > 3600000)
         throw Error(ErrorCode::InvalidArgument, "session_timeout_ms must be between 1 and 3600000 (got " +
                                                     std::to_string(hb.sessionTimeoutMs) + ")");
@@ -549,8 +564,10 @@ Assignment Broker::assignment(const std::string& group, const std::string& topic
     for (auto& [p, position] : hb.owned) {
         if (p >= n) continue;
         auto o = g.owner.find(p);
-        if (o == g.owner.end()) g.owner[p] = hb.memberId;
-        else if (o->second != hb.memberId) continue;
+        if (o == g.owner.end())
+            g.owner[p] = hb.memberId;
+        else if (o->second != hb.memberId)
+            continue;
         g.position[p] = position;
     }
     // Right after a restart, a group that was consuming waits a moment for its members to
@@ -558,13 +575,22 @@ Assignment Broker::assignment(const std::string& group, const std::string& topic
     bool rejoining = m_opts.rejoinGraceMs > 0 && m_recoveredGroups.count({group, topic}) &&
                      now - m_openedAt < std::chrono::milliseconds(m_opts.rejoinGraceMs);
     size_t index = 0, count = g.members.size();
-    for (auto& kv : g.members) { if (kv.first == hb.memberId) break; ++index; }
+    for (auto& kv : g.members) {
+        if (kv.first == hb.memberId) break;
+        ++index;
+    }
     Assignment a{g.generation, {}};
     for (uint32_t p = 0; p < n; ++p) {
         if (p % count != index) continue;
         auto o = g.owner.find(p);
-        if (o != g.owner.end() && o->second != hb.memberId) { ++a.pending; continue; } // still held by its previous owner
-        if (o == g.owner.end() && rejoining) { ++a.pending; continue; }
+        if (o != g.owner.end() && o->second != hb.memberId) {
+            ++a.pending;
+            continue;
+        } // still held by its previous owner
+        if (o == g.owner.end() && rejoining) {
+            ++a.pending;
+            continue;
+        }
         if (o == g.owner.end()) g.position.erase(p);
         g.owner[p] = hb.memberId;
         a.partitions.push_back(p);
@@ -576,7 +602,8 @@ void Broker::commit(const std::string& group, const std::string& topic,
                     const std::vector<std::pair<uint32_t, uint64_t>>& offsets, const std::string& memberId) {
     auto t = getTopic(topic);
     for (auto& po : offsets) checkPartition(*this, po.first, t->config.partitions, topic);
-    if (group.empty() || group.size() > 1000) throw Error(ErrorCode::InvalidArgument, "group name must have 1-1000 characters");
+    if (group.empty() || group.size() > 1000)
+        throw Error(ErrorCode::InvalidArgument, "group name must have 1-1000 characters");
     std::lock_guard<std::mutex> lock(m_mutex);
     if (!memberId.empty()) {
         Group& g = m_groups[{group, topic}];
@@ -587,8 +614,9 @@ void Broker::commit(const std::string& group, const std::string& topic,
         }
         if (!notOwned.empty())
             throw Error(ErrorCode::CommitFailed,
-                        "member '" + memberId + "' of group '" + group + "' no longer owns partition(s) " + listOf(notOwned) +
-                            " of topic '" + topic + "' (its session expired or the group moved them); nothing was committed, "
+                        "member '" + memberId + "' of group '" + group + "' no longer owns partition(s) " +
+                            listOf(notOwned) + " of topic '" + topic +
+                            "' (its session expired or the group moved them); nothing was committed, "
                             "and events after the group's last commit go to the partitions' new owner");
     }
     if (m_offsetsLog && !offsets.empty()) {
@@ -599,7 +627,8 @@ void Broker::commit(const std::string& group, const std::string& topic,
     for (auto& po : offsets) m_committed[{group, topic, po.first}] = po.second;
 }
 
-std::optional<uint64_t> Broker::committed(const std::string& group, const std::string& topic, uint32_t partition) const {
+std::optional<uint64_t> Broker::committed(const std::string& group, const std::string& topic,
+                                          uint32_t partition) const {
     std::lock_guard<std::mutex> lock(m_mutex);
     auto it = m_committed.find({group, topic, partition});
     if (it == m_committed.end()) return std::nullopt;
@@ -652,15 +681,17 @@ void Broker::resetGroup(const std::string& group, const std::string& topic,
                         const std::vector<std::pair<uint32_t, uint64_t>>& offsets) {
     auto t = getTopic(topic);
     for (auto& po : offsets) checkPartition(*this, po.first, t->config.partitions, topic);
-    if (group.empty() || group.size() > 1000) throw Error(ErrorCode::InvalidArgument, "group name must have 1-1000 characters");
+    if (group.empty() || group.size() > 1000)
+        throw Error(ErrorCode::InvalidArgument, "group name must have 1-1000 characters");
     std::lock_guard<std::mutex> lock(m_mutex);
     Group& g = liveGroupLocked(group, topic);
     if (!g.members.empty()) {
         std::string names;
         for (auto& kv : g.members) names += (names.empty() ? "" : ", ") + kv.first;
-        throw Error(ErrorCode::GroupActive, "group '" + group + "' on topic '" + topic + "' has " +
-                                                std::to_string(g.members.size()) + " live member(s): " + names +
-                                                "; stop them (or wait for their session to expire) before resetting its offsets");
+        throw Error(ErrorCode::GroupActive,
+                    "group '" + group + "' on topic '" + topic + "' has " + std::to_string(g.members.size()) +
+                        " live member(s): " + names +
+                        "; stop them (or wait for their session to expire) before resetting its offsets");
     }
     g.owner.clear();
     g.position.clear();
@@ -684,7 +715,8 @@ bool Broker::removeMember(const std::string& group, const std::string& topic, co
 void Broker::noteSkipped(const std::string& group, const std::string& topic, uint32_t partition, uint64_t count) {
     auto t = getTopic(topic);
     checkPartition(*this, partition, t->config.partitions, topic);
-    if (group.empty() || group.size() > 1000) throw Error(ErrorCode::InvalidArgument, "group name must have 1-1000 characters");
+    if (group.empty() || group.size() > 1000)
+        throw Error(ErrorCode::InvalidArgument, "group name must have 1-1000 characters");
     std::lock_guard<std::mutex> lock(m_mutex);
     uint64_t& total = m_skipped[{group, topic, partition}];
     total += count;
@@ -711,8 +743,7 @@ uint64_t Broker::offsetForTime(const std::string& topic, uint32_t partition, int
 
 void Broker::eraseTopicOffsets(const std::string& topic) {
     for (auto* m : {&m_committed, &m_skipped})
-        for (auto it = m->begin(); it != m->end();)
-            it = std::get<1>(it->first) == topic ? m->erase(it) : std::next(it);
+        for (auto it = m->begin(); it != m->end();) it = std::get<1>(it->first) == topic ? m->erase(it) : std::next(it);
     for (auto it = m_groups.begin(); it != m_groups.end();)
         it = it->first.second == topic ? m_groups.erase(it) : std::next(it);
 }
@@ -725,7 +756,8 @@ void Broker::forgetTopicOffsetsLocked(const std::string& topic) {
     rec.append(reinterpret_cast<const char*>(&len), 2).append(topic);
     BatchBuilder b;
     b.add(rec.data(), rec.size(), nullptr, 0,
-          std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+          std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+              .count());
     SealedBatch sb = b.seal(0, 0);
     m_offsetsLog->append(sb);
 }
@@ -739,7 +771,8 @@ void Broker::deleteTopic(const std::string& name, bool force) {
         for (auto& kv : m_groups) {
             if (kv.first.second != name) continue;
             kv.second.expire(now);
-            for (auto& m : kv.second.members) live += (live.empty() ? "" : ", ") + m.first + " (group " + kv.first.first + ")";
+            for (auto& m : kv.second.members)
+                live += (live.empty() ? "" : ", ") + m.first + " (group " + kv.first.first + ")";
         }
         if (!live.empty())
             throw Error(ErrorCode::GroupActive, "topic '" + name + "' has live consumers: " + live +
@@ -751,22 +784,29 @@ void Broker::deleteTopic(const std::string& name, bool force) {
         std::string topics = m_opts.directory + "/topics";
         std::string gone = topics + "/.deleting-" + name + "." + std::to_string(++m_memberCounter);
         for (auto& log : t->logs) {
-            try { log->close(); } catch (const Error&) {} // a failed final sync: its events are being deleted
+            try {
+                log->close();
+            } catch (const Error&) {} // a failed final sync: its events are being deleted
         }
         if (rename((topics + "/" + name).c_str(), gone.c_str()) != 0) {
             m_topics[name] = loadTopic(name);
             throwError(ErrorCode::Storage, "cannot delete topic directory " + topics + "/" + name, true);
         }
         std::string syncFailure;
-        try { fsyncPath(topics); } catch (const Error& e) { syncFailure = e.what(); }
+        try {
+            fsyncPath(topics);
+        } catch (const Error& e) {
+            syncFailure = e.what();
+        }
         forgetTopicOffsetsLocked(name);
         lock.unlock();
         if (!syncFailure.empty()) {
             // Whether the rename reached the disk is unknown: removing files now could leave the
             // topic's own name with half its files after a crash. The next open finishes the delete.
             t->bump();
-            throw Error(ErrorCode::Storage, "topic '" + name + "' was deleted, but " + syncFailure + "; its files stay in " +
-                                                gone + " until the fabric is reopened (check the disk first)");
+            throw Error(ErrorCode::Storage, "topic '" + name + "' was deleted, but " + syncFailure +
+                                                "; its files stay in " + gone +
+                                                " until the fabric is reopened (check the disk first)");
         }
         removeTree(gone);
         try {
@@ -794,7 +834,8 @@ uint64_t Broker::purgePartition(const std::string& name, uint32_t partition) {
 void Broker::alterTopic(const std::string& name, const TopicConfig& changes) {
     auto t = getTopic(name);
     if (changes.setFields & ~uint32_t(kRetentionBytes | kRetentionMs))
-        throw Error(ErrorCode::InvalidArgument, "only retention_bytes and retention_ms can be changed on an existing topic");
+        throw Error(ErrorCode::InvalidArgument,
+                    "only retention_bytes and retention_ms can be changed on an existing topic");
     if (changes.retentionMs < 0) throw Error(ErrorCode::InvalidArgument, "retention_ms must be >= 0");
     std::lock_guard<std::mutex> lock(m_mutex);
     TopicConfig c = t->config;
@@ -837,8 +878,9 @@ std::unique_ptr<PartitionLog> Broker::openOffsetsLog(const std::string& dir) con
 void Broker::appendCommits(PartitionLog& log,
                            const std::vector<std::tuple<std::string, std::string, uint32_t, uint64_t>>& commits) {
     BatchBuilder b;
-    int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
-                      std::chrono::system_clock::now().time_since_epoch()).count();
+    int64_t now =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
     for (auto& [g, t, p, o] : commits) {
         std::string rec = encodeCommit(g, t, p, o);
         b.add(rec.data(), rec.size(), nullptr, 0, now);
@@ -850,8 +892,9 @@ void Broker::appendCommits(PartitionLog& log,
 void Broker::appendSkipped(PartitionLog& log,
                            const std::vector<std::tuple<std::string, std::string, uint32_t, uint64_t>>& totals) {
     BatchBuilder b;
-    int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
-                      std::chrono::system_clock::now().time_since_epoch()).count();
+    int64_t now =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
     for (auto& [g, t, p, n] : totals) {
         std::string rec(reinterpret_cast<const char*>(&kSkippedMark), 2);
         rec += encodeCommit(g, t, p, n);
@@ -882,12 +925,17 @@ void Broker::loadOffsets() {
                 if (m.size >= 2) {
                     uint16_t mark;
                     std::memcpy(&mark, p, 2);
-                    if (mark == kSkippedMark) { skippedRecord = true; p += 2; m.size -= 2; }
+                    if (mark == kSkippedMark) {
+                        skippedRecord = true;
+                        p += 2;
+                        m.size -= 2;
+                    }
                     if (mark == kTopicGoneMark) {
                         ++records;
                         uint16_t len = 0;
                         if (m.size >= 4) std::memcpy(&len, p + 2, 2);
-                        if (m.size == size_t(4) + len) eraseTopicOffsets(std::string(reinterpret_cast<const char*>(p + 4), len));
+                        if (m.size == size_t(4) + len)
+                            eraseTopicOffsets(std::string(reinterpret_cast<const char*>(p + 4), len));
                         continue;
                     }
                 }
@@ -904,8 +952,10 @@ void Broker::loadOffsets() {
                 std::string t(reinterpret_cast<const char*>(p + 4 + gl), tl);
                 std::memcpy(&part, p + 4 + gl + tl, 4);
                 std::memcpy(&off, p + 8 + gl + tl, 8);
-                if (skippedRecord) m_skipped[{g, t, part}] = off;
-                else m_committed[{g, t, part}] = off;
+                if (skippedRecord)
+                    m_skipped[{g, t, part}] = off;
+                else
+                    m_committed[{g, t, part}] = off;
             }
             pos = sb.baseOffset + sb.count;
         }
@@ -915,13 +965,16 @@ void Broker::loadOffsets() {
         // Keep only the latest offset of each (group, topic, partition).
         auto snapshot = openOffsetsLog(fresh);
         std::vector<std::tuple<std::string, std::string, uint32_t, uint64_t>> all;
-        for (auto& kv : m_committed) all.emplace_back(std::get<0>(kv.first), std::get<1>(kv.first), std::get<2>(kv.first), kv.second);
+        for (auto& kv : m_committed)
+            all.emplace_back(std::get<0>(kv.first), std::get<1>(kv.first), std::get<2>(kv.first), kv.second);
         for (size_t i = 0; i < all.size(); i += 4096)
             appendCommits(*snapshot, {all.begin() + long(i), all.begin() + long(std::min(all.size(), i + 4096))});
         std::vector<std::tuple<std::string, std::string, uint32_t, uint64_t>> skipped;
-        for (auto& kv : m_skipped) skipped.emplace_back(std::get<0>(kv.first), std::get<1>(kv.first), std::get<2>(kv.first), kv.second);
+        for (auto& kv : m_skipped)
+            skipped.emplace_back(std::get<0>(kv.first), std::get<1>(kv.first), std::get<2>(kv.first), kv.second);
         for (size_t i = 0; i < skipped.size(); i += 4096)
-            appendSkipped(*snapshot, {skipped.begin() + long(i), skipped.begin() + long(std::min(skipped.size(), i + 4096))});
+            appendSkipped(*snapshot,
+                          {skipped.begin() + long(i), skipped.begin() + long(std::min(skipped.size(), i + 4096))});
         snapshot->sync();
         snapshot->close();
         m_offsetsLog->close();
@@ -957,7 +1010,11 @@ void Broker::sync() {
     // Every log is synced even when one fails; the first failure is thrown.
     std::exception_ptr failed;
     auto syncOne = [&](PartitionLog& log) {
-        try { log.sync(); } catch (...) { if (!failed) failed = std::current_exception(); }
+        try {
+            log.sync();
+        } catch (...) {
+            if (!failed) failed = std::current_exception();
+        }
     };
     for (auto& t : topics)
         for (auto& log : t->logs) syncOne(*log);
@@ -976,7 +1033,11 @@ void Broker::close() {
     // Every log is closed even when a final sync fails; the first failure is thrown.
     std::exception_ptr failed;
     auto closeOne = [&](PartitionLog& log) {
-        try { log.close(); } catch (...) { if (!failed) failed = std::current_exception(); }
+        try {
+            log.close();
+        } catch (...) {
+            if (!failed) failed = std::current_exception();
+        }
     };
     for (auto& kv : m_topics) {
         kv.second->bump();

@@ -13,8 +13,14 @@ ControlResult handleControl(Broker& broker, const uint8_t* body, size_t size) {
     case ControlOp::ResetGroup: broker.resetGroup(q.group, q.topic, q.offsets); break;
     case ControlOp::NoteSkipped: broker.noteSkipped(q.group, q.topic, q.partition, q.count); break;
     case ControlOp::OffsetForTime: w.put<uint64_t>(broker.offsetForTime(q.topic, q.partition, q.timestampUs)); break;
-    case ControlOp::DeleteTopic: broker.deleteTopic(q.topic, q.count != 0); changed = q.topic; break;
-    case ControlOp::PurgePartition: w.put<uint64_t>(broker.purgePartition(q.topic, q.partition)); changed = q.topic; break;
+    case ControlOp::DeleteTopic:
+        broker.deleteTopic(q.topic, q.count != 0);
+        changed = q.topic;
+        break;
+    case ControlOp::PurgePartition:
+        w.put<uint64_t>(broker.purgePartition(q.topic, q.partition));
+        changed = q.topic;
+        break;
     case ControlOp::AlterTopic: broker.alterTopic(q.topic, q.config); break;
     case ControlOp::RemoveMember: w.put<uint8_t>(broker.removeMember(q.group, q.topic, q.member) ? 1 : 0); break;
     case ControlOp::CreateTopic: broker.createTopic(q.topic, q.config); break;
@@ -25,7 +31,10 @@ ControlResult handleControl(Broker& broker, const uint8_t* body, size_t size) {
         w.put<uint64_t>(o.first).put<uint64_t>(o.second);
         break;
     }
-    case ControlOp::MarkComplete: broker.markComplete(q.topic); changed = q.topic; break;
+    case ControlOp::MarkComplete:
+        broker.markComplete(q.topic);
+        changed = q.topic;
+        break;
     case ControlOp::IsComplete: w.put<uint8_t>(broker.isComplete(q.topic) ? 1 : 0); break;
     case ControlOp::JoinGroup: w.str(broker.joinGroup(q.group, q.topic, q.member)); break;
     case ControlOp::LeaveGroup: broker.leaveGroup(q.group, q.topic, q.member); break;

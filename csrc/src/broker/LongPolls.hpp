@@ -40,7 +40,8 @@ std::optional<PollAnswer> answerPoll(Broker& broker, const PollRequest& q, bool 
 
 /// Milliseconds on the steady clock, the registry's time base.
 inline int64_t steadyMs() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
 }
 
 /**
@@ -50,10 +51,12 @@ inline int64_t steadyMs() {
  * Every answering call takes a reply function `void(const Who&, const PollRequest&, PollAnswer&)`
  * that sends the answer; an answered request leaves the registry before its reply is sent.
  */
-template <typename Who> class ParkedPolls {
+template <typename Who>
+class ParkedPolls {
   public:
     /// Answer @p q now if it can be (or its timeout is 0), else park it until its timeout; true if answered now.
-    template <typename Reply> bool submit(Broker& broker, Who who, PollRequest q, Reply&& reply) {
+    template <typename Reply>
+    bool submit(Broker& broker, Who who, PollRequest q, Reply&& reply) {
         std::optional<PollAnswer> a = answerPoll(broker, q, q.timeoutMs <= 0);
         if (a) {
             reply(who, q, *a);
@@ -65,22 +68,26 @@ template <typename Who> class ParkedPolls {
     }
 
     /// Answer, at once and with whatever there is, the parked requests @p match selects.
-    template <typename Match, typename Reply> size_t answerNow(Broker& broker, Match&& match, Reply&& reply) {
+    template <typename Match, typename Reply>
+    size_t answerNow(Broker& broker, Match&& match, Reply&& reply) {
         return sweep(broker, [&](const Entry& e) { return match(e.who, e.req) ? Due::Force : Due::No; }, reply);
     }
 
     /// Answer the requests that can be answered now and force those whose deadline has passed.
-    template <typename Reply> size_t poll(Broker& broker, int64_t nowMs, Reply&& reply) {
+    template <typename Reply>
+    size_t poll(Broker& broker, int64_t nowMs, Reply&& reply) {
         return sweep(broker, [&](const Entry& e) { return e.deadline <= nowMs ? Due::Force : Due::Try; }, reply);
     }
 
     /// Force only the requests whose deadline has passed (for a server told of every change).
-    template <typename Reply> size_t expire(Broker& broker, int64_t nowMs, Reply&& reply) {
+    template <typename Reply>
+    size_t expire(Broker& broker, int64_t nowMs, Reply&& reply) {
         return sweep(broker, [&](const Entry& e) { return e.deadline <= nowMs ? Due::Force : Due::No; }, reply);
     }
 
     /// Forget, unanswered, the parked requests @p match selects (their client is gone).
-    template <typename Match> size_t drop(Match&& match) {
+    template <typename Match>
+    size_t drop(Match&& match) {
         size_t n = 0;
         for (auto it = m_entries.begin(); it != m_entries.end();) {
             if (match(it->who, it->req)) {
@@ -110,7 +117,8 @@ template <typename Who> class ParkedPolls {
         int64_t deadline;
     };
 
-    template <typename Decide, typename Reply> size_t sweep(Broker& broker, Decide&& decide, Reply& reply) {
+    template <typename Decide, typename Reply>
+    size_t sweep(Broker& broker, Decide&& decide, Reply& reply) {
         // Take the answered entries out first: a reply function may park or answer others.
         std::vector<std::pair<Entry, PollAnswer>> answered;
         for (auto it = m_entries.begin(); it != m_entries.end();) {

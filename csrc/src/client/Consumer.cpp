@@ -33,10 +33,12 @@ class ConsumerImpl {
         TopicInfo info = m_client->describeTopic(m_topic);
         m_partitionCount = info.config.partitions;
         if (m_opts.group.empty() && !m_opts.memberId.empty())
-            throw Error(ErrorCode::InvalidArgument, "member_id needs a group: use topic.consumer(group='name', member_id=...)");
+            throw Error(ErrorCode::InvalidArgument,
+                        "member_id needs a group: use topic.consumer(group='name', member_id=...)");
         if (!m_opts.group.empty()) {
             if (!m_opts.partitions.empty())
-                throw Error(ErrorCode::InvalidArgument, "give either group= or partitions=, not both: a group assigns partitions itself");
+                throw Error(ErrorCode::InvalidArgument,
+                            "give either group= or partitions=, not both: a group assigns partitions itself");
             m_member = m_client->joinGroup(m_opts.group, m_topic, m_opts.memberId);
             Assignment a = m_client->assignment(m_opts.group, m_topic, heartbeat({}));
             rebalance(a);
@@ -45,8 +47,9 @@ class ConsumerImpl {
             std::vector<uint32_t> parts = m_opts.partitions;
             for (uint32_t p : parts)
                 if (p >= m_partitionCount)
-                    throw Error(ErrorCode::InvalidArgument, "partition " + std::to_string(p) + " does not exist in topic '" +
-                                                                m_topic + "' (it has " + std::to_string(m_partitionCount) + ")");
+                    throw Error(ErrorCode::InvalidArgument, "partition " + std::to_string(p) +
+                                                                " does not exist in topic '" + m_topic + "' (it has " +
+                                                                std::to_string(m_partitionCount) + ")");
             if (parts.empty())
                 for (uint32_t p = 0; p < m_partitionCount; ++p) parts.push_back(p);
             std::sort(parts.begin(), parts.end());
@@ -56,7 +59,9 @@ class ConsumerImpl {
         m_thread = std::thread([this] { run(); });
     }
     ~ConsumerImpl() {
-        try { close(); } catch (...) {}
+        try {
+            close();
+        } catch (...) {}
     }
 
     /// What this member tells its group: the partitions it reads and how far it handed them out.
@@ -119,7 +124,11 @@ class ConsumerImpl {
         for (uint32_t p : fresh) starts[p] = initialPosition(p);
         std::lock_guard<std::mutex> l(m_mutex);
         for (uint32_t p : lost) {
-            m_delivered.erase(p); m_acked.erase(p); m_fetchPos.erase(p); m_sentCommit.erase(p); m_gapAt.erase(p);
+            m_delivered.erase(p);
+            m_acked.erase(p);
+            m_fetchPos.erase(p);
+            m_sentCommit.erase(p);
+            m_gapAt.erase(p);
         }
         for (auto& [p, start] : starts) {
             m_delivered[p] = m_fetchPos[p] = m_acked[p] = start.first;
@@ -168,7 +177,8 @@ class ConsumerImpl {
             try {
                 // Assignment doubles as the heartbeat; over a network it is a round trip, so not every batch.
                 if (!m_opts.group.empty() &&
-                    (m_beatNow.exchange(false) || Clock::now() - lastHeartbeat >= std::chrono::milliseconds(kHeartbeatMs))) {
+                    (m_beatNow.exchange(false) ||
+                     Clock::now() - lastHeartbeat >= std::chrono::milliseconds(kHeartbeatMs))) {
                     std::vector<uint32_t> owned = partitions();
                     Assignment a = m_client->assignment(m_opts.group, m_topic, heartbeat(owned));
                     if (a.generation != m_generation || a.partitions != owned) rebalance(a);
@@ -239,7 +249,10 @@ class ConsumerImpl {
                 if (batches.front().baseOffset > pos) {
                     // Offsets are dense: events [pos, base) were deleted by retention before we read them.
                     skipped = gapLocked(p, pos, batches.front().baseOffset);
-                    if (m_gapAt.count(p)) { got = true; continue; }
+                    if (m_gapAt.count(p)) {
+                        got = true;
+                        continue;
+                    }
                     pos = batches.front().baseOffset;
                 }
                 std::deque<Delivery>& q = m_queues[p];
@@ -378,8 +391,10 @@ class ConsumerImpl {
                 l.lock();
             }
         }
-        if (timeoutMs < 0) m_dataCv.wait(l, ready);
-        else m_dataCv.wait_for(l, std::chrono::milliseconds(timeoutMs), ready);
+        if (timeoutMs < 0)
+            m_dataCv.wait(l, ready);
+        else
+            m_dataCv.wait_for(l, std::chrono::milliseconds(timeoutMs), ready);
         if (!m_error.empty()) throw Error(m_errorCode, "consumer stopped: " + m_error);
         if (m_closed) throw Error(ErrorCode::Closed, "consumer is closed; create a new one with topic.consumer()");
         return m_queued > 0;
@@ -436,7 +451,10 @@ class ConsumerImpl {
             if (d.view) m_queueBytes -= d.view->size();
             --m_queued;
         }
-        if (m_cur == &it->second) { m_cur = nullptr; m_served = 0; }
+        if (m_cur == &it->second) {
+            m_cur = nullptr;
+            m_served = 0;
+        }
         m_queues.erase(it);
     }
 
@@ -445,8 +463,13 @@ class ConsumerImpl {
         if (!waitData(l, timeoutMs)) return std::nullopt;
         Delivery& d = frontLocked();
         uint32_t i = d.first++;
-        Event ev{d.partition, d.offsetOf(i), d.view->metadata(i), select(d.view->eventData(i)),
-                 d.view->header().firstTimestampUs, d.owner, d.epoch};
+        Event ev{d.partition,
+                 d.offsetOf(i),
+                 d.view->metadata(i),
+                 select(d.view->eventData(i)),
+                 d.view->header().firstTimestampUs,
+                 d.owner,
+                 d.epoch};
         m_delivered[d.partition] = ev.offset + 1;
         consumedLocked(1);
         return ev;
@@ -527,7 +550,8 @@ class ConsumerImpl {
 
     void commit() {
         if (m_opts.group.empty())
-            throw Error(ErrorCode::InvalidArgument, "commit() needs a consumer group: use topic.consumer(group='name')");
+            throw Error(ErrorCode::InvalidArgument,
+                        "commit() needs a consumer group: use topic.consumer(group='name')");
         commitAll();
     }
 
@@ -559,7 +583,9 @@ class ConsumerImpl {
         }
         m_spaceCv.notify_all();
         m_ackCv.notify_all();
-        try { m_client->wakeTopic(m_topic); } catch (...) {}
+        try {
+            m_client->wakeTopic(m_topic);
+        } catch (...) {}
         if (m_thread.joinable()) m_thread.join();
         std::exception_ptr err;
         if (!m_opts.group.empty()) {
@@ -568,11 +594,14 @@ class ConsumerImpl {
             } catch (const Error& e) {
                 // Fenced (the partitions moved on while this member was away) or the topic was
                 // deleted: there is nothing left to keep.
-                if (e.code() != ErrorCode::CommitFailed && e.code() != ErrorCode::TopicNotFound) err = std::current_exception();
+                if (e.code() != ErrorCode::CommitFailed && e.code() != ErrorCode::TopicNotFound)
+                    err = std::current_exception();
             } catch (...) {
                 err = std::current_exception();
             }
-            try { m_client->leaveGroup(m_opts.group, m_topic, m_member); } catch (...) {}
+            try {
+                m_client->leaveGroup(m_opts.group, m_topic, m_member);
+            } catch (...) {}
         }
         {
             std::lock_guard<std::mutex> l(m_mutex);
@@ -596,17 +625,17 @@ class ConsumerImpl {
     static constexpr int64_t kHeartbeatMs = 50;
     static constexpr uint32_t kFairEvents = 256; ///< events from one partition before the next one's turn
     std::map<uint32_t, std::deque<Delivery>> m_queues; ///< fetched, not yet handed out; no empty deques
-    size_t m_queued = 0;                       ///< deliveries in m_queues
-    std::deque<Delivery>* m_cur = nullptr;     ///< the partition whose turn it is (an entry of m_queues)
+    size_t m_queued = 0; ///< deliveries in m_queues
+    std::deque<Delivery>* m_cur = nullptr; ///< the partition whose turn it is (an entry of m_queues)
     uint32_t m_curPartition = 0;
-    uint32_t m_served = 0;                     ///< events handed out from m_cur in this turn
+    uint32_t m_served = 0; ///< events handed out from m_cur in this turn
     size_t m_queueBytes = 0;
-    Clock::time_point m_lastData{};            ///< when a fetch last brought events (guarded by m_mutex)
-    std::chrono::microseconds m_spindown{0};   ///< the transport's spin-down window (see waitData)
+    Clock::time_point m_lastData{}; ///< when a fetch last brought events (guarded by m_mutex)
+    std::chrono::microseconds m_spindown{0}; ///< the transport's spin-down window (see waitData)
     std::vector<uint32_t> m_assigned;
     uint64_t m_generation = UINT64_MAX;
     std::atomic<uint32_t> m_pending{0};
-    std::atomic<bool> m_beatNow{false};        ///< heartbeat at once (a commit was fenced)
+    std::atomic<bool> m_beatNow{false}; ///< heartbeat at once (a commit was fenced)
     std::map<uint32_t, uint64_t> m_fetchPos, m_delivered, m_acked, m_sentCommit;
     std::map<uint32_t, uint32_t> m_epoch; ///< partition -> which ownership of it (see Event::epoch)
     uint32_t m_epochs = 0;
@@ -624,7 +653,9 @@ Consumer::Consumer(std::shared_ptr<BrokerClient> client, const std::string& topi
 : m_impl(std::make_shared<ConsumerImpl>(std::move(client), topic, options)) {}
 Consumer::~Consumer() = default;
 std::optional<Event> Consumer::pull(int64_t timeoutMs) { return m_impl->pull(timeoutMs); }
-std::optional<Delivery> Consumer::pullBatch(size_t maxEvents, int64_t timeoutMs) { return m_impl->pullBatch(maxEvents, timeoutMs); }
+std::optional<Delivery> Consumer::pullBatch(size_t maxEvents, int64_t timeoutMs) {
+    return m_impl->pullBatch(maxEvents, timeoutMs);
+}
 void Consumer::ack(uint32_t partition, uint64_t offset, uint32_t epoch) { m_impl->ack(partition, offset, epoch); }
 void Consumer::commit() { m_impl->commit(); }
 bool Consumer::exhausted() const { return m_impl->exhausted(); }

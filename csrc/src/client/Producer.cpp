@@ -18,8 +18,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 int64_t wallUs() {
-    return std::chrono::duration_cast<std::chrono::microseconds>(
-               std::chrono::system_clock::now().time_since_epoch()).count();
+    return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
 }
 uint64_t randomProducerId() {
     std::random_device rd;
@@ -66,13 +66,15 @@ EventId Future::wait(int64_t timeoutMs) const {
     if (!m_state) throw Error(ErrorCode::InvalidArgument, "empty future");
     std::unique_lock<std::mutex> l(m_state->mutex);
     auto ready = [&] { return m_state->status != 0; };
-    if (timeoutMs < 0) m_state->cv.wait(l, ready);
+    if (timeoutMs < 0)
+        m_state->cv.wait(l, ready);
     else if (!m_state->cv.wait_for(l, std::chrono::milliseconds(timeoutMs), ready))
         throw Error(ErrorCode::Timeout, "event not stored within " + std::to_string(timeoutMs) +
                                             " ms; call result() again or producer.flush() to wait longer");
     if (m_state->status == 2) throw Error(m_state->code, m_state->error);
     if (m_state->baseOffset == UINT64_MAX)
-        throw Error(ErrorCode::Generic, "event was stored by an earlier attempt; its offset is not known to this producer");
+        throw Error(ErrorCode::Generic,
+                    "event was stored by an earlier attempt; its offset is not known to this producer");
     return {m_state->partition, m_state->baseOffset + m_index};
 }
 
@@ -95,7 +97,8 @@ class ProducerImpl {
     ProducerImpl(std::shared_ptr<BrokerClient> client, std::string topic, ProducerOptions opts)
     : m_client(std::move(client)), m_topic(std::move(topic)), m_opts(opts) {
         if (m_opts.batchSize < 1 || m_opts.batchBytes < 1 || m_opts.lingerMs < 0 || m_opts.maxPendingBytes < 1)
-            throw Error(ErrorCode::InvalidArgument, "batch_size, batch_bytes and max_pending_bytes must be positive, linger_ms >= 0");
+            throw Error(ErrorCode::InvalidArgument,
+                        "batch_size, batch_bytes and max_pending_bytes must be positive, linger_ms >= 0");
         TopicInfo info = m_client->describeTopic(m_topic);
         m_partitions = info.config.partitions;
         m_maxEvent = info.config.maxEventBytes;
@@ -106,14 +109,17 @@ class ProducerImpl {
         m_thread = std::thread([this] { run(); });
     }
     ~ProducerImpl() {
-        try { close(); } catch (...) {}
+        try {
+            close();
+        } catch (...) {}
     }
 
     uint32_t choose(int64_t partition, const void* key, size_t keyLen) {
         if (partition >= 0) {
             if (uint64_t(partition) >= m_partitions)
-                throw Error(ErrorCode::InvalidArgument, "partition " + std::to_string(partition) + " does not exist in topic '" +
-                                                            m_topic + "' (it has " + std::to_string(m_partitions) + ")");
+                throw Error(ErrorCode::InvalidArgument, "partition " + std::to_string(partition) +
+                                                            " does not exist in topic '" + m_topic + "' (it has " +
+                                                            std::to_string(m_partitions) + ")");
             return uint32_t(partition);
         }
         if (key && m_opts.selector == PartitionSelector::KeyHash) return partitionForKey(key, keyLen, m_partitions);
@@ -133,14 +139,18 @@ class ProducerImpl {
     }
 
     std::string refusedMessage(uint32_t p, const std::string& cause) const {
-        return "partition " + std::to_string(p) + " of topic '" + m_topic + "' takes no more events from this producer: " +
-               "an earlier batch to it was not stored (" + cause + "). Later events were refused so that the partition "
+        return "partition " + std::to_string(p) + " of topic '" + m_topic +
+               "' takes no more events from this producer: " + "an earlier batch to it was not stored (" + cause +
+               "). Later events were refused so that the partition "
                "holds no gap in this producer's stream; once the cause is fixed, call producer.reset() (or open a new "
                "producer) to continue";
     }
 
     void reserve(std::unique_lock<std::mutex>& l, size_t bytes, bool block) {
-        if (m_pending + bytes <= m_opts.maxPendingBytes || m_pending == 0) { m_pending += bytes; return; }
+        if (m_pending + bytes <= m_opts.maxPendingBytes || m_pending == 0) {
+            m_pending += bytes;
+            return;
+        }
         if (!block)
             throw Error(ErrorCode::BufferFull, "producer buffer full (" + std::to_string(m_pending) +
                                                    " bytes pending); wait, flush(), or raise max_pending_bytes");
@@ -173,13 +183,15 @@ class ProducerImpl {
         return ob;
     }
 
-    Future push(const void* meta, size_t metaLen, const DataRef* data, size_t nData, int64_t partition,
-                const void* key, size_t keyLen, bool block) {
+    Future push(const void* meta, size_t metaLen, const DataRef* data, size_t nData, int64_t partition, const void* key,
+                size_t keyLen, bool block) {
         size_t dataLen = 0;
         for (size_t i = 0; i < nData; ++i) dataLen += data[i].size;
         if (metaLen + dataLen > m_maxEvent)
-            throw Error(ErrorCode::EventTooLarge, "event of " + std::to_string(metaLen + dataLen) + " bytes exceeds the topic's max_event_bytes (" +
-                                                      std::to_string(m_maxEvent) + "); split it or create the topic with a larger max_event_bytes");
+            throw Error(ErrorCode::EventTooLarge, "event of " + std::to_string(metaLen + dataLen) +
+                                                      " bytes exceeds the topic's max_event_bytes (" +
+                                                      std::to_string(m_maxEvent) +
+                                                      "); split it or create the topic with a larger max_event_bytes");
         if (metaLen > UINT32_MAX) throw Error(ErrorCode::EventTooLarge, "metadata larger than 4 GiB");
         std::unique_lock<std::mutex> l(m_mutex);
         checkOpen();
@@ -195,7 +207,8 @@ class ProducerImpl {
 
     Future pushMany(const uint8_t* metas, size_t n, size_t metaLen, size_t stride, int64_t partition, bool block) {
         if (metaLen > m_maxEvent)
-            throw Error(ErrorCode::EventTooLarge, "events of " + std::to_string(metaLen) + " bytes exceed max_event_bytes");
+            throw Error(ErrorCode::EventTooLarge,
+                        "events of " + std::to_string(metaLen) + " bytes exceed max_event_bytes");
         Future last;
         size_t i = 0;
         std::unique_lock<std::mutex> l(m_mutex);
@@ -222,12 +235,14 @@ class ProducerImpl {
         // Check every event first: bad input must queue nothing, not the events before the bad one.
         for (size_t i = 0; i < n; ++i)
             if (lengths[i] > m_maxEvent || lengths[i] > UINT32_MAX)
-                throw Error(ErrorCode::EventTooLarge, "event " + std::to_string(i) + " of push_many has " +
-                                                          std::to_string(lengths[i]) + " bytes of metadata, more than the topic's max_event_bytes (" +
-                                                          std::to_string(m_maxEvent) + "); nothing was queued");
+                throw Error(ErrorCode::EventTooLarge,
+                            "event " + std::to_string(i) + " of push_many has " + std::to_string(lengths[i]) +
+                                " bytes of metadata, more than the topic's max_event_bytes (" +
+                                std::to_string(m_maxEvent) + "); nothing was queued");
         if (partition >= 0 && uint64_t(partition) >= m_partitions)
-            throw Error(ErrorCode::InvalidArgument, "partition " + std::to_string(partition) + " does not exist in topic '" +
-                                                        m_topic + "' (it has " + std::to_string(m_partitions) + ")");
+            throw Error(ErrorCode::InvalidArgument, "partition " + std::to_string(partition) +
+                                                        " does not exist in topic '" + m_topic + "' (it has " +
+                                                        std::to_string(m_partitions) + ")");
         Future last;
         size_t pos = 0;
         for (size_t i = 0; i < n; ++i) {
@@ -279,7 +294,8 @@ class ProducerImpl {
             try {
                 std::rethrow_exception(s.error);
             } catch (const Error& e) {
-                code = e.code(); msg = e.what();
+                code = e.code();
+                msg = e.what();
             } catch (const std::exception& e) {
                 msg = e.what();
             } catch (...) {
@@ -427,8 +443,9 @@ class ProducerImpl {
             auto s = std::make_shared<Sending>();
             s->r = std::move(m_ready.front());
             m_ready.pop_front();
-            std::string why = m_giveUp ? "not sent: the producer was closed before it could be stored (" + m_giveUpCause + ")"
-                                       : refusedMessage(s->r.partition, m_failed[s->r.partition].second);
+            std::string why =
+                m_giveUp ? "not sent: the producer was closed before it could be stored (" + m_giveUpCause + ")"
+                         : refusedMessage(s->r.partition, m_failed[s->r.partition].second);
             ErrorCode code = m_giveUp ? m_giveUpCode : m_failed[s->r.partition].first;
             s->error = std::make_exception_ptr(Error(code, why));
             s->done = true;
@@ -472,13 +489,16 @@ class ProducerImpl {
         for (;;) {
             // Seal batches whose linger time is up.
             auto now = Clock::now();
-            auto linger = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::milli>(m_opts.lingerMs));
+            auto linger =
+                std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::milli>(m_opts.lingerMs));
             Clock::time_point next = Clock::time_point::max();
             for (uint32_t p = 0; p < m_partitions; ++p) {
                 OpenBatch& ob = m_open[p];
                 if (ob.builder.empty()) continue;
-                if (now - ob.started >= linger || m_closed) sealLocked(p);
-                else next = std::min(next, ob.started + linger);
+                if (now - ob.started >= linger || m_closed)
+                    sealLocked(p);
+                else
+                    next = std::min(next, ob.started + linger);
             }
             // Report finished batches in the order they were sent.
             if (!m_sending.empty() && m_sending.front()->done) {
@@ -496,8 +516,10 @@ class ProducerImpl {
             // Keep up to m_window batches in flight; they reach the broker in this order.
             if (dispatchOne(l)) continue;
             if (m_ready.empty() && m_sending.empty() && m_closed) break;
-            if (next == Clock::time_point::max()) m_cv.wait(l);
-            else m_cv.wait_until(l, next);
+            if (next == Clock::time_point::max())
+                m_cv.wait(l);
+            else
+                m_cv.wait_until(l, next);
         }
         m_doneCv.notify_all();
     }
@@ -506,13 +528,25 @@ class ProducerImpl {
     std::pair<uint64_t, std::string> outstandingLocked() const {
         uint64_t n = 0;
         std::set<uint32_t> parts;
-        for (auto& r : m_ready) { n += r.events; parts.insert(r.partition); }
+        for (auto& r : m_ready) {
+            n += r.events;
+            parts.insert(r.partition);
+        }
         for (auto& s : m_sending)
-            if (!s->done || s->error) { n += s->r.events; parts.insert(s->r.partition); }
+            if (!s->done || s->error) {
+                n += s->r.events;
+                parts.insert(s->r.partition);
+            }
         for (auto& s : m_resending)
-            if (!s->reported) { n += s->r.events; parts.insert(s->r.partition); }
+            if (!s->reported) {
+                n += s->r.events;
+                parts.insert(s->r.partition);
+            }
         for (uint32_t p = 0; p < m_partitions; ++p)
-            if (!m_open[p].builder.empty()) { n += m_open[p].builder.count(); parts.insert(p); }
+            if (!m_open[p].builder.empty()) {
+                n += m_open[p].builder.count();
+                parts.insert(p);
+            }
         std::string list;
         for (uint32_t p : parts) list += (list.empty() ? "" : ", ") + std::to_string(p);
         return {n, (parts.size() > 1 ? "partitions " : "partition ") + list};
@@ -531,16 +565,17 @@ class ProducerImpl {
         while (dispatchOne(l)) {}
         m_cv.notify_one();
         auto done = [&] { return m_inflight == 0; };
-        if (timeoutMs < 0) m_doneCv.wait(l, done);
+        if (timeoutMs < 0)
+            m_doneCv.wait(l, done);
         else if (!m_doneCv.wait_for(l, std::chrono::milliseconds(timeoutMs), done)) {
             auto [n, parts] = outstandingLocked();
             l.unlock();
             std::string cause = stuckCause();
-            throw Error(ErrorCode::Timeout, "flush(timeout=" + seconds(timeoutMs) + "): " + std::to_string(n) +
-                                                " event(s) to topic '" + m_topic + "' (" + parts +
-                                                ") not stored yet: " + cause +
-                                                ". They stay queued: flush again to keep waiting, or close(timeout=...) "
-                                                "to give up on them");
+            throw Error(ErrorCode::Timeout,
+                        "flush(timeout=" + seconds(timeoutMs) + "): " + std::to_string(n) + " event(s) to topic '" +
+                            m_topic + "' (" + parts + ") not stored yet: " + cause +
+                            ". They stay queued: flush again to keep waiting, or close(timeout=...) "
+                            "to give up on them");
         }
         if (m_unstored.events) throw takeUnstoredLocked("flush");
     }
@@ -603,11 +638,18 @@ class ProducerImpl {
     }
     bool waitForSpace(size_t bytes, int64_t timeoutMs) const {
         std::unique_lock<std::mutex> l(m_mutex);
-        return m_spaceCv.wait_for(l, std::chrono::milliseconds(timeoutMs),
-                                  [&] { return m_pending + bytes <= m_opts.maxPendingBytes || m_pending == 0 || m_closed; });
+        return m_spaceCv.wait_for(l, std::chrono::milliseconds(timeoutMs), [&] {
+            return m_pending + bytes <= m_opts.maxPendingBytes || m_pending == 0 || m_closed;
+        });
     }
-    size_t pendingBytes() const { std::lock_guard<std::mutex> l(m_mutex); return m_pending; }
-    uint64_t appended() const { std::lock_guard<std::mutex> l(m_mutex); return m_appended; }
+    size_t pendingBytes() const {
+        std::lock_guard<std::mutex> l(m_mutex);
+        return m_pending;
+    }
+    uint64_t appended() const {
+        std::lock_guard<std::mutex> l(m_mutex);
+        return m_appended;
+    }
     uint32_t partitions() const { return m_partitions; }
 
   private:
@@ -632,7 +674,7 @@ class ProducerImpl {
     uint64_t m_appended = 0;
     bool m_closed = false;
     bool m_dispatching = false; ///< a thread is handing a batch to the transport (or resending after a lost connection)
-    size_t m_window = 1;        ///< batches in flight at most
+    size_t m_window = 1; ///< batches in flight at most
     /// Events not stored since the last report by flush()/close(): how many, where, the first cause.
     struct Unstored {
         uint64_t events = 0;
@@ -641,8 +683,8 @@ class ProducerImpl {
         std::string cause;
     } m_unstored;
     std::map<uint32_t, std::pair<ErrorCode, std::string>> m_failed; ///< partition -> first failure (see reset())
-    CancelToken m_cancel;        ///< set when close() stops waiting: transport retries give up
-    bool m_giveUp = false;       ///< close() timed out: queued batches fail instead of being sent
+    CancelToken m_cancel; ///< set when close() stops waiting: transport retries give up
+    bool m_giveUp = false; ///< close() timed out: queued batches fail instead of being sent
     ErrorCode m_giveUpCode = ErrorCode::Timeout;
     std::string m_giveUpCause;
     std::thread m_thread;
@@ -655,7 +697,8 @@ Future Producer::push(const void* meta, size_t metaLen, const DataRef* data, siz
                       const void* key, size_t keyLen, bool block) {
     return m_impl->push(meta, metaLen, data, nData, partition, key, keyLen, block);
 }
-Future Producer::pushMany(const uint8_t* metas, size_t n, size_t metaLen, size_t stride, int64_t partition, bool block) {
+Future Producer::pushMany(const uint8_t* metas, size_t n, size_t metaLen, size_t stride, int64_t partition,
+                          bool block) {
     return m_impl->pushMany(metas, n, metaLen, stride, partition, block);
 }
 Future Producer::pushManyVar(const uint8_t* metas, const uint64_t* lengths, size_t n, int64_t partition, bool block) {
@@ -680,8 +723,11 @@ uint32_t partitionForKey(const void* key, size_t size, uint32_t partitions) {
     for (size_t i = 0; i < n4; ++i) {
         uint32_t k;
         std::memcpy(&k, data + 4 * i, 4);
-        k *= m; k ^= k >> r; k *= m;
-        h *= m; h ^= k;
+        k *= m;
+        k ^= k >> r;
+        k *= m;
+        h *= m;
+        h ^= k;
     }
     const uint8_t* tail = data + 4 * n4;
     switch (size & 3) {
@@ -689,7 +735,9 @@ uint32_t partitionForKey(const void* key, size_t size, uint32_t partitions) {
     case 2: h ^= uint32_t(tail[1]) << 8; [[fallthrough]];
     case 1: h ^= tail[0]; h *= m;
     }
-    h ^= h >> 13; h *= m; h ^= h >> 15;
+    h ^= h >> 13;
+    h *= m;
+    h ^= h >> 15;
     return (h & 0x7fffffffu) % partitions;
 }
 

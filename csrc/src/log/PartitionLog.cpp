@@ -10,9 +10,9 @@
 #include <climits>
 #include <cstdio>
 #include <cstring>
-#include <functional>
 #include <dirent.h>
 #include <fcntl.h>
+#include <functional>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -23,8 +23,8 @@ namespace mofka_py {
 namespace {
 
 int64_t nowUs() {
-    return std::chrono::duration_cast<std::chrono::microseconds>(
-               std::chrono::system_clock::now().time_since_epoch()).count();
+    return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
 }
 
 std::string segmentName(uint64_t base) {
@@ -40,8 +40,10 @@ std::vector<std::string> makeDirs(const std::string& path) {
     for (size_t i = 0; i <= path.size(); ++i) {
         if (i == path.size() || path[i] == '/') {
             if (!cur.empty()) {
-                if (mkdir(cur.c_str(), 0755) == 0) created.push_back(cur);
-                else if (errno != EEXIST) throwError(ErrorCode::Generic, "cannot create directory " + cur, true);
+                if (mkdir(cur.c_str(), 0755) == 0)
+                    created.push_back(cur);
+                else if (errno != EEXIST)
+                    throwError(ErrorCode::Generic, "cannot create directory " + cur, true);
             }
         }
         if (i < path.size()) cur.push_back(path[i]);
@@ -88,8 +90,9 @@ constexpr const char* kUnwritableAdvice =
 
 /// What a failed sync of acknowledged data means under @p policy.
 std::string unsyncedEvents(SyncPolicy policy) {
-    return policy == SyncPolicy::Batch ? "every event acknowledged before was synced"
-                                       : "events acknowledged since the last successful sync may not have reached the disk";
+    return policy == SyncPolicy::Batch
+               ? "every event acknowledged before was synced"
+               : "events acknowledged since the last successful sync may not have reached the disk";
 }
 
 void writeAll(int fd, std::vector<iovec>& iov, off_t pos, const std::string& path) {
@@ -103,8 +106,14 @@ void writeAll(int fd, std::vector<iovec>& iov, off_t pos, const std::string& pat
         }
         pos += w;
         while (w > 0 && i < iov.size()) {
-            if (size_t(w) >= iov[i].iov_len) { w -= ssize_t(iov[i].iov_len); ++i; }
-            else { iov[i].iov_base = static_cast<char*>(iov[i].iov_base) + w; iov[i].iov_len -= size_t(w); w = 0; }
+            if (size_t(w) >= iov[i].iov_len) {
+                w -= ssize_t(iov[i].iov_len);
+                ++i;
+            } else {
+                iov[i].iov_base = static_cast<char*>(iov[i].iov_base) + w;
+                iov[i].iov_len -= size_t(w);
+                w = 0;
+            }
         }
     }
 }
@@ -117,7 +126,7 @@ struct PartitionLog::Segment {
     std::shared_ptr<Mapping> map;
     uint8_t* base = nullptr;
     size_t capacity = 0;
-    size_t size = 0;    ///< bytes published (readable)
+    size_t size = 0; ///< bytes published (readable)
     size_t written = 0; ///< bytes written: size, plus group commit's unsynced batches
     int fd = -1;
     std::string path;
@@ -164,13 +173,17 @@ std::shared_ptr<PartitionLog::Segment> PartitionLog::newSegment(uint64_t baseOff
     if (m_opts.directory.empty()) {
         seg->map->anonymous = true;
         seg->map->addr = anonSegmentPool().take(seg->capacity);
-        if (seg->map->addr != MAP_FAILED) seg->backed = seg->capacity; // used before: its pages are in
-        else seg->map->addr = mapAligned(seg->capacity);
+        if (seg->map->addr != MAP_FAILED)
+            seg->backed = seg->capacity; // used before: its pages are in
+        else
+            seg->map->addr = mapAligned(seg->capacity);
     } else {
         seg->path = m_opts.directory + "/" + segmentName(baseOffset);
         seg->fd = ::open(seg->path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-        if (seg->fd >= 0) seg->created = true;
-        else if (errno == EEXIST) seg->fd = ::open(seg->path.c_str(), O_RDWR | O_CLOEXEC);
+        if (seg->fd >= 0)
+            seg->created = true;
+        else if (errno == EEXIST)
+            seg->fd = ::open(seg->path.c_str(), O_RDWR | O_CLOEXEC);
         if (seg->fd < 0) storageError("cannot open segment", seg->path);
         struct stat st;
         fstat(seg->fd, &st);
@@ -205,13 +218,13 @@ void PartitionLog::openDirectory() {
     std::vector<std::string> created = makeDirs(m_opts.directory);
     if (m_opts.sync != SyncPolicy::None)
         for (const std::string& dir : created)
-            if (m_unwritable.empty()) opening([&] { syncDirectoryLocked(parentDir(dir), "the log opened unwritable"); });
+            if (m_unwritable.empty())
+                opening([&] { syncDirectoryLocked(parentDir(dir), "the log opened unwritable"); });
     std::vector<uint64_t> bases;
     if (DIR* d = opendir(m_opts.directory.c_str())) {
         while (dirent* e = readdir(d)) {
             std::string n = e->d_name;
-            if (n.size() == 24 && n.compare(20, 4, ".log") == 0 &&
-                std::all_of(n.begin(), n.begin() + 20, ::isdigit))
+            if (n.size() == 24 && n.compare(20, 4, ".log") == 0 && std::all_of(n.begin(), n.begin() + 20, ::isdigit))
                 bases.push_back(std::stoull(n.substr(0, 20)));
         }
         closedir(d);
@@ -221,10 +234,10 @@ void PartitionLog::openDirectory() {
         auto seg = newSegment(bases[i], m_opts.segmentBytes);
         if (!m_segments.empty() && seg->baseOffset != m_next) {
             if (!m_opts.repair)
-                throw Error(ErrorCode::Corruption,
-                            "segment " + seg->path + " starts at offset " + std::to_string(seg->baseOffset) +
-                                " but the previous one ends at " + std::to_string(m_next) +
-                                "; reopen with repair=True to drop the segments after the gap");
+                throw Error(ErrorCode::Corruption, "segment " + seg->path + " starts at offset " +
+                                                       std::to_string(seg->baseOffset) +
+                                                       " but the previous one ends at " + std::to_string(m_next) +
+                                                       "; reopen with repair=True to drop the segments after the gap");
             for (size_t j = i; j < bases.size(); ++j)
                 ::unlink((m_opts.directory + "/" + segmentName(bases[j])).c_str());
             break;
@@ -251,8 +264,14 @@ void PartitionLog::recoverSegment(Segment& seg, bool last) {
     while (pos < fileSize) {
         const uint8_t* p = seg.base + pos;
         size_t rem = fileSize - pos;
-        if (std::all_of(p, p + rem, [](uint8_t b) { return b == 0; })) { torn = true; break; }
-        if (rem < kBatchHeaderSize) { torn = true; break; }
+        if (std::all_of(p, p + rem, [](uint8_t b) { return b == 0; })) {
+            torn = true;
+            break;
+        }
+        if (rem < kBatchHeaderSize) {
+            torn = true;
+            break;
+        }
         BatchHeader h;
         std::memcpy(&h, p, sizeof(h));
         if (h.magic != kBatchMagic || h.version != kBatchVersion || h.lengthCheck != lengthCheck(h.length) ||
@@ -260,15 +279,24 @@ void PartitionLog::recoverSegment(Segment& seg, bool last) {
             problem = "bad batch header";
             break;
         }
-        if (h.length > rem) { torn = true; break; }
+        if (h.length > rem) {
+            torn = true;
+            break;
+        }
         try {
             BatchView v(p, size_t(h.length));
-            if (!v.crcOk()) { problem = "CRC32C mismatch"; break; }
+            if (!v.crcOk()) {
+                problem = "CRC32C mismatch";
+                break;
+            }
         } catch (const Error& e) {
             problem = e.what();
             break;
         }
-        if (h.baseOffset != expected) { problem = "offset " + std::to_string(h.baseOffset) + " out of sequence"; break; }
+        if (h.baseOffset != expected) {
+            problem = "offset " + std::to_string(h.baseOffset) + " out of sequence";
+            break;
+        }
         seg.addToIndex(h.baseOffset, pos, m_opts.indexIntervalBytes);
         expected = h.baseOffset + h.count;
         seg.maxTimestampUs = std::max(seg.maxTimestampUs, h.lastTimestampUs);
@@ -317,7 +345,8 @@ PartitionLog::Segment& PartitionLog::writableSegment(uint64_t length) {
     Segment* active = m_segments.back().get();
     if (fitsLocked(*active, length)) return *active;
     const std::string notStored =
-        "this batch was not stored" + (m_opts.sync == SyncPolicy::Batch ? std::string() : "; " + unsyncedEvents(m_opts.sync));
+        "this batch was not stored" +
+        (m_opts.sync == SyncPolicy::Batch ? std::string() : "; " + unsyncedEvents(m_opts.sync));
     if (active->size > 0 && active->fd >= 0 && m_opts.sync != SyncPolicy::None) syncSegmentLocked(*active, notStored);
     auto next = newSegment(m_next, std::max<uint64_t>(m_opts.segmentBytes, length));
     syncCreatedLocked(*next, notStored);
@@ -385,7 +414,8 @@ AppendResult PartitionLog::commitReserved(CrcMode mode) {
     if (auto again = resentLocked(*h)) return *again;
     const uint32_t crc = crc32c(0, seg.base + pos + kCrcCoverageStart, size_t(length) - kCrcCoverageStart);
     if (mode == CrcMode::Verify && crc != h->crc)
-        throw Error(ErrorCode::Corruption, "record batch CRC32C mismatch: the batch was damaged in transit; it was not stored");
+        throw Error(ErrorCode::Corruption,
+                    "record batch CRC32C mismatch: the batch was damaged in transit; it was not stored");
     h->crc = crc;
     h->baseOffset = m_next;
     return publishLocked(seg, pos, length, *h, h->count, lock);
@@ -424,9 +454,7 @@ AppendResult PartitionLog::publishLocked(Segment& seg, size_t pos, uint64_t leng
     return {base, false};
 }
 
-AppendResult PartitionLog::append(SealedBatch& batch, CrcMode mode) {
-    return awaitDurable(appendNoWait(batch, mode));
-}
+AppendResult PartitionLog::append(SealedBatch& batch, CrcMode mode) { return awaitDurable(appendNoWait(batch, mode)); }
 
 PartitionLog::Pending PartitionLog::appendNoWait(SealedBatch& batch, CrcMode mode) {
     std::unique_lock<std::mutex> lock(m_mutex);
@@ -444,7 +472,9 @@ PartitionLog::Pending PartitionLog::appendNoWait(SealedBatch& batch, CrcMode mod
         if (!m_unwritable.empty()) {
             // A batch stored before the failed sync is still a duplicate: its producer gets its offsets back.
             std::optional<AppendResult> again;
-            try { again = resentLocked(h); } catch (const Error&) {}
+            try {
+                again = resentLocked(h);
+            } catch (const Error&) {}
             if (again) return resent(*again);
             throwUnwritableLocked();
         }
@@ -479,14 +509,16 @@ PartitionLog::Pending PartitionLog::appendNoWait(SealedBatch& batch, CrcMode mod
         }
         BatchHeader* stored = reinterpret_cast<BatchHeader*>(seg.base + pos);
         if (mode == CrcMode::Verify && crc != h.crc)
-            throw Error(ErrorCode::Corruption, "record batch CRC32C mismatch: the batch was damaged in transit; it was not stored");
+            throw Error(ErrorCode::Corruption,
+                        "record batch CRC32C mismatch: the batch was damaged in transit; it was not stored");
         stored->crc = crc;
         h.crc = crc;
         return {publishLocked(seg, pos, length, h, batch.count, lock), 0};
     }
     uint32_t crc = batchCrc(batch.pieces);
     if (mode == CrcMode::Verify && crc != h.crc)
-        throw Error(ErrorCode::Corruption, "record batch CRC32C mismatch: the batch was damaged in transit; it was not stored");
+        throw Error(ErrorCode::Corruption,
+                    "record batch CRC32C mismatch: the batch was damaged in transit; it was not stored");
     h.crc = crc;
     std::vector<iovec> iov;
     iov.reserve(batch.pieces.size());
@@ -494,7 +526,8 @@ PartitionLog::Pending PartitionLog::appendNoWait(SealedBatch& batch, CrcMode mod
     try {
         writeAll(seg.fd, iov, off_t(pos), seg.path);
     } catch (...) {
-        if (ftruncate(seg.fd, off_t(pos)) != 0) { /* the tail is recovered on next open */ }
+        if (ftruncate(seg.fd, off_t(pos)) != 0) { /* the tail is recovered on next open */
+        }
         throw;
     }
     if (!group) {
@@ -506,7 +539,8 @@ PartitionLog::Pending PartitionLog::appendNoWait(SealedBatch& batch, CrcMode mod
     seg.written = pos + length;
     const uint64_t base = m_assigned;
     m_assigned += batch.count;
-    Unsynced u{m_segments.back(), pos, length, base, batch.count, h.lastTimestampUs, ++m_tickets, h.producerId, std::nullopt};
+    Unsynced u{m_segments.back(), pos,         length,       base,        batch.count,
+               h.lastTimestampUs, ++m_tickets, h.producerId, std::nullopt};
     if (h.producerId) u.evicted = m_producers[h.producerId].add(h.sequence, base);
     m_unsynced.push_back(std::move(u));
     return {{base, false}, m_tickets};
@@ -519,8 +553,10 @@ AppendResult PartitionLog::awaitDurable(const Pending& pending) {
         if (pending.ticket <= m_durable) return pending.result;
         if (pending.ticket <= m_failedUpTo) throw Error(ErrorCode::Storage, m_groupError);
         // Still unsynced: sync everything written so far, unless a thread does already.
-        if (m_syncing) m_cv.wait(lock);
-        else groupSyncLocked(lock);
+        if (m_syncing)
+            m_cv.wait(lock);
+        else
+            groupSyncLocked(lock);
     }
 }
 
@@ -531,8 +567,10 @@ void PartitionLog::awaitWritten() {
 
 void PartitionLog::drainLocked(std::unique_lock<std::mutex>& lock) {
     while (!m_unsynced.empty()) {
-        if (m_syncing) m_cv.wait(lock);
-        else groupSyncLocked(lock);
+        if (m_syncing)
+            m_cv.wait(lock);
+        else
+            groupSyncLocked(lock);
     }
 }
 
@@ -581,7 +619,8 @@ void PartitionLog::failUnsyncedLocked(const std::string& error) {
     if (m_unsynced.empty()) return;
     const Unsynced& first = m_unsynced.front();
     // Not acknowledged, so not kept: a later open must not find them either.
-    if (ftruncate(first.seg->fd, off_t(first.pos)) != 0) { /* the tail is recovered on next open */ }
+    if (ftruncate(first.seg->fd, off_t(first.pos)) != 0) { /* the tail is recovered on next open */
+    }
     first.seg->written = first.pos;
     // The producers' windows as before these batches, newest undone first.
     for (auto it = m_unsynced.rbegin(); it != m_unsynced.rend(); ++it) {
@@ -603,7 +642,10 @@ size_t PartitionLog::findSegmentLocked(uint64_t offset) const {
     size_t lo = 0, hi = m_segments.size();
     while (hi - lo > 1) {
         size_t mid = (lo + hi) / 2;
-        if (m_segments[mid]->baseOffset <= offset) lo = mid; else hi = mid;
+        if (m_segments[mid]->baseOffset <= offset)
+            lo = mid;
+        else
+            hi = mid;
     }
     return lo;
 }
@@ -622,8 +664,9 @@ std::vector<StoredBatch> PartitionLog::read(uint64_t offset, size_t maxBytes) co
         while (pos < seg.size) {
             const auto* h = reinterpret_cast<const BatchHeader*>(seg.base + pos);
             if (h->length < kBatchHeaderSize || h->length > seg.size - pos)
-                throw Error(ErrorCode::Corruption, "partition log damaged in memory at byte " + std::to_string(pos) +
-                                                       " of a segment (bad batch length); this is a bug, please report it");
+                throw Error(ErrorCode::Corruption,
+                            "partition log damaged in memory at byte " + std::to_string(pos) +
+                                " of a segment (bad batch length); this is a bug, please report it");
             if (h->baseOffset + h->count > offset) {
                 if (!out.empty() && total + h->length > maxBytes) return out;
                 out.push_back({seg.map, seg.base + pos, size_t(h->length), h->baseOffset, h->count});
@@ -694,7 +737,8 @@ uint64_t PartitionLog::purge() {
     drainLocked(lock); // what is written is synced and kept (then removed) or failed, as for any write
     if (m_closed) throw Error(ErrorCode::Closed, "partition log is closed");
     if (!m_reserved.empty())
-        throw Error(ErrorCode::InvalidArgument, "a batch is being received into this partition; purge again in a moment");
+        throw Error(ErrorCode::InvalidArgument,
+                    "a batch is being received into this partition; purge again in a moment");
     if (!m_unwritable.empty()) throwUnwritableLocked();
     const uint64_t removed = m_next - m_segments.front()->baseOffset;
     // The new, empty segment first, then the old ones from the front: a crash in between leaves
@@ -721,7 +765,11 @@ void PartitionLog::setRetention(uint64_t retentionBytes, int64_t retentionMs) {
 }
 
 void PartitionLog::applyRetentionLocked() {
-    auto total = [&] { uint64_t n = 0; for (auto& s : m_segments) n += s->size; return n; };
+    auto total = [&] {
+        uint64_t n = 0;
+        for (auto& s : m_segments) n += s->size;
+        return n;
+    };
     const int64_t now = nowUs();
     while (m_segments.size() > 1) {
         const Segment& front = *m_segments.front();
@@ -775,8 +823,8 @@ void PartitionLog::markUnwritable(const std::string& why) {
 }
 
 std::string PartitionLog::syncFailureText(const std::string& path, int err, const std::string& consequence) const {
-    return "cannot sync " + path + ": " + std::strerror(err) + freeSpace(path) + "; " + consequence + ". Partition log " +
-           m_opts.directory + " takes no more writes until it is reopened: " + kUnwritableAdvice;
+    return "cannot sync " + path + ": " + std::strerror(err) + freeSpace(path) + "; " + consequence +
+           ". Partition log " + m_opts.directory + " takes no more writes until it is reopened: " + kUnwritableAdvice;
 }
 
 void PartitionLog::failSyncLocked(const std::string& path, int err, const std::string& consequence) {

@@ -31,8 +31,8 @@ AnonSegmentPool& anonSegmentPool() {
 }
 
 void* mapAligned(size_t length) {
-    void* raw = mmap(nullptr, length + kHugePage, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    void* raw =
+        mmap(nullptr, length + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (raw == MAP_FAILED) return MAP_FAILED;
     const uintptr_t r = reinterpret_cast<uintptr_t>(raw);
     const uintptr_t a = (r + kHugePage - 1) & ~uintptr_t(kHugePage - 1);

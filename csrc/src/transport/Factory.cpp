@@ -29,8 +29,10 @@ FabricUrl parseFabricUrl(const std::string& url) {
         std::string port = colon == std::string::npos ? "" : u.path.substr(colon + 1);
         while (!port.empty() && port.back() == '/') port.pop_back();
         if (colon == std::string::npos || colon == 0 || port.empty() || port.size() > 5 ||
-            port.find_first_not_of("0123456789") != std::string::npos || std::stoul(port) == 0 || std::stoul(port) > 65535)
-            throw Error(ErrorCode::InvalidArgument, "invalid fabric URL '" + url + "': use tcp://host:port, e.g. tcp://127.0.0.1:7400");
+            port.find_first_not_of("0123456789") != std::string::npos || std::stoul(port) == 0 ||
+            std::stoul(port) > 65535)
+            throw Error(ErrorCode::InvalidArgument,
+                        "invalid fabric URL '" + url + "': use tcp://host:port, e.g. tcp://127.0.0.1:7400");
         u.host = u.path.substr(0, colon);
         u.port = uint16_t(std::stoul(port));
         u.path.clear();
@@ -38,8 +40,9 @@ FabricUrl parseFabricUrl(const std::string& url) {
     }
     if (u.scheme == "mpi")
         throw Error(ErrorCode::InvalidArgument,
-                    "'" + url + "': an MPI fabric is opened collectively inside the job "
-                                "(mofka_py.mpi.fabric(comm, ...) in Python, MpiFabric in C++), not by URL");
+                    "'" + url +
+                        "': an MPI fabric is opened collectively inside the job "
+                        "(mofka_py.mpi.fabric(comm, ...) in Python, MpiFabric in C++), not by URL");
     throw bad("unknown scheme '" + u.scheme + "'");
 }
 

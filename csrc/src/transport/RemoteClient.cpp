@@ -18,7 +18,8 @@ ControlRequest req(ControlOp op, const std::string& topic) {
 }
 
 /// Decode a whole reply with @p read; trailing bytes are an error.
-template <typename F> auto decodeReply(const std::vector<uint8_t>& reply, F&& read) {
+template <typename F>
+auto decodeReply(const std::vector<uint8_t>& reply, F&& read) {
     Reader r(reply.data(), reply.size());
     auto v = read(r);
     r.end();
@@ -83,11 +84,13 @@ void RemoteClient::leaveGroup(const std::string& group, const std::string& topic
     control({To::Coordinator, topic}, encodeControl(q));
 }
 
-Assignment RemoteClient::assignment(const std::string& group, const std::string& topic, const MemberHeartbeat& heartbeat) {
+Assignment RemoteClient::assignment(const std::string& group, const std::string& topic,
+                                    const MemberHeartbeat& heartbeat) {
     ControlRequest q = req(ControlOp::Assignment, topic);
     q.group = group;
     q.heartbeat = heartbeat;
-    return decodeReply(control({To::Coordinator, topic}, encodeControl(q)), [](Reader& r) { return readAssignment(r); });
+    return decodeReply(control({To::Coordinator, topic}, encodeControl(q)),
+                       [](Reader& r) { return readAssignment(r); });
 }
 
 void RemoteClient::releasePartitions(const std::string& group, const std::string& topic, const std::string& memberId,
@@ -108,7 +111,8 @@ void RemoteClient::commit(const std::string& group, const std::string& topic,
     control({To::Coordinator, topic}, encodeControl(q));
 }
 
-std::optional<uint64_t> RemoteClient::committed(const std::string& group, const std::string& topic, uint32_t partition) {
+std::optional<uint64_t> RemoteClient::committed(const std::string& group, const std::string& topic,
+                                                uint32_t partition) {
     ControlRequest q = req(ControlOp::Committed, topic);
     q.group = group;
     q.partition = partition;

@@ -24,7 +24,8 @@ class RemoteClient : public BrokerClient {
     /// reply is the same member, not a phantom one.
     std::string joinGroup(const std::string& group, const std::string& topic, const std::string& memberId) override;
     void leaveGroup(const std::string& group, const std::string& topic, const std::string& memberId) override;
-    Assignment assignment(const std::string& group, const std::string& topic, const MemberHeartbeat& heartbeat) override;
+    Assignment assignment(const std::string& group, const std::string& topic,
+                          const MemberHeartbeat& heartbeat) override;
     void releasePartitions(const std::string& group, const std::string& topic, const std::string& memberId,
                            const std::vector<uint32_t>& partitions) override;
     void commit(const std::string& group, const std::string& topic,

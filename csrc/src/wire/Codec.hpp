@@ -19,7 +19,8 @@ namespace mofka_py {
 class Writer {
   public:
     std::vector<uint8_t> buf;
-    template <typename T> Writer& put(T v) {
+    template <typename T>
+    Writer& put(T v) {
         size_t n = buf.size();
         buf.resize(n + sizeof(T));
         std::memcpy(buf.data() + n, &v, sizeof(T));
@@ -59,7 +60,8 @@ class Writer {
 class Reader {
   public:
     Reader(const uint8_t* p, size_t n) : m_p(p), m_n(n) {}
-    template <typename T> T get() {
+    template <typename T>
+    T get() {
         need(sizeof(T));
         T v;
         std::memcpy(&v, m_p, sizeof(T));

@@ -12,15 +12,27 @@ std::vector<uint8_t> encodeControl(const ControlRequest& q) {
     case ControlOp::OffsetForTime: w.str(q.topic).put<uint32_t>(q.partition).put<int64_t>(q.timestampUs); break;
     case ControlOp::DeleteTopic: w.str(q.topic).put<uint64_t>(q.count); break;
     case ControlOp::PurgePartition: w.str(q.topic).put<uint32_t>(q.partition); break;
-    case ControlOp::AlterTopic: w.str(q.topic); writeTopicConfig(w, q.config); break;
+    case ControlOp::AlterTopic:
+        w.str(q.topic);
+        writeTopicConfig(w, q.config);
+        break;
     case ControlOp::RemoveMember: w.str(q.group).str(q.topic).str(q.member); break;
-    case ControlOp::CreateTopic: w.str(q.topic); writeTopicConfig(w, q.config); break;
+    case ControlOp::CreateTopic:
+        w.str(q.topic);
+        writeTopicConfig(w, q.config);
+        break;
     case ControlOp::ListTopics: break;
-    case ControlOp::DescribeTopic: case ControlOp::MarkComplete: case ControlOp::IsComplete: case ControlOp::Groups:
-        w.str(q.topic); break;
+    case ControlOp::DescribeTopic:
+    case ControlOp::MarkComplete:
+    case ControlOp::IsComplete:
+    case ControlOp::Groups: w.str(q.topic); break;
     case ControlOp::Offsets: w.str(q.topic).put<uint32_t>(q.partition); break;
-    case ControlOp::JoinGroup: case ControlOp::LeaveGroup: w.str(q.group).str(q.topic).str(q.member); break;
-    case ControlOp::Assignment: w.str(q.group).str(q.topic); writeHeartbeat(w, q.heartbeat); break;
+    case ControlOp::JoinGroup:
+    case ControlOp::LeaveGroup: w.str(q.group).str(q.topic).str(q.member); break;
+    case ControlOp::Assignment:
+        w.str(q.group).str(q.topic);
+        writeHeartbeat(w, q.heartbeat);
+        break;
     case ControlOp::Release: w.str(q.group).str(q.topic).str(q.member).u32s(q.partitions); break;
     case ControlOp::Commit: w.str(q.group).str(q.topic).offsets(q.offsets).str(q.member); break;
     case ControlOp::Committed: w.str(q.group).str(q.topic).put<uint32_t>(q.partition); break;
@@ -33,25 +45,84 @@ ControlRequest decodeControl(const uint8_t* body, size_t size) {
     ControlRequest q;
     q.op = ControlOp(r.get<uint16_t>());
     switch (q.op) {
-    case ControlOp::DescribeGroup: q.group = r.str(); q.topic = r.str(); break;
-    case ControlOp::ResetGroup: q.group = r.str(); q.topic = r.str(); q.offsets = r.offsets(); break;
+    case ControlOp::DescribeGroup:
+        q.group = r.str();
+        q.topic = r.str();
+        break;
+    case ControlOp::ResetGroup:
+        q.group = r.str();
+        q.topic = r.str();
+        q.offsets = r.offsets();
+        break;
     case ControlOp::NoteSkipped:
-        q.group = r.str(); q.topic = r.str(); q.partition = r.get<uint32_t>(); q.count = r.get<uint64_t>(); break;
-    case ControlOp::OffsetForTime: q.topic = r.str(); q.partition = r.get<uint32_t>(); q.timestampUs = r.get<int64_t>(); break;
-    case ControlOp::DeleteTopic: q.topic = r.str(); q.count = r.get<uint64_t>(); break;
-    case ControlOp::PurgePartition: q.topic = r.str(); q.partition = r.get<uint32_t>(); break;
-    case ControlOp::AlterTopic: q.topic = r.str(); q.config = readTopicConfig(r); break;
-    case ControlOp::RemoveMember: q.group = r.str(); q.topic = r.str(); q.member = r.str(); break;
-    case ControlOp::CreateTopic: q.topic = r.str(); q.config = readTopicConfig(r); break;
+        q.group = r.str();
+        q.topic = r.str();
+        q.partition = r.get<uint32_t>();
+        q.count = r.get<uint64_t>();
+        break;
+    case ControlOp::OffsetForTime:
+        q.topic = r.str();
+        q.partition = r.get<uint32_t>();
+        q.timestampUs = r.get<int64_t>();
+        break;
+    case ControlOp::DeleteTopic:
+        q.topic = r.str();
+        q.count = r.get<uint64_t>();
+        break;
+    case ControlOp::PurgePartition:
+        q.topic = r.str();
+        q.partition = r.get<uint32_t>();
+        break;
+    case ControlOp::AlterTopic:
+        q.topic = r.str();
+        q.config = readTopicConfig(r);
+        break;
+    case ControlOp::RemoveMember:
+        q.group = r.str();
+        q.topic = r.str();
+        q.member = r.str();
+        break;
+    case ControlOp::CreateTopic:
+        q.topic = r.str();
+        q.config = readTopicConfig(r);
+        break;
     case ControlOp::ListTopics: break;
-    case ControlOp::DescribeTopic: case ControlOp::MarkComplete: case ControlOp::IsComplete: case ControlOp::Groups:
-        q.topic = r.str(); break;
-    case ControlOp::Offsets: q.topic = r.str(); q.partition = r.get<uint32_t>(); break;
-    case ControlOp::JoinGroup: case ControlOp::LeaveGroup: q.group = r.str(); q.topic = r.str(); q.member = r.str(); break;
-    case ControlOp::Assignment: q.group = r.str(); q.topic = r.str(); q.heartbeat = readHeartbeat(r); break;
-    case ControlOp::Release: q.group = r.str(); q.topic = r.str(); q.member = r.str(); q.partitions = r.u32s(); break;
-    case ControlOp::Commit: q.group = r.str(); q.topic = r.str(); q.offsets = r.offsets(); q.member = r.str(); break;
-    case ControlOp::Committed: q.group = r.str(); q.topic = r.str(); q.partition = r.get<uint32_t>(); break;
+    case ControlOp::DescribeTopic:
+    case ControlOp::MarkComplete:
+    case ControlOp::IsComplete:
+    case ControlOp::Groups: q.topic = r.str(); break;
+    case ControlOp::Offsets:
+        q.topic = r.str();
+        q.partition = r.get<uint32_t>();
+        break;
+    case ControlOp::JoinGroup:
+    case ControlOp::LeaveGroup:
+        q.group = r.str();
+        q.topic = r.str();
+        q.member = r.str();
+        break;
+    case ControlOp::Assignment:
+        q.group = r.str();
+        q.topic = r.str();
+        q.heartbeat = readHeartbeat(r);
+        break;
+    case ControlOp::Release:
+        q.group = r.str();
+        q.topic = r.str();
+        q.member = r.str();
+        q.partitions = r.u32s();
+        break;
+    case ControlOp::Commit:
+        q.group = r.str();
+        q.topic = r.str();
+        q.offsets = r.offsets();
+        q.member = r.str();
+        break;
+    case ControlOp::Committed:
+        q.group = r.str();
+        q.topic = r.str();
+        q.partition = r.get<uint32_t>();
+        break;
     default: throw Error(ErrorCode::Corruption, "unknown control request " + std::to_string(uint16_t(q.op)));
     }
     r.end();
@@ -63,8 +134,13 @@ void writeGroupState(Writer& w, const GroupState& s) {
     for (auto& m : s.members) w.str(m.id).u32s(m.partitions).put<int64_t>(m.idleMs).put<int64_t>(m.sessionTimeoutMs);
     w.put<uint32_t>(uint32_t(s.partitions.size()));
     for (auto& p : s.partitions)
-        w.put<uint32_t>(p.partition).put<uint8_t>(p.committed ? 1 : 0).put<uint64_t>(p.committed.value_or(0)).put<uint64_t>(p.skipped)
-         .put<uint8_t>(p.owner ? 1 : 0).str(p.owner.value_or("")).put<uint64_t>(p.position);
+        w.put<uint32_t>(p.partition)
+            .put<uint8_t>(p.committed ? 1 : 0)
+            .put<uint64_t>(p.committed.value_or(0))
+            .put<uint64_t>(p.skipped)
+            .put<uint8_t>(p.owner ? 1 : 0)
+            .str(p.owner.value_or(""))
+            .put<uint64_t>(p.position);
 }
 
 GroupState readGroupState(Reader& r) {

@@ -6,9 +6,9 @@
 //
 // Request body: u16 op, then the op's fields. Reply body: the op's result.
 #pragma once
+#include "mofka_py/Group.hpp"
 #include "wire/Codec.hpp"
 #include "wire/Messages.hpp" // TopicConfig on the wire
-#include "mofka_py/Group.hpp"
 
 #include <cstdint>
 #include <string>
@@ -19,26 +19,26 @@ namespace mofka_py {
 
 enum class ControlOp : uint16_t {
     DescribeGroup = 1, ///< group, topic -> GroupState
-    ResetGroup,        ///< group, topic, offsets -> nothing
-    NoteSkipped,       ///< group, topic, partition, count -> nothing
-    OffsetForTime,     ///< topic, partition, timestampUs -> u64 offset
-    DeleteTopic,       ///< topic, count (1: force) -> nothing
-    PurgePartition,    ///< topic, partition -> u64 events removed
-    AlterTopic,        ///< topic, config (setFields say which) -> nothing
-    RemoveMember,      ///< group, topic, member -> u8 (1: it was a member)
-    CreateTopic,       ///< topic, config -> nothing
-    ListTopics,        ///< -> string list
-    DescribeTopic,     ///< topic -> TopicInfo
-    Offsets,           ///< topic, partition -> u64 start, u64 end
-    MarkComplete,      ///< topic -> nothing
-    IsComplete,        ///< topic -> u8
-    JoinGroup,         ///< group, topic, member -> string (the member id)
-    LeaveGroup,        ///< group, topic, member -> nothing
-    Assignment,        ///< group, topic, heartbeat -> Assignment
-    Release,           ///< group, topic, member, partitions -> nothing
-    Commit,            ///< group, topic, offsets, member -> nothing
-    Committed,         ///< group, topic, partition -> u8 has, u64 offset
-    Groups,            ///< topic -> string list
+    ResetGroup, ///< group, topic, offsets -> nothing
+    NoteSkipped, ///< group, topic, partition, count -> nothing
+    OffsetForTime, ///< topic, partition, timestampUs -> u64 offset
+    DeleteTopic, ///< topic, count (1: force) -> nothing
+    PurgePartition, ///< topic, partition -> u64 events removed
+    AlterTopic, ///< topic, config (setFields say which) -> nothing
+    RemoveMember, ///< group, topic, member -> u8 (1: it was a member)
+    CreateTopic, ///< topic, config -> nothing
+    ListTopics, ///< -> string list
+    DescribeTopic, ///< topic -> TopicInfo
+    Offsets, ///< topic, partition -> u64 start, u64 end
+    MarkComplete, ///< topic -> nothing
+    IsComplete, ///< topic -> u8
+    JoinGroup, ///< group, topic, member -> string (the member id)
+    LeaveGroup, ///< group, topic, member -> nothing
+    Assignment, ///< group, topic, heartbeat -> Assignment
+    Release, ///< group, topic, member, partitions -> nothing
+    Commit, ///< group, topic, offsets, member -> nothing
+    Committed, ///< group, topic, partition -> u8 has, u64 offset
+    Groups, ///< topic -> string list
 };
 
 /// A decoded control request (fields used depend on the op).

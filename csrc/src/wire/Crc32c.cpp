@@ -38,14 +38,18 @@ const Tables& tables() {
 // Raw register update (no pre/post inversion), slicing by 8.
 uint32_t rawPortable(uint32_t c, const uint8_t* p, size_t n) {
     const auto& t = tables().t;
-    while (n && (reinterpret_cast<uintptr_t>(p) & 7)) { c = (c >> 8) ^ t[0][(c ^ *p++) & 0xff]; --n; }
+    while (n && (reinterpret_cast<uintptr_t>(p) & 7)) {
+        c = (c >> 8) ^ t[0][(c ^ *p++) & 0xff];
+        --n;
+    }
     while (n >= 8) {
         uint64_t w;
         std::memcpy(&w, p, 8);
         w ^= c;
-        c = t[7][w & 0xff] ^ t[6][(w >> 8) & 0xff] ^ t[5][(w >> 16) & 0xff] ^ t[4][(w >> 24) & 0xff]
-          ^ t[3][(w >> 32) & 0xff] ^ t[2][(w >> 40) & 0xff] ^ t[1][(w >> 48) & 0xff] ^ t[0][w >> 56];
-        p += 8; n -= 8;
+        c = t[7][w & 0xff] ^ t[6][(w >> 8) & 0xff] ^ t[5][(w >> 16) & 0xff] ^ t[4][(w >> 24) & 0xff] ^
+            t[3][(w >> 32) & 0xff] ^ t[2][(w >> 40) & 0xff] ^ t[1][(w >> 48) & 0xff] ^ t[0][w >> 56];
+        p += 8;
+        n -= 8;
     }
     while (n--) c = (c >> 8) ^ t[0][(c ^ *p++) & 0xff];
     return c;
@@ -56,8 +60,17 @@ bool detectHardware() { return __builtin_cpu_supports("sse4.2"); }
 
 uint32_t rawHw1(uint32_t c, const uint8_t* p, size_t n) {
     uint64_t c64 = c;
-    while (n && (reinterpret_cast<uintptr_t>(p) & 7)) { c64 = _mm_crc32_u8(uint32_t(c64), *p++); --n; }
-    while (n >= 8) { uint64_t w; std::memcpy(&w, p, 8); c64 = _mm_crc32_u64(c64, w); p += 8; n -= 8; }
+    while (n && (reinterpret_cast<uintptr_t>(p) & 7)) {
+        c64 = _mm_crc32_u8(uint32_t(c64), *p++);
+        --n;
+    }
+    while (n >= 8) {
+        uint64_t w;
+        std::memcpy(&w, p, 8);
+        c64 = _mm_crc32_u64(c64, w);
+        p += 8;
+        n -= 8;
+    }
     while (n--) c64 = _mm_crc32_u8(uint32_t(c64), *p++);
     return uint32_t(c64);
 }
@@ -141,8 +154,8 @@ const FoldConstants& foldConstants() {
 }
 
 bool detectFold512() {
-    return __builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("pclmul") &&
-           __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("vpclmulqdq");
+    return __builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("vpclmulqdq");
 }
 
 #define MOFKA_PY_FOLD_TARGET __attribute__((target("avx512f,vpclmulqdq,pclmul,sse4.2")))
@@ -159,10 +172,12 @@ MOFKA_PY_FOLD_TARGET inline __m128i fold128(__m128i x, const uint64_t* k) {
 /// Raw register update over @p n >= 256 bytes.
 MOFKA_PY_FOLD_TARGET uint32_t rawFold512(uint32_t c, const uint8_t* p, size_t n) {
     const FoldConstants& fc = foldConstants();
-    const __m512i k256 = _mm512_set_epi64(int64_t(fc.k[0][1]), int64_t(fc.k[0][0]), int64_t(fc.k[0][1]), int64_t(fc.k[0][0]),
-                                          int64_t(fc.k[0][1]), int64_t(fc.k[0][0]), int64_t(fc.k[0][1]), int64_t(fc.k[0][0]));
-    const __m512i k64 = _mm512_set_epi64(int64_t(fc.k[1][1]), int64_t(fc.k[1][0]), int64_t(fc.k[1][1]), int64_t(fc.k[1][0]),
-                                         int64_t(fc.k[1][1]), int64_t(fc.k[1][0]), int64_t(fc.k[1][1]), int64_t(fc.k[1][0]));
+    const __m512i k256 =
+        _mm512_set_epi64(int64_t(fc.k[0][1]), int64_t(fc.k[0][0]), int64_t(fc.k[0][1]), int64_t(fc.k[0][0]),
+                         int64_t(fc.k[0][1]), int64_t(fc.k[0][0]), int64_t(fc.k[0][1]), int64_t(fc.k[0][0]));
+    const __m512i k64 =
+        _mm512_set_epi64(int64_t(fc.k[1][1]), int64_t(fc.k[1][0]), int64_t(fc.k[1][1]), int64_t(fc.k[1][0]),
+                         int64_t(fc.k[1][1]), int64_t(fc.k[1][0]), int64_t(fc.k[1][1]), int64_t(fc.k[1][0]));
     __m512i x0 = _mm512_xor_si512(_mm512_loadu_si512(p), _mm512_set_epi64(0, 0, 0, 0, 0, 0, 0, int64_t(c)));
     __m512i x1 = _mm512_loadu_si512(p + 64);
     __m512i x2 = _mm512_loadu_si512(p + 128);
@@ -228,7 +243,9 @@ uint32_t crc32cCopy(uint32_t crc, void* dst, const void* src, size_t size) noexc
         size_t n = size < kChunk ? size : kChunk;
         std::memcpy(d, s, n);
         crc = crc32c(crc, d, n);
-        d += n; s += n; size -= n;
+        d += n;
+        s += n;
+        size -= n;
     }
     return crc;
 }

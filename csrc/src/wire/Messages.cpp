@@ -27,9 +27,14 @@ MemberHeartbeat readHeartbeat(Reader& r) {
 }
 
 void writeTopicConfig(Writer& w, const TopicConfig& c) {
-    w.put<uint32_t>(c.partitions).put<uint64_t>(c.segmentBytes).put<uint64_t>(c.retentionBytes)
-     .put<int64_t>(c.retentionMs).put<uint8_t>(uint8_t(c.sync)).put<int64_t>(c.syncIntervalMs).put<uint64_t>(c.maxEventBytes)
-     .put<uint32_t>(c.setFields);
+    w.put<uint32_t>(c.partitions)
+        .put<uint64_t>(c.segmentBytes)
+        .put<uint64_t>(c.retentionBytes)
+        .put<int64_t>(c.retentionMs)
+        .put<uint8_t>(uint8_t(c.sync))
+        .put<int64_t>(c.syncIntervalMs)
+        .put<uint64_t>(c.maxEventBytes)
+        .put<uint32_t>(c.setFields);
 }
 
 TopicConfig readTopicConfig(Reader& r) {
@@ -51,7 +56,8 @@ void writeTopicInfo(Writer& w, const TopicInfo& i) {
     w.str(i.name);
     writeTopicConfig(w, i.config);
     w.put<uint8_t>(i.complete).put<uint32_t>(uint32_t(i.partitions.size()));
-    for (auto& p : i.partitions) w.put<uint32_t>(p.partition).put<uint64_t>(p.startOffset).put<uint64_t>(p.endOffset).put<uint64_t>(p.sizeBytes);
+    for (auto& p : i.partitions)
+        w.put<uint32_t>(p.partition).put<uint64_t>(p.startOffset).put<uint64_t>(p.endOffset).put<uint64_t>(p.sizeBytes);
 }
 
 TopicInfo readTopicInfo(Reader& r) {

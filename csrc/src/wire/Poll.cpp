@@ -4,8 +4,10 @@ namespace mofka_py {
 
 void writePoll(Writer& w, const PollRequest& q) {
     w.str(q.topic);
-    if (q.kind == PollRequest::Kind::Fetch) w.put<uint32_t>(q.partition).put<uint64_t>(q.offset).put<uint64_t>(q.maxBytes);
-    else w.put<uint64_t>(q.version);
+    if (q.kind == PollRequest::Kind::Fetch)
+        w.put<uint32_t>(q.partition).put<uint64_t>(q.offset).put<uint64_t>(q.maxBytes);
+    else
+        w.put<uint64_t>(q.version);
     w.put<int64_t>(q.timeoutMs);
 }
 

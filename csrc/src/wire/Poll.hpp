@@ -18,10 +18,10 @@ struct PollRequest {
     Kind kind = Kind::Fetch;
     std::string topic;
     uint32_t partition = 0; ///< Fetch
-    uint64_t offset = 0;    ///< Fetch: the first offset wanted
-    uint64_t maxBytes = 0;  ///< Fetch: reply size limit
-    uint64_t version = 0;   ///< WaitTopic: the topic version the client has seen
-    int64_t timeoutMs = 0;  ///< how long the server may hold the request (<= 0: answer at once)
+    uint64_t offset = 0; ///< Fetch: the first offset wanted
+    uint64_t maxBytes = 0; ///< Fetch: reply size limit
+    uint64_t version = 0; ///< WaitTopic: the topic version the client has seen
+    int64_t timeoutMs = 0; ///< how long the server may hold the request (<= 0: answer at once)
 };
 
 /// Append the body of @p q (its kind is carried by the transport's message type).

@@ -10,9 +10,7 @@ namespace mofka_py {
 namespace {
 const uint8_t kZeros[64] = {};
 
-size_t tablesEnd(size_t count) {
-    return alignUp(kBatchHeaderSize + 4 * count, 8) + 8 * count;
-}
+size_t tablesEnd(size_t count) { return alignUp(kBatchHeaderSize + 4 * count, 8) + 8 * count; }
 } // namespace
 
 uint32_t lengthCheck(uint64_t length) { return crc32c(0, &length, sizeof(length)); }
@@ -32,8 +30,7 @@ void BatchBuilder::add(const void* meta, size_t metaLen, const DataRef* data, si
             // Merge with the previous inline slice when contiguous in m_inline.
             size_t off = m_inline.size();
             m_inline.insert(m_inline.end(), p, p + d.size);
-            if (!m_slices.empty() && m_slices.back().isInline &&
-                m_slices.back().offset + m_slices.back().size == off) {
+            if (!m_slices.empty() && m_slices.back().isInline && m_slices.back().offset + m_slices.back().size == off) {
                 m_slices.back().size += d.size;
             } else {
                 m_slices.push_back({true, off, nullptr, d.size});
@@ -123,7 +120,10 @@ uint32_t batchCrc(const std::vector<Piece>& pieces) {
     uint32_t c = 0;
     size_t skip = kCrcCoverageStart;
     for (const Piece& p : pieces) {
-        if (skip >= p.size) { skip -= p.size; continue; }
+        if (skip >= p.size) {
+            skip -= p.size;
+            continue;
+        }
         c = crc32c(c, p.data + skip, p.size - skip);
         skip = 0;
     }
@@ -131,9 +131,7 @@ uint32_t batchCrc(const std::vector<Piece>& pieces) {
 }
 
 BatchView::BatchView(const uint8_t* data, size_t size) : m_data(data), m_size(size) {
-    auto fail = [](const std::string& why) {
-        throw Error(ErrorCode::Corruption, "malformed record batch: " + why);
-    };
+    auto fail = [](const std::string& why) { throw Error(ErrorCode::Corruption, "malformed record batch: " + why); };
     if (size < kBatchHeaderSize) fail("shorter than its header");
     const BatchHeader& h = header();
     if (h.magic != kBatchMagic) fail("bad magic");

@@ -13,7 +13,8 @@ namespace mpi {
 
 /// Monotonic time in nanoseconds (steady_clock), the unit of Traffic marks.
 inline int64_t steadyNs() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
 }
 
 /// When events last passed through this side of the fabric (steadyNs), shared
@@ -63,13 +64,19 @@ class Backoff {
         std::this_thread::sleep_for(std::chrono::microseconds(us));
     }
     /// The poller made progress: back to short waits.
-    void reset() { m_rounds = 0; m_sleeps = 0; }
+    void reset() {
+        m_rounds = 0;
+        m_sleeps = 0;
+    }
 
   private:
     static void tightTimerSlack() {
 #ifdef PR_SET_TIMERSLACK
         thread_local bool done = false;
-        if (!done) { prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0); done = true; }
+        if (!done) {
+            prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
+            done = true;
+        }
 #endif
     }
     int64_t m_spindownNs;

@@ -46,8 +46,10 @@ class BufferPool : public std::enable_shared_from_this<BufferPool> {
         if (!p) p = allocate(cls);
         std::weak_ptr<BufferPool> self = weak_from_this();
         return std::shared_ptr<uint8_t>(p, [self, cls](uint8_t* q) {
-            if (auto pool = self.lock()) pool->put(q, cls);
-            else release(q, cls);
+            if (auto pool = self.lock())
+                pool->put(q, cls);
+            else
+                release(q, cls);
         });
     }
 
@@ -72,8 +74,10 @@ class BufferPool : public std::enable_shared_from_this<BufferPool> {
         return static_cast<uint8_t*>(a);
     }
     static void release(uint8_t* p, size_t cls) {
-        if (cls >= kHuge) munmap(p, cls);
-        else std::free(p);
+        if (cls >= kHuge)
+            munmap(p, cls);
+        else
+            std::free(p);
     }
     void put(uint8_t* p, size_t cls) {
         {

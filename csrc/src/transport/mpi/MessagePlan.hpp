@@ -72,7 +72,8 @@ class MessagePlan {
                 len[i] = int(m_runs[g.first + i].second);
             }
             MPI_Datatype t;
-            check(MPI_Type_create_hindexed(int(g.count), len.data(), addr.data(), MPI_BYTE, &t), "MPI_Type_create_hindexed");
+            check(MPI_Type_create_hindexed(int(g.count), len.data(), addr.data(), MPI_BYTE, &t),
+                  "MPI_Type_create_hindexed");
             check(MPI_Type_commit(&t), "MPI_Type_commit");
             int rc = MPI_Isend(MPI_BOTTOM, 1, t, dst, tag, comm, &reqs.back());
             MPI_Type_free(&t);
@@ -147,7 +148,8 @@ inline std::vector<uint64_t> getLengths(Reader& r, uint64_t total) {
     uint64_t sum = 0;
     for (auto& v : out) {
         v = r.get<uint64_t>();
-        if (v == 0 || v > MessagePlan::kMaxMessage) throw Error(ErrorCode::Corruption, "MPI transport: bad payload message length");
+        if (v == 0 || v > MessagePlan::kMaxMessage)
+            throw Error(ErrorCode::Corruption, "MPI transport: bad payload message length");
         sum += v;
     }
     if (sum != total) throw Error(ErrorCode::Corruption, "MPI transport: payload message lengths do not add up");

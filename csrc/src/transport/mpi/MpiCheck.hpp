@@ -15,7 +15,8 @@ inline void check(int rc, const char* what) {
     char msg[MPI_MAX_ERROR_STRING];
     int len = 0;
     MPI_Error_string(rc, msg, &len);
-    throw Error(ErrorCode::Connection, std::string("MPI transport: ") + what + " failed: " + std::string(msg, size_t(len)));
+    throw Error(ErrorCode::Connection,
+                std::string("MPI transport: ") + what + " failed: " + std::string(msg, size_t(len)));
 }
 
 } // namespace mpi

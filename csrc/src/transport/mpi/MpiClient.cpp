@@ -3,8 +3,8 @@
 #include "transport/mpi/MessagePlan.hpp"
 #include "transport/mpi/MpiCheck.hpp"
 #include "transport/mpi/MpiProtocol.hpp"
-#include "transport/mpi/Placement.hpp"
 #include "transport/mpi/MpiTransport.hpp"
+#include "transport/mpi/Placement.hpp"
 
 #include "transport/RemoteClient.hpp"
 #include "wire/Control.hpp"
@@ -34,7 +34,9 @@ class MpiClient final : public RemoteClient {
       m_url(std::move(url)) {}
 
     ~MpiClient() override {
-        try { close(); } catch (...) {}
+        try {
+            close();
+        } catch (...) {}
         stopProgress();
     }
 
@@ -134,7 +136,8 @@ class MpiClient final : public RemoteClient {
             if (Reader(r).get<uint32_t>() == 0) { // no payload messages: the bytes are in the reply
                 r.get<uint32_t>();
                 if (total > kInlineFetchBytes || r.remaining() != total)
-                    throw Error(ErrorCode::Corruption, "MPI transport: a fetch reply carries the wrong number of bytes");
+                    throw Error(ErrorCode::Corruption,
+                                "MPI transport: a fetch reply carries the wrong number of bytes");
                 std::memcpy(buf.get(), r.take(total), total);
             } else {
                 std::vector<uint64_t> lengths = getLengths(r, total);
@@ -174,8 +177,10 @@ class MpiClient final : public RemoteClient {
             std::lock_guard<std::mutex> l(m_vmutex);
             auto& known = m_versions[topic];
             auto it = known.find(version);
-            if (it != known.end() && it->second.size() == servers.size()) seen = it->second;
-            else timeoutMs = 0;
+            if (it != known.end() && it->second.size() == servers.size())
+                seen = it->second;
+            else
+                timeoutMs = 0;
         }
         Guard g = enter(false);
         std::vector<Call> calls(servers.size());
@@ -256,7 +261,8 @@ class MpiClient final : public RemoteClient {
     /// One server for a partition or the topic's coordinator; Every: each server (the topic's
     /// metadata lives on all of them), the coordinator first unless coordinatorLast.
     std::vector<uint8_t> control(const ControlRoute& route, const std::vector<uint8_t>& body) override {
-        if (route.to == ControlRoute::To::Partition) return controlOn(partitionServer(route.topic, route.partition), body);
+        if (route.to == ControlRoute::To::Partition)
+            return controlOn(partitionServer(route.topic, route.partition), body);
         int coord = coordinator(route.topic);
         if (route.to == ControlRoute::To::Coordinator) return controlOn(coord, body);
         std::vector<uint8_t> reply;
@@ -349,7 +355,8 @@ class MpiClient final : public RemoteClient {
         std::lock_guard<std::mutex> l(m_mutex);
         if (m_closed && !leaving) throw Error(ErrorCode::Closed, "the MPI fabric is closed");
         if (m_broken && !leaving)
-            throw Error(ErrorCode::Connection, "an earlier request to an MPI server timed out; this fabric is unusable");
+            throw Error(ErrorCode::Connection,
+                        "an earlier request to an MPI server timed out; this fabric is unusable");
         ++m_inflight;
     }
     void leaveInflight() {
@@ -448,7 +455,8 @@ class MpiClient final : public RemoteClient {
         bool progress = false;
         if (!c.sent) {
             int flag = 0;
-            check(MPI_Testall(int(c.sends.size()), c.sends.data(), &flag, MPI_STATUSES_IGNORE), "MPI_Testall (request)");
+            check(MPI_Testall(int(c.sends.size()), c.sends.data(), &flag, MPI_STATUSES_IGNORE),
+                  "MPI_Testall (request)");
             if (flag) c.sent = progress = true;
         }
         if (!c.got) {
@@ -490,7 +498,8 @@ class MpiClient final : public RemoteClient {
                 try {
                     if (poll(c)) progress = true;
                     if (!c.sent) sending = true;
-                    if (c.sent && c.got) finished.push_back(a);
+                    if (c.sent && c.got)
+                        finished.push_back(a);
                     else if (Clock::now() > a->deadline) {
                         for (AsyncCall* o : now)
                             if (!o->call.got) abandon(o->call.server, o->call.tag);
@@ -643,7 +652,8 @@ class MpiClient final : public RemoteClient {
                 abandon(server, tag);
                 std::lock_guard<std::mutex> l(m_mutex);
                 m_broken = true;
-                throw Error(ErrorCode::Timeout, "MPI server rank " + std::to_string(server) + " stopped sending fetched batches");
+                throw Error(ErrorCode::Timeout,
+                            "MPI server rank " + std::to_string(server) + " stopped sending fetched batches");
             }
             backoff.idle();
         }
@@ -669,7 +679,7 @@ class MpiClient final : public RemoteClient {
     bool m_stopAsync = false;
     std::thread m_progress;
     std::mutex m_vmutex; ///< guards the two caches below
-    std::map<std::string, uint32_t> m_partitions;                               ///< partition count per topic
+    std::map<std::string, uint32_t> m_partitions; ///< partition count per topic
     std::map<std::string, std::map<uint64_t, std::vector<uint64_t>>> m_versions; ///< sum -> per-server versions
 };
 

@@ -4,8 +4,8 @@
 #include "transport/Factory.hpp"
 #include "transport/mpi/Backoff.hpp"
 #include "transport/mpi/MpiCheck.hpp"
-#include "transport/mpi/Placement.hpp"
 #include "transport/mpi/MpiTransport.hpp"
+#include "transport/mpi/Placement.hpp"
 
 #include <algorithm>
 #include <filesystem>
@@ -36,11 +36,10 @@ class MpiFabricImpl {
         std::vector<int> servers = opts.servers;
         std::sort(servers.begin(), servers.end());
         servers.erase(std::unique(servers.begin(), servers.end()), servers.end());
-        if (servers.empty())
-            throw Error(ErrorCode::InvalidArgument, "an MPI fabric needs at least one server rank");
+        if (servers.empty()) throw Error(ErrorCode::InvalidArgument, "an MPI fabric needs at least one server rank");
         if (opts.spindownUs < 0 || opts.spindownUs > int64_t(3600) * 1000000)
-            throw Error(ErrorCode::InvalidArgument, "spindown must be between 0 and one hour (got " +
-                                                        std::to_string(opts.spindownUs) + " us)");
+            throw Error(ErrorCode::InvalidArgument,
+                        "spindown must be between 0 and one hour (got " + std::to_string(opts.spindownUs) + " us)");
         if (servers.front() < 0 || servers.back() >= m_size)
             throw Error(ErrorCode::InvalidArgument, "server ranks must be between 0 and " + std::to_string(m_size - 1) +
                                                         " (the communicator has " + std::to_string(m_size) + " ranks)");
@@ -87,8 +86,10 @@ class MpiFabricImpl {
             m_broker.reset();
             m_closed = true;
             releaseComms();
-            if (!failure.empty()) throw Error(failureCode, "MPI fabric server rank " + std::to_string(m_rank) + ": " + failure);
-            throw Error(ErrorCode::Connection, "an MPI fabric server rank failed to start (see its error); no fabric was created");
+            if (!failure.empty())
+                throw Error(failureCode, "MPI fabric server rank " + std::to_string(m_rank) + ": " + failure);
+            throw Error(ErrorCode::Connection,
+                        "an MPI fabric server rank failed to start (see its error); no fabric was created");
         }
         if (m_isClient)
             m_client = makeMpiClient(m_req, m_rep, servers, opts.requestTimeoutMs, opts.spindownUs,
@@ -96,7 +97,9 @@ class MpiFabricImpl {
     }
 
     ~MpiFabricImpl() {
-        try { close(); } catch (...) {}
+        try {
+            close();
+        } catch (...) {}
     }
 
     bool isServer() const { return m_isServer; }
@@ -109,8 +112,8 @@ class MpiFabricImpl {
 
     Fabric fabric() const {
         if (!m_client)
-            throw Error(ErrorCode::InvalidArgument, "rank " + std::to_string(m_rank) +
-                                                        " is a server only; its fabric is used by the other ranks");
+            throw Error(ErrorCode::InvalidArgument,
+                        "rank " + std::to_string(m_rank) + " is a server only; its fabric is used by the other ranks");
         return Fabric(m_client);
     }
 
@@ -124,19 +127,33 @@ class MpiFabricImpl {
         if (finalized) return; // too late for MPI; the process is ending
         std::exception_ptr err;
         if (m_client) {
-            try { m_client->close(); } catch (...) { err = std::current_exception(); }
+            try {
+                m_client->close();
+            } catch (...) {
+                err = std::current_exception();
+            }
         }
         if (m_server) {
-            try { m_server->join(); } catch (...) { if (!err) err = std::current_exception(); }
+            try {
+                m_server->join();
+            } catch (...) {
+                if (!err) err = std::current_exception();
+            }
             m_server.reset();
         }
         if (m_broker) {
-            try { m_broker->close(); } catch (...) { if (!err) err = std::current_exception(); }
+            try {
+                m_broker->close();
+            } catch (...) {
+                if (!err) err = std::current_exception();
+            }
         }
         try {
             int one = 1, all = 0;
             allreduce(&one, &all, MPI_MIN); // nobody frees the communicators while others still use them
-        } catch (...) { if (!err) err = std::current_exception(); }
+        } catch (...) {
+            if (!err) err = std::current_exception();
+        }
         releaseComms();
         if (err) std::rethrow_exception(err);
     }

@@ -22,11 +22,13 @@ constexpr size_t kInlineFetchBytes = 16 << 10;
 /// without packing, parked long polls), the transport's own bookkeeping, and every other request
 /// as a transport-neutral control request (wire/Control.hpp).
 enum class Op : uint8_t {
-    Produce = 1, Fetch, WaitTopicChange,
-    WakeTopic,  ///< a closing consumer: answer this source's long polls on the topic now
-    Bye,        ///< a client leaves the fabric
+    Produce = 1,
+    Fetch,
+    WaitTopicChange,
+    WakeTopic, ///< a closing consumer: answer this source's long polls on the topic now
+    Bye, ///< a client leaves the fabric
     CancelWait, ///< one-way: answer the parked WaitTopicChange of this source with the tag given now
-    Control     ///< a control request, the rest of the message as is
+    Control ///< a control request, the rest of the message as is
 };
 
 } // namespace mpi

@@ -228,21 +228,21 @@ struct MpiServer::State {
     void dispatch(Op op, int src, int tag, Reader& r) {
         Writer w = ok();
         switch (op) {
-        case Op::Produce:
-            startProduce(src, tag, r);
-            return;
+        case Op::Produce: startProduce(src, tag, r); return;
         case Op::Fetch:
         case Op::WaitTopicChange:
             parked.submit(*broker, PollWho{src, tag},
-                          readPoll(r, op == Op::Fetch ? PollRequest::Kind::Fetch : PollRequest::Kind::WaitTopic), replier());
+                          readPoll(r, op == Op::Fetch ? PollRequest::Kind::Fetch : PollRequest::Kind::WaitTopic),
+                          replier());
             return;
         case Op::WakeTopic: {
             // A consumer is closing: end this rank's long polls on the topic now (an empty
             // answer) rather than at their timeout.
             std::string t = r.str();
             broker->wakeTopic(t);
-            parked.answerNow(*broker, [&](const PollWho& w, const PollRequest& q) { return w.src == src && q.topic == t; },
-                             replier());
+            parked.answerNow(
+                *broker, [&](const PollWho& w, const PollRequest& q) { return w.src == src && q.topic == t; },
+                replier());
             break;
         }
         case Op::Control: {
@@ -255,9 +255,12 @@ struct MpiServer::State {
         case Op::CancelWait:
             // One-way (no reply of its own): the client got a change from another server and
             // wants its wait here answered now. It may have been answered already.
-            parked.answerNow(*broker, [&](const PollWho& w, const PollRequest& q) {
-                return w.src == src && w.tag == tag && q.kind == PollRequest::Kind::WaitTopic;
-            }, replier());
+            parked.answerNow(
+                *broker,
+                [&](const PollWho& w, const PollRequest& q) {
+                    return w.src == src && w.tag == tag && q.kind == PollRequest::Kind::WaitTopic;
+                },
+                replier());
             return;
         default: throw Error(ErrorCode::InvalidArgument, "unknown MPI request " + std::to_string(int(op)));
         }
@@ -282,7 +285,7 @@ struct MpiServer::State {
         // sent (the log drops a producer's batch whose sequence is not past the last one).
         // Likewise a partition's batches are stored in arrival order (its reservations are
         // committed in the order they were made).
-        std::vector<int> waiting;                                     // sources with an earlier batch still arriving
+        std::vector<int> waiting; // sources with an earlier batch still arriving
         std::vector<std::pair<const std::string*, uint32_t>> blocked; // partitions likewise
         auto isBlocked = [&](const Incoming& in) {
             return std::any_of(blocked.begin(), blocked.end(),
@@ -318,7 +321,8 @@ struct MpiServer::State {
         if (!parked.empty() && parked.poll(*broker, steadyMs(), replier()) > 0) progress = true;
         for (auto it = sends.begin(); it != sends.end();) {
             int flag = 0;
-            check(MPI_Testall(int(it->reqs.size()), it->reqs.data(), &flag, MPI_STATUSES_IGNORE), "MPI_Testall (reply)");
+            check(MPI_Testall(int(it->reqs.size()), it->reqs.data(), &flag, MPI_STATUSES_IGNORE),
+                  "MPI_Testall (reply)");
             if (flag) {
                 it = sends.erase(it);
                 progress = true;
@@ -332,13 +336,16 @@ struct MpiServer::State {
     bool finished() const { return byes >= clients && sends.empty() && incoming.empty() && parked.empty(); }
 };
 
-MpiServer::MpiServer(MPI_Comm requests, MPI_Comm replies, std::shared_ptr<Broker> broker, int clients, int64_t spindownUs)
+MpiServer::MpiServer(MPI_Comm requests, MPI_Comm replies, std::shared_ptr<Broker> broker, int clients,
+                     int64_t spindownUs)
 : m_state(new State{requests, replies, std::move(broker), clients, spindownUs}) {
     m_thread = std::thread([this] { run(); });
 }
 
 MpiServer::~MpiServer() {
-    try { join(); } catch (...) {}
+    try {
+        join();
+    } catch (...) {}
 }
 
 void MpiServer::run() {
@@ -346,8 +353,10 @@ void MpiServer::run() {
     Backoff backoff(&s.traffic, s.spindownUs);
     try {
         while (!s.finished() && !s.stopping) {
-            if (s.poll()) backoff.reset();
-            else backoff.idle(!s.incoming.empty() || !s.sends.empty());
+            if (s.poll())
+                backoff.reset();
+            else
+                backoff.idle(!s.incoming.empty() || !s.sends.empty());
         }
     } catch (...) {
         std::lock_guard<std::mutex> l(s.mutex);
@@ -366,8 +375,10 @@ void MpiServer::stop() {
 bool MpiServer::waitDone(int64_t timeoutMs) {
     State& s = *m_state;
     std::unique_lock<std::mutex> l(s.mutex);
-    if (timeoutMs < 0) s.cv.wait(l, [&] { return s.done; });
-    else s.cv.wait_for(l, std::chrono::milliseconds(timeoutMs), [&] { return s.done; });
+    if (timeoutMs < 0)
+        s.cv.wait(l, [&] { return s.done; });
+    else
+        s.cv.wait_for(l, std::chrono::milliseconds(timeoutMs), [&] { return s.done; });
     return s.done;
 }
 

@@ -10,7 +10,10 @@ namespace mpi {
 /// Stable hash of a topic name (FNV-1a): where its partitions start.
 inline uint32_t topicHash(const std::string& s) {
     uint32_t h = 2166136261u;
-    for (unsigned char c : s) { h ^= c; h *= 16777619u; }
+    for (unsigned char c : s) {
+        h ^= c;
+        h *= 16777619u;
+    }
     return h;
 }
 

@@ -8,10 +8,12 @@ namespace mofka_py {
 
 void checkFrameHeader(const FrameHeader& h, uint64_t maxBody) {
     if (h.magic != kFrameMagic)
-        throw Error(ErrorCode::Corruption, "not a mofka-py frame (bad magic): is the client speaking the mofka-py protocol?");
+        throw Error(ErrorCode::Corruption,
+                    "not a mofka-py frame (bad magic): is the client speaking the mofka-py protocol?");
     if (h.version != kFrameVersion)
-        throw Error(ErrorCode::Corruption, "unsupported protocol version " + std::to_string(h.version) + " (this server speaks " +
-                                               std::to_string(kFrameVersion) + "); upgrade the older side");
+        throw Error(ErrorCode::Corruption, "unsupported protocol version " + std::to_string(h.version) +
+                                               " (this server speaks " + std::to_string(kFrameVersion) +
+                                               "); upgrade the older side");
     if (h.bodyLength > maxBody)
         throw Error(ErrorCode::Corruption, "frame of " + std::to_string(h.bodyLength) + " bytes exceeds the limit of " +
                                                std::to_string(maxBody) + " bytes");
@@ -87,7 +89,8 @@ uint16_t decodeFrameForTest(const uint8_t* data, size_t size, uint64_t maxBody) 
     FrameHeader h;
     std::memcpy(&h, data, sizeof(h));
     checkFrameHeader(h, maxBody);
-    if (h.bodyLength != size - kFrameHeaderSize) throw Error(ErrorCode::Corruption, "malformed message: body length mismatch");
+    if (h.bodyLength != size - kFrameHeaderSize)
+        throw Error(ErrorCode::Corruption, "malformed message: body length mismatch");
     if (h.type == uint16_t(MsgType::Auth)) {
         if (h.bodyLength != 64) throw Error(ErrorCode::Corruption, "malformed handshake");
         return h.type;

@@ -14,8 +14,8 @@
 #include "mofka_py/Types.hpp"
 #include "transport/tcp/Sha256.hpp"
 #include "wire/Codec.hpp"
-#include "wire/Poll.hpp"
 #include "wire/Messages.hpp"
+#include "wire/Poll.hpp"
 
 #include <cstdint>
 #include <cstring>
@@ -35,8 +35,12 @@ constexpr uint32_t kFlagError = 1;
 /// (zero-copy batches, parked long polls), the service's status, and every other request as a
 /// transport-neutral control request (wire/Control.hpp).
 enum class MsgType : uint16_t {
-    Hello = 1, Auth = 2, AuthOk = 3,
-    Produce = 13, Fetch = 14, WaitTopic = 15,
+    Hello = 1,
+    Auth = 2,
+    AuthOk = 3,
+    Produce = 13,
+    Fetch = 14,
+    WaitTopic = 15,
     Status = 26,
     Control = 40, ///< a control request, carried as is
 };
@@ -66,10 +70,10 @@ std::vector<uint8_t> encodeHeader(MsgType type, uint32_t flags, uint64_t request
 /// A decoded client request (fields used depend on the type).
 struct Request {
     MsgType type{};
-    std::string topic;      ///< Produce
+    std::string topic; ///< Produce
     uint32_t partition = 0; ///< Produce
     size_t batchLength = 0; ///< Produce: the batch is body[0, batchLength)
-    PollRequest poll;       ///< Fetch, WaitTopic (wire/Poll.hpp, shared with every transport)
+    PollRequest poll; ///< Fetch, WaitTopic (wire/Poll.hpp, shared with every transport)
     std::vector<uint8_t> control; ///< Control: the control request body (wire/Control.hpp)
 };
 

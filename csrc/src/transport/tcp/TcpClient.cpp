@@ -1,25 +1,25 @@
+#include "transport/tcp/TcpClient.hpp"
 #include "mofka_py/BrokerClient.hpp"
 #include "transport/RemoteClient.hpp"
 #include "transport/tcp/Frame.hpp"
 #include "transport/tcp/Sha256.hpp"
-#include "transport/tcp/TcpClient.hpp"
 
 #include <arpa/inet.h>
 #include <cerrno>
 #include <chrono>
-#include <cstring>
-#include <fcntl.h>
 #include <climits>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
+#include <fcntl.h>
 #include <map>
-#include <set>
 #include <mutex>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <random>
+#include <set>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <thread>
@@ -31,12 +31,23 @@ namespace {
 using Clock = std::chrono::steady_clock;
 /// An allocator that leaves new bytes uninitialised: a reply body is overwritten by recv
 /// right away, and zero-filling a multi-megabyte fetch reply first costs as much as a copy.
-template <typename T> struct UninitAlloc : std::allocator<T> {
-    template <typename U> struct rebind { using other = UninitAlloc<U>; };
+template <typename T>
+struct UninitAlloc : std::allocator<T> {
+    template <typename U>
+    struct rebind {
+        using other = UninitAlloc<U>;
+    };
     UninitAlloc() = default;
-    template <typename U> UninitAlloc(const UninitAlloc<U>&) noexcept {}
-    template <typename U> void construct(U* p) noexcept { ::new (static_cast<void*>(p)) U; }
-    template <typename U, typename... A> void construct(U* p, A&&... a) { ::new (static_cast<void*>(p)) U(std::forward<A>(a)...); }
+    template <typename U>
+    UninitAlloc(const UninitAlloc<U>&) noexcept {}
+    template <typename U>
+    void construct(U* p) noexcept {
+        ::new (static_cast<void*>(p)) U;
+    }
+    template <typename U, typename... A>
+    void construct(U* p, A&&... a) {
+        ::new (static_cast<void*>(p)) U(std::forward<A>(a)...);
+    }
 };
 using Bytes = std::vector<uint8_t, UninitAlloc<uint8_t>>;
 using Body = std::shared_ptr<Bytes>;
@@ -46,7 +57,11 @@ bool readFull(int fd, void* buf, size_t n) {
     auto p = static_cast<uint8_t*>(buf);
     while (n) {
         ssize_t r = ::recv(fd, p, n, 0);
-        if (r > 0) { p += r; n -= size_t(r); continue; }
+        if (r > 0) {
+            p += r;
+            n -= size_t(r);
+            continue;
+        }
         if (r < 0 && errno == EINTR) continue;
         return false;
     }
@@ -67,15 +82,21 @@ bool writeFull(int fd, std::vector<iovec> iov) {
             return false;
         }
         while (w > 0 && i < iov.size()) {
-            if (size_t(w) >= iov[i].iov_len) { w -= ssize_t(iov[i].iov_len); ++i; }
-            else { iov[i].iov_base = static_cast<uint8_t*>(iov[i].iov_base) + w; iov[i].iov_len -= size_t(w); w = 0; }
+            if (size_t(w) >= iov[i].iov_len) {
+                w -= ssize_t(iov[i].iov_len);
+                ++i;
+            } else {
+                iov[i].iov_base = static_cast<uint8_t*>(iov[i].iov_base) + w;
+                iov[i].iov_len -= size_t(w);
+                w = 0;
+            }
         }
     }
     return true;
 }
 
-
-template <typename Buf> Error errorFromBody(const Buf& body) {
+template <typename Buf>
+Error errorFromBody(const Buf& body) {
     try {
         Reader r(body.data(), body.size());
         auto code = ErrorCode(r.get<uint16_t>());
@@ -150,7 +171,8 @@ class TcpClient final : public RemoteClient {
             }
         }
         if (fd < 0) {
-            done(AppendResult{}, std::make_exception_ptr(Error(ErrorCode::Connection, "lost the connection to " + m_url)));
+            done(AppendResult{},
+                 std::make_exception_ptr(Error(ErrorCode::Connection, "lost the connection to " + m_url)));
             return;
         }
         Writer t;
@@ -180,8 +202,10 @@ class TcpClient final : public RemoteClient {
         }
         if (!sent) lost(gen); // fails every request of that connection, this one included
     }
-    std::vector<StoredBatch> fetch(const std::string& t, uint32_t p, uint64_t o, size_t maxBytes, int64_t timeoutMs) override {
-        Request q; q.type = MsgType::Fetch;
+    std::vector<StoredBatch> fetch(const std::string& t, uint32_t p, uint64_t o, size_t maxBytes,
+                                   int64_t timeoutMs) override {
+        Request q;
+        q.type = MsgType::Fetch;
         q.poll = {PollRequest::Kind::Fetch, t, p, o, maxBytes, 0, std::max<int64_t>(0, timeoutMs)};
         std::vector<uint8_t> body = encodeRequest(q);
         // A long poll that wakeTopic() may end with "no batches" (count 0 + padding).
@@ -203,7 +227,8 @@ class TcpClient final : public RemoteClient {
         return out;
     }
     uint64_t waitTopicChange(const std::string& t, uint64_t version, int64_t timeoutMs) override {
-        Request q; q.type = MsgType::WaitTopic;
+        Request q;
+        q.type = MsgType::WaitTopic;
         q.poll = {PollRequest::Kind::WaitTopic, t, 0, 0, 0, version, std::max<int64_t>(0, timeoutMs)};
         std::vector<uint8_t> body = encodeRequest(q);
         Writer woken;
@@ -213,7 +238,9 @@ class TcpClient final : public RemoteClient {
         return r.get<uint64_t>();
     }
     std::vector<uint8_t> control(const ControlRoute&, const std::vector<uint8_t>& body) override {
-        Request q; q.type = MsgType::Control; q.control = body;
+        Request q;
+        q.type = MsgType::Control;
+        q.control = body;
         Body b = simple(q);
         return std::vector<uint8_t>(b->begin(), b->end());
     }
@@ -251,7 +278,8 @@ class TcpClient final : public RemoteClient {
 
     /// Connected clients as the server counts them.
     int64_t connectedClients() override {
-        Request q; q.type = MsgType::Status;
+        Request q;
+        q.type = MsgType::Status;
         Body b = simple(q);
         Reader r(b->data(), b->size());
         return r.get<uint32_t>();
@@ -272,7 +300,8 @@ class TcpClient final : public RemoteClient {
     };
 
     /// Deliver a request's outcome: to its callback (async produce) or its waiting caller.
-    static void settle(const std::shared_ptr<Pending>& p, bool failed, const Error& error, std::shared_ptr<Bytes> body) {
+    static void settle(const std::shared_ptr<Pending>& p, bool failed, const Error& error,
+                       std::shared_ptr<Bytes> body) {
         if (p->onProduce) {
             if (failed) {
                 p->onProduce(AppendResult{}, std::make_exception_ptr(error));
@@ -322,18 +351,22 @@ class TcpClient final : public RemoteClient {
                 if (firstFailure == Clock::time_point{}) firstFailure = now;
                 noteProblem(e.what());
                 if (now - firstFailure > std::chrono::milliseconds(m_opts.reconnectTimeoutMs))
-                    throw Error(ErrorCode::Connection, std::string(e.what()) + " (gave up after retrying for " +
-                                                           std::to_string(m_opts.reconnectTimeoutMs / 1000) + " s: reconnect_timeout_ms = " +
-                                                           std::to_string(m_opts.reconnectTimeoutMs) + ")");
+                    throw Error(ErrorCode::Connection,
+                                std::string(e.what()) + " (gave up after retrying for " +
+                                    std::to_string(m_opts.reconnectTimeoutMs / 1000) +
+                                    " s: reconnect_timeout_ms = " + std::to_string(m_opts.reconnectTimeoutMs) + ")");
                 // Sleep the backoff in slices: a cancelled caller (a producer closing with a timeout) stops at once.
                 auto until = now + std::chrono::milliseconds(backoffMs);
                 while (Clock::now() < until) {
                     if (cancel && cancel->cancelled())
-                        throw Error(ErrorCode::Connection, std::string(e.what()) + " (gave up: the caller stopped waiting)");
-                    std::this_thread::sleep_for(std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(20)));
+                        throw Error(ErrorCode::Connection,
+                                    std::string(e.what()) + " (gave up: the caller stopped waiting)");
+                    std::this_thread::sleep_for(
+                        std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(20)));
                 }
                 if (cancel && cancel->cancelled())
-                    throw Error(ErrorCode::Connection, std::string(e.what()) + " (gave up: the caller stopped waiting)");
+                    throw Error(ErrorCode::Connection,
+                                std::string(e.what()) + " (gave up: the caller stopped waiting)");
                 backoffMs = std::min<int64_t>(backoffMs * 2, 2000);
             }
         }
@@ -355,12 +388,11 @@ class TcpClient final : public RemoteClient {
         std::lock_guard<std::mutex> l(m_problemMutex);
         if (m_problem.empty()) return "";
         auto s = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - m_problemSince).count();
-        return m_problem + " (retrying for " + std::to_string(s) + " s so far; reconnect_timeout_ms = " +
-               std::to_string(m_opts.reconnectTimeoutMs) + ")";
+        return m_problem + " (retrying for " + std::to_string(s) +
+               " s so far; reconnect_timeout_ms = " + std::to_string(m_opts.reconnectTimeoutMs) + ")";
     }
 
   private:
-
     Body attempt(MsgType type, const std::vector<Piece>& pieces, int64_t waitMs, const std::string* waitTopic,
                  const std::vector<uint8_t>& wakeBody, const CancelToken* cancel = nullptr) {
         int fd;
@@ -408,13 +440,15 @@ class TcpClient final : public RemoteClient {
             if (cancel && cancel->cancelled()) {
                 l.unlock();
                 forget(rid);
-                throw Error(ErrorCode::Connection, "no reply from " + m_url + " yet (gave up: the caller stopped waiting; "
-                                                   "the request may or may not have been carried out)");
+                throw Error(ErrorCode::Connection, "no reply from " + m_url +
+                                                       " yet (gave up: the caller stopped waiting; "
+                                                       "the request may or may not have been carried out)");
             }
             if (Clock::now() >= deadline) {
                 l.unlock();
                 forget(rid);
-                throw Error(ErrorCode::Timeout, "no reply from " + m_url + " within " + std::to_string((waitMs + m_opts.requestTimeoutMs) / 1000) +
+                throw Error(ErrorCode::Timeout, "no reply from " + m_url + " within " +
+                                                    std::to_string((waitMs + m_opts.requestTimeoutMs) / 1000) +
                                                     " s; the server may be stopped or overloaded");
             }
         }
@@ -444,14 +478,18 @@ class TcpClient final : public RemoteClient {
             pollfd pfd{fd, POLLOUT, 0};
             int err = 0;
             socklen_t el = sizeof(err);
-            if (::poll(&pfd, 1, msLeft(deadline)) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0) rc = 0;
-            else errno = err ? err : ETIMEDOUT;
+            if (::poll(&pfd, 1, msLeft(deadline)) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 &&
+                err == 0)
+                rc = 0;
+            else
+                errno = err ? err : ETIMEDOUT;
         }
         if (rc != 0) {
             int e = errno;
             ::close(fd);
             errno = e;
-            throwError(ErrorCode::Connection, "cannot connect to " + m_url + " (is `mofka-py serve` running there?)", true);
+            throwError(ErrorCode::Connection, "cannot connect to " + m_url + " (is `mofka-py serve` running there?)",
+                       true);
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -500,7 +538,8 @@ class TcpClient final : public RemoteClient {
      * not a mofka-py server (an SSH banner, an HTTP reply) is named at its first byte rather
      * than after waiting for a whole header.
      */
-    std::vector<uint8_t> readLoginFrame(int fd, FrameHeader& h, Clock::time_point deadline, int64_t budgetMs, const char* what) {
+    std::vector<uint8_t> readLoginFrame(int fd, FrameHeader& h, Clock::time_point deadline, int64_t budgetMs,
+                                        const char* what) {
         static_assert(sizeof(kFrameMagic) == 4, "magic is 4 bytes");
         uint8_t magic[4];
         std::memcpy(magic, &kFrameMagic, 4); // as sent: host order, little-endian on every supported platform
@@ -526,17 +565,22 @@ class TcpClient final : public RemoteClient {
             if (n == 0) {
                 if (got == 0)
                     throw Error(ErrorCode::Connection,
-                                "the peer at " + hostPort() + " accepted the connection but sent no mofka-py " + what + " within " +
-                                    std::to_string(budgetMs) + " ms: it is probably not a mofka-py service (an HTTP server, for "
-                                    "one, waits for the client to speak first), or the service is overloaded; check the URL/port of " + m_url);
-                throw Error(ErrorCode::Connection, "the peer at " + hostPort() + " sent only " + std::to_string(got) + " bytes of the mofka-py " +
-                                                       what + " within " + std::to_string(budgetMs) + " ms (" + quote(head, got) +
+                                "the peer at " + hostPort() + " accepted the connection but sent no mofka-py " + what +
+                                    " within " + std::to_string(budgetMs) +
+                                    " ms: it is probably not a mofka-py service (an HTTP server, for "
+                                    "one, waits for the client to speak first), or the service is overloaded; check "
+                                    "the URL/port of " +
+                                    m_url);
+                throw Error(ErrorCode::Connection, "the peer at " + hostPort() + " sent only " + std::to_string(got) +
+                                                       " bytes of the mofka-py " + what + " within " +
+                                                       std::to_string(budgetMs) + " ms (" + quote(head, got) +
                                                        "); check the URL/port of " + m_url);
             }
             got += n;
             if (std::memcmp(head, magic, std::min<size_t>(got, 4)) != 0)
-                throw Error(ErrorCode::Connection, "the peer at " + hostPort() + " is not a mofka-py service (it answered " +
-                                                       quote(head, got) + "); check the URL/port of " + m_url);
+                throw Error(ErrorCode::Connection, "the peer at " + hostPort() +
+                                                       " is not a mofka-py service (it answered " + quote(head, got) +
+                                                       "); check the URL/port of " + m_url);
         }
         std::memcpy(&h, head, sizeof(h));
         if (h.version != kFrameVersion)
@@ -548,8 +592,9 @@ class TcpClient final : public RemoteClient {
         for (size_t off = 0; off < body.size();) {
             size_t n = readSome(body.data() + off, body.size() - off);
             if (n == 0)
-                throw Error(ErrorCode::Connection, "the mofka-py " + std::string(what) + " from " + hostPort() + " did not arrive whole within " +
-                                                       std::to_string(budgetMs) + " ms; the service may be overloaded");
+                throw Error(ErrorCode::Connection, "the mofka-py " + std::string(what) + " from " + hostPort() +
+                                                       " did not arrive whole within " + std::to_string(budgetMs) +
+                                                       " ms; the service may be overloaded");
             off += n;
         }
         return body;
@@ -563,10 +608,12 @@ class TcpClient final : public RemoteClient {
             throw Error(ErrorCode::Connection, m_url + " did not greet like a mofka-py server");
         bool authRequired = hello[32] != 0;
         if (authRequired && m_opts.token.empty())
-            throw Error(ErrorCode::Auth, m_url + " requires a token: pass token=... to connect() or set MOFKA_PY_TOKEN");
+            throw Error(ErrorCode::Auth,
+                        m_url + " requires a token: pass token=... to connect() or set MOFKA_PY_TOKEN");
         uint8_t clientNonce[32];
         for (auto& b : clientNonce) b = uint8_t(m_rng());
-        Digest mac = m_opts.token.empty() ? Digest{} : loginMac(m_opts.token, hello.data(), clientNonce, "mofka-py client");
+        Digest mac =
+            m_opts.token.empty() ? Digest{} : loginMac(m_opts.token, hello.data(), clientNonce, "mofka-py client");
         Writer w;
         w.bytes(clientNonce, 32).bytes(mac.data(), 32);
         auto head = encodeHeader(MsgType::Auth, 0, 0, w.buf.size());
@@ -638,7 +685,10 @@ class TcpClient final : public RemoteClient {
             t.join();
             m_connMutex.lock();
         }
-        if (m_fd >= 0) { ::close(m_fd); m_fd = -1; }
+        if (m_fd >= 0) {
+            ::close(m_fd);
+            m_fd = -1;
+        }
     }
 
     std::string m_host;
@@ -655,9 +705,9 @@ class TcpClient final : public RemoteClient {
     uint64_t m_nextRequest = 0;
     std::mt19937_64 m_rng;
     mutable std::mutex m_problemMutex;
-    std::string m_problem;            ///< the last connection error while retrying ("" once through)
+    std::string m_problem; ///< the last connection error while retrying ("" once through)
     Clock::time_point m_problemSince;
-    const CancelToken m_noCancel;     ///< for calls nobody cancels
+    const CancelToken m_noCancel; ///< for calls nobody cancels
 };
 
 } // namespace

@@ -14,8 +14,8 @@ struct TcpClientOptions {
     /// Connecting and logging in together; a peer that does not greet like a mofka-py
     /// server within min(this, requestTimeoutMs) is reported as not being one.
     int64_t connectTimeoutMs = 5000;
-    int64_t requestTimeoutMs = 30000;       ///< no reply within this: Timeout
-    int64_t reconnectTimeoutMs = 300000;    ///< keep retrying a lost connection this long
+    int64_t requestTimeoutMs = 30000; ///< no reply within this: Timeout
+    int64_t reconnectTimeoutMs = 300000; ///< keep retrying a lost connection this long
 };
 
 /// A client for a TcpServer at @p host : @p port.

@@ -10,11 +10,11 @@
 
 #include <arpa/inet.h>
 #include <cerrno>
-#include <climits>
-#include <cstring>
 #include <chrono>
+#include <climits>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <fcntl.h>
 #include <map>
@@ -73,12 +73,12 @@ struct OutMsg {
 struct Conn {
     int fd = -1;
     uint64_t id = 0;
-    uint32_t addr = 0;         // peer IPv4 address, network order
+    uint32_t addr = 0; // peer IPv4 address, network order
     int64_t acceptedAt = 0;
     bool authed = false;
     bool pendingLogin = false; // counted in the login queue (not logged in, not closing)
-    bool closing = false;      // close once the queue is written
-    bool reading = true;       // EPOLLIN enabled
+    bool closing = false; // close once the queue is written
+    bool reading = true; // EPOLLIN enabled
     uint8_t nonce[32];
     std::vector<uint8_t> staging = std::vector<uint8_t>(kStaging);
     size_t sBegin = 0, sEnd = 0;
@@ -87,12 +87,12 @@ struct Conn {
     std::vector<uint8_t> body;
     std::vector<uint8_t> spare; // the last produce body, kept so the next one is not zero-filled again
     size_t bodyGot = 0;
-    int lowat = 1;             // SO_RCVLOWAT now set on the socket
+    int lowat = 1; // SO_RCVLOWAT now set on the socket
     std::deque<OutMsg> out;
-    size_t outOff = 0;         // bytes of out.front() already written
+    size_t outOff = 0; // bytes of out.front() already written
     size_t queued = 0;
     uint32_t parked = 0;
-    uint32_t syncing = 0;      // produces written, waiting for their sync before the answer
+    uint32_t syncing = 0; // produces written, waiting for their sync before the answer
     int64_t lastActive = 0;
     uint32_t events = EPOLLIN; // what epoll watches now
 };
@@ -103,22 +103,25 @@ struct PollWho {
     uint64_t requestId;
 };
 
-
 } // namespace
 
 class TcpServerImpl {
   public:
-    TcpServerImpl(std::shared_ptr<Broker> broker, TcpServerOptions opts) : m_broker(std::move(broker)), m_opts(std::move(opts)) {
+    TcpServerImpl(std::shared_ptr<Broker> broker, TcpServerOptions opts)
+    : m_broker(std::move(broker)), m_opts(std::move(opts)) {
         if (!isLoopback(m_opts.host) && m_opts.token.empty())
-            throw Error(ErrorCode::InvalidArgument, "refusing to listen on " + m_opts.host +
-                                                        " without a token: anyone on the network could read and write events. "
-                                                        "Give --token-file, or listen on 127.0.0.1");
+            throw Error(ErrorCode::InvalidArgument,
+                        "refusing to listen on " + m_opts.host +
+                            " without a token: anyone on the network could read and write events. "
+                            "Give --token-file, or listen on 127.0.0.1");
         if (m_opts.loginTimeoutMs <= 0)
-            throw Error(ErrorCode::InvalidArgument, "the login timeout must be a positive number of milliseconds (got " +
-                                                        std::to_string(m_opts.loginTimeoutMs) + ")");
+            throw Error(ErrorCode::InvalidArgument,
+                        "the login timeout must be a positive number of milliseconds (got " +
+                            std::to_string(m_opts.loginTimeoutMs) + ")");
         if (m_opts.maxConnections == 0 || m_opts.maxPendingLogins == 0 || m_opts.maxPendingLoginsPerAddress == 0)
-            throw Error(ErrorCode::InvalidArgument, "max connections, max pending logins and max pending logins per address "
-                                                    "must each be at least 1");
+            throw Error(ErrorCode::InvalidArgument,
+                        "max connections, max pending logins and max pending logins per address "
+                        "must each be at least 1");
         m_opts.maxPendingLogins = std::min(m_opts.maxPendingLogins, m_opts.maxConnections);
         m_opts.maxPendingLoginsPerAddress = std::min(m_opts.maxPendingLoginsPerAddress, m_opts.maxPendingLogins);
         std::random_device rd;
@@ -134,7 +137,8 @@ class TcpServerImpl {
         std::string host = m_opts.host == "localhost" ? "127.0.0.1" : m_opts.host;
         if (inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
             ::close(m_listen);
-            throw Error(ErrorCode::InvalidArgument, "cannot listen on '" + m_opts.host + "': give an IPv4 address such as 127.0.0.1");
+            throw Error(ErrorCode::InvalidArgument,
+                        "cannot listen on '" + m_opts.host + "': give an IPv4 address such as 127.0.0.1");
         }
         // The kernel's largest accept queue: a burst of connections (every rank of a job, or a
         // flood) overflowing a short one has its handshakes dropped and retried a second later.
@@ -142,7 +146,8 @@ class TcpServerImpl {
             int e = errno;
             ::close(m_listen);
             errno = e;
-            throwError(ErrorCode::Connection, "cannot listen on " + m_opts.host + ":" + std::to_string(m_opts.port), true);
+            throwError(ErrorCode::Connection, "cannot listen on " + m_opts.host + ":" + std::to_string(m_opts.port),
+                       true);
         }
         socklen_t len = sizeof(addr);
         getsockname(m_listen, reinterpret_cast<sockaddr*>(&addr), &len);
@@ -170,12 +175,21 @@ class TcpServerImpl {
             int n = epoll_wait(m_epoll, evs, 64, wait);
             for (int i = 0; i < n; ++i) {
                 uint64_t id = evs[i].data.u64;
-                if (id == 0) { acceptAll(); continue; }
-                if (id == kSyncedEvent) { answerSynced(); continue; }
+                if (id == 0) {
+                    acceptAll();
+                    continue;
+                }
+                if (id == kSyncedEvent) {
+                    answerSynced();
+                    continue;
+                }
                 auto it = m_conns.find(id);
                 if (it == m_conns.end()) continue;
                 Conn& c = it->second;
-                if (evs[i].events & (EPOLLERR | EPOLLHUP)) { closeConn(c); continue; }
+                if (evs[i].events & (EPOLLERR | EPOLLHUP)) {
+                    closeConn(c);
+                    continue;
+                }
                 if (evs[i].events & EPOLLIN) onReadable(c);
                 if (m_conns.count(id) && (evs[i].events & EPOLLOUT)) flush(c);
             }
@@ -187,7 +201,10 @@ class TcpServerImpl {
 
     void shutdown(int drainMs) {
         if (m_epoll < 0) return;
-        if (m_listen >= 0) { ::close(m_listen); m_listen = -1; }
+        if (m_listen >= 0) {
+            ::close(m_listen);
+            m_listen = -1;
+        }
         // Produces waiting for their sync get their answers (each wait ends with its partition's sync).
         while (m_syncOutstanding > 0) {
             pollfd p{m_syncedFd, POLLIN, 0};
@@ -215,7 +232,10 @@ class TcpServerImpl {
         m_live = 0;
         ::close(m_epoll);
         m_epoll = -1;
-        if (m_spareFd >= 0) { ::close(m_spareFd); m_spareFd = -1; }
+        if (m_spareFd >= 0) {
+            ::close(m_spareFd);
+            m_spareFd = -1;
+        }
     }
 
   private:
@@ -223,7 +243,8 @@ class TcpServerImpl {
         int64_t d = now + 1000; // idle checks once a second
         d = m_parked.nextDeadline(d);
         // Every login has the same allowance, so the oldest pending one is due first.
-        if (!m_loginQueue.empty()) d = std::min(d, m_conns.at(*m_loginQueue.begin()).acceptedAt + m_opts.loginTimeoutMs);
+        if (!m_loginQueue.empty())
+            d = std::min(d, m_conns.at(*m_loginQueue.begin()).acceptedAt + m_opts.loginTimeoutMs);
         if (m_acceptPaused) d = std::min(d, m_acceptResumeAt);
         return d;
     }
@@ -274,7 +295,9 @@ class TcpServerImpl {
     void refuseBusy(int fd, const std::string& why = "") {
         Writer w;
         w.put<uint16_t>(uint16_t(ErrorCode::Connection))
-            .str(why.empty() ? "server busy: too many connections (" + std::to_string(m_opts.maxConnections) + "); retry later" : why);
+            .str(why.empty()
+                     ? "server busy: too many connections (" + std::to_string(m_opts.maxConnections) + "); retry later"
+                     : why);
         auto h = encodeHeader(MsgType(uint16_t(MsgType::Hello) | kResponseBit), kFlagError, 0, w.buf.size());
         h.insert(h.end(), w.buf.begin(), w.buf.end());
         ssize_t ignored = ::send(fd, h.data(), h.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -307,8 +330,8 @@ class TcpServerImpl {
         if (m_loginQueue.size() < m_opts.maxPendingLogins && m_live < m_opts.maxConnections) return true;
         if (m_loginQueue.empty()) return false;
         dropPending(m_conns.at(oldestFromBusiestAddress()),
-                    "closed: too many connections are waiting to log in (limit " + std::to_string(m_opts.maxPendingLogins) +
-                        ", " + std::to_string(m_opts.maxConnections) +
+                    "closed: too many connections are waiting to log in (limit " +
+                        std::to_string(m_opts.maxPendingLogins) + ", " + std::to_string(m_opts.maxConnections) +
                         " connections in all), and this was the oldest from the busiest address; retry");
         return true;
     }
@@ -317,7 +340,8 @@ class TcpServerImpl {
         const std::set<uint64_t>* busiest = nullptr;
         for (auto& kv : m_pendingByAddr) {
             const auto& ids = kv.second;
-            if (!busiest || ids.size() > busiest->size() || (ids.size() == busiest->size() && *ids.begin() < *busiest->begin()))
+            if (!busiest || ids.size() > busiest->size() ||
+                (ids.size() == busiest->size() && *ids.begin() < *busiest->begin()))
                 busiest = &ids;
         }
         return *busiest->begin();
@@ -360,7 +384,8 @@ class TcpServerImpl {
         }
         if (!m_loginQueue.empty()) {
             Conn& v = m_conns.at(oldestFromBusiestAddress());
-            dropPending(v, "closed: the server is out of file descriptors and this connection had not logged in; retry");
+            dropPending(v,
+                        "closed: the server is out of file descriptors and this connection had not logged in; retry");
             epoll_ctl(m_epoll, EPOLL_CTL_DEL, v.fd, nullptr);
             ::close(v.fd);
             v.fd = -1;
@@ -416,7 +441,10 @@ class TcpServerImpl {
                 c.sBegin = 0;
             }
             ssize_t n = ::read(c.fd, c.staging.data() + c.sEnd, c.staging.size() - c.sEnd);
-            if (n > 0) { c.sEnd += size_t(n); continue; }
+            if (n > 0) {
+                c.sEnd += size_t(n);
+                continue;
+            }
             if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
             if (n < 0 && errno == EINTR) continue;
             closeConn(c); // EOF or error: a truncated frame is dropped, nothing written
@@ -435,7 +463,8 @@ class TcpServerImpl {
                 try {
                     checkFrameHeader(c.cur, c.authed ? m_opts.maxFrameBytes : 64);
                     if (!c.authed && c.cur.type != uint16_t(MsgType::Auth))
-                        throw Error(ErrorCode::Auth, "the first message must be the login (Auth); nothing else is read before it");
+                        throw Error(ErrorCode::Auth,
+                                    "the first message must be the login (Auth); nothing else is read before it");
                 } catch (const Error& e) {
                     fail(c, c.cur.type, c.cur.requestId, e);
                     return;
@@ -459,7 +488,10 @@ class TcpServerImpl {
                     break;
                 }
                 ssize_t n = ::read(c.fd, c.body.data() + c.bodyGot, c.body.size() - c.bodyGot);
-                if (n > 0) { c.bodyGot += size_t(n); continue; }
+                if (n > 0) {
+                    c.bodyGot += size_t(n);
+                    continue;
+                }
                 if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
                     // A large body arrives in many segments: wake up once a good part of the rest is
                     // here rather than for each one (each wake-up is an epoll round and a reschedule).
@@ -486,11 +518,14 @@ class TcpServerImpl {
                 const uint8_t* clientNonce = body.data();
                 Digest mac;
                 std::memcpy(mac.data(), body.data() + 32, 32);
-                if (!m_opts.token.empty() && !digestEqual(mac, loginMac(m_opts.token, c.nonce, clientNonce, kClientLabel)))
-                    throw Error(ErrorCode::Auth, "authentication failed: wrong token. Use the token of this server (--token-file / MOFKA_PY_TOKEN)");
+                if (!m_opts.token.empty() &&
+                    !digestEqual(mac, loginMac(m_opts.token, c.nonce, clientNonce, kClientLabel)))
+                    throw Error(ErrorCode::Auth, "authentication failed: wrong token. Use the token of this server "
+                                                 "(--token-file / MOFKA_PY_TOKEN)");
                 c.authed = true;
                 unlistPending(c);
-                Digest reply = m_opts.token.empty() ? Digest{} : loginMac(m_opts.token, c.nonce, clientNonce, kServerLabel);
+                Digest reply =
+                    m_opts.token.empty() ? Digest{} : loginMac(m_opts.token, c.nonce, clientNonce, kServerLabel);
                 send(c, MsgType::AuthOk, 0, h.requestId, std::vector<uint8_t>(reply.begin(), reply.end()));
             } catch (const Error& e) {
                 fail(c, h.type, h.requestId, e);
@@ -546,9 +581,7 @@ class TcpServerImpl {
             return;
         }
         case MsgType::Fetch:
-        case MsgType::WaitTopic:
-            startPoll(c, rid, std::move(q.poll));
-            return;
+        case MsgType::WaitTopic: startPoll(c, rid, std::move(q.poll)); return;
         case MsgType::Control: {
             ControlResult res = handleControl(*m_broker, q.control.data(), q.control.size());
             send(c, q.type, 0, rid, std::move(res.reply));
@@ -572,8 +605,8 @@ class TcpServerImpl {
                 return;
             }
             Writer w;
-            w.put<uint16_t>(uint16_t(ErrorCode::BufferFull)).str("too many waiting requests on this connection (" +
-                                                                 std::to_string(m_opts.maxInflight) + ")");
+            w.put<uint16_t>(uint16_t(ErrorCode::BufferFull))
+                .str("too many waiting requests on this connection (" + std::to_string(m_opts.maxInflight) + ")");
             send(c, pollType(q), kFlagError, rid, std::move(w.buf));
             return;
         }
@@ -604,7 +637,10 @@ class TcpServerImpl {
         OutMsg m;
         w.put<uint32_t>(uint32_t(a.batches.size())).put<uint32_t>(0); // 8-byte alignment of the batches that follow
         size_t total = 0;
-        for (auto& b : a.batches) { w.put<uint64_t>(b.size); total += b.size; }
+        for (auto& b : a.batches) {
+            w.put<uint64_t>(b.size);
+            total += b.size;
+        }
         m.head = encodeHeader(MsgType(uint16_t(MsgType::Fetch) | kResponseBit), 0, who.requestId, w.buf.size() + total);
         m.head.insert(m.head.end(), w.buf.begin(), w.buf.end());
         m.iov.push_back({m.head.data(), m.head.size()});
@@ -629,7 +665,8 @@ class TcpServerImpl {
     ParkedReply replyParked() { return ParkedReply{this}; }
 
     void topicChanged(const std::string& topic) {
-        m_parked.answerNow(*m_broker, [&](const PollWho&, const PollRequest& q) { return q.topic == topic; }, replyParked());
+        m_parked.answerNow(
+            *m_broker, [&](const PollWho&, const PollRequest& q) { return q.topic == topic; }, replyParked());
     }
 
     void expire(int64_t now) {
@@ -652,7 +689,8 @@ class TcpServerImpl {
         m_parked.expire(*m_broker, now, replyParked());
         for (auto& kv : m_conns) {
             Conn& c = kv.second;
-            if (!c.closing && c.parked == 0 && c.syncing == 0 && c.out.empty() && now - c.lastActive > m_opts.idleTimeoutMs)
+            if (!c.closing && c.parked == 0 && c.syncing == 0 && c.out.empty() &&
+                now - c.lastActive > m_opts.idleTimeoutMs)
                 markClosing(c);
         }
     }
@@ -824,7 +862,10 @@ class TcpServerImpl {
             std::vector<iovec> iov;
             size_t skip = c.outOff;
             for (auto& v : m.iov) {
-                if (skip >= v.iov_len) { skip -= v.iov_len; continue; }
+                if (skip >= v.iov_len) {
+                    skip -= v.iov_len;
+                    continue;
+                }
                 iov.push_back({static_cast<uint8_t*>(v.iov_base) + skip, v.iov_len - skip});
                 skip = 0;
             }
@@ -884,25 +925,25 @@ class TcpServerImpl {
     uint16_t m_port = 0;
     uint64_t m_nextId = 0;
     std::map<uint64_t, Conn> m_conns;
-    size_t m_live = 0;                    ///< connections not closing
-    std::set<uint64_t> m_loginQueue;      ///< connections not logged in, oldest (smallest id) first
+    size_t m_live = 0; ///< connections not closing
+    std::set<uint64_t> m_loginQueue; ///< connections not logged in, oldest (smallest id) first
     std::unordered_map<uint32_t, std::set<uint64_t>> m_pendingByAddr;
-    int m_spareFd = -1;                   ///< given up to accept-and-refuse when descriptors run out
+    int m_spareFd = -1; ///< given up to accept-and-refuse when descriptors run out
     bool m_acceptPaused = false;
     int64_t m_acceptResumeAt = 0;
-    ParkedPolls<PollWho> m_parked;        ///< long polls waiting for data, a topic change or their deadline
+    ParkedPolls<PollWho> m_parked; ///< long polls waiting for data, a topic change or their deadline
     std::mt19937_64 m_rng;
     // Durable produces waiting for their sync (see awaitSync()); the sync threads share these.
     std::mutex m_syncMutex;
     std::condition_variable m_syncCv;
     std::map<PartitionLog*, std::vector<Syncing>> m_syncWaiting; ///< per partition, in write order
     std::deque<PartitionLog*> m_syncReady; ///< partitions with waiting produces and no thread on them
-    std::set<PartitionLog*> m_syncBusy;    ///< partitions a sync thread is on
-    std::vector<Synced> m_synced;          ///< outcomes the event loop has not answered yet
+    std::set<PartitionLog*> m_syncBusy; ///< partitions a sync thread is on
+    std::vector<Synced> m_synced; ///< outcomes the event loop has not answered yet
     bool m_syncStop = false;
     std::vector<std::thread> m_syncThreads;
-    int m_syncedFd = -1;                   ///< eventfd: outcomes are waiting in m_synced
-    size_t m_syncOutstanding = 0;          ///< produces handed over, not answered (event loop only)
+    int m_syncedFd = -1; ///< eventfd: outcomes are waiting in m_synced
+    size_t m_syncOutstanding = 0; ///< produces handed over, not answered (event loop only)
 };
 
 TcpServer::TcpServer(std::shared_ptr<Broker> broker, const TcpServerOptions& options)
