@@ -29,13 +29,16 @@ class Member(threading.Thread):
     """One group member: pulls, checks and acks every event, recording (name, partition, offset, i).
 
     Stops after ``stop_after`` events (closing the consumer cleanly: a member leaving), or at
-    the end of the complete topic.
+    the end of the complete topic, or, with ``idle_after`` set (an Event), when that is set and
+    nothing is left for it: a leaver whose partitions the others drained before it read
+    ``stop_after`` events leaves then instead of waiting for events that will never come.
     """
 
     def __init__(self, topic, group: str, name: str, log: List[Record], lock: threading.Lock,
                  start: Optional[str] = None, stop_after: Optional[int] = None, timeout: float = 120.0,
-                 pace: int = 20, **kw):
+                 pace: int = 20, idle_after: Optional[threading.Event] = None, **kw):
         super().__init__(name=name, daemon=True)
+        self.idle_after = idle_after
         self.topic, self.group, self.log, self.lock = topic, group, log, lock
         self.start_policy, self.stop_after, self.timeout, self.kw = start, stop_after, timeout, kw
         self.pace = pace  # "work": a 1 ms pause every `pace` events, so members overlap
@@ -55,6 +58,8 @@ class Member(threading.Thread):
                     if ev is None:
                         if cons.exhausted:
                             break
+                        if self.idle_after is not None and self.idle_after.is_set() and self._drained(cons):
+                            break
                         if time.monotonic() > deadline:
                             raise AssertionError(f"member {self.name} stalled after {self.count} events")
                         continue
@@ -69,6 +74,13 @@ class Member(threading.Thread):
                 self.stats = cons.stats
         except BaseException as exc:  # reported by check_members
             self.error = exc
+
+
+    def _drained(self, cons) -> bool:
+        """Nothing left to read in the partitions this member owns (the producer is done)."""
+        mine = set(cons.partitions)
+        parts = self.topic.describe_group(self.group)["partitions"]
+        return all(p["lag"] == 0 for p in parts if p["partition"] in mine)
 
 
 def check_members(*members: Member) -> None:
@@ -134,7 +146,13 @@ def scenario_churn(fab, start: Optional[str], n: int = 12_000) -> Dict[str, int]
             fill(t, step if k < 5 else n - 5 * step, first=k * step)
             time.sleep(0.05)    # a stream spread over time (members join and leave during it)
 
-    producer = threading.Thread(target=produce, daemon=True)
+    produced = threading.Event()
+
+    def produce_all():
+        produce()
+        produced.set()
+
+    producer = threading.Thread(target=produce_all, daemon=True)
     first = Member(t, "g", "first", log, lock, start=start)
     producer.start()
     first.start()
@@ -143,10 +161,12 @@ def scenario_churn(fab, start: Optional[str], n: int = 12_000) -> Dict[str, int]
         wait_until(lambda: len(log) >= count, 60, f"the group to deliver {count} events", interval=0.005)
 
     wait_for(n // 12)
-    leaver = Member(t, "g", "leaver", log, lock, start=start, stop_after=n // 20)
+    # A leaver reads stop_after events, or leaves once the stream is written and its partitions
+    # are drained (the others may have read most of them before it joined).
+    leaver = Member(t, "g", "leaver", log, lock, start=start, stop_after=n // 20, idle_after=produced)
     leaver.start()
     wait_for(n // 6)
-    before = Member(t, "g", "restarted-1", log, lock, start=start, stop_after=n // 20)
+    before = Member(t, "g", "restarted-1", log, lock, start=start, stop_after=n // 20, idle_after=produced)
     before.start()
     before.join(120)
     after = Member(t, "g", "restarted-2", log, lock, start=start)
