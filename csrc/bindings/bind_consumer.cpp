@@ -117,65 +117,12 @@ void bindConsumer(py::module_& m) {
         .def("ack", [](PyEventBatch& b) { b.consumer->ack(b.d.partition, b.d.offsetOf(b.d.end - 1), b.d.epoch); });
 
     py::class_<Consumer, std::shared_ptr<Consumer>>(m, "Consumer")
-        .def(py::init([](Fabric& f, const std::string& topic, const std::string& group, py::object start,
-                         py::object data, std::vector<uint32_t> partitions, size_t prefetchBytes, int64_t autoCommitMs,
-                         const std::string& memberId, const std::string& onGap, int64_t sessionTimeoutMs,
-                         int64_t rebalanceTimeoutMs) {
-                 ConsumerOptions o;
-                 o.group = group;
-                 o.memberId = memberId;
-                 if (onGap == "error")
-                     o.onGap = GapPolicy::Error;
-                 else if (onGap == "earliest")
-                     o.onGap = GapPolicy::Earliest;
-                 else
-                     throw Error(ErrorCode::InvalidArgument,
-                                 "on_gap must be 'error' or 'earliest' (got '" + onGap + "')");
-                 o.sessionTimeoutMs = sessionTimeoutMs;
-                 o.rebalanceTimeoutMs = rebalanceTimeoutMs;
-                 if (py::isinstance<py::str>(start)) {
-                     std::string s = start.cast<std::string>();
-                     if (s == "earliest")
-                         o.start = StartPosition::Earliest;
-                     else if (s == "latest")
-                         o.start = StartPosition::Latest;
-                     else if (s == "committed")
-                         o.start = StartPosition::Committed;
-                     else
-                         throw Error(ErrorCode::InvalidArgument,
-                                     "start must be 'earliest', 'latest', 'committed' or an offset (got '" + s + "')");
-                 } else if (py::isinstance<py::int_>(start) && !py::isinstance<py::bool_>(start)) {
-                     int64_t off = start.cast<int64_t>();
-                     if (off < 0) throw Error(ErrorCode::InvalidArgument, "start offset must be >= 0");
-                     o.start = StartPosition::Offset;
-                     o.startOffset = uint64_t(off);
-                 } else {
-                     throw Error(ErrorCode::InvalidArgument,
-                                 "start must be 'earliest', 'latest', 'committed' or an offset");
-                 }
-                 if (py::isinstance<py::bool_>(data)) {
-                     o.data = data.cast<bool>() ? DataMode::Full : DataMode::None;
-                 } else if (py::isinstance<py::tuple>(data) && py::len(data) == 2) {
-                     auto t = data.cast<py::tuple>();
-                     int64_t off = t[0].cast<int64_t>(), len = t[1].cast<int64_t>();
-                     if (off < 0 || len < 0)
-                         throw Error(ErrorCode::InvalidArgument, "data byte range must be (offset >= 0, size >= 0)");
-                     o.data = DataMode::Range;
-                     o.rangeOffset = uint64_t(off);
-                     o.rangeSize = uint64_t(len);
-                 } else {
-                     throw Error(ErrorCode::InvalidArgument, "data must be True, False, (offset, size) or a callable");
-                 }
-                 o.partitions = partitions;
-                 o.prefetchBytes = prefetchBytes;
-                 o.autoCommitMs = autoCommitMs;
+        .def(py::init([](Fabric& f, const std::string& topic, const py::dict& settings) {
+                 ConsumerOptions o = consumerOptions(settings);
                  py::gil_scoped_release nogil;
                  return std::make_shared<Consumer>(f.client(), topic, o);
              }),
-             py::arg("fabric"), py::arg("topic"), py::arg("group"), py::arg("start"), py::arg("data"),
-             py::arg("partitions"), py::arg("prefetch_bytes"), py::arg("auto_commit_ms"), py::arg("member_id") = "",
-             py::arg("on_gap") = "error", py::arg("session_timeout_ms") = 10000,
-             py::arg("rebalance_timeout_ms") = 10000)
+             py::arg("fabric"), py::arg("topic"), py::arg("settings"))
         .def(
             "pull",
             [](std::shared_ptr<Consumer>& c, py::object timeout) -> py::object {

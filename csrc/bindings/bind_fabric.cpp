@@ -5,66 +5,27 @@
 #include "mofka_py/Error.hpp"
 #include "mofka_py/Fabric.hpp"
 
-#include <algorithm>
-#include <climits>
 #include <string>
 
 namespace mofka_py::bindings {
 
 void bindFabric(py::module_& m) {
     py::class_<Fabric>(m, "Fabric")
-        .def(py::init([](const std::string& url, const std::string& sync, int64_t syncIntervalMs, uint64_t segmentBytes,
-                         uint64_t retentionBytes, int64_t retentionMs, uint64_t maxEventBytes, bool repair,
-                         const std::string& token, int64_t requestTimeoutMs, int64_t reconnectTimeoutMs) {
-                 BrokerOptions b = brokerOptions(sync, syncIntervalMs, segmentBytes, retentionBytes, retentionMs,
-                                                 maxEventBytes, repair);
-                 FabricOptions o;
-                 o.defaults = b.defaults;
-                 o.repair = repair;
-                 o.token = token;
-                 o.requestTimeoutMs = requestTimeoutMs;
-                 o.reconnectTimeoutMs = reconnectTimeoutMs;
+        .def(py::init([](const std::string& url, const py::dict& settings) {
+                 FabricOptions o = fabricOptions(settings);
                  py::gil_scoped_release nogil;
                  return Fabric::connect(url, o);
              }),
-             py::arg("url"), py::arg("sync"), py::arg("sync_interval_ms"), py::arg("segment_bytes"),
-             py::arg("retention_bytes"), py::arg("retention_ms"), py::arg("max_event_bytes"), py::arg("repair"),
-             py::arg("token") = "", py::arg("request_timeout_ms") = 30000, py::arg("reconnect_timeout_ms") = 300000)
-        .def("create_topic",
-             [](Fabric& f, const std::string& name, int64_t partitions, py::dict cfg) {
-                 if (partitions < 1)
-                     throw Error(ErrorCode::InvalidArgument,
-                                 "partitions must be a positive number (got " + std::to_string(partitions) + ")");
-                 TopicConfig c;
-                 c.setFields = 0; // unset settings come from the fabric's defaults
-                 c.partitions = uint32_t(std::min<int64_t>(partitions, INT32_MAX));
-                 for (auto kv : cfg) {
-                     std::string k = kv.first.cast<std::string>();
-                     py::handle v = kv.second;
-                     if (k == "segment_bytes") {
-                         c.segmentBytes = v.cast<uint64_t>();
-                         c.setFields |= kSegmentBytes;
-                     } else if (k == "retention_bytes") {
-                         c.retentionBytes = v.cast<uint64_t>();
-                         c.setFields |= kRetentionBytes;
-                     } else if (k == "retention_ms") {
-                         c.retentionMs = v.cast<int64_t>();
-                         c.setFields |= kRetentionMs;
-                     } else if (k == "sync_interval_ms") {
-                         c.syncIntervalMs = v.cast<int64_t>();
-                         c.setFields |= kSyncIntervalMs;
-                     } else if (k == "max_event_bytes") {
-                         c.maxEventBytes = v.cast<uint64_t>();
-                         c.setFields |= kMaxEventBytes;
-                     } else if (k == "sync") {
-                         c.setFields |= kSync;
-                         c.sync = parseSyncPolicy(v.cast<std::string>());
-                     } else
-                         throw Error(ErrorCode::InvalidArgument, "unknown topic setting '" + k + "'");
-                 }
-                 py::gil_scoped_release nogil;
-                 f.client()->createTopic(name, c);
-             })
+             py::arg("url"), py::arg("settings"), "Open a fabric; settings: the fabric scope's, by name.")
+        .def(
+            "create_topic",
+            [](Fabric& f, const std::string& name, const py::dict& settings) {
+                TopicConfig c = topicConfig(settings);
+                py::gil_scoped_release nogil;
+                f.client()->createTopic(name, c);
+            },
+            py::arg("name"), py::arg("settings"),
+            "Create a topic; settings: the topic scope's given ones (the others are the fabric's).")
         .def("topics",
              [](Fabric& f) {
                  py::gil_scoped_release nogil;
@@ -183,21 +144,14 @@ void bindFabric(py::module_& m) {
                  py::gil_scoped_release nogil;
                  return f.client()->purgeTopic(t);
              })
-        .def("alter_topic",
-             [](Fabric& f, const std::string& t, py::object retentionBytes, py::object retentionMs) {
-                 TopicConfig c;
-                 c.setFields = 0;
-                 if (!retentionBytes.is_none()) {
-                     c.retentionBytes = retentionBytes.cast<uint64_t>();
-                     c.setFields |= kRetentionBytes;
-                 }
-                 if (!retentionMs.is_none()) {
-                     c.retentionMs = retentionMs.cast<int64_t>();
-                     c.setFields |= kRetentionMs;
-                 }
-                 py::gil_scoped_release nogil;
-                 f.client()->alterTopic(t, c);
-             })
+        .def(
+            "alter_topic",
+            [](Fabric& f, const std::string& t, const py::dict& settings) {
+                TopicConfig c = topicConfig(settings);
+                py::gil_scoped_release nogil;
+                f.client()->alterTopic(t, c);
+            },
+            py::arg("topic"), py::arg("settings"), "Change the retention settings given.")
         .def("offset_for_time",
              [](Fabric& f, const std::string& t, uint32_t p, int64_t tsUs) {
                  py::gil_scoped_release nogil;

@@ -39,27 +39,16 @@ MPI_Comm commFromPython(const py::object& comm) {
 
 void bindMpiFabric(py::module_& m) {
     py::class_<MpiFabric, std::shared_ptr<MpiFabric>>(m, "MpiFabric")
-        .def(py::init([](py::object comm, std::vector<int> servers, bool colocated, const std::string& storage,
-                         const std::string& sync, int64_t syncIntervalMs, uint64_t segmentBytes,
-                         uint64_t retentionBytes, int64_t retentionMs, uint64_t maxEventBytes, bool repair,
-                         int64_t requestTimeoutMs, int64_t spindownUs) {
-                 MpiFabricOptions o;
-                 o.servers = std::move(servers);
-                 o.colocated = colocated;
-                 o.storage = storage;
-                 BrokerOptions b = brokerOptions(sync, syncIntervalMs, segmentBytes, retentionBytes, retentionMs,
-                                                 maxEventBytes, repair);
-                 o.defaults = b.defaults;
-                 o.repair = b.repair;
-                 o.requestTimeoutMs = requestTimeoutMs;
-                 o.spindownUs = spindownUs;
-                 MPI_Comm c = commFromPython(comm);
-                 py::gil_scoped_release nogil;
-                 return std::make_shared<MpiFabric>(c, o);
-             }),
-             py::arg("comm"), py::arg("servers"), py::arg("colocated"), py::arg("storage"), py::arg("sync"),
-             py::arg("sync_interval_ms"), py::arg("segment_bytes"), py::arg("retention_bytes"), py::arg("retention_ms"),
-             py::arg("max_event_bytes"), py::arg("repair"), py::arg("request_timeout_ms"), py::arg("spindown_us"))
+        .def(py::init(
+                 [](py::object comm, std::vector<int> servers, const std::string& storage, const py::dict& settings) {
+                     MpiFabricOptions o = mpiFabricOptions(settings);
+                     o.servers = std::move(servers);
+                     o.storage = storage;
+                     MPI_Comm c = commFromPython(comm);
+                     py::gil_scoped_release nogil;
+                     return std::make_shared<MpiFabric>(c, o);
+                 }),
+             py::arg("comm"), py::arg("servers"), py::arg("storage"), py::arg("settings"))
         .def_property_readonly("is_server", &MpiFabric::isServer)
         .def_property_readonly("is_client", &MpiFabric::isClient)
         .def_property_readonly("rank", &MpiFabric::rank)

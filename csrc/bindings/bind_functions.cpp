@@ -1,5 +1,6 @@
 // Module-level functions: CRC32C, the memory:// segment reservoir, key hashing, build_info.
 #include "bindings.hpp"
+#include "convert.hpp"
 
 #include "mofka_py/Crc32c.hpp"
 #include "mofka_py/Error.hpp"
@@ -25,6 +26,9 @@ void bindFunctions(py::module_& m) {
         py::arg("data"), py::arg("crc") = 0, py::arg("portable") = false,
         "CRC32C of a buffer (hardware instruction when available unless portable=True).");
     m.def("crc32c_is_hardware", &crc32cIsHardware);
+    m.def("defaults", &defaults, py::arg("scope"),
+          "The C++ defaults of a scope's options struct (topic, fabric, producer, consumer, service, mpi), "
+          "keyed by setting names: exactly the names the scope's settings dict may hold.");
     m.def(
         "reserve_memory",
         [](size_t nbytes) {

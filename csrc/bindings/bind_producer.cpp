@@ -35,22 +35,12 @@ void bindProducer(py::module_& m) {
             py::arg("timeout") = py::none());
 
     py::class_<Producer, std::shared_ptr<Producer>>(m, "Producer")
-        .def(py::init([](Fabric& f, const std::string& topic, size_t batchSize, size_t batchBytes, double lingerMs,
-                         size_t maxPending, const std::string& selector) {
-            ProducerOptions o;
-            o.batchSize = batchSize;
-            o.batchBytes = batchBytes;
-            o.lingerMs = lingerMs;
-            o.maxPendingBytes = maxPending;
-            if (selector == "round_robin")
-                o.selector = PartitionSelector::RoundRobin;
-            else if (selector == "key_hash")
-                o.selector = PartitionSelector::KeyHash;
-            else
-                throw Error(ErrorCode::InvalidArgument, "selector must be 'key_hash' or 'round_robin'");
-            py::gil_scoped_release nogil;
-            return std::make_shared<Producer>(f.client(), topic, o);
-        }))
+        .def(py::init([](Fabric& f, const std::string& topic, const py::dict& settings) {
+                 ProducerOptions o = producerOptions(settings);
+                 py::gil_scoped_release nogil;
+                 return std::make_shared<Producer>(f.client(), topic, o);
+             }),
+             py::arg("fabric"), py::arg("topic"), py::arg("settings"))
         .def(
             "push",
             [](Producer& p, py::handle meta, py::handle data, int64_t partition, py::handle key, bool block) {

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
@@ -448,59 +449,55 @@ def take_deprecated(scope: str, old_values: Mapping[str, Any], values: Dict[str,
     return values
 
 
-# ---- crossing into C++: one function per scope builds the native object from validated settings ----
-# (the positional calls go once the bindings take one options struct per scope)
+# ---- crossing into C++: each scope's settings go as ONE dict keyed by setting name ----
+# The C++ side (csrc/bindings/convert.cpp) turns it into the scope's options struct, refusing a
+# name it does not know; settings not given keep the struct's C++ default (_core.defaults(scope)).
+
+def native(scope: str, cfg: Mapping[str, Any]) -> Dict[str, Any]:
+    """The settings of ``cfg`` that a C++ options struct holds: those whose ``cpp`` names one field."""
+    known = settings(scope)
+    return {k: v for k, v in cfg.items() if re.fullmatch(r"\w+::\w+", known[k].cpp)}
+
 
 def core_fabric(url: str, cfg: Mapping[str, Any]) -> Any:
-    """A ``_core.Fabric`` from validated fabric settings (every one of them given)."""
+    """A ``_core.Fabric`` from validated fabric settings."""
     from . import _core
 
-    return _core.Fabric(url, cfg["sync"], cfg["sync_interval_ms"], cfg["segment_bytes"], cfg["retention_bytes"],
-                        cfg["retention_ms"], cfg["max_event_bytes"], cfg["repair"], cfg["token"] or "",
-                        cfg["request_timeout_ms"], cfg["reconnect_timeout_ms"])
+    return _core.Fabric(url, native("fabric", cfg))
 
 
 def core_mpi_fabric(comm: Any, ranks: List[int], storage: str, cfg: Mapping[str, Any]) -> Any:
     """A ``_core.MpiFabric`` (collective) from validated MPI-fabric settings."""
     from . import _core
 
-    return _core.MpiFabric(comm, ranks, cfg["colocated"], storage, cfg["sync"], cfg["sync_interval_ms"],
-                           cfg["segment_bytes"], cfg["retention_bytes"], cfg["retention_ms"], cfg["max_event_bytes"],
-                           cfg["repair"], cfg["request_timeout_ms"],
-                           int(round(cfg["spindown_ms"] * setting("mpi", "spindown_ms").cpp_scale)))
+    return _core.MpiFabric(comm, ranks, storage, native("mpi", cfg))
 
 
 def core_topic_config(cfg: Mapping[str, Any]) -> Dict[str, Any]:
-    """The settings dict ``_core.Fabric.create_topic`` takes (the partition count goes apart)."""
-    return {k: v for k, v in cfg.items() if k != "partitions"}
+    """The settings dict ``_core.Fabric.create_topic`` and ``alter_topic`` take (only those given)."""
+    return native("topic", cfg)
 
 
 def core_producer(native_fabric: Any, topic: str, cfg: Mapping[str, Any]) -> Any:
-    """A ``_core.Producer`` from validated producer settings (every one of them given)."""
+    """A ``_core.Producer`` from validated producer settings."""
     from . import _core
 
-    return _core.Producer(native_fabric, topic, cfg["batch_size"], cfg["batch_bytes"], cfg["linger_ms"],
-                          cfg["max_pending_bytes"], cfg["selector"])
+    return _core.Producer(native_fabric, topic, native("producer", cfg))
 
 
 def core_consumer(native_fabric: Any, topic: str, cfg: Mapping[str, Any]) -> Any:
     """A ``_core.Consumer`` from validated consumer settings (``data`` a bool or a byte range here)."""
     from . import _core
 
-    start = "committed" if cfg["start"] is None else cfg["start"]
-    return _core.Consumer(native_fabric, topic, cfg["group"] or "", start, cfg["data"], list(cfg["partitions"] or []),
-                          cfg["prefetch_bytes"], cfg["auto_commit_ms"], cfg["member_id"] or "", cfg["on_gap"],
-                          cfg["session_timeout_ms"], cfg["rebalance_timeout_ms"])
+    return _core.Consumer(native_fabric, topic, native("consumer", cfg))
 
 
 def core_server(url: str, host: str, port: int, token: str, cfg: Mapping[str, Any], **extra: Any) -> Any:
-    """A ``_core.Server`` from validated service settings."""
+    """A ``_core.Server`` from validated service settings (``listen`` as ``host`` and ``port``);
+    ``extra``: C++ server options that are not settings (``rejoin_grace_ms``)."""
     from . import _core
 
-    return _core.Server(url, host=host, port=port, token=token, sync=cfg["sync"],
-                        sync_interval_ms=cfg["sync_interval_ms"], max_connections=cfg["max_connections"],
-                        login_timeout_ms=cfg["login_timeout_ms"], max_pending_logins=cfg["max_pending_logins"],
-                        max_pending_logins_per_address=cfg["max_pending_logins_per_address"], **extra)
+    return _core.Server(url, {**native("service", cfg), "host": host, "port": port, "token": token, **extra})
 
 
 # ---- the command line ----

@@ -201,7 +201,7 @@ class Fabric:
         if not isinstance(name, str):
             raise InvalidArgument(f"topic name must be a string, not {type(name).__name__}")
         cfg = _settings.validate("topic", {"partitions": partitions, **config})
-        self._f.create_topic(name, cfg["partitions"], _settings.core_topic_config(cfg))
+        self._f.create_topic(name, _settings.core_topic_config(cfg))
         return Topic(self, name)
 
     def topic(self, name: str) -> "Topic":
@@ -432,8 +432,7 @@ class Topic:
             raise InvalidArgument("give retention_bytes and/or retention_ms")
         given = {k: v for k, v in (("retention_bytes", retention_bytes), ("retention_ms", retention_ms))
                  if v is not None}
-        _settings.validate("topic", given)
-        self.fabric._f.alter_topic(self.name, retention_bytes, retention_ms)
+        self.fabric._f.alter_topic(self.name, _settings.core_topic_config(_settings.validate("topic", given)))
 
     def mark_complete(self) -> None:
         """Declare the topic finished: consumers' iteration ends after its last event."""

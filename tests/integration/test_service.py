@@ -282,7 +282,7 @@ def test_too_many_connections_are_refused_politely(tmp_path):
     port = free_port()
     cmd = [sys.executable, "-c", textwrap.dedent(f"""
         import mofka_py._core as c, sys, threading
-        srv = c.Server("memory://", port={port}, max_connections=2)
+        srv = c.Server("memory://", {{"port": {port}, "max_connections": 2}})
         stop = threading.Event()
         threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
         print("ready", flush=True)

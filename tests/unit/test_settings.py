@@ -142,21 +142,80 @@ def test_cpp_header_default_is_the_registry_default(s):
     assert _cpp_default(struct, field) == want
 
 
-def _binding_defaults(cls) -> dict:
-    doc = cls.__init__.__doc__ or ""
-    return {m.group(1): m.group(2) for m in re.finditer(r"(\w+): [^,=]* = ([^,)]+)", doc)}
+# Settings cross into C++ as one dict per scope (csrc/bindings/convert.cpp); _core.defaults(scope) is the
+# C++ options struct's defaults keyed by the same names.
+_CPP_SCOPES = ["topic", "fabric", "producer", "consumer", "service", "mpi"]
+# C++ options of a scope that are not its settings: the service's address comes from `listen`, its
+# token from the command line; the others are fixed by mofka_py.service.
+_CPP_ONLY = {"service": {"host", "port", "token", "max_frame_bytes", "idle_timeout_ms", "repair", "rejoin_grace_ms"}}
+# A registry default of None is the C++ empty value.
+_NONE_IN_CPP = {"start": "committed", "partitions": []}
 
 
-@pytest.mark.parametrize("cls, scope", [(_core.Fabric, "fabric"), (_core.Server, "service")])
-def test_binding_defaults_are_the_registry_defaults(cls, scope):
-    exposed = _binding_defaults(cls)
-    checked = 0
-    for name, s in _settings.settings(scope).items():
-        if name in exposed and s.kind in ("int", "number", "bool", "choice"):
-            want = repr(s.default) if s.kind == "choice" else str(s.default)
-            assert exposed[name].strip("'") == want.strip("'"), f"_core.{cls.__name__} {name}={exposed[name]}"
-            checked += 1
-    assert checked >= 2
+def _needs_struct(scope):
+    if scope == "mpi" and not _core.build_info["mpi"]:
+        pytest.skip("built without MPI")
+
+
+@pytest.mark.parametrize("scope", _CPP_SCOPES, ids=lambda s: f"{s}_options")  # an id "mpi" means mpiexec
+def test_cpp_defaults_are_the_registry_defaults(scope):
+    _needs_struct(scope)
+    cpp = _core.defaults(scope)
+    crossing = _settings.native(scope, _settings.defaults(scope))
+    assert crossing, scope
+    assert set(cpp) == set(crossing) | _CPP_ONLY.get(scope, set())
+    for name, default in crossing.items():
+        want = _NONE_IN_CPP.get(name, "") if default is None else default
+        assert cpp[name] == want, f"_core.defaults({scope!r})[{name!r}]"
+    if scope == "service":
+        assert f"{cpp['host']}:{cpp['port']}" == _settings.setting("service", "listen").default
+
+
+def test_every_scope_with_a_cpp_struct_has_cpp_defaults():
+    scopes = {sc for s in _settings.SETTINGS if re.fullmatch(r"\w+::\w+", s.cpp) for sc in (s.scope, *s.also)}
+    assert scopes - {"rule"} <= set(_CPP_SCOPES)
+    with pytest.raises(mp.InvalidArgument, match=re.escape("no C++ options for scope 'rule'")):
+        _core.defaults("rule")
+
+
+def _native_makers():
+    fab = _core.Fabric("memory://", {})
+    fab.create_topic("t", {})
+
+    def server(d):
+        _core.Server("memory://", {"port": 0, **d}).shutdown(0)
+
+    makers = {"fabric": lambda d: _core.Fabric("memory://", d).close(),
+              "topic": lambda d: fab.create_topic(f"t{len(fab.topics())}", d),
+              "producer": lambda d: _core.Producer(fab, "t", d).close(None),
+              "consumer": lambda d: _core.Consumer(fab, "t", d).close(),
+              "service": server}
+    if _core.build_info["mpi"]:
+        def mpi_fabric(d):
+            # the settings are converted before the communicator is looked at (so before any
+            # collective): taken, they get as far as refusing comm=None
+            try:
+                _core.MpiFabric(None, [0], "memory://", d)
+            except mp.InvalidArgument as exc:
+                if not str(exc).startswith("comm must be an mpi4py communicator"):
+                    raise
+        makers["mpi"] = mpi_fabric
+    return makers
+
+
+def test_each_native_class_takes_its_cpp_defaults_and_the_registry_defaults():
+    for scope, make in _native_makers().items():
+        make(_core.defaults(scope))
+        make(_settings.native(scope, _settings.defaults(scope)))
+
+
+def test_a_setting_name_the_cpp_core_does_not_know_is_refused():
+    for scope, make in _native_makers().items():
+        with pytest.raises(mp.InvalidArgument, match=f"unknown {scope} setting 'linger' \\(the C\\+\\+ core knows: "):
+            make({"linger": 1})
+        name = next(iter(_core.defaults(scope)))
+        with pytest.raises(mp.InvalidArgument, match=f"^{name}: .* does not fit"):
+            make({name: object()})
 
 
 # ---- bad values: InvalidArgument naming the setting, its range and what was given ----
