@@ -380,3 +380,33 @@ def test_memory_reserve_refused_with_a_data_dir(tmp_path):
     r = subprocess.run([sys.executable, "-m", "mofka_py.cli", "serve", "--listen", f"127.0.0.1:{free_port()}",
                         "--memory-reserve", "lots"], capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "K, M, G or T" in r.stderr
+
+
+def test_produce_body_whose_tail_arrives_late_is_answered(service, tmp_path):
+    """A produce body of just over 1 MiB arriving in three pieces: the server waits for a large
+    part of it at once (a low-water mark on the socket), then for the small tail. The tail alone
+    is below the mark that was set for the large part: the server must still wake for it (it
+    used not to, and the connection hung with the tail unread in the socket)."""
+    with mp.connect(f"file://{tmp_path / 'one'}") as fab:
+        with fab.create_topic("x").producer() as prod:
+            prod.push({"big": True}, data=bytes(range(256)) * ((1 << 20) // 256 + 480))
+    with open(tmp_path / "one" / "topics" / "x" / "p0" / f"{0:020d}.log", "rb") as fh:
+        batch = fh.read()
+    with mp.connect(service.url) as fab:
+        topic = fab.create_topic("t")
+        trailer = struct.pack("<I", 1) + b"t" + struct.pack("<I", 0)
+        body = batch + trailer + struct.pack("<I", len(trailer))
+        head = 100 << 10
+        tail = len(body) - head - (1 << 20)    # the middle piece is exactly the mark (1 MiB)
+        assert 0 < tail < 64 << 10, len(body)  # the tail is read through the small-read path
+        s = raw_login(service.port)
+        s.settimeout(60)
+        s.sendall(FRAME.pack(MAGIC, VERSION, 13, 0, 0, 5, len(body)) + body[:head])
+        time.sleep(0.3)     # the pieces must arrive apart for the server to see them apart (not a timing check)
+        s.sendall(body[head:len(body) - tail])
+        time.sleep(0.3)
+        s.sendall(body[len(body) - tail:])
+        mtype, flags, rid, reply = recv_frame(s)   # the fault made this time out
+        assert rid == 5 and flags == 0, reply
+        s.close()
+        assert topic.describe()["partitions"][0]["end_offset"] == 1

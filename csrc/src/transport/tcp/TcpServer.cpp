@@ -480,7 +480,13 @@ class TcpServerImpl {
             c.bodyGot += take;
             while (c.bodyGot < c.body.size()) {
                 if (c.body.size() - c.bodyGot < kStaging) {
-                    if (!fill(c, c.body.size() - c.bodyGot)) return;
+                    if (!fill(c, c.body.size() - c.bodyGot)) {
+                        // The tail of the body is not all here: wake for the next bytes (a
+                        // low-water mark left from the large part could exceed what is still to
+                        // come, and the connection would never wake again).
+                        setLowat(c, 1);
+                        return;
+                    }
                     size_t t = c.body.size() - c.bodyGot;
                     std::memcpy(c.body.data() + c.bodyGot, c.staging.data() + c.sBegin, t);
                     c.sBegin += t;
