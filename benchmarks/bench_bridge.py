@@ -12,7 +12,6 @@ import importlib.util
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import threading
@@ -22,11 +21,8 @@ from pathlib import Path
 import mofka_py as mp
 from mofka_py.bridge import Bridge, target_partition
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+import _bench
+from _bench import free_port
 
 
 def start_tansu() -> tuple:
@@ -188,10 +184,9 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    ap.add_argument("--out", default=str(_bench.RESULTS))
     args = ap.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _bench.results_dir(args.out)
     proc, bootstrap = start_tansu()
     results = []
     try:
@@ -213,7 +208,7 @@ def main() -> int:
                    "ratio_from_start": round(e / d, 3), "direct_tuned_eps": round(t), "ratio_tuned": round(b / t, 3),
                    "direct_runs": [round(x) for x in d_rates], "direct_tuned_runs": [round(x) for x in t_rates],
                    "bridge_runs": [round(x) for x in b_rates]}
-            print(json.dumps(row), flush=True)
+            _bench.print_json(row)
             results.append(row)
         ld = latency(bootstrap, "lat-direct", False, 300, out)
         lb = latency(bootstrap, "lat-bridge", True, 300, out)
@@ -221,12 +216,12 @@ def main() -> int:
         row = {"case": "latency_added", "direct_median_ms": round(md, 3), "bridge_median_ms": round(mb, 3),
                "added_median_ms": round(mb - md, 3), "bridge_p99_ms": round(sorted(lb)[int(len(lb) * 0.99) - 1], 3),
                "target_ms": 5.0}
-        print(json.dumps(row), flush=True)
+        _bench.print_json(row)
         results.append(row)
     finally:
         os.kill(proc.pid, signal.SIGTERM)
         proc.wait(10)
-    (out / "bridge.json").write_text("\n".join(json.dumps(r) for r in results) + "\n")
+    _bench.write_jsonl(out / "bridge.json", results)
     lines = ["# Bridge benchmark (fabric -> Kafka, tansu on 127.0.0.1, 2 cores)", "",
              "Direct: one confluent-kafka producer (idempotent, acks=all, linger 5 ms) writing the records the bridge "
              "writes (value, key, partition, `mofka.origin` header), started and warmed up before the clock starts. "
@@ -246,13 +241,9 @@ def main() -> int:
     lines += ["", f"Latency (produce -> Kafka consumer, 300 events at ~200/s, linger 0): direct median "
                   f"{lr['direct_median_ms']} ms, via bridge median {lr['bridge_median_ms']} ms (p99 "
                   f"{lr['bridge_p99_ms']} ms); added median **{lr['added_median_ms']} ms** (target <= 5 ms).", ""]
-    (out / "bridge.md").write_text("\n".join(lines))
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+    _bench.write_text(out / "bridge.md", "\n".join(lines))
+    plt = _bench.pyplot()
+    if plt is not None:
         fig, ax = plt.subplots(figsize=(5, 3.2))
         labels = [r["case"].replace("throughput_", "") for r in results[:-1]]
         xs = range(len(labels))
@@ -263,10 +254,7 @@ def main() -> int:
         ax.set_ylabel("k events/s")
         ax.set_title("fabric -> Kafka: bridge vs direct produce")
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(out / "bridge.png", dpi=120)
-    except ImportError:
-        pass
+        _bench.savefig(fig, out / "bridge.png", dpi=120)
     return 0
 
 

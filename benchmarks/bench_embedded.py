@@ -19,13 +19,13 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 
 import mofka_py as mp
 
-RESULTS = Path(__file__).resolve().parent / "results"
+import _bench
+from _bench import human
 
 
 def memcpy_gbps(nbytes: int = 256 << 20, repeats: int = 5) -> dict:
@@ -201,7 +201,7 @@ def main() -> int:
             if storage != "memory":
                 limit = mem["file_sync"] if storage == "file-batch" else mem["file"]
                 row["produce_vs_file_write"] = row["produce_GBps"] / limit
-            print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
+            _bench.print_json(row, digits=4)
             rows.append(row)
     finally:
         if not args.tmp:
@@ -211,11 +211,11 @@ def main() -> int:
 
 
 def write_outputs(rows: list, mem: dict, args: argparse.Namespace) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = _bench.results_dir()
     meta = {"memcpy_hot_GBps": mem["hot"], "memcpy_fresh_GBps": mem["fresh"], "file_write_GBps": mem["file"],
             "file_write_fdatasync_GBps": mem["file_sync"], "repeats": args.repeats,
-            "quick": args.quick, "cpu_count": os.cpu_count(), "when": time.strftime("%Y-%m-%d %H:%M:%S")}
-    (RESULTS / "embedded.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+            "quick": args.quick, "cpu_count": os.cpu_count(), "when": _bench.now()}
+    _bench.write_json(out / "embedded.json", {"meta": meta, "rows": rows})
     lines = [f"memcpy (numpy copyto, 256 MiB): {mem['hot']:.1f} GB/s hot, {mem['fresh']:.1f} GB/s into fresh pages; "
              f"raw file writes (1 MiB pwrite): {mem['file']:.2f} GB/s, with fdatasync every 4 MiB: "
              f"{mem['file_sync']:.2f} GB/s; medians of {args.repeats} runs", "",
@@ -228,16 +228,9 @@ def write_outputs(rows: list, mem: dict, args: argparse.Namespace) -> None:
         lim = "file write" if "produce_vs_file_write" in r else "memcpy"
         lines.append(f"| {r['storage']} | {label} | {r['path']} | {r['produce_ev_s']:,.0f} | {r['consume_ev_s']:,.0f} | "
                      f"{r['produce_GBps']:.2f} | {r['consume_GBps']:.2f} | {100 * vs:.0f}% of {lim} | {e2e} |")
-    table = "\n".join(lines)
-    (RESULTS / "embedded.md").write_text(table + "\n")
-    print(table)
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("(matplotlib not installed: no plot; pip install matplotlib)", file=sys.stderr)
+    _bench.write_markdown(out / "embedded.md", lines)
+    plt = _bench.pyplot()
+    if plt is None:
         return
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for storage in ("memory", "file-none", "file-batch"):
@@ -257,15 +250,7 @@ def write_outputs(rows: list, mem: dict, args: argparse.Namespace) -> None:
     axes[1].set_ylabel("64 B events produced, M events/s")
     axes[1].tick_params(axis="x", labelsize=6)
     fig.suptitle("mofka-py embedded fabric (medians)")
-    fig.tight_layout()
-    fig.savefig(RESULTS / "embedded.png", dpi=110)
-
-
-def human(n: int) -> str:
-    for unit, div in (("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= div:
-            return f"{n // div} {unit}"
-    return f"{n} B"
+    _bench.savefig(fig, out / "embedded.png", dpi=110)
 
 
 if __name__ == "__main__":

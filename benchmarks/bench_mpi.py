@@ -44,16 +44,13 @@ from mpi4py import MPI
 
 import mofka_py.mpi
 
+import _bench
+from _bench import KiB, MiB, human
+
 SIZES = [64, 1 << 10, 64 << 10, 1 << 20, 16 << 20]
 VECTOR_MAX = 1 << 10          # sizes pushed with push_many
 WARMUP = 2                    # rounds not counted: they fill the topic's retention window with fresh pages
 MIN_EVENTS = 16               # per round: with 4 batches in flight, fewer would time mostly pipeline fill and drain
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-KiB, MiB = 1 << 10, 1 << 20
-
-
-def human(size: int) -> str:
-    return f"{size // MiB} MiB" if size >= MiB else f"{size // KiB} KiB" if size >= KiB else f"{size} B"
 
 
 def pbarrier(comm) -> None:
@@ -134,7 +131,7 @@ def measure_raw(world, budget: int) -> tuple:
                     "rma_get_GBps": round(s / rma[s] / 1e9, 3)}
             if s in ring:
                 line["two_sided_ring_GBps"] = round(s / ring[s] / 1e9, 3)
-            print(json.dumps(line), flush=True)
+            _bench.print_json(line)
     pbarrier(world)
     return raw, ring, rma
 
@@ -272,7 +269,7 @@ def case(mode, name, size, count, seconds, raw_bw, target=None, target_kind=None
         got = {"ratio": line["ratio"], "GBps": gbps, "events_per_s": rate}[kind]
         line["met"] = bool(got >= value)
     line.update(extra or {})
-    print(json.dumps(line), flush=True)
+    _bench.print_json(line)
     return line
 
 
@@ -289,8 +286,8 @@ def targets(size, name):
 
 
 def write_results(new_lines, raw, rma, world_size):
-    os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, "mpi.json")
+    out = _bench.results_dir()
+    path = out / "mpi.json"
     try:
         with open(path) as f:
             old = json.load(f)
@@ -304,8 +301,7 @@ def write_results(new_lines, raw, rma, world_size):
                                                            for s, t in raw.items()}},
             "rma_get": {**old.get("rma_get", {}), f"n{world_size}": {str(s): round(s / t / 1e9, 3) for s, t in rma.items()}},
             "machine": f"{os.cpu_count()} cores, MPICH {MPI.Get_library_version().split()[2]}"}
-    with open(path, "w") as f:
-        json.dump(data, f, indent=1)
+    _bench.write_json(path, data)
     order = {"two-rank": 0, "pipeline": 1}
     cases = sorted(data["cases"], key=lambda c: (order.get(c["mode"], 9), c["case"] == "latency", c["size"], c["case"]))
     rows = ["| mode | case | event size | events/s | GB/s | limit (raw MPI, same run) | ratio | target | met? |",
@@ -327,12 +323,9 @@ def write_results(new_lines, raw, rma, world_size):
                  "|---|" + "---:|" * len(data["rma_get"][rk]),
                  "| two-sided | " + " | ".join(str(data["raw"][rk][s]["GBps"]) for s in data["rma_get"][rk]) + " |",
                  "| one-sided MPI_Get | " + " | ".join(str(v) for v in data["rma_get"][rk].values()) + " |"]
-    with open(os.path.join(RESULTS, "mpi.md"), "w") as f:
-        f.write("\n".join(rows) + "\n")
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    _bench.write_markdown(out / "mpi.md", rows, echo=False)
+    plt = _bench.pyplot()
+    if plt is not None:
         fig, ax = plt.subplots(figsize=(8, 4.5))
         labels = [human(s) for s in SIZES]
         x = np.arange(len(SIZES))
@@ -350,10 +343,7 @@ def write_results(new_lines, raw, rma, world_size):
         ax.set_yscale("log")
         ax.set_title("mofka-py MPI fabric vs raw MPI (same run, medians)")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(os.path.join(RESULTS, "mpi.png"), dpi=120)
-    except ImportError:
-        pass
+        _bench.savefig(fig, out / "mpi.png", dpi=120)
 
 
 def main() -> None:
@@ -392,7 +382,7 @@ def main() -> None:
                 line = {"bench": "mpi", "mode": "two-rank", "case": "latency", "size": s,
                         "what": "push + flush (ack)", "latency_us": round(res["ack_latency_s"] * 1e6, 1),
                         "raw_latency_us": round(raw[s] * 1e6, 2)}
-                print(json.dumps(line), flush=True)
+                _bench.print_json(line)
                 lines.append(line)
             pbarrier(fab.comm)
         if world.size == 3:
@@ -417,7 +407,7 @@ def main() -> None:
                             "consumer_cpu_share": round(share, 3)}
                     if gap < 0.01:
                         line.update({"target": "≤ 15 µs median", "met": bool(lat <= 15e-6)})
-                    print(json.dumps(line), flush=True)
+                    _bench.print_json(line)
                     lines.append(line)
         gathered = fab.comm.gather(lines, root=0)
         if fab.comm.rank == 0 and not args.no_write:

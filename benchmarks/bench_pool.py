@@ -39,7 +39,6 @@ import ctypes
 import importlib.util
 import json
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -52,8 +51,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
+import _bench
+from _bench import free_port, median, pct
+
+HERE = _bench.HERE
 POOL = "bench"
 METHODS = ("noop", "sleep_ms", "checksum")
 ARRAY_BYTES = 1 << 20
@@ -105,23 +106,6 @@ def checksum(a: Any) -> float:
 
 
 # ---------------------------------------------------------------- small helpers
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def median(xs: List[float]) -> Optional[float]:
-    return statistics.median(xs) if xs else None
-
-
-def pct(xs: List[float], q: float) -> Optional[float]:
-    if not xs:
-        return None
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
-
 
 def log(msg: str) -> None:
     print(f"[bench_pool {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
@@ -1102,13 +1086,10 @@ def markdown(rows: List[Dict[str, Any]], targets: List[Dict[str, Any]], meta: Di
     return "\n".join(lines)
 
 
-def plot(rows: List[Dict[str, Any]], path: Path) -> Optional[str]:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "matplotlib is not installed (pip install matplotlib): no plot"
+def plot(rows: List[Dict[str, Any]], path: Path) -> None:
+    plt = _bench.pyplot()
+    if plt is None:
+        return
     systems = [s for s in SYSTEMS if any(r["system"] == s for r in rows)]
     by = {(r["case"], r["system"]): r for r in rows if r["case"] != "failure"}
     fig, axes = plt.subplots(2, 2, figsize=(13, 9))
@@ -1170,10 +1151,7 @@ def plot(rows: List[Dict[str, Any]], path: Path) -> Optional[str]:
     else:
         ax.axis("off")
     fig.suptitle("Compute pool: mofka-py vs Colmena vs ProcessPoolExecutor (2 cores, one run)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return None
+    _bench.savefig(fig, path, dpi=110)
 
 
 # ---------------------------------------------------------------- main
@@ -1248,12 +1226,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     if "failures" in cases and importlib.util.find_spec("psutil") is None:
         print("skipping the failure runs: they find and stop processes with psutil (pip install psutil)", file=sys.stderr)
         cases.remove("failures")
-    load = os.getloadavg()
-    log(f"load average {load[0]:.2f} (2 cores: another job running here changes every figure; "
+    machine = _bench.Machine(argv, __file__)
+    log(f"load average {machine.load_start:.2f} (2 cores: another job running here changes every figure; "
         "the ratios are measured in the same run, the absolute figures are not comparable between runs)")
-    meta = {"command": "python benchmarks/bench_pool.py " + " ".join(argv), "host": platform.node(),
-            "cores": os.cpu_count(), "load": f"{load[0]:.2f}", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "repeats": a.repeats, "hang_after": a.hang_after, "skipped": skipped, "python": platform.python_version()}
+    meta = {"command": machine.command, "host": machine.host, "cores": machine.cores,
+            "load": f"{machine.load_start:.2f}", "date": machine.date, "repeats": a.repeats,
+            "hang_after": a.hang_after, "skipped": skipped, "python": machine.python}
     try:
         meta["commit"] = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True,
                                         text=True, timeout=10).stdout.strip()
@@ -1308,7 +1286,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                         rows.append(r)
     finally:
         reap_descendants()
-    meta["load_end"] = f"{os.getloadavg()[0]:.2f}"
+    meta["load_end"] = f"{machine.finish().load_end:.2f}"
     targets = judge(rows, "mofka2")
     for t in targets:
         emit({"case": "target", **t})
@@ -1317,15 +1295,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     md = markdown(rows, targets, meta)
     print("\n" + md)
     if not a.no_save:
-        RESULTS.mkdir(exist_ok=True)
-        with open(RESULTS / "pool.json", "w") as fh:
-            for r in [{"case": "meta", **meta}] + rows + [{"case": "target", **t} for t in targets]:
-                fh.write(json.dumps(r) + "\n")
-        (RESULTS / "pool.md").write_text(md)
-        note = plot(rows, RESULTS / "pool.png")
-        if note:
-            print(note, file=sys.stderr)
-        print(f"wrote {RESULTS / 'pool.json'}, pool.md, pool.png", file=sys.stderr)
+        out = _bench.results_dir()
+        _bench.write_jsonl(out / "pool.json", [{"case": "meta", **meta}] + rows + [{"case": "target", **t} for t in targets])
+        _bench.write_text(out / "pool.md", md)
+        plot(rows, out / "pool.png")
+        print(f"wrote {out / 'pool.json'}, pool.md, pool.png", file=sys.stderr)
     return 0
 
 

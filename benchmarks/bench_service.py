@@ -39,12 +39,13 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
+import _bench
+from _bench import free_port, human, pct
+
 SIZES = (100, 1 << 10, 64 << 10, 1 << 20)
 # events per case (full run); --quick divides by 5. About 20-256 MB per case.
 EVENTS = {100: 500_000, 1 << 10: 200_000, 64 << 10: 4096, 1 << 20: 256}
@@ -52,12 +53,6 @@ LAT_SAMPLES = {100: 400, 1 << 10: 400, 64 << 10: 300, 1 << 20: 100}
 TARGET_KAFKA_RATIO = 4.0
 TARGET_TCP_RATIO = 0.70
 TARGET_LATENCY_US = 100.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 30.0) -> None:
@@ -96,11 +91,6 @@ class Server:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self.log.close()
-
-
-def pct(xs: list, q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
 
 # ----------------------------------------------------------------------------- raw TCP (the limit)
@@ -637,7 +627,7 @@ def main() -> int:
                     })
             add_ratios(case_rows, tcp, store)
             for r in case_rows:
-                print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}), flush=True)
+                _bench.print_json(r, digits=3)
             rows.extend(case_rows)
     finally:
         for s in systems:
@@ -649,7 +639,7 @@ def main() -> int:
     meta = {"raw_tcp_GBps": tcp["GBps"], **store, "raw_tcp_rtt_us_median": tcp["rtt_us_median"],
             "raw_tcp_rtt_us_p99": tcp["rtt_us_p99"], "quick": args.quick, "repeats": args.repeats,
             "cpu_count": os.cpu_count(), "failures": failures, "seconds": time.perf_counter() - t_start,
-            "when": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(["python"] + sys.argv)}
+            "when": _bench.now(), "command": _bench.command_line()}
     summary = {name: judge(rows, name) for name in (Mofka.name, MofkaMemory.name, MofkaReserved.name)
                if any(r["system"] == name for r in rows)}
     print(json.dumps({"targets": summary}), flush=True)
@@ -708,16 +698,9 @@ def judge(rows: list, system: str) -> dict:
     return out
 
 
-def human(n: int) -> str:
-    for unit, div in (("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= div:
-            return f"{n // div} {unit}"
-    return f"{n} B"
-
-
 def write_outputs(rows: list, meta: dict, summary: dict) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "service.json").write_text(json.dumps({"meta": meta, "targets": summary, "rows": rows}, indent=1))
+    out = _bench.results_dir()
+    _bench.write_json(out / "service.json", {"meta": meta, "targets": summary, "rows": rows})
     lines = [f"Loopback, 2-core machine shared with other jobs, one run (`{meta['command']}`, {meta['when']}). "
              f"Raw TCP limit (Python socket pair, 1 MiB sendall/recv_into): {meta['raw_tcp_GBps']:.2f} GB/s; "
              f"100 B TCP echo round trip {meta['raw_tcp_rtt_us_median']:.0f} µs median. Storing bytes here: "
@@ -750,16 +733,9 @@ def write_outputs(rows: list, meta: dict, summary: dict) -> None:
             val = f"{v['value']}×" if "kafka" in k else (f"{100 * v['value']:.0f}%" if "tcp" in k else f"{v['value']}")
             tgt = f"≥ {v['target']}×" if "kafka" in k else (f"≥ {100 * v['target']:.0f}%" if "tcp" in k else f"≤ {v['target']:.0f}")
             lines.append(f"| {system}: {names.get(k, k)} | {val} | {tgt} | {'yes' if v['met'] else 'no'} |")
-    table = "\n".join(lines)
-    (RESULTS / "service.md").write_text(table + "\n")
-    print(table)
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("(matplotlib not installed: no plot; pip install matplotlib)", file=sys.stderr)
+    _bench.write_markdown(out / "service.md", lines)
+    plt = _bench.pyplot()
+    if plt is None:
         return
     ok = [r for r in rows if "error" not in r]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
@@ -784,8 +760,7 @@ def write_outputs(rows: list, meta: dict, summary: dict) -> None:
         ax.set_title(title)
     axes[0].legend(fontsize=6)
     fig.suptitle("mofka-py service vs Kafka protocol (tansu + librdkafka) vs NATS JetStream, loopback")
-    fig.tight_layout()
-    fig.savefig(RESULTS / "service.png", dpi=110)
+    _bench.savefig(fig, out / "service.png", dpi=110)
 
 
 if __name__ == "__main__":
