@@ -47,17 +47,11 @@ void bindFabric(py::module_& m) {
                      d["size_bytes"] = p.sizeBytes;
                      parts.append(d);
                  }
-                 const char* sync = syncPolicyName(info.config.sync);
                  py::dict d;
                  d["name"] = info.name;
                  d["partitions"] = parts;
                  d["complete"] = info.complete;
-                 d["segment_bytes"] = info.config.segmentBytes;
-                 d["retention_bytes"] = info.config.retentionBytes;
-                 d["retention_ms"] = info.config.retentionMs;
-                 d["sync"] = sync;
-                 d["sync_interval_ms"] = info.config.syncIntervalMs;
-                 d["max_event_bytes"] = info.config.maxEventBytes;
+                 for (auto kv : topicSettings(info.config)) d[kv.first] = kv.second;
                  return d;
              })
         .def("partition_count",

@@ -348,6 +348,14 @@ ServerOptions serverOptions(const py::dict& settings) { return fromDict("service
 MpiFabricOptions mpiFabricOptions(const py::dict& settings) { return fromDict("mpi", mpiFields(), settings); }
 #endif
 
+py::dict topicSettings(const TopicConfig& config) {
+    py::dict d;
+    for (const Field<TopicConfig>& f : topicFields())
+        if (std::find(kTopicDefaults.begin(), kTopicDefaults.end(), f.name) != kTopicDefaults.end())
+            d[py::str(f.name)] = f.get(config);
+    return d;
+}
+
 py::dict defaults(const std::string& scope) {
     if (scope == "topic") return toDict(topicFields());
     if (scope == "fabric") return toDict(fabricFields());

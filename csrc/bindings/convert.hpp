@@ -52,6 +52,10 @@ ServerOptions serverOptions(const py::dict& settings);
 MpiFabricOptions mpiFabricOptions(const py::dict& settings);
 #endif
 
+/// A topic's settings (all but the partition count) as a dict keyed by setting names, read
+/// through the same table that topicConfig() sets them with (Fabric.describe).
+py::dict topicSettings(const TopicConfig& config);
+
 /// The C++ defaults of a scope's options struct as a dict keyed by setting names; the keys are
 /// exactly those the scope's conversion takes. InvalidArgument for a scope without a struct.
 py::dict defaults(const std::string& scope);
