@@ -138,6 +138,8 @@ const Fields<TopicConfig>& topicFields() {
          [](const TopicConfig& c) { return py::object(py::str(syncPolicyName(c.sync))); }},
         topicField("sync_interval_ms", &TopicConfig::syncIntervalMs, kSyncIntervalMs),
         topicField("max_event_bytes", &TopicConfig::maxEventBytes, kMaxEventBytes),
+        topicField("replication", &TopicConfig::replication, kReplication),
+        topicField("min_insync", &TopicConfig::minInsync, kMinInsync),
     };
     return f;
 }

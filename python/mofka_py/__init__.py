@@ -22,6 +22,8 @@ from .errors import (
     GroupActive,
     InvalidArgument,
     NotAFabric,
+    NotEnoughReplicas,
+    NotLeader,
     OffsetOutOfRange,
     OutOfSequence,
     StorageError,
@@ -36,5 +38,6 @@ __all__ = [
     "connect", "reserve_memory", "Fabric", "Topic", "Producer", "Consumer", "Future", "Event", "EventBatch", "EventId",
     "Error", "InvalidArgument", "TopicNotFound", "TopicExists", "TimeoutError", "ConnectionError",
     "AuthError", "CorruptionError", "Closed", "FabricLocked", "NotAFabric", "EventTooLarge", "BufferFull",
-    "GroupActive", "OffsetOutOfRange", "CommitFailed", "StorageError", "OutOfSequence", "__version__",
+    "GroupActive", "OffsetOutOfRange", "CommitFailed", "StorageError", "OutOfSequence", "NotLeader",
+    "NotEnoughReplicas", "__version__",
 ]

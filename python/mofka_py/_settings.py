@@ -247,6 +247,12 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("max_event_bytes", "topic", "int", 64 << 20, "largest event (metadata and data) a partition accepts; "
             "larger ones raise EventTooLarge", unit="bytes", lo=1, hi=I64, also=_TOPIC_DEFAULT,
             cpp="TopicConfig::maxEventBytes"),
+    Setting("replication", "topic", "int", 1, "copies of each partition on the nodes of a replicated cluster "
+            "(serve --cluster); 1 on a single broker", lo=1, hi=5, cpp="TopicConfig::replication",
+            cli="--replication"),
+    Setting("min_insync", "topic", "int", 0, "replicas (the leader included) that must hold a write before it is "
+            "acknowledged; with fewer in sync, writes raise NotEnoughReplicas (0: min(2, replication))", lo=0, hi=5,
+            cpp="TopicConfig::minInsync", cli="--min-insync"),
     # producer
     Setting("batch_size", "producer", "int", 16384, "seal a batch at this many events", unit="events", lo=1, hi=U32,
             cpp="ProducerOptions::batchSize"),
@@ -492,12 +498,15 @@ def core_consumer(native_fabric: Any, topic: str, cfg: Mapping[str, Any]) -> Any
     return _core.Consumer(native_fabric, topic, native("consumer", cfg))
 
 
-def core_server(url: str, host: str, port: int, token: str, cfg: Mapping[str, Any], **extra: Any) -> Any:
+def core_server(url: str, host: str, port: int, token: str, cfg: Mapping[str, Any], node_id: str = "",
+                **extra: Any) -> Any:
     """A ``_core.Server`` from validated service settings (``listen`` as ``host`` and ``port``);
-    ``extra``: C++ server options that are not settings (``rejoin_grace_ms``)."""
+    ``node_id``: its id in a replicated cluster ("" outside one); ``extra``: C++ server options
+    that are not settings (``rejoin_grace_ms``)."""
     from . import _core
 
-    return _core.Server(url, {**native("service", cfg), "host": host, "port": port, "token": token, **extra})
+    return _core.Server(url, {**native("service", cfg), "host": host, "port": port, "token": token, **extra},
+                        node_id)
 
 
 # ---- the command line ----

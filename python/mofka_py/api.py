@@ -195,7 +195,9 @@ class Fabric:
 
         Settings (docs/configuration.md, "Topic"): ``segment_bytes``, ``retention_bytes``,
         ``retention_ms``, ``sync`` ('none' | 'batch' | 'interval'), ``sync_interval_ms``,
-        ``max_event_bytes``; those not given are the fabric's. Raises
+        ``max_event_bytes``; those not given are the fabric's. On a replicated cluster
+        (``tcp://n1:p1,n2:p2,...``), ``replication`` (copies, 1-5) and ``min_insync`` (copies
+        that must hold a write before it is acknowledged; default min(2, replication)). Raises
         :class:`~mofka_py.TopicExists` if it exists.
         """
         if not isinstance(name, str):

@@ -51,6 +51,9 @@ def cmd_topic(args: argparse.Namespace) -> int:
                 cfg["retention_ms"] = args.retention_ms
             if args.topic_sync:
                 cfg["sync"] = args.topic_sync
+            for name in ("replication", "min_insync"):
+                if getattr(args, name) is not None:
+                    cfg[name] = getattr(args, name)
             fab.create_topic(args.name, partitions=args.partitions, **cfg)
             print(f"created topic {args.name} with {args.partitions} partition(s)")
         elif args.action == "list":
@@ -403,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     tc = command("create", ts, help="create a topic")
     tc.add_argument("name", help="topic name (letters, digits, '.', '_', '-')")
     _settings.add_flag(tc, "topic", "partitions")
-    for name in ("retention_bytes", "retention_ms", "sync"):   # unset: the fabric's
+    for name in ("retention_bytes", "retention_ms", "sync", "replication", "min_insync"):   # unset: the fabric's
         _settings.add_flag(tc, "topic", name, default=None, dest="topic_sync" if name == "sync" else None)
     tl = command("list", ts, help="list topic names")
     tl.add_argument("--all", action="store_true", help="include system topics (names starting with __)")
@@ -488,6 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
     service.add_parsers(sub)
     from .bridge import cli as bridge_cli
     bridge_cli.add_parser(sub)
+    from .cluster import cli as cluster_cli
+    cluster_cli.add_parser(sub)
     st = sub.choices.get("status")
     if st is not None and not any("--url" in a.option_strings for a in st._actions):
         _connection_options(st)

@@ -11,7 +11,7 @@ __all__ = [
     "Error", "InvalidArgument", "TopicNotFound", "TopicExists", "TimeoutError",
     "ConnectionError", "AuthError", "CorruptionError", "Closed", "FabricLocked",
     "NotAFabric", "EventTooLarge", "BufferFull", "GroupActive", "OffsetOutOfRange", "CommitFailed",
-    "StorageError", "OutOfSequence",
+    "StorageError", "OutOfSequence", "NotLeader", "NotEnoughReplicas",
 ]
 
 
@@ -95,3 +95,15 @@ class StorageError(Error, OSError):
 class OutOfSequence(Error):
     """A producer's batch was refused because an earlier batch of the same producer to that
     partition was not stored: storing it would leave a gap in the producer's stream."""
+
+
+class NotLeader(Error):
+    """A request for a replicated partition reached a cluster node that does not lead it (or
+    whose leadership lapsed). Clients of a cluster URL (``tcp://n1:p1,n2:p2,...``) find the new
+    leader and resend by themselves; you see this only when no leader appeared in time."""
+
+
+class NotEnoughReplicas(Error):
+    """A replicated partition has fewer in-sync replicas than its topic's ``min_insync``, so it
+    refuses writes rather than acknowledge what one failure could lose. Restart the missing
+    nodes (``mofka-py cluster status`` shows which), or lower ``min_insync``."""

@@ -145,7 +145,9 @@ class _ServiceHealth(threading.Thread):
 def serve(data_dir: Optional[str] = None, listen: str = "127.0.0.1:7400", token: str = "", sync: str = "none",
           ready_file: Optional[str] = None, memory_reserve: int = 0, *, login_timeout_ms: int = 5000,
           max_connections: int = 1024, max_pending_logins: int = 256, max_pending_logins_per_address: int = 64,
-          health: bool = True, sync_interval_ms: int = 1000, **deprecated: Any) -> int:
+          health: bool = True, sync_interval_ms: int = 1000, cluster: Optional[str] = None, node_id: str = "",
+          advertise: Optional[str] = None, lease_ttl_s: int = 2, replica_lag_ms: int = 2000,
+          **deprecated: Any) -> int:
     """Serve a fabric until SIGTERM or SIGINT; drains and syncs before returning.
 
     ``data_dir`` None serves an in-memory fabric; ``memory_reserve`` bytes of
@@ -161,7 +163,11 @@ def serve(data_dir: Optional[str] = None, listen: str = "127.0.0.1:7400", token:
     clients with the token out. ``max_connections`` counts every connection.
     ``health``: publish the service's heartbeat on ``__health`` (connections, CPU, memory) and
     node events (``node_down`` of workers and services whose heartbeats stop) on ``__health.events``.
-    Every setting is in docs/configuration.md ("Service").
+    ``cluster`` (``etcd://host:port[/name]``) with ``node_id``: serve as one node of a replicated
+    cluster (docs/cluster.md); ``advertise``: the host clients and other nodes reach this one at
+    (default: the listen host); ``lease_ttl_s``: the node's etcd lease, how long a failed leader
+    holds its partitions; ``replica_lag_ms``: how long a follower may lag before it leaves the
+    in-sync set. Every other setting is in docs/configuration.md ("Service").
     """
     values = dict(data_dir=data_dir, listen=listen, sync=sync, sync_interval_ms=sync_interval_ms,
                   memory_reserve=memory_reserve, login_timeout_ms=login_timeout_ms, max_connections=max_connections,
@@ -192,7 +198,32 @@ def serve(data_dir: Optional[str] = None, listen: str = "127.0.0.1:7400", token:
         _log(f"reserved {held >> 20} MiB of pre-faulted memory in {time.perf_counter() - t0:.1f} s")
     # After a restart, consumer groups that were reading get 3 s to come back and claim their
     # partitions before they are handed to other members (Kafka's group.initial.rebalance.delay.ms).
-    srv = _settings.core_server(url, host, port, token, cfg, rejoin_grace_ms=3000)
+    etcd_url = cluster_name = ""
+    if cluster:
+        from .cluster.node import parse_cluster_url
+
+        etcd_url, cluster_name = parse_cluster_url(cluster)
+        if not node_id:
+            raise InvalidArgument("--cluster needs --node-id NAME: each node of a cluster has its own, kept "
+                                  "across restarts (e.g. n1, n2, n3)")
+        if lease_ttl_s < 1:
+            raise InvalidArgument(f"--lease-ttl must be at least 1 second (got {lease_ttl_s})")
+    elif node_id:
+        raise InvalidArgument("--node-id applies to a cluster node; add --cluster etcd://host:port")
+    srv = _settings.core_server(url, host, port, token, cfg, node_id=node_id if cluster else "",
+                                rejoin_grace_ms=3000)
+    node = None
+    if cluster:
+        from .cluster.node import ClusterNode
+
+        address = f"{advertise or ('127.0.0.1' if host in ('0.0.0.0', '') else host)}:{srv.port}"
+        try:
+            node = ClusterNode(srv, etcd_url, cluster_name, node_id, address, token=token, data_dir=data_dir,
+                               lease_ttl_s=lease_ttl_s, lag_ms=replica_lag_ms, log=_log).start()
+        except Error:
+            srv.shutdown(0)
+            raise
+        health = False  # the cluster's own events are logged; its health topics come with the health issue
     stopping = []
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -201,7 +232,8 @@ def serve(data_dir: Optional[str] = None, listen: str = "127.0.0.1:7400", token:
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         _log(f"serving {url} on {host}:{srv.port} (sync={sync}, auth={'token' if token else 'none'}, "
-             f"login within {login_timeout_ms} ms, pid {os.getpid()})")
+             f"login within {login_timeout_ms} ms, pid {os.getpid()}"
+             + (f", node {node_id} of cluster {cluster_name} at {etcd_url}" if cluster else "") + ")")
         if ready_file:
             tmp = ready_file + ".tmp"
             with open(tmp, "w") as fh:
@@ -221,6 +253,8 @@ def serve(data_dir: Optional[str] = None, listen: str = "127.0.0.1:7400", token:
             while reporter.is_alive() and time.monotonic() < deadline:
                 srv.poll(50)
         _log(f"signal {stopping[0]}: draining {srv.connections} connection(s)")
+        if node is not None:
+            node.stop()
         srv.shutdown(2000)
         _log("stopped")
         return 0
@@ -240,7 +274,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                  login_timeout_ms=login_timeout_ms, max_connections=args.max_connections,
                  max_pending_logins=args.max_pending_logins,
                  max_pending_logins_per_address=args.max_pending_logins_per_address, health=not args.no_health,
-                 sync_interval_ms=args.sync_interval_ms)
+                 sync_interval_ms=args.sync_interval_ms, cluster=args.cluster, node_id=args.node_id,
+                 advertise=args.advertise, lease_ttl_s=args.lease_ttl, replica_lag_ms=args.replica_lag_ms)
 
 
 def cmd_status(args: argparse.Namespace, fab: api.Fabric) -> int:
@@ -280,6 +315,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         _settings.add_flag(s, "service", name)
     s.add_argument("--no-health", action="store_true",
                    help="do not publish the service's heartbeat (__health) and node events (__health.events)")
+    c = s.add_argument_group("replicated cluster (docs/cluster.md)")
+    c.add_argument("--cluster", metavar="etcd://HOST:PORT[/NAME]",
+                   help="serve as one node of a replicated cluster coordinated by this etcd")
+    c.add_argument("--node-id", default="", help="this node's id in the cluster (kept across restarts)")
+    c.add_argument("--advertise", metavar="HOST", help="host clients and other nodes reach this node at "
+                                                        "(default: the --listen host)")
+    c.add_argument("--lease-ttl", type=int, default=2, metavar="SECONDS",
+                   help="the node's etcd lease: a failed leader's partitions move after this long (default 2)")
+    c.add_argument("--replica-lag-ms", type=int, default=2000, metavar="MS",
+                   help="a follower this far behind leaves the in-sync set (default 2000)")
     s.add_argument("--ready-file", help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_serve)
     st = sub.add_parser("status", help="partitions, end offsets, consumer groups with lag, connected clients")

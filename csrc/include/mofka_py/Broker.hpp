@@ -33,6 +33,53 @@ struct BrokerOptions {
     /// only to members that say they hold them, for this long (a service restarted under live
     /// consumers gives them time to come back before anyone else takes their partitions).
     int64_t rejoinGraceMs = 0;
+    /// This broker's node id in a replicated cluster (`mofka-py serve --cluster`); empty: not
+    /// in a cluster. A cluster broker's partitions take requests only as the cluster's
+    /// coordinator says (setReplicaRole): none until it has.
+    std::string nodeId;
+    /// How long a leader waits for its in-sync replicas to hold a write before the produce fails
+    /// with Timeout (the producer resends it; the cluster coordinator meanwhile drops a replica
+    /// that lags from the in-sync set).
+    int64_t replicaAckTimeoutMs = 30000;
+};
+
+/// A replicated partition's place on this node, as the cluster's coordinator sets it.
+struct ReplicaRole {
+    enum class Kind : uint8_t {
+        Offline, ///< takes no requests here (not a replica, or no role decided yet)
+        Leader, ///< takes writes and reads; a write counts once the in-sync replicas hold it
+        Follower, ///< copies the leader's log; takes no client requests
+    };
+    Kind kind = Kind::Offline;
+    uint64_t epoch = 0; ///< the leader's epoch: fences every older leader at every replica
+    std::string leader; ///< leader's node id ("" while there is none)
+    std::string leaderAddress; ///< leader's host:port, for clients and followers
+    std::vector<std::string> replicas; ///< node ids holding the partition
+    std::vector<std::string> isr; ///< node ids in sync with the leader (the leader included)
+};
+
+/// What the leader knows about one follower.
+struct FollowerStatus {
+    std::string node;
+    uint64_t position = 0; ///< the follower holds every event below this offset
+    bool known = false; ///< it fetched since this node became leader
+    int64_t sinceFetchMs = -1; ///< since its last fetch (-1: never)
+    int64_t sinceCaughtUpMs = -1; ///< since it last fetched at the leader's end (-1: never)
+};
+
+/// A replicated partition's state on this node.
+struct ReplicaStatus {
+    ReplicaRole role;
+    uint64_t endOffset = 0; ///< the local log's end (written, maybe not yet replicated)
+    uint64_t highWatermark = 0; ///< below it: held by every in-sync replica, readable by consumers
+    std::vector<FollowerStatus> followers; ///< leader: each other replica
+};
+
+/// The leader's answer to a follower's fetch, before any data.
+struct FollowerFetchCheck {
+    bool diverged = false; ///< the follower's last batch differs from the leader's: it must truncate
+    uint64_t leaderEnd = 0; ///< the leader's log end
+    bool highWatermarkMoved = false; ///< this fetch made more events readable by consumers
 };
 
 /**
@@ -70,7 +117,10 @@ class Broker {
         PartitionLog::Pending pending; ///< ticket 0: done, nothing to wait for
         std::shared_ptr<void> topic; ///< the broker's topic: keeps the partition alive until finishProduce()
         PartitionLog* log = nullptr; ///< the partition's log (e.g. to group waits per partition)
-        bool done() const { return pending.ticket == 0; }
+        std::shared_ptr<void> replica; ///< a replicated leader's partition: wait for the in-sync replicas
+        uint64_t replicateTo = 0; ///< ... until they hold every event below this offset
+        uint64_t epoch = 0; ///< ... under this leader epoch
+        bool done() const { return pending.ticket == 0 && !replica; }
     };
     /**
      * @brief produce() in two steps, for an event loop that must not wait for the disk: write the
@@ -160,6 +210,43 @@ class Broker {
     /// All groups with committed offsets or members on a topic.
     std::vector<std::string> groups(const std::string& topic) const;
 
+    // ---- Replication (a cluster broker; see BrokerOptions::nodeId) ----
+
+    /// Set a partition's role (the cluster coordinator, after an election or an in-sync set change).
+    void setReplicaRole(const std::string& topic, uint32_t partition, const ReplicaRole& role);
+    /// A partition's replication state here; throws InvalidArgument on a broker outside a cluster.
+    ReplicaStatus replicaStatus(const std::string& topic, uint32_t partition) const;
+    /**
+     * @brief Until when (steady clock, ns) this node's leadership lease is known to hold: after
+     *        it, its leaders refuse writes and acknowledge none (a paused leader that wakes up
+     *        cannot write after another was elected). INT64_MAX: no lease (not in a cluster).
+     */
+    void setLeaseDeadline(int64_t steadyNs);
+    /// Leader side of a follower's fetch from @p offset: checks its epoch (a higher one deposes
+    /// this leader at once), that its last batch (@p prev, if it has one) is the leader's, and
+    /// records its position. Throws NotLeader.
+    FollowerFetchCheck followerFetch(const std::string& topic, uint32_t partition, const std::string& node,
+                                     uint64_t epoch, uint64_t offset, const std::optional<BatchHeader>& prev);
+    /// Stored batches from @p offset for a follower: past the high watermark too.
+    std::vector<StoredBatch> fetchForReplica(const std::string& topic, uint32_t partition, uint64_t offset,
+                                             size_t maxBytes);
+    /// Follower side: append batches fetched from the leader of @p epoch (as stored there) and
+    /// note its high watermark; throws NotLeader if this node no longer follows that epoch.
+    void appendFromLeader(const std::string& topic, uint32_t partition, uint64_t epoch,
+                          const std::vector<StoredBatch>& batches, uint64_t leaderHighWatermark);
+    /// Follower side: drop the local log from @p offset on (a tail the leader does not have).
+    uint64_t truncateReplica(const std::string& topic, uint32_t partition, uint64_t epoch, uint64_t offset);
+    /// Header of the local batch ending at @p offset (a follower's proof of where it is).
+    std::optional<BatchHeader> batchEndingAt(const std::string& topic, uint32_t partition, uint64_t offset) const;
+    /// The batch that holds @p offset starts at... (the largest batch boundary <= @p offset).
+    uint64_t batchBoundaryAtOrBefore(const std::string& topic, uint32_t partition, uint64_t offset) const;
+    /// The live nodes of the cluster (id, host:port), as the coordinator last saw them in etcd.
+    void setClusterNodes(const std::vector<std::pair<std::string, std::string>>& nodes);
+    /// What a cluster client asks any node: the nodes, and who leads each partition of @p topic.
+    ClusterView clusterView(const std::string& topic) const;
+    /// This broker's node id ("" outside a cluster).
+    const std::string& nodeId() const { return m_opts.nodeId; }
+
     /// Sync every log to stable storage.
     void sync();
     /// Flush and release everything; idempotent.
@@ -170,6 +257,10 @@ class Broker {
   private:
     struct Topic;
     struct Group;
+    class Replica;
+    std::shared_ptr<Replica> replicaOf(const Topic& t, uint32_t partition) const;
+    void addReplicas(Topic& t) const;
+    std::shared_ptr<Replica> requireReplica(const std::string& topic, uint32_t partition) const;
     std::shared_ptr<Topic> getTopic(const std::string& name) const;
     std::shared_ptr<Topic> loadTopic(const std::string& name);
     void lockDirectory();
@@ -196,6 +287,8 @@ class Broker {
     uint64_t m_memberCounter = 0;
     int m_lockFd = -1;
     std::atomic<bool> m_closed{false};
+    std::atomic<int64_t> m_leaseDeadlineNs{INT64_MAX};
+    std::vector<std::pair<std::string, std::string>> m_clusterNodes; ///< guarded by m_mutex
     std::thread m_housekeeper;
     std::mutex m_hkMutex;
     std::condition_variable m_hkCv;

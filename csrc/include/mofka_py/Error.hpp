@@ -29,10 +29,12 @@ enum class ErrorCode : int {
     CommitFailed, ///< a commit by a member that no longer owns the partition (fenced)
     Storage, ///< the storage refused a write (disk full, I/O error); names the path and free space
     OutOfSequence, ///< a producer's batch follows one of its batches that was not stored (a gap)
+    NotLeader, ///< a replicated partition's request reached a node that does not lead it (now)
+    NotEnoughReplicas, ///< fewer in-sync replicas than the topic's min_insync: writes refused
 };
 
 /// The highest code in use (a peer's reply with a higher one is treated as Generic).
-constexpr ErrorCode kLastErrorCode = ErrorCode::OutOfSequence;
+constexpr ErrorCode kLastErrorCode = ErrorCode::NotEnoughReplicas;
 
 /// Human-readable name of an error code (e.g. "InvalidArgument").
 const char* errorCodeName(ErrorCode code) noexcept;

@@ -44,6 +44,8 @@ struct FabricUrl {
     std::string path; ///< directory for file://
     std::string host; ///< tcp://host:port
     uint16_t port = 0;
+    /// tcp://host1:port1,host2:port2,...: the nodes of a cluster (the first also in host/port).
+    std::vector<std::pair<std::string, uint16_t>> nodes;
 };
 
 /// Parse @p url; throws InvalidArgument with the accepted forms.

@@ -40,6 +40,11 @@ struct TopicConfig {
     SyncPolicy sync = SyncPolicy::None;
     int64_t syncIntervalMs = 1000;
     uint64_t maxEventBytes = 64ull << 20;
+    /// Copies of each partition in a cluster (`mofka-py serve --cluster`); 1 on a single broker.
+    uint32_t replication = 1;
+    /// Replicas (the leader included) that must hold a write before it is acknowledged, and
+    /// below which a partition refuses writes; 0: min(2, replication).
+    uint32_t minInsync = 0;
     /// Which fields were given (TopicField bits); the broker's defaults fill the others.
     uint32_t setFields = ~0u;
 };
@@ -52,7 +57,14 @@ enum TopicField : uint32_t {
     kSync = 8,
     kSyncIntervalMs = 16,
     kMaxEventBytes = 32,
+    kReplication = 64,
+    kMinInsync = 128,
 };
+
+/// The min_insync a topic uses: its own, or min(2, replication) when it left it at 0.
+inline uint32_t effectiveMinInsync(const TopicConfig& c) {
+    return c.minInsync ? c.minInsync : (c.replication < 2 ? c.replication : 2);
+}
 
 /// State of one partition as reported by describe().
 struct PartitionInfo {
@@ -83,6 +95,24 @@ struct StoredBatch {
 struct AppendResult {
     uint64_t baseOffset;
     bool duplicate; ///< the batch had been appended before (producer retry)
+};
+
+/// A cluster node's view of the cluster and of one topic's partitions (what clients route by).
+struct ClusterView {
+    struct Node {
+        std::string id, address;
+    };
+    struct Partition {
+        std::string leader, leaderAddress;
+        uint64_t epoch = 0;
+        std::vector<std::string> replicas;
+    };
+    bool cluster = false; ///< false: a single broker (it serves every partition itself)
+    std::string self; ///< the answering node's id
+    std::vector<Node> nodes; ///< every live node the answering node knows of
+    bool hasTopic = false; ///< the topic exists there
+    uint32_t minInsync = 0;
+    std::vector<Partition> partitions;
 };
 
 /// How the log treats the CRC of an incoming batch.

@@ -1,5 +1,6 @@
 #include "mofka_py/Broker.hpp"
 
+#include "broker/Replica.hpp"
 #include "log/Sync.hpp"
 #include "mofka_py/Error.hpp"
 
@@ -95,7 +96,8 @@ std::string topicConfText(const TopicConfig& c) {
     o << "partitions=" << c.partitions << "\nsegment_bytes=" << c.segmentBytes
       << "\nretention_bytes=" << c.retentionBytes << "\nretention_ms=" << c.retentionMs
       << "\nsync=" << syncPolicyName(c.sync) << "\nsync_interval_ms=" << c.syncIntervalMs
-      << "\nmax_event_bytes=" << c.maxEventBytes << "\n";
+      << "\nmax_event_bytes=" << c.maxEventBytes << "\nreplication=" << c.replication
+      << "\nmin_insync=" << c.minInsync << "\n";
     return o.str();
 }
 void validateTopicName(const std::string& name) {
@@ -118,6 +120,13 @@ void validateConfig(const TopicConfig& c) {
     if (c.maxEventBytes < 1) throw Error(ErrorCode::InvalidArgument, "max_event_bytes must be positive");
     if (c.retentionMs < 0 || c.syncIntervalMs < 1)
         throw Error(ErrorCode::InvalidArgument, "retention_ms must be >= 0 and sync_interval_ms >= 1");
+    if (c.replication < 1 || c.replication > 5)
+        throw Error(ErrorCode::InvalidArgument,
+                    "replication must be between 1 and 5 (got " + std::to_string(c.replication) + ")");
+    if (c.minInsync > c.replication)
+        throw Error(ErrorCode::InvalidArgument, "min_insync (" + std::to_string(c.minInsync) +
+                                                    ") cannot exceed replication (" + std::to_string(c.replication) +
+                                                    "): a write could never be acknowledged");
 }
 
 // Offsets log records: a commit is u16 group length, group, u16 topic length, topic, u32 partition,
@@ -142,6 +151,8 @@ struct Broker::Topic {
     std::string name;
     TopicConfig config;
     std::vector<std::unique_ptr<PartitionLog>> logs;
+    /// A cluster broker's: one per partition (see Replica.hpp); empty outside a cluster.
+    std::vector<std::shared_ptr<Replica>> replicas;
     std::string directory;
     std::atomic<bool> complete{false};
     std::mutex mutex;
@@ -287,6 +298,9 @@ std::shared_ptr<Broker::Topic> Broker::loadTopic(const std::string& name) {
         t->config.sync = parseSyncPolicy(kv.at("sync"));
         t->config.syncIntervalMs = std::stoll(kv.at("sync_interval_ms"));
         t->config.maxEventBytes = std::stoull(kv.at("max_event_bytes"));
+        // Written since replication came (older fabrics: one copy).
+        t->config.replication = kv.count("replication") ? uint32_t(std::stoul(kv.at("replication"))) : 1;
+        t->config.minInsync = kv.count("min_insync") ? uint32_t(std::stoul(kv.at("min_insync"))) : 0;
     } catch (const std::exception&) {
         throw Error(ErrorCode::Corruption, t->directory + "/topic.conf is incomplete or unreadable");
     }
@@ -302,7 +316,20 @@ std::shared_ptr<Broker::Topic> Broker::loadTopic(const std::string& name) {
         lo.repair = m_opts.repair;
         t->logs.push_back(std::make_unique<PartitionLog>(lo));
     }
+    addReplicas(*t);
     return t;
+}
+
+void Broker::addReplicas(Topic& t) const {
+    if (m_opts.nodeId.empty()) return;
+    for (uint32_t p = 0; p < t.logs.size(); ++p)
+        t.replicas.push_back(
+            std::make_shared<Replica>(*t.logs[p], m_opts.nodeId, t.name, p, effectiveMinInsync(t.config),
+                                      t.config.sync == SyncPolicy::Batch && !t.directory.empty()));
+}
+
+std::shared_ptr<Broker::Replica> Broker::replicaOf(const Topic& t, uint32_t partition) const {
+    return t.replicas.empty() ? nullptr : t.replicas[partition];
 }
 
 void Broker::createTopic(const std::string& name, const TopicConfig& given) {
@@ -314,9 +341,16 @@ void Broker::createTopic(const std::string& name, const TopicConfig& given) {
     if (given.setFields & kSync) config.sync = given.sync;
     if (given.setFields & kSyncIntervalMs) config.syncIntervalMs = given.syncIntervalMs;
     if (given.setFields & kMaxEventBytes) config.maxEventBytes = given.maxEventBytes;
+    if (given.setFields & kReplication) config.replication = given.replication;
+    if (given.setFields & kMinInsync) config.minInsync = given.minInsync;
     config.setFields = ~0u;
     validateTopicName(name);
     validateConfig(config);
+    if (config.replication > 1 && m_opts.nodeId.empty())
+        throw Error(ErrorCode::InvalidArgument,
+                    "replication=" + std::to_string(config.replication) +
+                        " needs a cluster: run `mofka-py serve --cluster etcd://host:port --node-id NAME` on several "
+                        "nodes and connect to tcp://host1:port1,host2:port2,...; a single broker keeps one copy");
     std::lock_guard<std::mutex> lock(m_mutex);
     if (m_closed) throw Error(ErrorCode::Closed, "fabric is closed");
     if (m_topics.count(name))
@@ -332,6 +366,7 @@ void Broker::createTopic(const std::string& name, const TopicConfig& given) {
             lo.retentionMs = config.retentionMs;
             t->logs.push_back(std::make_unique<PartitionLog>(lo));
         }
+        addReplicas(*t);
         m_topics[name] = t;
         return;
     }
@@ -384,7 +419,8 @@ TopicInfo Broker::describeTopic(const std::string& name) const {
     auto t = getTopic(name);
     TopicInfo info{name, t->config, t->complete.load(), {}};
     for (uint32_t p = 0; p < t->logs.size(); ++p)
-        info.partitions.push_back({p, t->logs[p]->startOffset(), t->logs[p]->endOffset(), t->logs[p]->sizeBytes()});
+        info.partitions.push_back(
+            {p, t->logs[p]->startOffset(), t->logs[p]->visibleEndOffset(), t->logs[p]->sizeBytes()});
     return info;
 }
 
@@ -402,6 +438,7 @@ AppendResult Broker::produce(const std::string& topic, uint32_t partition, Seale
     checkPartition(*this, partition, t->config.partitions, topic);
     if (t->complete)
         throw Error(ErrorCode::Closed, "topic '" + topic + "' is marked complete and accepts no more events");
+    if (!t->replicas.empty()) return finishProduce(startProduce(topic, partition, batch, mode));
     AppendResult r = t->logs[partition]->append(batch, mode);
     t->bump();
     return r;
@@ -413,10 +450,21 @@ Broker::StartedProduce Broker::startProduce(const std::string& topic, uint32_t p
     checkPartition(*this, partition, t->config.partitions, topic);
     if (t->complete)
         throw Error(ErrorCode::Closed, "topic '" + topic + "' is marked complete and accepts no more events");
+    std::shared_ptr<Replica> rep = replicaOf(*t, partition);
+    if (rep) rep->checkWritable(m_leaseDeadlineNs.load());
     StartedProduce s;
     s.log = t->logs[partition].get();
+    const uint32_t count = batch.count;
     s.pending = s.log->appendNoWait(batch, mode);
     s.result = s.pending.result;
+    if (rep) {
+        // Acknowledged once the in-sync replicas hold it (a resent duplicate too: its first copy may not be yet).
+        s.replicateTo = s.result.baseOffset + count;
+        s.epoch = rep->epoch();
+        rep->noteAppended();
+        if (s.pending.ticket != 0 || !rep->replicated(s.replicateTo)) s.replica = rep;
+        else rep->checkWritable(m_leaseDeadlineNs.load()); // acknowledged at once: the lease must still hold
+    }
     if (s.done()) t->bump();
     s.topic = std::move(t);
     return s;
@@ -424,7 +472,10 @@ Broker::StartedProduce Broker::startProduce(const std::string& topic, uint32_t p
 
 AppendResult Broker::finishProduce(const StartedProduce& started) {
     if (started.done()) return started.result;
-    AppendResult r = started.log->awaitDurable(started.pending);
+    AppendResult r = started.pending.ticket != 0 ? started.log->awaitDurable(started.pending) : started.result;
+    if (started.replica)
+        std::static_pointer_cast<Replica>(started.replica)
+            ->awaitReplicated(started.replicateTo, started.epoch, m_leaseDeadlineNs, m_opts.replicaAckTimeoutMs);
     std::static_pointer_cast<Topic>(started.topic)->bump();
     return r;
 }
@@ -432,7 +483,7 @@ AppendResult Broker::finishProduce(const StartedProduce& started) {
 uint8_t* Broker::reserve(const std::string& topic, uint32_t partition, uint64_t length) {
     auto t = getTopic(topic);
     checkPartition(*this, partition, t->config.partitions, topic);
-    if (t->complete) return nullptr; // the normal path reports the error
+    if (t->complete || !t->replicas.empty()) return nullptr; // the normal path (reports the error, replicates)
     return t->logs[partition]->reserve(length);
 }
 
@@ -455,6 +506,7 @@ std::vector<StoredBatch> Broker::fetch(const std::string& topic, uint32_t partit
                                        int64_t timeoutMs) {
     auto t = getTopic(topic);
     checkPartition(*this, partition, t->config.partitions, topic);
+    if (auto rep = replicaOf(*t, partition)) rep->requireLeader();
     auto out = t->logs[partition]->read(offset, maxBytes);
     if (out.empty() && timeoutMs > 0 && !t->complete) {
         t->logs[partition]->waitFor(offset, std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs));
@@ -475,7 +527,98 @@ void Broker::wakeTopic(const std::string& topic) { getTopic(topic)->bump(); }
 std::pair<uint64_t, uint64_t> Broker::offsets(const std::string& topic, uint32_t partition) const {
     auto t = getTopic(topic);
     checkPartition(*this, partition, t->config.partitions, topic);
-    return {t->logs[partition]->startOffset(), t->logs[partition]->endOffset()};
+    if (auto rep = replicaOf(*t, partition)) rep->requireLeader();
+    return {t->logs[partition]->startOffset(), t->logs[partition]->visibleEndOffset()};
+}
+
+// ---- Replication ----
+
+std::shared_ptr<Broker::Replica> Broker::requireReplica(const std::string& topic, uint32_t partition) const {
+    if (m_opts.nodeId.empty())
+        throw Error(ErrorCode::InvalidArgument,
+                    "this broker is not in a cluster (serve it with --cluster etcd://host:port --node-id NAME)");
+    auto t = getTopic(topic);
+    checkPartition(*this, partition, t->config.partitions, topic);
+    return t->replicas[partition];
+}
+
+void Broker::setReplicaRole(const std::string& topic, uint32_t partition, const ReplicaRole& role) {
+    requireReplica(topic, partition)->setRole(role);
+    getTopic(topic)->bump();
+}
+
+ReplicaStatus Broker::replicaStatus(const std::string& topic, uint32_t partition) const {
+    return requireReplica(topic, partition)->status();
+}
+
+void Broker::setLeaseDeadline(int64_t steadyNs) { m_leaseDeadlineNs = steadyNs; }
+
+void Broker::setClusterNodes(const std::vector<std::pair<std::string, std::string>>& nodes) {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    m_clusterNodes = nodes;
+}
+
+ClusterView Broker::clusterView(const std::string& topic) const {
+    ClusterView v;
+    v.cluster = !m_opts.nodeId.empty();
+    v.self = m_opts.nodeId;
+    {
+        std::lock_guard<std::mutex> lock(m_mutex);
+        for (auto& n : m_clusterNodes) v.nodes.push_back({n.first, n.second});
+    }
+    if (topic.empty()) return v;
+    std::shared_ptr<Topic> t;
+    try {
+        t = getTopic(topic);
+    } catch (const Error& e) {
+        if (e.code() != ErrorCode::TopicNotFound) throw;
+        return v;
+    }
+    v.hasTopic = true;
+    v.minInsync = effectiveMinInsync(t->config);
+    for (auto& rep : t->replicas) {
+        ReplicaStatus s = rep->status();
+        v.partitions.push_back({s.role.leader, s.role.leaderAddress, s.role.epoch, s.role.replicas});
+    }
+    return v;
+}
+
+FollowerFetchCheck Broker::followerFetch(const std::string& topic, uint32_t partition, const std::string& node,
+                                         uint64_t epoch, uint64_t offset, const std::optional<BatchHeader>& prev) {
+    return requireReplica(topic, partition)->followerFetch(node, epoch, offset, prev);
+}
+
+std::vector<StoredBatch> Broker::fetchForReplica(const std::string& topic, uint32_t partition, uint64_t offset,
+                                                 size_t maxBytes) {
+    auto rep = requireReplica(topic, partition);
+    rep->requireLeader();
+    return getTopic(topic)->logs[partition]->readUnlimited(offset, maxBytes);
+}
+
+void Broker::appendFromLeader(const std::string& topic, uint32_t partition, uint64_t epoch,
+                              const std::vector<StoredBatch>& batches, uint64_t leaderHighWatermark) {
+    requireReplica(topic, partition)->appendFromLeader(epoch, batches, leaderHighWatermark);
+}
+
+uint64_t Broker::truncateReplica(const std::string& topic, uint32_t partition, uint64_t epoch, uint64_t offset) {
+    return requireReplica(topic, partition)->truncate(epoch, offset);
+}
+
+std::optional<BatchHeader> Broker::batchEndingAt(const std::string& topic, uint32_t partition,
+                                                 uint64_t offset) const {
+    auto t = getTopic(topic);
+    checkPartition(*this, partition, t->config.partitions, topic);
+    return t->logs[partition]->batchEndingAt(offset);
+}
+
+uint64_t Broker::batchBoundaryAtOrBefore(const std::string& topic, uint32_t partition, uint64_t offset) const {
+    auto t = getTopic(topic);
+    checkPartition(*this, partition, t->config.partitions, topic);
+    PartitionLog& log = *t->logs[partition];
+    if (offset >= log.endOffset()) return log.endOffset();
+    if (offset <= log.startOffset()) return log.startOffset();
+    auto b = log.readUnlimited(offset, 1);
+    return b.empty() ? log.startOffset() : std::min(offset, b.front().baseOffset);
 }
 
 void Broker::markComplete(const std::string& topic) {

@@ -47,6 +47,7 @@ ControlResult handleControl(Broker& broker, const uint8_t* body, size_t size) {
         break;
     }
     case ControlOp::Groups: w.strs(broker.groups(q.topic)); break;
+    case ControlOp::ClusterMetadata: writeClusterView(w, broker.clusterView(q.topic)); break;
     }
     return {std::move(w.buf), std::move(changed)};
 }

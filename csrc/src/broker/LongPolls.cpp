@@ -5,7 +5,11 @@ namespace mofka_py {
 std::optional<PollAnswer> answerPoll(Broker& broker, const PollRequest& q, bool force) {
     PollAnswer a;
     try {
-        if (q.kind == PollRequest::Kind::Fetch) {
+        if (q.replica) {
+            a.batches = broker.fetchForReplica(q.topic, q.partition, q.offset, size_t(q.maxBytes));
+            a.highWatermark = broker.replicaStatus(q.topic, q.partition).highWatermark;
+            if (a.batches.empty() && !force) return std::nullopt;
+        } else if (q.kind == PollRequest::Kind::Fetch) {
             a.batches = broker.fetch(q.topic, q.partition, q.offset, size_t(q.maxBytes), 0);
             if (a.batches.empty() && !force && !broker.isComplete(q.topic)) return std::nullopt;
         } else {

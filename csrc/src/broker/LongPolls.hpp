@@ -23,6 +23,7 @@ namespace mofka_py {
 struct PollAnswer {
     std::vector<StoredBatch> batches;
     uint64_t version = 0;
+    uint64_t highWatermark = 0; ///< a replica's fetch: the leader's high watermark
     bool failed = false;
     ErrorCode code = ErrorCode::Generic;
     std::string message;

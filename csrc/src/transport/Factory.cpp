@@ -25,16 +25,29 @@ FabricUrl parseFabricUrl(const std::string& url) {
         return u;
     }
     if (u.scheme == "tcp") {
-        auto colon = u.path.rfind(':');
-        std::string port = colon == std::string::npos ? "" : u.path.substr(colon + 1);
-        while (!port.empty() && port.back() == '/') port.pop_back();
-        if (colon == std::string::npos || colon == 0 || port.empty() || port.size() > 5 ||
-            port.find_first_not_of("0123456789") != std::string::npos || std::stoul(port) == 0 ||
-            std::stoul(port) > 65535)
-            throw Error(ErrorCode::InvalidArgument,
-                        "invalid fabric URL '" + url + "': use tcp://host:port, e.g. tcp://127.0.0.1:7400");
-        u.host = u.path.substr(0, colon);
-        u.port = uint16_t(std::stoul(port));
+        // tcp://host:port, or a cluster's nodes: tcp://host1:port1,host2:port2,...
+        std::string list = u.path;
+        while (!list.empty() && list.back() == '/') list.pop_back();
+        size_t start = 0;
+        for (;;) {
+            size_t comma = list.find(',', start);
+            std::string one = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+            auto colon = one.rfind(':');
+            std::string port = colon == std::string::npos ? "" : one.substr(colon + 1);
+            if (colon == std::string::npos || colon == 0 || port.empty() || port.size() > 5 ||
+                port.find_first_not_of("0123456789") != std::string::npos || std::stoul(port) == 0 ||
+                std::stoul(port) > 65535)
+                throw Error(ErrorCode::InvalidArgument,
+                            "invalid fabric URL '" + url +
+                                "': use tcp://host:port, e.g. tcp://127.0.0.1:7400, or a cluster's nodes "
+                                "tcp://host1:port1,host2:port2");
+            u.nodes.emplace_back(one.substr(0, colon), uint16_t(std::stoul(port)));
+            if (comma == std::string::npos) break;
+            start = comma + 1;
+        }
+        u.host = u.nodes.front().first;
+        u.port = u.nodes.front().second;
+        if (u.nodes.size() == 1) u.nodes.clear();
         u.path.clear();
         return u;
     }
@@ -54,6 +67,7 @@ std::shared_ptr<BrokerClient> openFabricClient(const std::string& url, const Fab
         t.connectTimeoutMs = options.connectTimeoutMs;
         t.requestTimeoutMs = options.requestTimeoutMs;
         t.reconnectTimeoutMs = options.reconnectTimeoutMs;
+        if (!u.nodes.empty()) return makeClusterClient(u.nodes, t, url);
         return makeTcpClient(u.host, u.port, t, url);
     }
     BrokerOptions o = hostedBrokerOptions(options.defaults, options.repair, u.scheme == "file" ? u.path : "");

@@ -25,7 +25,8 @@ std::vector<uint8_t> encodeControl(const ControlRequest& q) {
     case ControlOp::DescribeTopic:
     case ControlOp::MarkComplete:
     case ControlOp::IsComplete:
-    case ControlOp::Groups: w.str(q.topic); break;
+    case ControlOp::Groups:
+    case ControlOp::ClusterMetadata: w.str(q.topic); break;
     case ControlOp::Offsets: w.str(q.topic).put<uint32_t>(q.partition); break;
     case ControlOp::JoinGroup:
     case ControlOp::LeaveGroup: w.str(q.group).str(q.topic).str(q.member); break;
@@ -90,7 +91,8 @@ ControlRequest decodeControl(const uint8_t* body, size_t size) {
     case ControlOp::DescribeTopic:
     case ControlOp::MarkComplete:
     case ControlOp::IsComplete:
-    case ControlOp::Groups: q.topic = r.str(); break;
+    case ControlOp::Groups:
+    case ControlOp::ClusterMetadata: q.topic = r.str(); break;
     case ControlOp::Offsets:
         q.topic = r.str();
         q.partition = r.get<uint32_t>();
@@ -168,6 +170,40 @@ GroupState readGroupState(Reader& r) {
         p.position = r.get<uint64_t>();
     }
     return s;
+}
+
+void writeClusterView(Writer& w, const ClusterView& v) {
+    w.put<uint8_t>(v.cluster ? 1 : 0).str(v.self).put<uint32_t>(uint32_t(v.nodes.size()));
+    for (auto& n : v.nodes) w.str(n.id).str(n.address);
+    w.put<uint8_t>(v.hasTopic ? 1 : 0).put<uint32_t>(v.minInsync).put<uint32_t>(uint32_t(v.partitions.size()));
+    for (auto& p : v.partitions) w.str(p.leader).str(p.leaderAddress).put<uint64_t>(p.epoch).strs(p.replicas);
+}
+
+ClusterView readClusterView(Reader& r) {
+    ClusterView v;
+    v.cluster = r.get<uint8_t>() != 0;
+    v.self = r.str();
+    uint32_t n = r.get<uint32_t>();
+    if (n > r.remaining()) throw Error(ErrorCode::Corruption, "malformed cluster view");
+    for (uint32_t i = 0; i < n; ++i) {
+        ClusterView::Node node;
+        node.id = r.str();
+        node.address = r.str();
+        v.nodes.push_back(std::move(node));
+    }
+    v.hasTopic = r.get<uint8_t>() != 0;
+    v.minInsync = r.get<uint32_t>();
+    uint32_t np = r.get<uint32_t>();
+    if (np > r.remaining()) throw Error(ErrorCode::Corruption, "malformed cluster view");
+    for (uint32_t i = 0; i < np; ++i) {
+        ClusterView::Partition p;
+        p.leader = r.str();
+        p.leaderAddress = r.str();
+        p.epoch = r.get<uint64_t>();
+        p.replicas = r.strs();
+        v.partitions.push_back(std::move(p));
+    }
+    return v;
 }
 
 } // namespace mofka_py

@@ -39,7 +39,11 @@ enum class ControlOp : uint16_t {
     Commit, ///< group, topic, offsets, member -> nothing
     Committed, ///< group, topic, partition -> u8 has, u64 offset
     Groups, ///< topic -> string list
+    ClusterMetadata, ///< topic ("" for none) -> ClusterView (wire/Control.hpp)
 };
+
+void writeClusterView(Writer& w, const ClusterView& v);
+ClusterView readClusterView(Reader& r);
 
 /// A decoded control request (fields used depend on the op).
 struct ControlRequest {

@@ -25,6 +25,8 @@ const char* errorCodeName(ErrorCode code) noexcept {
     case ErrorCode::CommitFailed: return "CommitFailed";
     case ErrorCode::Storage: return "StorageError";
     case ErrorCode::OutOfSequence: return "OutOfSequence";
+    case ErrorCode::NotLeader: return "NotLeader";
+    case ErrorCode::NotEnoughReplicas: return "NotEnoughReplicas";
     }
     return "Error";
 }

@@ -34,7 +34,9 @@ void writeTopicConfig(Writer& w, const TopicConfig& c) {
         .put<uint8_t>(uint8_t(c.sync))
         .put<int64_t>(c.syncIntervalMs)
         .put<uint64_t>(c.maxEventBytes)
-        .put<uint32_t>(c.setFields);
+        .put<uint32_t>(c.setFields)
+        .put<uint32_t>(c.replication)
+        .put<uint32_t>(c.minInsync);
 }
 
 TopicConfig readTopicConfig(Reader& r) {
@@ -49,6 +51,8 @@ TopicConfig readTopicConfig(Reader& r) {
     c.syncIntervalMs = r.get<int64_t>();
     c.maxEventBytes = r.get<uint64_t>();
     c.setFields = r.get<uint32_t>();
+    c.replication = r.get<uint32_t>();
+    c.minInsync = r.get<uint32_t>();
     return c;
 }
 

@@ -22,6 +22,7 @@ struct PollRequest {
     uint64_t maxBytes = 0; ///< Fetch: reply size limit
     uint64_t version = 0; ///< WaitTopic: the topic version the client has seen
     int64_t timeoutMs = 0; ///< how long the server may hold the request (<= 0: answer at once)
+    bool replica = false; ///< Fetch by a follower replica: past the high watermark, answered with it
 };
 
 /// Append the body of @p q (its kind is carried by the transport's message type).

@@ -60,6 +60,24 @@ Request decodeRequest(uint16_t type, const uint8_t* body, size_t size) {
         if (q.poll.timeoutMs < 0 || q.poll.timeoutMs > 600000)
             throw Error(ErrorCode::Corruption, "malformed message: timeout out of range");
         break;
+    case MsgType::ReplicaFetch: {
+        q.poll = readPoll(r, PollRequest::Kind::Fetch);
+        q.poll.replica = true;
+        if (q.poll.timeoutMs < 0 || q.poll.timeoutMs > 600000)
+            throw Error(ErrorCode::Corruption, "malformed message: timeout out of range");
+        q.node = r.str();
+        q.epoch = r.get<uint64_t>();
+        if (r.get<uint8_t>()) {
+            BatchHeader h{};
+            h.baseOffset = r.get<uint64_t>();
+            h.count = r.get<uint32_t>();
+            h.crc = r.get<uint32_t>();
+            h.producerId = r.get<uint64_t>();
+            h.sequence = r.get<uint64_t>();
+            q.prev = h;
+        }
+        break;
+    }
     case MsgType::Control: {
         size_t n = r.remaining();
         const uint8_t* p = r.take(n);
@@ -78,6 +96,16 @@ std::vector<uint8_t> encodeRequest(const Request& q) {
     switch (q.type) {
     case MsgType::Fetch:
     case MsgType::WaitTopic: writePoll(w, q.poll); break;
+    case MsgType::ReplicaFetch:
+        writePoll(w, q.poll);
+        w.str(q.node).put<uint64_t>(q.epoch).put<uint8_t>(q.prev ? 1 : 0);
+        if (q.prev)
+            w.put<uint64_t>(q.prev->baseOffset)
+                .put<uint32_t>(q.prev->count)
+                .put<uint32_t>(q.prev->crc)
+                .put<uint64_t>(q.prev->producerId)
+                .put<uint64_t>(q.prev->sequence);
+        break;
     case MsgType::Control: w.bytes(q.control.data(), q.control.size()); break;
     default: break;
     }

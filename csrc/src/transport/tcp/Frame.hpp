@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <optional>
 #include <vector>
 
 namespace mofka_py {
@@ -41,6 +42,7 @@ enum class MsgType : uint16_t {
     Produce = 13,
     Fetch = 14,
     WaitTopic = 15,
+    ReplicaFetch = 16, ///< a follower replica's fetch (cluster): a Fetch with who and where it is
     Status = 26,
     Control = 40, ///< a control request, carried as is
 };
@@ -73,7 +75,10 @@ struct Request {
     std::string topic; ///< Produce
     uint32_t partition = 0; ///< Produce
     size_t batchLength = 0; ///< Produce: the batch is body[0, batchLength)
-    PollRequest poll; ///< Fetch, WaitTopic (wire/Poll.hpp, shared with every transport)
+    PollRequest poll; ///< Fetch, WaitTopic, ReplicaFetch (wire/Poll.hpp, shared with every transport)
+    std::string node; ///< ReplicaFetch: the follower's node id
+    uint64_t epoch = 0; ///< ReplicaFetch: the leader epoch the follower follows
+    std::optional<BatchHeader> prev; ///< ReplicaFetch: the follower's batch ending at poll.offset
     std::vector<uint8_t> control; ///< Control: the control request body (wire/Control.hpp)
 };
 

@@ -226,6 +226,42 @@ class TcpClient final : public RemoteClient {
         r.end();
         return out;
     }
+    ReplicaFetchReply replicaFetch(const std::string& t, uint32_t p, uint64_t o, size_t maxBytes, int64_t timeoutMs,
+                                   const std::string& node, uint64_t epoch, const std::optional<BatchHeader>& prev) {
+        Request q;
+        q.type = MsgType::ReplicaFetch;
+        q.poll = {PollRequest::Kind::Fetch, t, p, o, maxBytes, 0, std::max<int64_t>(0, timeoutMs)};
+        q.poll.replica = true;
+        q.node = node;
+        q.epoch = epoch;
+        q.prev = prev;
+        std::vector<uint8_t> body = encodeRequest(q);
+        Body b = call(q.type, {{body.data(), body.size()}}, q.poll.timeoutMs);
+        Reader r(b->data(), b->size());
+        ReplicaFetchReply out;
+        out.diverged = r.get<uint8_t>() != 0;
+        r.get<uint8_t>();
+        r.get<uint16_t>();
+        r.get<uint32_t>();
+        uint64_t v = r.get<uint64_t>();
+        if (out.diverged) {
+            out.leaderEnd = v;
+            return out;
+        }
+        out.highWatermark = v;
+        uint32_t n = r.get<uint32_t>();
+        r.get<uint32_t>();
+        if (n > r.remaining() / 8) throw Error(ErrorCode::Corruption, "malformed replica fetch reply");
+        std::vector<uint64_t> lens(n);
+        for (auto& l : lens) l = r.get<uint64_t>();
+        for (uint64_t l : lens) {
+            const uint8_t* d = r.take(size_t(l));
+            BatchView bv(d, size_t(l));
+            out.batches.push_back({b, d, size_t(l), bv.baseOffset(), bv.count()});
+        }
+        r.end();
+        return out;
+    }
     uint64_t waitTopicChange(const std::string& t, uint64_t version, int64_t timeoutMs) override {
         Request q;
         q.type = MsgType::WaitTopic;
@@ -711,6 +747,14 @@ class TcpClient final : public RemoteClient {
 };
 
 } // namespace
+
+ReplicaFetchReply tcpReplicaFetch(BrokerClient& client, const std::string& topic, uint32_t partition, uint64_t offset,
+                                  size_t maxBytes, int64_t timeoutMs, const std::string& node, uint64_t epoch,
+                                  const std::optional<BatchHeader>& prev) {
+    auto* tcp = dynamic_cast<TcpClient*>(&client);
+    if (!tcp) throw Error(ErrorCode::InvalidArgument, "a replica fetches from its leader over tcp://");
+    return tcp->replicaFetch(topic, partition, offset, maxBytes, timeoutMs, node, epoch, prev);
+}
 
 std::shared_ptr<BrokerClient> makeTcpClient(const std::string& host, uint16_t port, const TcpClientOptions& options,
                                             const std::string& url) {

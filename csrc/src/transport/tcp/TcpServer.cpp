@@ -574,10 +574,13 @@ class TcpServerImpl {
                 c.spare = std::move(sb.head); // its size stays: a resize to the next length zero-fills only growth
             }
             if (!started.done()) {
-                // Written, not yet synced (sync=batch): a sync thread answers once a sync covers it,
-                // while this loop goes on reading and writing other batches, which share that sync.
+                // Written, not yet synced (sync=batch) or not yet held by the in-sync replicas: a
+                // sync thread answers once it is, while this loop goes on reading and writing other
+                // batches, which share that sync; followers waiting for data get it now.
+                const bool replicated = bool(started.replica);
                 ++c.syncing;
                 awaitSync(Syncing{c.id, rid, q.topic, std::move(started)});
+                if (replicated) wakeReplicas(q.topic, q.partition);
                 return;
             }
             const AppendResult& r = started.result;
@@ -588,6 +591,19 @@ class TcpServerImpl {
         }
         case MsgType::Fetch:
         case MsgType::WaitTopic: startPoll(c, rid, std::move(q.poll)); return;
+        case MsgType::ReplicaFetch: {
+            FollowerFetchCheck chk =
+                m_broker->followerFetch(q.poll.topic, q.poll.partition, q.node, q.epoch, q.poll.offset, q.prev);
+            if (chk.highWatermarkMoved) wakeConsumers(q.poll.topic);
+            if (chk.diverged) {
+                // The follower's last batch is not the leader's: it truncates and asks again.
+                w.put<uint8_t>(1).put<uint8_t>(0).put<uint16_t>(0).put<uint32_t>(0);
+                w.put<uint64_t>(chk.leaderEnd).put<uint32_t>(0).put<uint32_t>(0);
+                break;
+            }
+            startPoll(c, rid, std::move(q.poll));
+            return;
+        }
         case MsgType::Control: {
             ControlResult res = handleControl(*m_broker, q.control.data(), q.control.size());
             send(c, q.type, 0, rid, std::move(res.reply));
@@ -621,6 +637,7 @@ class TcpServerImpl {
     }
 
     static MsgType pollType(const PollRequest& q) {
+        if (q.replica) return MsgType::ReplicaFetch;
         return q.kind == PollRequest::Kind::Fetch ? MsgType::Fetch : MsgType::WaitTopic;
     }
 
@@ -641,13 +658,15 @@ class TcpServerImpl {
             return;
         }
         OutMsg m;
+        // A replica's fetch: u8 diverged (0), 7 bytes of padding, the leader's high watermark first.
+        if (q.replica) w.put<uint8_t>(0).put<uint8_t>(0).put<uint16_t>(0).put<uint32_t>(0).put<uint64_t>(a.highWatermark);
         w.put<uint32_t>(uint32_t(a.batches.size())).put<uint32_t>(0); // 8-byte alignment of the batches that follow
         size_t total = 0;
         for (auto& b : a.batches) {
             w.put<uint64_t>(b.size);
             total += b.size;
         }
-        m.head = encodeHeader(MsgType(uint16_t(MsgType::Fetch) | kResponseBit), 0, who.requestId, w.buf.size() + total);
+        m.head = encodeHeader(MsgType(uint16_t(pollType(q)) | kResponseBit), 0, who.requestId, w.buf.size() + total);
         m.head.insert(m.head.end(), w.buf.begin(), w.buf.end());
         m.iov.push_back({m.head.data(), m.head.size()});
         for (auto& b : a.batches) {
@@ -669,6 +688,22 @@ class TcpServerImpl {
         }
     };
     ParkedReply replyParked() { return ParkedReply{this}; }
+
+    /// Followers' parked fetches of a partition that just took a write: answer them with it now.
+    void wakeReplicas(const std::string& topic, uint32_t partition) {
+        m_parked.answerNow(
+            *m_broker,
+            [&](const PollWho&, const PollRequest& q) {
+                return q.replica && q.partition == partition && q.topic == topic;
+            },
+            replyParked());
+    }
+    /// Consumers' parked polls on a topic whose high watermark moved (followers caught up).
+    void wakeConsumers(const std::string& topic) {
+        m_parked.answerNow(
+            *m_broker, [&](const PollWho&, const PollRequest& q) { return !q.replica && q.topic == topic; },
+            replyParked());
+    }
 
     void topicChanged(const std::string& topic) {
         m_parked.answerNow(
