@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <dirent.h>
 #include <map>
 #include <mutex>
 #include <random>
@@ -923,6 +924,352 @@ static void testTcpGroupCommit(const std::string& dir) {
     broker->close();
 }
 
+template <class F>
+static int errorCodeOf(F&& f) {
+    try {
+        f();
+    } catch (const Error& e) {
+        return int(e.code());
+    }
+    return -1;
+}
+
+/// Append a producer's batch of @p n events (data of @p dataLen bytes each, value @p fill).
+static AppendResult put(PartitionLog& log, uint64_t producer, uint64_t seq, int n, size_t dataLen, uint8_t fill) {
+    return withBatch(producer, seq, n, dataLen, fill, [&](SealedBatch& sb) { return log.append(sb); });
+}
+
+/// Copy the batches of @p leader from @p from onwards into @p follower; returns how many.
+static size_t replicate(const PartitionLog& leader, PartitionLog& follower, uint64_t from) {
+    size_t n = 0;
+    for (const StoredBatch& sb : leader.readUnlimited(from, 1ull << 40)) {
+        follower.appendReplica(sb.data, sb.size);
+        ++n;
+    }
+    return n;
+}
+
+/// True if both logs hold byte-identical batches (headers included) at the same offsets.
+static bool sameBatches(const PartitionLog& a, const PartitionLog& b) {
+    auto x = a.readUnlimited(0, 1ull << 40), y = b.readUnlimited(0, 1ull << 40);
+    if (x.size() != y.size() || a.endOffset() != b.endOffset()) return false;
+    for (size_t i = 0; i < x.size(); ++i)
+        if (x[i].baseOffset != y[i].baseOffset || x[i].size != y[i].size ||
+            std::memcmp(x[i].data, y[i].data, x[i].size) != 0)
+            return false;
+    return true;
+}
+
+/// Base offsets of the segment files in @p dir, and whether a truncation's temporary file is there.
+static std::vector<uint64_t> segmentFiles(const std::string& dir, bool* leftover = nullptr) {
+    std::vector<uint64_t> out;
+    if (leftover) *leftover = false;
+    if (DIR* d = opendir(dir.c_str())) {
+        while (dirent* e = readdir(d)) {
+            std::string n = e->d_name;
+            if (n.size() == 24 && n.compare(20, 4, ".log") == 0) out.push_back(std::stoull(n.substr(0, 20)));
+            if (leftover && n.find(".truncating") != std::string::npos) *leftover = true;
+        }
+        closedir(d);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+/// Replication primitives (issue 16) on memory (@p dir empty) or file storage: appendReplica copies
+/// a leader's batches byte for byte and refuses bad ones, a follower answers resends as duplicates,
+/// truncateTo drops a diverged tail (readers' views intact), batchEndingAt, the visible end.
+static void testReplicaLog(const std::string& dir) {
+    LogOptions lo, fo;
+    if (!dir.empty()) {
+        lo.directory = dir + "/leader";
+        fo.directory = dir + "/follower";
+        lo.sync = fo.sync = SyncPolicy::Batch;
+    }
+    PartitionLog leader(lo);
+    PartitionLog follower(fo);
+    put(leader, 1, 0, 3, 100, 0x11); // [0, 3)
+    put(leader, 2, 0, 2, 5000, 0x21); // [3, 5)
+    put(leader, 1, 1, 4, 10, 0x12); // [5, 9)
+    put(leader, 2, 1, 1, 20000, 0x22); // [9, 10)
+    const uint64_t syncs0 = syncCountForTesting();
+    CHECK(replicate(leader, follower, 0) == 4);
+    CHECK(syncCountForTesting() == syncs0); // no sync per replicated batch, whatever the policy
+    CHECK(follower.endOffset() == 10 && sameBatches(leader, follower));
+    follower.sync();
+
+    // Refused, nothing written: a batch already there, one past the end, a flipped bit, a short one.
+    const uint64_t size0 = follower.sizeBytes();
+    auto held = leader.readUnlimited(0, 1 << 30);
+    CHECK(errorCodeOf([&] { follower.appendReplica(held[1].data, held[1].size); }) == int(ErrorCode::InvalidArgument));
+    put(leader, 1, 2, 2, 300, 0x13); // [10, 12)
+    auto tail = leader.readUnlimited(10, 1);
+    std::vector<uint8_t> next(tail[0].data, tail[0].data + tail[0].size);
+    std::vector<uint8_t> bad = next;
+    reinterpret_cast<BatchHeader*>(bad.data())->baseOffset = 11;
+    CHECK(errorCodeOf([&] { follower.appendReplica(bad.data(), bad.size()); }) == int(ErrorCode::InvalidArgument));
+    bad = next;
+    bad[bad.size() - 9] ^= 0x04;
+    CHECK(errorCodeOf([&] { follower.appendReplica(bad.data(), bad.size()); }) == int(ErrorCode::Corruption));
+    bad = next;
+    bad[40] ^= 0x01; // the producer id, covered by the CRC
+    CHECK(errorCodeOf([&] { follower.appendReplica(bad.data(), bad.size()); }) == int(ErrorCode::Corruption));
+    CHECK(errorCodeOf([&] { follower.appendReplica(next.data(), next.size() - 8); }) == int(ErrorCode::Corruption));
+    CHECK(errorCodeOf([&] { follower.appendReplica(next.data(), 40); }) == int(ErrorCode::Corruption));
+    CHECK(follower.endOffset() == 10 && follower.sizeBytes() == size0 && follower.read(10, 1 << 30).empty());
+    CHECK(follower.appendReplica(next.data(), next.size()).baseOffset == 10);
+    CHECK(sameBatches(leader, follower));
+
+    // A producer resending a replicated batch to the follower gets its original offsets back;
+    // its next batch follows on; a batch past a gap in its sequence is refused.
+    AppendResult again = put(follower, 2, 1, 1, 20000, 0x22);
+    CHECK(again.duplicate && again.baseOffset == 9 && follower.endOffset() == 12);
+    CHECK(errorCodeOf([&] { put(follower, 1, 4, 1, 10, 0x15); }) == int(ErrorCode::OutOfSequence));
+
+    // batchEndingAt: the batch whose last event is offset - 1.
+    auto e = follower.batchEndingAt(5);
+    CHECK(e && e->baseOffset == 3 && e->count == 2 && e->producerId == 2 && e->sequence == 0);
+    CHECK(follower.batchEndingAt(3) && follower.batchEndingAt(3)->baseOffset == 0);
+    CHECK(follower.batchEndingAt(12) && follower.batchEndingAt(12)->baseOffset == 10);
+    CHECK(follower.batchEndingAt(10) && follower.batchEndingAt(10)->length == held[3].size);
+    CHECK(!follower.batchEndingAt(0) && !follower.batchEndingAt(4) && !follower.batchEndingAt(6));
+    CHECK(!follower.batchEndingAt(8) && !follower.batchEndingAt(13) && !follower.batchEndingAt(UINT64_MAX));
+
+    // The visible end (a leader's high watermark): whole batches below it only.
+    CHECK(leader.visibleEnd() == UINT64_MAX && leader.visibleEndOffset() == 12);
+    leader.setVisibleEnd(5);
+    CHECK(leader.visibleEnd() == 5 && leader.visibleEndOffset() == 5 && leader.endOffset() == 12);
+    auto vis = leader.read(0, 1 << 30);
+    CHECK(vis.size() == 2 && vis.back().baseOffset == 3);
+    CHECK(leader.read(5, 1 << 30).empty() && leader.readUnlimited(5, 1 << 30).size() == 3);
+    leader.setVisibleEnd(7); // inside [5, 9): that batch stays hidden
+    CHECK(leader.visibleEndOffset() == 7 && leader.read(5, 1 << 30).empty() && leader.read(3, 1 << 30).size() == 1);
+    auto now = std::chrono::steady_clock::now;
+    CHECK(leader.waitFor(4, now()));
+    CHECK(!leader.waitFor(5, now() + std::chrono::milliseconds(20)));
+    std::atomic<int> woke{-1};
+    auto t0 = now();
+    std::thread waiter([&] { woke = leader.waitFor(9, now() + std::chrono::seconds(20)) ? 1 : 0; });
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    CHECK(woke == -1);
+    leader.setVisibleEnd(9);
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    CHECK(woke == -1); // [5, 9) visible now, but the waiter waits for offset 9
+    leader.setVisibleEnd(10);
+    waiter.join();
+    CHECK(woke == 1 && now() - t0 < std::chrono::seconds(10));
+    CHECK(leader.read(9, 1 << 30).size() == 1 && leader.read(0, 1 << 30).size() == 4);
+    put(leader, 2, 2, 1, 10, 0x23); // [12, 13): appended past the limit, hidden
+    CHECK(leader.read(10, 1 << 30).empty() && leader.endOffset() == 13 && leader.visibleEndOffset() == 10);
+    leader.setVisibleEnd(UINT64_MAX);
+    CHECK(leader.read(10, 1 << 30).size() == 2 && leader.visibleEndOffset() == 13);
+    leader.setVisibleEnd(12);
+    CHECK(leader.read(0, 1 << 30).size() == 5 && leader.visibleEnd() == 12);
+    leader.setVisibleEnd(UINT64_MAX);
+
+    // Truncation: the leader dies, the follower becomes leader with a different tail from 5 on.
+    std::vector<StoredBatch> views = follower.read(0, 1 << 30); // a reader holding every batch
+    std::vector<std::vector<uint8_t>> before;
+    for (const StoredBatch& sb : views) before.emplace_back(sb.data, sb.data + sb.size);
+    CHECK(errorCodeOf([&] { follower.truncateTo(6); }) == int(ErrorCode::InvalidArgument)); // inside [5, 9)
+    CHECK(errorCodeOf([&] { follower.truncateTo(13); }) == int(ErrorCode::InvalidArgument));
+    CHECK(follower.endOffset() == 12 && follower.read(0, 1 << 30).size() == 5);
+    CHECK(follower.truncateTo(12) == 0);
+    CHECK(follower.truncateTo(5) == 7);
+    CHECK(follower.endOffset() == 5 && follower.read(0, 1 << 30).size() == 2 && follower.read(5, 1 << 30).empty());
+    CHECK(follower.batchEndingAt(5) && !follower.batchEndingAt(10) && !follower.batchEndingAt(12));
+    // Dropped batches are forgotten by the dedupe state: appended again. Kept ones still are duplicates.
+    AppendResult r = put(follower, 1, 1, 4, 10, 0x52);
+    CHECK(!r.duplicate && r.baseOffset == 5);
+    r = put(follower, 2, 0, 2, 5000, 0x21);
+    CHECK(r.duplicate && r.baseOffset == 3);
+    r = put(follower, 2, 1, 1, 64, 0x53);
+    CHECK(!r.duplicate && r.baseOffset == 9);
+    CHECK(put(follower, 3, 0, 2, 7000, 0x54).baseOffset == 10 && follower.endOffset() == 12);
+    // The reader's views are untouched, dropped batches included.
+    bool intact = views.size() == before.size();
+    for (size_t i = 0; intact && i < views.size(); ++i)
+        intact = views[i].size == before[i].size() && std::memcmp(views[i].data, before[i].data(), views[i].size) == 0;
+    CHECK(intact);
+    views.clear();
+    // The old leader follows: truncated where it diverged, then fed the new leader's batches.
+    CHECK(leader.truncateTo(5) == 8);
+    CHECK(replicate(follower, leader, 5) == 3 && sameBatches(leader, follower));
+    // Without readers the segment is cut in place; a second round of the same.
+    CHECK(follower.truncateTo(9) == 3 && follower.endOffset() == 9);
+    CHECK(put(follower, 3, 0, 1, 10, 0x55).baseOffset == 9); // producer 3's batch was dropped
+    CHECK(leader.truncateTo(9) == 3 && replicate(follower, leader, 9) == 1 && sameBatches(leader, follower));
+    // The whole log, from its start.
+    CHECK(follower.truncateTo(0) == 10 && follower.endOffset() == 0 && follower.read(0, 1 << 30).empty());
+    CHECK(!put(follower, 1, 0, 3, 100, 0x11).duplicate && follower.endOffset() == 3);
+
+    // A reservation open (in memory): neither replicas nor truncations meanwhile.
+    if (dir.empty()) {
+        uint8_t* p = follower.reserve(next.size());
+        CHECK(p != nullptr);
+        auto first = leader.readUnlimited(3, 1);
+        CHECK(errorCodeOf([&] { follower.appendReplica(first[0].data, first[0].size); }) ==
+              int(ErrorCode::InvalidArgument));
+        CHECK(errorCodeOf([&] { follower.truncateTo(0); }) == int(ErrorCode::InvalidArgument));
+        follower.cancelReserved();
+        CHECK(follower.endOffset() == 3);
+    }
+    // After a purge the start moved: truncating below it is refused, to it is fine.
+    follower.purge();
+    CHECK(errorCodeOf([&] { follower.truncateTo(0); }) == int(ErrorCode::InvalidArgument));
+    CHECK(follower.truncateTo(3) == 0 && follower.startOffset() == 3);
+    CHECK(!follower.batchEndingAt(3));
+    leader.close();
+    follower.close();
+}
+
+/// truncateTo across segments (4 KiB segments, one event per batch): later segments removed,
+/// views of dropped data intact, a reopened file log recovers the truncated end and dedupe state.
+static void testReplicaSegments(const std::string& dir) {
+    LogOptions o;
+    o.segmentBytes = 4096;
+    if (!dir.empty()) o.directory = dir + "/segments";
+    const bool file = !dir.empty();
+    auto fillsOf = [](const PartitionLog& log) {
+        std::vector<uint8_t> out;
+        for (const StoredBatch& sb : log.readUnlimited(0, 1ull << 40)) {
+            BatchView v(sb.data, sb.size);
+            if (!v.crcOk()) out.push_back(0);
+            for (uint32_t i = 0; i < v.count(); ++i) out.push_back(v.eventData(i).data[0]);
+        }
+        return out;
+    };
+    auto upTo = [](int n) {
+        std::vector<uint8_t> v;
+        for (int i = 0; i < n; ++i) v.push_back(uint8_t(i + 1));
+        return v;
+    };
+    {
+        PartitionLog log(o);
+        for (int i = 0; i < 30; ++i) CHECK(put(log, 5, uint64_t(i), 1, 1000, uint8_t(i + 1)).baseOffset == uint64_t(i));
+        if (file) CHECK(segmentFiles(o.directory).size() >= 8);
+        // A replicated batch that needs a new segment, damaged: refused before anything is rolled or written.
+        auto src = log.readUnlimited(29, 1);
+        auto segs0 = file ? segmentFiles(o.directory) : std::vector<uint64_t>();
+        std::vector<uint8_t> last(src[0].data, src[0].data + src[0].size);
+        reinterpret_cast<BatchHeader*>(last.data())->baseOffset = 30;
+        last[last.size() - 20] ^= 0x80;
+        CHECK(errorCodeOf([&] { log.appendReplica(last.data(), last.size()); }) == int(ErrorCode::Corruption));
+        CHECK(log.endOffset() == 30 && (!file || segmentFiles(o.directory) == segs0));
+        std::vector<StoredBatch> views = log.read(0, 1ull << 40);
+        std::vector<std::vector<uint8_t>> before;
+        for (const StoredBatch& sb : views) before.emplace_back(sb.data, sb.data + sb.size);
+        // Inside a segment (a batch boundary, not a segment's start): later segments go, that one is cut.
+        CHECK(log.truncateTo(10) == 20 && log.endOffset() == 10 && fillsOf(log) == upTo(10));
+        bool leftover = true;
+        if (file) {
+            auto segs = segmentFiles(o.directory, &leftover);
+            CHECK(!segs.empty() && segs.back() < 10 && segs.back() > 0 && !leftover);
+        }
+        // Different batches after the cut, across new segments.
+        for (int i = 10; i < 20; ++i)
+            CHECK(put(log, 6, uint64_t(i - 10), 1, 1000, uint8_t(0x80 + i)).baseOffset == uint64_t(i));
+        bool intact = true;
+        for (size_t i = 0; i < views.size(); ++i)
+            intact = intact && std::memcmp(views[i].data, before[i].data(), views[i].size) == 0;
+        CHECK(intact);
+        views.clear();
+        // Exactly at a segment's start (the last one: where a batch does not follow its predecessor
+        // in memory): that segment goes whole.
+        uint64_t segBase = 0;
+        for (uint64_t off = 19; off > 10 && !segBase; --off) {
+            auto prev = log.read(off - 1, 1), cur = log.read(off, 1);
+            if (prev[0].data + prev[0].size != cur[0].data) segBase = off;
+        }
+        CHECK(segBase > 10 && (!file || segBase == segmentFiles(o.directory).back()));
+        CHECK(log.truncateTo(segBase) == 20 - segBase && log.endOffset() == segBase);
+        if (file) CHECK(segmentFiles(o.directory).back() < segBase);
+        // Producer 5's batch 10 was dropped: appended again; its batch 9 is a duplicate.
+        CHECK(errorCodeOf([&] { put(log, 5, 12, 1, 1000, 1); }) == int(ErrorCode::OutOfSequence));
+        AppendResult r = put(log, 5, 9, 1, 1000, 10);
+        CHECK(r.duplicate && r.baseOffset == 9);
+        r = put(log, 5, 10, 1, 1000, 0x40);
+        CHECK(!r.duplicate && r.baseOffset == segBase);
+        CHECK(log.truncateTo(segBase) == 1);
+        log.close();
+    }
+    if (!file) return;
+    {
+        PartitionLog log(o); // reopened: the truncated end, cleanly
+        std::vector<uint8_t> want = upTo(10);
+        for (int i = 10; i < 20; ++i) want.push_back(uint8_t(0x80 + i));
+        want.resize(log.endOffset());
+        CHECK(log.unwritable() == "" && log.endOffset() > 10 && log.endOffset() < 20 && fillsOf(log) == want);
+        const uint64_t end = log.endOffset();
+        // Dedupe state as rebuilt: producer 6's last kept batch is a duplicate, its first dropped one is new.
+        AppendResult r = put(log, 6, end - 11, 1, 1000, uint8_t(0x80 + end - 1));
+        CHECK(r.duplicate && r.baseOffset == end - 1);
+        r = put(log, 6, end - 10, 1, 1000, 0x41);
+        CHECK(!r.duplicate && r.baseOffset == end);
+        r = put(log, 5, 10, 1, 1000, 0x42);
+        CHECK(!r.duplicate && r.baseOffset == end + 1);
+        log.close();
+    }
+}
+
+/// The dedupe window after truncateTo: batches the dropped ones had pushed out of a producer's
+/// window come back with their offsets, as a reopen would rebuild them.
+static void testReplicaDedupe(const std::string& dir) {
+    LogOptions o;
+    if (!dir.empty()) o.directory = dir + "/dedupe";
+    {
+        PartitionLog log(o);
+        for (int i = 0; i < 20; ++i) put(log, 3, uint64_t(i), 1, 10, uint8_t(i + 1));
+        put(log, 4, 0, 1, 10, 0x44); // [20, 21)
+        CHECK(log.truncateTo(18) == 3);
+        AppendResult r = put(log, 3, 2, 1, 10, 3); // pushed out before, back in the window now
+        CHECK(r.duplicate && r.baseOffset == 2);
+        r = put(log, 3, 1, 1, 10, 2); // stored, older than the window
+        CHECK(r.duplicate && r.baseOffset == UINT64_MAX);
+        r = put(log, 4, 0, 1, 10, 0x44); // producer 4 had only dropped batches: forgotten
+        CHECK(!r.duplicate && r.baseOffset == 18);
+        CHECK(log.truncateTo(3) == 16); // every batch in producer 3's window dropped
+        r = put(log, 3, 2, 1, 10, 3);
+        CHECK(r.duplicate && r.baseOffset == 2);
+        r = put(log, 3, 0, 1, 10, 1);
+        CHECK(r.duplicate && r.baseOffset == 0);
+        r = put(log, 3, 3, 1, 10, 0x33);
+        CHECK(!r.duplicate && r.baseOffset == 3);
+        log.close();
+    }
+    if (dir.empty()) return;
+    PartitionLog log(o);
+    AppendResult r = put(log, 3, 3, 1, 10, 0x33);
+    CHECK(r.duplicate && r.baseOffset == 3 && log.endOffset() == 4);
+    r = put(log, 4, 0, 1, 10, 0x44);
+    CHECK(!r.duplicate && r.baseOffset == 4);
+    log.close();
+}
+
+/// truncateTo and appendReplica under group commit: written but unsynced batches are published first.
+static void testReplicaGroupCommit(const std::string& dir) {
+    LogOptions o;
+    o.directory = dir + "/group";
+    o.sync = SyncPolicy::Batch;
+    PartitionLog log(o);
+    put(log, 7, 0, 2, 10, 1);
+    PartitionLog::Pending pending =
+        withBatch(7, 1, 3, 10, 2, [&](SealedBatch& sb) { return log.appendNoWait(sb, CrcMode::Compute); });
+    CHECK(pending.ticket != 0 && log.endOffset() == 2);
+    CHECK(log.truncateTo(2) == 3 && log.endOffset() == 2);
+    AppendResult r = log.awaitDurable(pending);
+    CHECK(r.baseOffset == 2 && !r.duplicate);
+    pending = withBatch(7, 1, 3, 10, 2, [&](SealedBatch& sb) { return log.appendNoWait(sb, CrcMode::Compute); });
+    PartitionLog source(LogOptions{});
+    put(source, 7, 0, 2, 10, 1);
+    put(source, 7, 1, 3, 10, 2);
+    put(source, 8, 0, 1, 10, 3);
+    auto third = source.readUnlimited(5, 1);
+    CHECK(log.appendReplica(third[0].data, third[0].size).baseOffset == 5); // after the pending batch, synced first
+    CHECK(log.awaitDurable(pending).baseOffset == 2 && log.endOffset() == 6 && sameBatches(log, source));
+    log.close();
+}
+
 int main() {
     testCrc();
     testSha();
@@ -939,6 +1286,9 @@ int main() {
     if (std::system(rm.c_str()) != 0) std::fprintf(stderr, "could not remove %s\n", dir);
     testErrors();
     testReservations();
+    testReplicaLog("");
+    testReplicaSegments("");
+    testReplicaDedupe("");
     testFlushRacesSender();
     {
         char gdir[] = "/tmp/mofka-cpp-groups-XXXXXX";
@@ -954,6 +1304,10 @@ int main() {
         testBrokerSyncFailure(std::string(sdir) + "/fab");
         testGroupCommit(std::string(sdir) + "/group");
         testTcpGroupCommit(std::string(sdir) + "/tcp");
+        testReplicaLog(std::string(sdir) + "/replica");
+        testReplicaSegments(std::string(sdir) + "/replica");
+        testReplicaDedupe(std::string(sdir) + "/replica");
+        testReplicaGroupCommit(std::string(sdir) + "/replica");
         std::string rms = std::string("rm -rf ") + sdir;
         if (std::system(rms.c_str()) != 0) std::fprintf(stderr, "could not remove %s\n", sdir);
     }

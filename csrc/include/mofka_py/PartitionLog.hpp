@@ -59,7 +59,8 @@ size_t reservedSegmentMemory();
  * covers it. One waiting writer at a time runs that fdatasync, for every batch written so
  * far; after it succeeds those batches are published (readable, offsets acknowledged) in
  * offset order. Concurrent writers so share one sync instead of queueing for one each.
- * A batch is never readable nor acknowledged before a sync covering it succeeded.
+ * A batch is never readable nor acknowledged before a sync covering it succeeded
+ * (appendReplica() excepted: a replica's batches are synced by its caller).
  *
  * A failed sync (fdatasync of a segment, fsync of the log's directory) makes the log
  * unwritable until it is reopened (a new PartitionLog on the same directory): after a
@@ -124,8 +125,80 @@ class PartitionLog {
     /// Drop the oldest reservation unpublished (its transfer failed).
     void cancelReserved();
 
-    /// Batches holding offsets >= @p offset, at most @p maxBytes (at least one batch).
+    /**
+     * @brief Append one batch exactly as another replica stored it (the bytes read() returns for
+     *        it, header included), at the same offsets.
+     *
+     * Its base offset must equal endOffset() (else InvalidArgument, nothing written); its header,
+     * length, layout and CRC32C are checked (Corruption, nothing written). Its producer id and
+     * sequence are recorded like a normal append's, so a producer resending that batch to this
+     * replica later is answered as a duplicate (no sequence check: the replica stores what the
+     * other one stored).
+     *
+     * The batch is readable at once and does not wait for a sync, whatever the sync policy: call
+     * sync() (or rely on the policy) after a run of them. Batches of appendNoWait() still waiting
+     * for their sync are synced first (their offsets come before). Refused (InvalidArgument) while
+     * a reservation is open, and (StorageError) once the log is unwritable. Costs one CRC32C pass
+     * and one copy (in memory) or write (file storage) of @p length bytes.
+     */
+    AppendResult appendReplica(const uint8_t* data, size_t length);
+
+    /**
+     * @brief Drop every stored batch at or after @p offset, so that endOffset() == offset afterwards.
+     *
+     * @p offset must be a batch boundary between startOffset() and endOffset() (InvalidArgument
+     * otherwise, nothing changed); endOffset() itself drops nothing. The producers' dedupe state
+     * forgets the dropped batches (a resend of one of them is appended again, not answered as a
+     * duplicate) and is left as a reopen of the truncated log would rebuild it. The visible end
+     * (setVisibleEnd()) is kept as set.
+     *
+     * Batches of appendNoWait() still waiting for their sync are synced (or failed) first, so the
+     * truncation applies to published batches only. Refused (InvalidArgument) while a reservation
+     * is open, and (StorageError) once the log is unwritable.
+     *
+     * File storage: the truncation is durable before this returns, whatever the sync policy:
+     * later segment files are removed (newest first) and the directory synced, then the segment
+     * holding @p offset is cut (ftruncate and fdatasync), so a crash at any point leaves the log
+     * whole, only perhaps not yet truncated. When readers still map that segment, its kept part is
+     * copied into a new file renamed over it instead (their views stay intact); that copies up to
+     * one segment. A failure on disk (StorageError) leaves the log truncated in memory and
+     * unwritable until reopened. Readers holding StoredBatch views of dropped data stay safe: the
+     * dropped bytes stay mapped, unchanged, until the last view is released (in memory, a segment
+     * cut under readers takes no more batches; the next append starts a new one).
+     *
+     * Holds the log's lock throughout (readers and writers wait). Costs an index lookup, a walk
+     * back through earlier batch headers for a producer whose dedupe window the dropped batches
+     * had filled (until its window is full again), and on file storage up to two fsyncs plus,
+     * when readers map the cut segment, the copy of its kept part.
+     * @return the number of events dropped.
+     */
+    uint64_t truncateTo(uint64_t offset);
+
+    /// Header of the stored batch whose last event is @p offset - 1 (the batch ending exactly at
+    /// @p offset), or std::nullopt when no stored batch ends there (offset not a boundary, at or
+    /// before startOffset(), or beyond endOffset()). Ignores the visible end; an index lookup.
+    std::optional<BatchHeader> batchEndingAt(uint64_t offset) const;
+
+    /**
+     * @brief Readers see only offsets below @p end (a leader's high watermark).
+     *
+     * read() returns no batch that reaches past @p end (a batch is visible only if its base
+     * offset plus its count is <= @p end; batches straddling it are not split), and waitFor()
+     * waits until such a visible batch holds an event past its offset. UINT64_MAX (the default)
+     * removes the limit. Raising it wakes waiters (like an append). endOffset() still reports the
+     * real end. Lowering it is allowed (readers then see less). Costs a lookup in the index.
+     */
+    void setVisibleEnd(uint64_t end);
+    /// The limit as set by setVisibleEnd() (UINT64_MAX: none).
+    uint64_t visibleEnd() const;
+    /// min(endOffset(), visibleEnd()).
+    uint64_t visibleEndOffset() const;
+
+    /// Batches holding offsets >= @p offset, at most @p maxBytes (at least one batch), up to the
+    /// visible end (see setVisibleEnd()).
     std::vector<StoredBatch> read(uint64_t offset, size_t maxBytes) const;
+    /// read() without the visible-end limit (for replication).
+    std::vector<StoredBatch> readUnlimited(uint64_t offset, size_t maxBytes) const;
 
     /// Offset of the first retained event.
     uint64_t startOffset() const;
@@ -134,7 +207,8 @@ class PartitionLog {
     /// Bytes stored in retained segments.
     uint64_t sizeBytes() const;
 
-    /// Wait until endOffset() > @p offset or the deadline passes; true if data is there.
+    /// Wait until read(@p offset) would return a batch (endOffset() > @p offset, within the
+    /// visible end) or the deadline passes; true if data is there.
     bool waitFor(uint64_t offset, std::chrono::steady_clock::time_point deadline) const;
 
     /// Force appended data to stable storage now. Throws a StorageError if the sync fails
@@ -160,7 +234,8 @@ class PartitionLog {
      *
      * Set by a failed sync (e.g. "a failed sync at <path> (Input/output error)"), including one
      * while the constructor created the log's directory or first segment: the log then opens
-     * readable but unwritable. Cleared only by opening the log again.
+     * readable but unwritable; or by a failed truncateTo() ("a failed truncation at <path> (...)").
+     * Cleared only by opening the log again.
      */
     std::string unwritable() const;
     /// Refuse every later write as after a failed sync, because of @p why ("a failed sync at
@@ -207,6 +282,22 @@ class PartitionLog {
     [[noreturn]] void throwUnwritableLocked() const;
     void applyRetentionLocked();
     size_t findSegmentLocked(uint64_t offset) const;
+    /// read() up to @p visibleTo (a batch boundary, or UINT64_MAX: no limit).
+    std::vector<StoredBatch> readLocked(uint64_t offset, size_t maxBytes, uint64_t visibleTo) const;
+    /// The largest batch boundary <= @p end and <= m_next (@p end itself when at or before the start).
+    uint64_t boundaryAtOrBelowLocked(uint64_t end) const;
+    /// After m_next grew by one batch: keep m_visibleTo the largest boundary within the limit.
+    void advanceVisibleLocked() {
+        if (m_visibleLimit >= m_next) m_visibleTo = m_next;
+    }
+    /// truncateTo(): producers' windows without the batches at or after @p offset, older batches
+    /// brought back in from the log where the dropped ones had pushed them out.
+    void forgetProducersFromLocked(uint64_t offset);
+    /// truncateTo() on file storage: cut m_segments[@p index] at byte @p pos on disk, durably (in
+    /// place when @p exclusive, else by a copy of the kept part renamed over it).
+    void cutSegmentFileLocked(size_t index, size_t pos, bool exclusive, const std::string& consequence);
+    /// Refuse every later write after a failed step of truncateTo() on @p path (errno @p err).
+    [[noreturn]] void failTruncationLocked(const std::string& path, int err, const std::string& consequence);
 
     LogOptions m_opts;
     mutable std::mutex m_mutex;
@@ -259,6 +350,10 @@ class PartitionLog {
     uint64_t m_failedUpTo = 0; ///< batches up to this ticket (and past m_durable) were lost by a failed sync
     std::string m_groupError; ///< what their writers are told
     bool m_syncing = false; ///< a thread runs the group's fdatasync (without the lock)
+
+    uint64_t m_visibleLimit = UINT64_MAX; ///< setVisibleEnd()
+    /// What readers see: the largest batch boundary <= min(m_next, m_visibleLimit) (m_next without a limit).
+    uint64_t m_visibleTo = 0;
 };
 
 } // namespace mofka_py

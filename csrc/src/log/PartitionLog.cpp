@@ -6,6 +6,7 @@
 #include "mofka_py/Error.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
@@ -26,6 +27,10 @@ int64_t nowUs() {
     return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
         .count();
 }
+
+/// truncateTo() writes the kept part of a segment that readers still map under the segment's
+/// name plus this, then renames it over the segment; one left by a crash is removed on open.
+constexpr const char* kTruncatingSuffix = ".truncating";
 
 std::string segmentName(uint64_t base) {
     char buf[32];
@@ -71,14 +76,18 @@ std::string freeSpace(const std::string& path) {
            megabytes(double(fs.f_blocks) * double(fs.f_frsize)) + " on that filesystem)";
 }
 
+/// What a producer does after its batch did not fit on the disk.
+constexpr const char* kProducerRetry = "call producer.reset() to write again";
+
 /// A StorageError for a failed write of @p path (errno is the cause): names the file,
-/// the free space of its filesystem and what to do.
-[[noreturn]] void storageError(const std::string& what, const std::string& path) {
+/// the free space of its filesystem and what to do (on a full disk: free space, then @p retry).
+[[noreturn]] void storageError(const std::string& what, const std::string& path, const char* retry = kProducerRetry) {
     int e = errno;
     std::string msg = what + " " + path + ": " + std::strerror(e) + freeSpace(path);
     if (e == ENOSPC || e == EDQUOT)
-        msg += "; nothing of this batch was stored and reads still work. Free space (or shorten the topic's retention, "
-               "`mofka-py topic purge`), then call producer.reset() to write again";
+        msg += std::string("; nothing of this batch was stored and reads still work. Free space (or shorten the "
+                           "topic's retention, `mofka-py topic purge`), then ") +
+               retry;
     throw Error(ErrorCode::Storage, msg);
 }
 
@@ -95,14 +104,14 @@ std::string unsyncedEvents(SyncPolicy policy) {
                : "events acknowledged since the last successful sync may not have reached the disk";
 }
 
-void writeAll(int fd, std::vector<iovec>& iov, off_t pos, const std::string& path) {
+void writeAll(int fd, std::vector<iovec>& iov, off_t pos, const std::string& path, const char* retry = kProducerRetry) {
     size_t i = 0;
     while (i < iov.size()) {
         int n = int(std::min<size_t>(iov.size() - i, IOV_MAX));
         ssize_t w = pwritev(fd, iov.data() + i, n, pos);
         if (w < 0) {
             if (errno == EINTR) continue;
-            storageError("cannot write", path);
+            storageError("cannot write", path, retry);
         }
         pos += w;
         while (w > 0 && i < iov.size()) {
@@ -133,6 +142,9 @@ struct PartitionLog::Segment {
     int64_t maxTimestampUs = 0;
     size_t backed = 0; ///< in memory: bytes from the start known to be faulted in (or written)
     bool created = false; ///< its file was created by newSegment(): the directory needs a sync
+    /// In memory: truncateTo() cut it while readers mapped its dropped tail; it takes no more
+    /// batches, so those bytes are never overwritten under them.
+    bool sealed = false;
     std::vector<std::pair<uint64_t, uint64_t>> index; // (first offset of a batch, position)
     uint64_t lastIndexedPos = 0;
 
@@ -155,6 +167,7 @@ PartitionLog::PartitionLog(LogOptions options) : m_opts(std::move(options)) {
         openDirectory();
     }
     m_assigned = m_next;
+    m_visibleTo = m_next;
 }
 
 PartitionLog::~PartitionLog() {
@@ -226,6 +239,9 @@ void PartitionLog::openDirectory() {
             std::string n = e->d_name;
             if (n.size() == 24 && n.compare(20, 4, ".log") == 0 && std::all_of(n.begin(), n.begin() + 20, ::isdigit))
                 bases.push_back(std::stoull(n.substr(0, 20)));
+            else if (n.size() > 24 && n.compare(20, 4, ".log") == 0 &&
+                     n.compare(24, std::string::npos, kTruncatingSuffix) == 0)
+                ::unlink((m_opts.directory + "/" + n).c_str()); // a truncation cut short: its segment is whole
         }
         closedir(d);
     }
@@ -338,7 +354,8 @@ void PartitionLog::recoverSegment(Segment& seg, bool last) {
 
 bool PartitionLog::fitsLocked(const Segment& seg, uint64_t length) const {
     // Roll past segmentBytes (the mapping is rounded up to 2 MiB, so its capacity is not the limit).
-    return seg.written + length <= seg.capacity && (seg.written == 0 || seg.written + length <= m_opts.segmentBytes);
+    return !seg.sealed && seg.written + length <= seg.capacity &&
+           (seg.written == 0 || seg.written + length <= m_opts.segmentBytes);
 }
 
 PartitionLog::Segment& PartitionLog::writableSegment(uint64_t length) {
@@ -448,6 +465,7 @@ AppendResult PartitionLog::publishLocked(Segment& seg, size_t pos, uint64_t leng
     m_next += count;
     m_assigned = m_next;
     seg.nextOffset = m_next;
+    advanceVisibleLocked();
     if (h.producerId) m_producers[h.producerId].add(h.sequence, base);
     lock.unlock();
     m_cv.notify_all();
@@ -608,6 +626,7 @@ void PartitionLog::groupSyncLocked(std::unique_lock<std::mutex>& lock) {
             s.maxTimestampUs = std::max(s.maxTimestampUs, u.lastTimestampUs);
             m_next = u.base + u.count;
             s.nextOffset = m_next;
+            advanceVisibleLocked();
             m_unsynced.pop_front();
         }
         m_durable = target;
@@ -638,6 +657,318 @@ void PartitionLog::failUnsyncedLocked(const std::string& error) {
     m_unsynced.clear();
 }
 
+AppendResult PartitionLog::appendReplica(const uint8_t* data, size_t length) {
+    std::unique_lock<std::mutex> lock(m_mutex);
+    if (m_closed) throw Error(ErrorCode::Closed, "partition log is closed");
+    drainLocked(lock); // appendNoWait()'s batches waiting for their sync hold the offsets before this one
+    if (m_closed) throw Error(ErrorCode::Closed, "partition log is closed");
+    if (!m_reserved.empty())
+        throw Error(ErrorCode::InvalidArgument, "a batch is being received into this partition; a replicated batch "
+                                                "cannot be appended meanwhile (it was not stored)");
+    if (!m_unwritable.empty()) throwUnwritableLocked();
+    try {
+        BatchView check(data, length); // the header and layout a reopen's recovery checks
+    } catch (const Error& e) {
+        throw Error(ErrorCode::Corruption, std::string(e.what()) + " (a replicated batch of " + std::to_string(length) +
+                                               " bytes); it was not stored");
+    }
+    BatchHeader h;
+    std::memcpy(&h, data, sizeof h);
+    if (length & 7)
+        throw Error(ErrorCode::Corruption, "malformed record batch: its length " + std::to_string(length) +
+                                               " is not a multiple of 8 (a replicated batch); it was not stored");
+    if (h.baseOffset != m_next)
+        throw Error(ErrorCode::InvalidArgument,
+                    "replicated batch starts at offset " + std::to_string(h.baseOffset) + " but this log ends at " +
+                        std::to_string(m_next) + "; it was not stored (fetch from offset " + std::to_string(m_next) +
+                        ", or truncate the log to where it agrees with the other replica first)");
+    auto crcMismatch = [] {
+        return Error(ErrorCode::Corruption,
+                     "replicated batch CRC32C mismatch: the batch was damaged in transit; it was not stored");
+    };
+    const Segment& active = *m_segments.back();
+    // In memory, into the active segment: checksum while copying, past its end (invisible if refused).
+    const bool checkWhileCopying = active.fd < 0 && fitsLocked(active, length);
+    if (!checkWhileCopying && crc32c(0, data + kCrcCoverageStart, length - kCrcCoverageStart) != h.crc)
+        throw crcMismatch();
+    Segment& seg = writableSegment(length);
+    const size_t pos = seg.written;
+    if (seg.fd < 0) {
+        backRange(seg, pos, length);
+        uint8_t* dst = seg.base + pos;
+        if (checkWhileCopying) {
+            std::memcpy(dst, data, kCrcCoverageStart);
+            if (crc32cCopy(0, dst + kCrcCoverageStart, data + kCrcCoverageStart, length - kCrcCoverageStart) != h.crc)
+                throw crcMismatch();
+        } else {
+            std::memcpy(dst, data, length);
+        }
+    } else {
+        std::vector<iovec> iov{{const_cast<uint8_t*>(data), length}};
+        try {
+            writeAll(seg.fd, iov, off_t(pos), seg.path, "fetch the batch again");
+        } catch (...) {
+            if (ftruncate(seg.fd, off_t(pos)) != 0) { /* the tail is recovered on next open */
+            }
+            throw;
+        }
+        m_dirty = true; // synced by sync(), the interval policy, a roll or close()
+    }
+    return publishLocked(seg, pos, length, h, h.count, lock);
+}
+
+uint64_t PartitionLog::truncateTo(uint64_t offset) {
+    std::unique_lock<std::mutex> lock(m_mutex);
+    if (m_closed) throw Error(ErrorCode::Closed, "partition log is closed");
+    drainLocked(lock); // batches written but unsynced are published (or failed) first: only published ones are cut
+    if (m_closed) throw Error(ErrorCode::Closed, "partition log is closed");
+    if (!m_reserved.empty())
+        throw Error(ErrorCode::InvalidArgument,
+                    "a batch is being received into this partition; truncate again in a moment (nothing was dropped)");
+    if (!m_unwritable.empty()) throwUnwritableLocked();
+    const uint64_t start = m_segments.front()->baseOffset;
+    if (offset < start || offset > m_next)
+        throw Error(ErrorCode::InvalidArgument,
+                    "cannot truncate the partition log to offset " + std::to_string(offset) + ": it holds offsets [" +
+                        std::to_string(start) + ", " + std::to_string(m_next) + ") (nothing was dropped)");
+    if (offset == m_next) return 0;
+    // Where the batch starting at offset lies.
+    const size_t si = findSegmentLocked(offset);
+    const std::shared_ptr<Segment> cutSeg = m_segments[si];
+    size_t pos = 0;
+    auto it = std::upper_bound(cutSeg->index.begin(), cutSeg->index.end(), std::make_pair(offset, UINT64_MAX));
+    if (it != cutSeg->index.begin()) pos = size_t(std::prev(it)->second);
+    while (pos < cutSeg->size) {
+        const auto* h = reinterpret_cast<const BatchHeader*>(cutSeg->base + pos);
+        if (h->baseOffset >= offset) break;
+        if (h->baseOffset + h->count > offset)
+            throw Error(ErrorCode::InvalidArgument,
+                        "cannot truncate the partition log to offset " + std::to_string(offset) +
+                            ": it lies inside the stored batch of offsets [" + std::to_string(h->baseOffset) + ", " +
+                            std::to_string(h->baseOffset + h->count) +
+                            "); truncate to a batch boundary (nothing was dropped)");
+        pos += size_t(h->length);
+    }
+    const uint64_t dropped = m_next - offset;
+
+    // In memory first (readers see the truncated log from now on), then on disk.
+    const bool whole = pos == 0 && si > 0; // the segment starts at offset: it goes with the later ones
+    const size_t keep = whole ? si : si + 1;
+    std::vector<std::string> removed; // files of the dropped segments, oldest first
+    for (size_t i = keep; i < m_segments.size(); ++i)
+        if (m_segments[i]->fd >= 0) removed.push_back(m_segments[i]->path);
+    m_segments.resize(keep); // readers' mappings keep their bytes
+    const bool cut = !whole && pos < cutSeg->size;
+    // Nobody else maps the segment: its tail can be cut in place. Reader copies of the mapping are
+    // only made under the lock, so the count cannot grow meanwhile.
+    const bool exclusive = cutSeg->map.use_count() == 1;
+    if (cut) {
+        cutSeg->size = cutSeg->written = pos;
+        cutSeg->nextOffset = offset;
+        while (!cutSeg->index.empty() && cutSeg->index.back().second >= pos) cutSeg->index.pop_back();
+        cutSeg->lastIndexedPos = cutSeg->index.empty() ? 0 : cutSeg->index.back().second;
+        // Kept otherwise: no earlier than the kept batches', so retention by age keeps the segment no shorter.
+        if (pos == 0) cutSeg->maxTimestampUs = 0;
+    }
+    Segment& last = *m_segments.back(); // the cut segment if there is one
+    if (last.fd < 0) {
+        if (cut && !exclusive)
+            last.sealed = true; // the dropped tail is never overwritten under its readers
+        else if (last.map.use_count() == 1)
+            last.sealed = false; // nobody maps it: what lies past its end can be overwritten
+    }
+    std::atomic_thread_fence(std::memory_order_acquire); // the last reader's accesses came before its release
+    m_next = m_assigned = offset;
+    if (m_visibleLimit >= m_next) m_visibleTo = m_next; // else a kept boundary already
+    forgetProducersFromLocked(offset);
+
+    if (cutSeg->fd >= 0) {
+        // Later segments first, newest first, and the directory synced, before the cut: a crash at
+        // any point leaves contiguous segments (the log whole, perhaps not yet truncated).
+        const std::string consequence = "the truncation to offset " + std::to_string(offset) +
+                                        " may not be on disk (a reopen finds every event before it, perhaps "
+                                        "dropped ones after it too)";
+        for (auto r = removed.rbegin(); r != removed.rend(); ++r)
+            if (::unlink(r->c_str()) != 0 && errno != ENOENT) failTruncationLocked(*r, errno, consequence);
+        if (!removed.empty()) syncDirectoryLocked(m_opts.directory, consequence);
+        if (cut) cutSegmentFileLocked(si, pos, exclusive, consequence);
+    }
+    lock.unlock();
+    m_cv.notify_all();
+    return dropped;
+}
+
+void PartitionLog::cutSegmentFileLocked(size_t index, size_t pos, bool exclusive, const std::string& consequence) {
+    Segment& seg = *m_segments[index];
+    if (exclusive) {
+        if (ftruncate(seg.fd, off_t(pos)) != 0) failTruncationLocked(seg.path, errno, consequence);
+        syncSegmentLocked(seg, consequence);
+        return;
+    }
+    // Readers map the dropped tail: shrinking the file under them would fault their reads (SIGBUS).
+    // The kept part goes into a new file renamed over the segment; their mapping keeps the old one.
+    const std::string tmp = seg.path + kTruncatingSuffix;
+    int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) failTruncationLocked(tmp, errno, consequence);
+    auto fail = [&](int err) {
+        ::close(fd);
+        ::unlink(tmp.c_str());
+        failTruncationLocked(tmp, err, consequence);
+    };
+    loff_t in = 0, out = 0;
+    while (size_t(out) < pos) { // in the kernel where it can (a reflink on some filesystems)
+        ssize_t n = copy_file_range(seg.fd, &in, fd, &out, pos - size_t(out), 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break; // not supported here: copied from the mapping below
+    }
+    while (size_t(out) < pos) {
+        ssize_t n = pwrite(fd, seg.base + out, pos - size_t(out), out);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) fail(n < 0 ? errno : EIO);
+        out += n;
+    }
+    if (int e = syncFd(fd, true)) fail(e);
+    ::close(fd);
+    if (::rename(tmp.c_str(), seg.path.c_str()) != 0) {
+        int e = errno;
+        ::unlink(tmp.c_str());
+        failTruncationLocked(seg.path, e, consequence);
+    }
+    std::shared_ptr<Segment> fresh;
+    try {
+        fresh = newSegment(seg.baseOffset, m_opts.segmentBytes); // opens the renamed file
+    } catch (const Error&) {
+        failTruncationLocked(seg.path, errno ? errno : EIO, consequence);
+    }
+    fresh->index = seg.index;
+    fresh->lastIndexedPos = seg.lastIndexedPos;
+    fresh->nextOffset = seg.nextOffset;
+    fresh->maxTimestampUs = seg.maxTimestampUs;
+    m_segments[index] = std::move(fresh); // the old one's mapping lives on with its readers
+    syncDirectoryLocked(m_opts.directory, consequence);
+}
+
+void PartitionLog::forgetProducersFromLocked(uint64_t offset) {
+    // A producer whose window lost batches, and its older batches to bring back (the dropped ones pushed them out).
+    struct Refill {
+        uint64_t below; ///< look before this offset
+        size_t want;
+        std::vector<std::pair<uint64_t, uint64_t>> found; // oldest first
+    };
+    std::map<uint64_t, Refill> refill;
+    for (auto p = m_producers.begin(); p != m_producers.end();) {
+        auto& recent = p->second.recent;
+        size_t kept = recent.size();
+        while (kept > 0 && recent[kept - 1].second >= offset) --kept;
+        if (kept == recent.size()) {
+            ++p;
+            continue;
+        }
+        // A full window that does not start at the producer's first batch (sequence 0) pushed older ones out.
+        if (recent.size() == ProducerState::kWindow && recent.front().first > 0)
+            refill[p->first] = {std::min(recent.front().second, offset), ProducerState::kWindow - kept, {}};
+        recent.resize(kept);
+        if (recent.empty() && !refill.count(p->first))
+            p = m_producers.erase(p);
+        else
+            ++p;
+    }
+    if (refill.empty()) return;
+    // Segments newest first, until every such producer has its window again (or the log's start).
+    uint64_t below = 0;
+    for (const auto& r : refill) below = std::max(below, r.second.below);
+    size_t missing = refill.size();
+    for (size_t si = findSegmentLocked(below) + 1; si-- > 0 && missing > 0;) {
+        const Segment& seg = *m_segments[si];
+        std::map<uint64_t, std::vector<std::pair<uint64_t, uint64_t>>> here;
+        for (size_t pos = 0; pos < seg.size;) {
+            const auto* h = reinterpret_cast<const BatchHeader*>(seg.base + pos);
+            if (h->producerId) {
+                auto r = refill.find(h->producerId);
+                if (r != refill.end() && h->baseOffset < r->second.below)
+                    here[h->producerId].emplace_back(h->sequence, h->baseOffset);
+            }
+            pos += size_t(h->length);
+        }
+        for (auto& [id, batches] : here) {
+            Refill& r = refill[id];
+            if (r.found.size() >= r.want) continue;
+            const size_t take = std::min(r.want - r.found.size(), batches.size());
+            r.found.insert(r.found.begin(), batches.end() - ptrdiff_t(take), batches.end());
+            if (r.found.size() == r.want) --missing;
+        }
+    }
+    for (auto& [id, r] : refill) {
+        auto& recent = m_producers[id].recent;
+        recent.insert(recent.begin(), r.found.begin(), r.found.end());
+        if (recent.empty()) m_producers.erase(id);
+    }
+}
+
+void PartitionLog::failTruncationLocked(const std::string& path, int err, const std::string& consequence) {
+    if (m_unwritable.empty()) m_unwritable = "a failed truncation at " + path + " (" + std::strerror(err) + ")";
+    throw Error(ErrorCode::Storage, "cannot truncate the partition log at " + path + ": " + std::strerror(err) +
+                                        freeSpace(path) + "; " + consequence + ". Partition log " + m_opts.directory +
+                                        " takes no more writes until it is reopened (recovery then checks its tail)");
+}
+
+std::optional<BatchHeader> PartitionLog::batchEndingAt(uint64_t offset) const {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    if (m_closed) throw Error(ErrorCode::Closed, "partition log is closed");
+    if (offset <= m_segments.front()->baseOffset || offset > m_next) return std::nullopt;
+    const uint64_t last = offset - 1;
+    const Segment& seg = *m_segments[findSegmentLocked(last)];
+    size_t pos = 0;
+    auto it = std::upper_bound(seg.index.begin(), seg.index.end(), std::make_pair(last, UINT64_MAX));
+    if (it != seg.index.begin()) pos = size_t(std::prev(it)->second);
+    while (pos < seg.size) {
+        const auto* h = reinterpret_cast<const BatchHeader*>(seg.base + pos);
+        if (h->baseOffset + h->count > last) { // the batch holding the event at offset - 1
+            if (h->baseOffset + h->count != offset) return std::nullopt;
+            BatchHeader out;
+            std::memcpy(&out, h, sizeof out);
+            return out;
+        }
+        pos += size_t(h->length);
+    }
+    return std::nullopt;
+}
+
+void PartitionLog::setVisibleEnd(uint64_t end) {
+    {
+        std::lock_guard<std::mutex> lock(m_mutex);
+        if (m_closed) throw Error(ErrorCode::Closed, "partition log is closed");
+        m_visibleLimit = end;
+        m_visibleTo = boundaryAtOrBelowLocked(end);
+    }
+    m_cv.notify_all();
+}
+
+uint64_t PartitionLog::visibleEnd() const {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    return m_visibleLimit;
+}
+
+uint64_t PartitionLog::visibleEndOffset() const {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    return std::min(m_next, m_visibleLimit);
+}
+
+uint64_t PartitionLog::boundaryAtOrBelowLocked(uint64_t end) const {
+    if (end >= m_next) return m_next;
+    if (end <= m_segments.front()->baseOffset) return end; // no retained batch below it
+    const Segment& seg = *m_segments[findSegmentLocked(end)];
+    size_t pos = 0;
+    auto it = std::upper_bound(seg.index.begin(), seg.index.end(), std::make_pair(end, UINT64_MAX));
+    if (it != seg.index.begin()) pos = size_t(std::prev(it)->second);
+    while (pos < seg.size) {
+        const auto* h = reinterpret_cast<const BatchHeader*>(seg.base + pos);
+        if (h->baseOffset + h->count > end) return h->baseOffset; // the batch holding end starts there
+        pos += size_t(h->length);
+    }
+    return std::min(end, seg.nextOffset);
+}
+
 size_t PartitionLog::findSegmentLocked(uint64_t offset) const {
     size_t lo = 0, hi = m_segments.size();
     while (hi - lo > 1) {
@@ -651,10 +982,19 @@ size_t PartitionLog::findSegmentLocked(uint64_t offset) const {
 }
 
 std::vector<StoredBatch> PartitionLog::read(uint64_t offset, size_t maxBytes) const {
-    std::vector<StoredBatch> out;
     std::lock_guard<std::mutex> lock(m_mutex);
+    return readLocked(offset, maxBytes, m_visibleTo);
+}
+
+std::vector<StoredBatch> PartitionLog::readUnlimited(uint64_t offset, size_t maxBytes) const {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    return readLocked(offset, maxBytes, UINT64_MAX);
+}
+
+std::vector<StoredBatch> PartitionLog::readLocked(uint64_t offset, size_t maxBytes, uint64_t visibleTo) const {
+    std::vector<StoredBatch> out;
     if (m_closed) throw Error(ErrorCode::Closed, "partition log is closed");
-    if (offset >= m_next) return out;
+    if (offset >= std::min(m_next, visibleTo)) return out;
     size_t total = 0;
     for (size_t si = findSegmentLocked(offset); si < m_segments.size(); ++si) {
         const Segment& seg = *m_segments[si];
@@ -668,6 +1008,7 @@ std::vector<StoredBatch> PartitionLog::read(uint64_t offset, size_t maxBytes) co
                             "partition log damaged in memory at byte " + std::to_string(pos) +
                                 " of a segment (bad batch length); this is a bug, please report it");
             if (h->baseOffset + h->count > offset) {
+                if (h->baseOffset + h->count > visibleTo) return out; // and so is every later batch
                 if (!out.empty() && total + h->length > maxBytes) return out;
                 out.push_back({seg.map, seg.base + pos, size_t(h->length), h->baseOffset, h->count});
                 total += h->length;
@@ -698,7 +1039,7 @@ uint64_t PartitionLog::sizeBytes() const {
 
 bool PartitionLog::waitFor(uint64_t offset, std::chrono::steady_clock::time_point deadline) const {
     std::unique_lock<std::mutex> lock(m_mutex);
-    return m_cv.wait_until(lock, deadline, [&] { return m_next > offset || m_closed; }) && m_next > offset;
+    return m_cv.wait_until(lock, deadline, [&] { return m_visibleTo > offset || m_closed; }) && m_visibleTo > offset;
 }
 
 void PartitionLog::notifyAll() const { m_cv.notify_all(); }
