@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from etcd_helpers import EtcdServer
-from service_helpers import free_port, stop_process
+from mofka_py.cluster.etcd import Etcd
 from waiting import wait_until
 
-from mofka_py.cluster.etcd import Etcd
+from etcd_helpers import EtcdServer
+from service_helpers import free_port, stop_process
 
 
 class Node:

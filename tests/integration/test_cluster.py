@@ -5,11 +5,12 @@ it was acknowledged, in order, the group got it, and the cluster is fully replic
 from __future__ import annotations
 
 import pytest
-from cluster_helpers import Cluster, Workload, check_history, read_all, wait_for_time
-from etcd_helpers import EtcdServer, find_etcd
-from waiting import wait_until
 
 import mofka_py as mp
+from waiting import wait_until
+
+from cluster_helpers import Cluster, Workload, check_history, read_all, wait_for_time
+from etcd_helpers import EtcdServer, find_etcd
 
 pytestmark = pytest.mark.skipif(find_etcd() is None, reason="no etcd binary (scripts/bootstrap.sh installs one)")
 
@@ -51,7 +52,10 @@ def _run_fault(c: Cluster, fault) -> Workload:
         c.wait_fully_replicated(TOPIC, timeout=120)
     finally:
         w.stop()
-    check_history(w, read_all(c.url, TOPIC))
+    stored = read_all(c.url, TOPIC)
+    print(f"acknowledged {len(w.acked)}, unacknowledged {len(w.failed)}, stored "
+          f"{sum(len(v) for v in stored.values())}, consumed {len(w.consumed)} ({len(set(w.consumed))} distinct)")
+    check_history(w, stored)
     return w
 
 
@@ -132,5 +136,61 @@ def test_two_of_three_killed_in_turn(cluster):
             wait_for_time(1.0)
             cluster.restart(node)
             cluster.wait_fully_replicated(TOPIC, timeout=120)
+
+    _run_fault(cluster, fault)
+
+
+def test_group_resumes_from_committed_offsets_after_coordinator_failover(cluster):
+    """The group's coordinator is the leader of partition 0; its commits are copied to the other
+    replicas, so the member that comes after the coordinator's kill -9 starts where the group
+    committed, not from the beginning."""
+    _topic(cluster, partitions=1)
+    with mp.connect(cluster.url) as fab:
+        t = fab.topic(TOPIC)
+        with t.producer() as prod:
+            for k in range(200):
+                prod.push({"p": 0, "k": k})
+        with t.consumer(group="g", start="earliest") as cons:
+            for _ in range(120):
+                ev = cons.pull(timeout=30)
+                assert ev is not None
+                ev.ack()
+        old = cluster.leader(TOPIC, 0)
+        cluster.kill(old)
+        cluster.wait_leaders(TOPIC, exclude=old)
+        with t.consumer(group="g", start="earliest") as cons:
+            ev = cons.pull(timeout=60)
+            assert ev is not None
+            assert ev.offset == 120, f"the group resumed at {ev.offset}, not at its committed 120"
+
+
+def test_etcd_paused_leaders_serve_until_their_lease_ends_then_refuse(cluster):
+    """etcd unreachable: the leaders keep their partitions until their lease deadline, then refuse
+    writes (no split brain); when etcd is back the cluster elects and serves again, and nothing
+    acknowledged is lost."""
+    def fault():
+        cluster.etcd.pause()
+        try:
+            with mp.connect(cluster.url, reconnect_timeout_ms=1500) as fab:
+                prod = fab.topic(TOPIC).producer()
+                tries = iter(range(1_000_000))
+
+                def refused():
+                    try:
+                        prod.push({"p": 99, "k": next(tries)}).result(timeout=30)
+                    except mp.Error as exc:
+                        return exc
+                    return None
+                try:
+                    err = wait_until(refused, 60, "writes refused once the leaders' leases ended")
+                    assert isinstance(err, (mp.NotLeader, mp.TimeoutError)), repr(err)
+                    assert "lease" in str(err) or isinstance(err, mp.TimeoutError), str(err)
+                finally:
+                    try:
+                        prod.close(timeout=5)
+                    except mp.Error:
+                        pass  # the refused events: never acknowledged
+        finally:
+            cluster.etcd.resume()
 
     _run_fault(cluster, fault)

@@ -70,6 +70,7 @@ class _Held:
     replicas: List[str] = field(default_factory=list)
     fetcher: Any = None
     since: float = 0.0  # monotonic time the current role began
+    leaderless_since: float = 0.0  # monotonic time this node first saw no leader (0: it has one)
 
 
 class ClusterNode:
@@ -182,27 +183,6 @@ class ClusterNode:
             if not self.etcd_ok:
                 self._event("etcd_reachable")
             self.etcd_ok = True
-        self.incarnation = self._incarnation(data_dir)
-        self.first_seen: Dict[Tuple[str, str], float] = {}
-
-    @staticmethod
-    def _incarnation(data_dir: Optional[str]) -> str:
-        """Stable across restarts of a node that keeps its data (file://), new for one that does not."""
-        if not data_dir:
-            return uuid.uuid4().hex
-        path = os.path.join(data_dir, "cluster-incarnation")
-        try:
-            with open(path, encoding="utf-8") as fh:
-                return fh.read().strip()
-        except FileNotFoundError:
-            inc = uuid.uuid4().hex
-            os.makedirs(data_dir, exist_ok=True)
-            with open(path + ".tmp", "w", encoding="utf-8") as fh:
-                fh.write(inc)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(path + ".tmp", path)
-            return inc
             if ttl > 0:
                 self.srv.set_lease_deadline(sent + ttl * 1_000_000_000)
                 continue
@@ -347,11 +327,22 @@ class ClusterNode:
         in_sync = dict(isr) if isr is not None else {n: nodes[n]["incarnation"] for n in replicas if n in nodes}
         names = sorted(in_sync)
         if leader is None:
-            if self.node in replicas and self.lease and (fresh or in_sync.get(self.node) == self.incarnation):
+            now = time.monotonic()
+            h.leaderless_since = h.leaderless_since or now
+            # The first replica listed (the preferred leader, which spreads leaders over the nodes) goes
+            # first; the others give it a few rounds while it is alive and in sync.
+            preferred = replicas[0] if replicas else ""
+            preferred_able = preferred in nodes and (fresh or in_sync.get(preferred) ==
+                                                     nodes[preferred].get("incarnation"))
+            my_turn = (self.node == preferred or not preferred_able
+                       or now - h.leaderless_since > 6 * self.interval + 0.2)
+            if (self.node in replicas and self.lease and my_turn
+                    and (fresh or in_sync.get(self.node) == self.incarnation)):
                 self._campaign(topic, p, replicas, in_sync, nodes, h)
             elif h.kind != "offline" or h.leader:
                 self._set_role(topic, p, h, "offline", h.epoch, "", "", replicas, names)
             return
+        h.leaderless_since = 0.0
         info = json.loads(leader.value)
         epoch = leader.create_revision
         if info["node"] == self.node:
