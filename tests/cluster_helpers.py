@@ -169,7 +169,7 @@ class Workload:
     thread over the cluster URL, while faults happen. ``acked`` maps (producer, k) to the event id
     the cluster acknowledged; ``consumed`` lists (producer, k) as the group member received them."""
 
-    def __init__(self, url: str, topic: str, producers: int = 2, group: str = "jepsen", rate_pause: float = 0.002):
+    def __init__(self, url: str, topic: str, producers: int = 2, group: str = "jepsen", rate_pause: float = 0.02):
         import threading
 
         self.url, self.topic, self.n, self.group, self.rate_pause = url, topic, producers, group, rate_pause

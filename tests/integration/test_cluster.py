@@ -96,7 +96,20 @@ def test_kill_leader(cluster):
         cluster.restart(victim["node"])
 
     _run_fault(cluster, fault)
-    assert cluster.leader(TOPIC, 0) is not None
+    # The replica-state events the leaders published on the cluster's health topic.
+    with mp.connect(cluster.url) as fab:
+        with fab.topic("__health.events").consumer(start="earliest") as cons:
+            seen = []
+            while True:
+                ev = cons.pull(timeout=2)
+                if ev is None:
+                    break
+                seen.append(ev.metadata)
+    mine = [e for e in seen if e.get("topic") == TOPIC and e.get("partition") == 0]
+    kinds = [e["event"] for e in mine]
+    assert "leader_changed" in kinds and "under_replicated" in kinds and "fully_replicated" in kinds, kinds
+    new_leader = [e for e in mine if e["event"] == "leader_changed"][-1]
+    assert new_leader["leader"] != victim["node"] and new_leader["epoch"] == cluster.epoch(TOPIC, 0)
 
 
 def test_pause_leader_past_its_lease(cluster):
@@ -194,3 +207,42 @@ def test_etcd_paused_leaders_serve_until_their_lease_ends_then_refuse(cluster):
             cluster.etcd.resume()
 
     _run_fault(cluster, fault)
+
+
+def test_reassign_fills_a_new_replica_from_scratch_and_status_shows_it(cluster, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    with mp.connect(cluster.url) as fab:
+        fab.create_topic("two", partitions=1, replication=2, min_insync=1)
+        cluster.wait_leaders("two")
+        with fab.topic("two").producer() as prod:
+            for k in range(500):
+                prod.push({"p": 0, "k": k})
+    before = cluster.replicas("two")[0]
+    newcomer = next(n for n in ("n1", "n2", "n3") if n not in before)
+    etcd_url = f"etcd://127.0.0.1:{cluster.etcd.client_port}/{cluster.name}"
+    cli = [sys.executable, "-m", "mofka_py.cli", "cluster"]
+    out = subprocess.run(cli + ["reassign", "two", "0", ",".join(before + [newcomer]), "--cluster", etcd_url],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    wait_until(lambda: cluster.isr("two", 0) == sorted(before + [newcomer]), 60, "the new replica in sync")
+    st = subprocess.run(cli + ["status", "--json", "--cluster", etcd_url], capture_output=True, text=True,
+                        timeout=60)
+    assert st.returncode == 0, st.stderr
+    state = json.loads(st.stdout)
+    row = next(x for x in state["partitions"] if x["topic"] == "two")
+    assert sorted(row["isr"]) == sorted(before + [newcomer]) and row["leader"] in before
+    assert not [x for x in state["under_replicated"] if x[0] == "two"]
+    # A leader on the move must stay a replica: refused, nothing changed.
+    bad = subprocess.run(cli + ["reassign", "two", "0", newcomer, "--cluster", etcd_url], capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode != 0 and "leads partition" in bad.stderr
+    assert sorted(cluster.replicas("two")[0]) == sorted(before + [newcomer])
+    # The newcomer's copy, read directly after a clean stop: all 500 events, in order.
+    cluster.stop()
+    with mp.connect(f"file://{cluster.data_dir(newcomer)}") as fab:
+        with fab.topic("two").consumer(start="earliest") as cons:
+            got = [ev.metadata["k"] for ev in iter(lambda: cons.pull(timeout=1), None)]
+    assert got == list(range(500))

@@ -64,9 +64,12 @@ ReplicaStatus Broker::Replica::status() const {
     s.endOffset = m_log.endOffset();
     s.highWatermark = m_hw;
     auto now = Clock::now();
-    for (auto& kv : m_followers)
-        s.followers.push_back(
-            {kv.first, kv.second.position, kv.second.known, msSince(kv.second.lastFetch, now), msSince(kv.second.caughtUp, now)});
+    for (auto& kv : m_followers) {
+        const Follower& f = kv.second;
+        // A follower holding the whole log is in sync now, even while its next fetch waits for data.
+        int64_t caughtUp = f.known && f.position >= s.endOffset ? 0 : msSince(f.caughtUp, now);
+        s.followers.push_back({kv.first, f.position, f.known, msSince(f.lastFetch, now), caughtUp});
+    }
     return s;
 }
 
@@ -133,10 +136,10 @@ void Broker::Replica::awaitReplicated(uint64_t end, uint64_t epoch, const std::a
         if (m_hw >= end) break;
         if (m_cv.wait_until(l, deadline) == std::cv_status::timeout && m_hw < end &&
             m_role.kind == ReplicaRole::Kind::Leader && m_role.epoch == epoch)
-            throw Error(ErrorCode::Timeout,
-                        "the in-sync replicas of partition " + std::to_string(m_partition) + " of topic '" + m_topic +
-                            "' did not hold the write within " + std::to_string(timeoutMs) +
-                            " ms (replica_ack_timeout_ms); the producer resends it");
+            throw Error(ErrorCode::Timeout, "the in-sync replicas of partition " + std::to_string(m_partition) +
+                                                " of topic '" + m_topic + "' did not hold the write within " +
+                                                std::to_string(timeoutMs) +
+                                                " ms (replica_ack_timeout_ms); the producer resends it");
     }
     // Acknowledge only while the lease holds: a leader paused past it may have been replaced.
     if (steadyNowNs() >= leaseDeadlineNs.load())
@@ -173,10 +176,13 @@ FollowerFetchCheck Broker::Replica::followerFetch(const std::string& node, uint6
     }
     Follower& f = m_followers[node];
     auto now = Clock::now();
+    // Caught up (Kafka's rule): it holds everything the leader had when it last fetched, or all of it.
+    // Under a steady stream a follower is always a little behind the end, never behind that.
+    if (offset >= c.leaderEnd || (f.known && offset >= f.endAtLastFetch)) f.caughtUp = now;
     f.position = offset;
     f.known = true;
     f.lastFetch = now;
-    if (offset >= c.leaderEnd) f.caughtUp = now;
+    f.endAtLastFetch = c.leaderEnd;
     c.highWatermarkMoved = recomputeLocked();
     return c;
 }
@@ -184,8 +190,8 @@ FollowerFetchCheck Broker::Replica::followerFetch(const std::string& node, uint6
 void Broker::Replica::requireFollowerLocked(uint64_t epoch) const {
     if (m_role.kind != ReplicaRole::Kind::Follower || m_role.epoch != epoch)
         throw Error(ErrorCode::NotLeader, "node " + m_self + " no longer follows epoch " + std::to_string(epoch) +
-                                              " of partition " + std::to_string(m_partition) + " of topic '" +
-                                              m_topic + "'");
+                                              " of partition " + std::to_string(m_partition) + " of topic '" + m_topic +
+                                              "'");
 }
 
 void Broker::Replica::appendFromLeader(uint64_t epoch, const std::vector<StoredBatch>& batches, uint64_t leaderHw) {

@@ -59,6 +59,7 @@ class Broker::Replica {
         bool known = false;
         Clock::time_point lastFetch{};
         Clock::time_point caughtUp{};
+        uint64_t endAtLastFetch = 0; ///< the leader's end when this follower last fetched
     };
     [[noreturn]] void throwNotLeaderLocked(const std::string& why) const;
     bool recomputeLocked();

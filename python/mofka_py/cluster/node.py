@@ -24,6 +24,7 @@ they were sent), so a leader paused past its lease cannot write after another wa
 """
 from __future__ import annotations
 
+import collections
 import json
 import os
 import threading
@@ -34,6 +35,11 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..errors import Error, InvalidArgument
 from .etcd import Etcd, EtcdUnavailable, KeyValue, compare, op_put
+
+#: Replica-state events published to ``__health.events`` (the pool issue's health topic), by the
+#: coordinator event that makes them.
+PUBLISHED = {"elected": "leader_changed", "lease_lost": "leader_lease_lost", "follower_lagging": "follower_lagging",
+             "etcd_unreachable": "coordination_lost", "etcd_reachable": "coordination_restored"}
 
 #: Topic settings copied to every node with the topic (the rest are the node's defaults).
 _TOPIC_SETTINGS = ("segment_bytes", "retention_bytes", "retention_ms", "sync", "sync_interval_ms", "max_event_bytes",
@@ -100,6 +106,9 @@ class ClusterNode:
         self.events: List[Dict[str, Any]] = []  # leader changes, in-sync changes (for health and tests)
         self._lock = threading.Lock()
         self._threads: List[threading.Thread] = []
+        self._outbox: "collections.deque[Dict[str, Any]]" = collections.deque(maxlen=10000)
+        self._addresses: List[str] = []
+        self._lagging: set = set()
         self.etcd_ok = True
         self.incarnation = self._incarnation(data_dir)
         self.first_seen: Dict[Tuple[str, str], float] = {}
@@ -128,7 +137,8 @@ class ClusterNode:
     def start(self) -> "ClusterNode":
         """Register in etcd (a clear error if etcd does not answer) and start the loops."""
         self._register()
-        for target, name in ((self._keepalive_loop, "cluster-lease"), (self._control_loop, "cluster-control")):
+        for target, name in ((self._keepalive_loop, "cluster-lease"), (self._control_loop, "cluster-control"),
+                             (self._publish_loop, "cluster-events")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -166,6 +176,59 @@ class ClusterNode:
             self.events.append({"event": kind, "node": self.node, "time": time.time(), **info})
             del self.events[:-1000]
         self.log(f"cluster: {kind} " + " ".join(f"{k}={v}" for k, v in info.items()))
+        public = PUBLISHED.get(kind)
+        if kind == "isr_changed":
+            full = len(info.get("isr", "").split(",")) >= info.get("replicas", 0)
+            public = "under_replicated" if info.get("removed") else ("fully_replicated" if full else "isr_expanded")
+        if kind == "elected" and len(info.get("isr", "").split(",")) < info.get("replicas", 0):
+            self._outbox.append({"event": "under_replicated", "node": self.node, "kind": "cluster", "ts": time.time(),
+                                 "reason": kind, **info})
+        if public:
+            self._outbox.append({"event": public, "node": self.node, "kind": "cluster", "ts": time.time(),
+                                 "reason": kind, **info})
+
+    def _publish_loop(self) -> None:
+        """Replica-state events to ``__health.events`` on the cluster itself (as the pool's health
+        monitor publishes node events), through a cluster client; kept while the cluster is away."""
+        from .. import api
+        from ..services.health import EVENTS_TOPIC, ensure_topic
+
+        fab = prod = None
+        warned = False
+        while not self.stop_event.wait(0.2):
+            if not self._outbox or not self._addresses:
+                continue
+            try:
+                if prod is None:
+                    fab = api.connect("tcp://" + ",".join(self._addresses), token=self.token or None,
+                                      reconnect_timeout_ms=5000)
+                    topic = ensure_topic(fab, EVENTS_TOPIC, replication=min(3, len(self._addresses)), min_insync=1)
+                    prod = topic.producer(linger_ms=0.0)
+                while self._outbox:
+                    prod.push(self._outbox[0])
+                    self._outbox.popleft()
+                prod.flush(timeout=10)
+                warned = False
+            except Error as exc:
+                if not warned:
+                    self.log(f"cluster: cannot publish replica events yet ({str(exc).splitlines()[0]}); retrying")
+                warned = True
+                self._close_quietly(prod, fab)
+                fab = prod = None
+        self._close_quietly(prod, fab)
+
+    @staticmethod
+    def _close_quietly(prod: Any, fab: Any) -> None:
+        try:
+            if prod is not None:
+                prod.close(timeout=1)
+        except Error:
+            pass  # events not stored: they stay unpublished (health events are best effort)
+        try:
+            if fab is not None:
+                fab.close()
+        except Error:
+            pass
 
     # ---- the lease ----
 
@@ -231,6 +294,7 @@ class ClusterNode:
             elif parts[0] == "isr" and len(parts) == 3:
                 isrs[(parts[1], int(parts[2]))] = json.loads(kv.value)["isr"]
         self.srv.set_cluster_nodes(sorted((n, v["address"]) for n, v in nodes.items()))
+        self._addresses = [v["address"] for _, v in sorted(nodes.items())]
         self._sync_topics(topics, nodes)
         for name, t in topics.items():
             for p, replicas in enumerate(t["replicas"]):
@@ -375,7 +439,8 @@ class ClusterNode:
         new_isr[self.node] = self.incarnation
         if not self._write_isr(topic, p, epoch, new_isr):
             return
-        self._event("elected", topic=topic, partition=p, epoch=epoch, isr=",".join(sorted(new_isr)))
+        self._event("elected", topic=topic, partition=p, epoch=epoch, leader=self.node, isr=",".join(sorted(new_isr)),
+                    replicas=len(replicas))
         self._set_role(topic, p, h, "leader", epoch, self.node, self.address, replicas, sorted(new_isr))
 
     def _write_isr(self, topic: str, p: int, epoch: int, isr: Dict[str, str]) -> bool:
@@ -397,6 +462,13 @@ class ClusterNode:
                 lagging = f["since_caught_up_ms"] < 0 or f["since_caught_up_ms"] > self.lag_ms
                 if not lagging:
                     new[n] = live[n]
+                behind = f["since_caught_up_ms"] > self.lag_ms * 3 / 4 and f["position"] < st["end_offset"]
+                if behind and (topic, p, n) not in self._lagging:
+                    self._lagging.add((topic, p, n))
+                    self._event("follower_lagging", topic=topic, partition=p, follower=n,
+                                behind=st["end_offset"] - f["position"], since_caught_up_ms=f["since_caught_up_ms"])
+                elif not behind:
+                    self._lagging.discard((topic, p, n))
             elif (n in nodes and f["known"] and f["position"] >= st["end_offset"] and f["since_fetch_ms"] >= 0
                   and f["since_fetch_ms"] < min(self.lag_ms, self._known_for_ms(n, nodes[n]["incarnation"]))):
                 new[n] = nodes[n]["incarnation"]  # caught up: back in sync (this incarnation's own fetch)
@@ -407,7 +479,7 @@ class ClusterNode:
                 return  # no longer the leader; the next round sees it
             gone, back = sorted(set(in_sync) - set(new)), sorted(set(new) - set(in_sync))
             self._event("isr_changed", topic=topic, partition=p, epoch=epoch, isr=",".join(sorted(new)),
-                        removed=",".join(gone), added=",".join(back))
+                        removed=",".join(gone), added=",".join(back), replicas=len(replicas))
         self._set_role(topic, p, h, "leader", epoch, self.node, self.address, replicas, sorted(new))
 
     # ---- reporting ----

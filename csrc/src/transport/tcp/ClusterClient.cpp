@@ -137,6 +137,18 @@ class ClusterClient final : public RemoteClient {
                             std::to_string(minInsync) + " (" + why + "); commit again once the nodes are back");
     }
 
+    /// The coordinator's description, with each partition's offsets from its own leader (the
+    /// coordinator only follows the others, a little behind).
+    TopicInfo describeTopic(const std::string& name) override {
+        TopicInfo info = RemoteClient::describeTopic(name);
+        for (PartitionInfo& p : info.partitions) {
+            auto o = offsets(name, p.partition);
+            p.startOffset = o.first;
+            p.endOffset = o.second;
+        }
+        return info;
+    }
+
     int64_t connectedClients() override {
         return withAny([&](BrokerClient& c) { return c.connectedClients(); });
     }
