@@ -110,7 +110,10 @@ class EtcdServer:
                     if json.loads(resp.read()).get("leader"):  # a leader elected: writes work
                         return self
                     why = "no leader yet"
-            except (OSError, ValueError, urllib.error.URLError) as e:
+            except urllib.error.HTTPError as e:
+                e.close()  # it holds the connection: an unclosed one would warn in a later test
+                why = f"HTTP {e.code}"
+            except (OSError, ValueError) as e:
                 why = str(e)
             if time.monotonic() > deadline:
                 self.kill()
@@ -134,8 +137,31 @@ class EtcdServer:
                 self.proc.wait()
 
     def pause(self) -> None:
-        """SIGSTOP: the process stops answering but keeps its sockets (a hung member)."""
+        """SIGSTOP: the process stops answering but keeps its sockets (a hung member). Returns once
+        every thread of it is stopped: the kernel wakes one thread to begin the stop, and on a loaded
+        machine the others went on answering requests for tens of milliseconds after kill()."""
         os.kill(self.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 30
+        while not self._stopped():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"etcd (pid {self.pid}) did not stop within 30 s of SIGSTOP")
+            time.sleep(0.005)
+
+    def _stopped(self) -> bool:
+        """Whether every thread of the process is in the stopped state (T in /proc/PID/task/*/stat)."""
+        try:
+            tasks = os.listdir(f"/proc/{self.pid}/task")
+        except FileNotFoundError:
+            return True  # exited
+        for tid in tasks:
+            try:
+                with open(f"/proc/{self.pid}/task/{tid}/stat") as f:
+                    state = f.read().rpartition(")")[2].split()[0]
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                continue  # that thread exited
+            if state not in ("T", "t"):
+                return False
+        return True
 
     def resume(self) -> None:
         """SIGCONT after :meth:`pause`."""
