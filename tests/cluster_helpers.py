@@ -281,6 +281,9 @@ def check_history(w: Workload, stored: Dict[int, List[tuple]]) -> None:
     offset it was acknowledged with; no event stored twice; each producer's events in push order
     within a partition; the group received every acknowledged event."""
     assert not w.errors, w.errors
+    # Producers retry through any failover for minutes: a push that failed is a finding (e.g. an
+    # OutOfSequence: the new leader lacks a batch the producer saw acknowledged).
+    assert not w.failed, f"{len(w.failed)} pushes failed, e.g. {list(w.failed.items())[:2]}"
     where: Dict[tuple, tuple] = {}
     for p, events in stored.items():
         for off, key in enumerate(events):

@@ -8,7 +8,6 @@
 #include "mofka_py/ReplicaFetcher.hpp"
 #include "mofka_py/TcpServer.hpp"
 
-
 #include <memory>
 #include <string>
 

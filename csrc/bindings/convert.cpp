@@ -353,8 +353,7 @@ MpiFabricOptions mpiFabricOptions(const py::dict& settings) { return fromDict("m
 py::dict topicSettings(const TopicConfig& config) {
     py::dict d;
     for (const Field<TopicConfig>& f : topicFields())
-        if (std::find(kTopicDefaults.begin(), kTopicDefaults.end(), f.name) != kTopicDefaults.end())
-            d[py::str(f.name)] = f.get(config);
+        if (std::string(f.name) != "partitions") d[py::str(f.name)] = f.get(config);
     return d;
 }
 

@@ -254,7 +254,10 @@ def serve(data_dir: Optional[str] = None, listen: str = "127.0.0.1:7400", token:
                 srv.poll(50)
         _log(f"signal {stopping[0]}: draining {srv.connections} connection(s)")
         if node is not None:
-            node.stop()
+            stopper = threading.Thread(target=node.stop, name="cluster-stop")
+            stopper.start()
+            while stopper.is_alive():  # keep answering while the node hands its partitions over
+                srv.poll(50)
         srv.shutdown(2000)
         _log("stopped")
         return 0

@@ -48,7 +48,7 @@ def _run_fault(c: Cluster, fault) -> Workload:
     try:
         before = wait_until(lambda: _acked(w) > 300 and _acked(w), 60, "acknowledged events before the fault")
         fault()
-        wait_until(lambda: _acked(w) > before + 300, 120, "acknowledged events after the fault")
+        wait_until(lambda: _acked(w) > before + 300 or w.failed or w.errors, 120, "acknowledged events after the fault")
         c.wait_fully_replicated(TOPIC, timeout=120)
     finally:
         w.stop()
@@ -246,3 +246,47 @@ def test_reassign_fills_a_new_replica_from_scratch_and_status_shows_it(cluster, 
         with fab.topic("two").consumer(start="earliest") as cons:
             got = [ev.metadata["k"] for ev in iter(lambda: cons.pull(timeout=1), None)]
     assert got == list(range(500))
+
+
+def test_replica_restarted_empty_gets_the_groups_committed_offsets(cluster):
+    """A replica of partition 0 that lost its data copies the group offsets from the leader too,
+    so it can become the groups' coordinator without sending them back to the start."""
+    _topic(cluster, partitions=2)
+    with mp.connect(cluster.url) as fab:
+        t = fab.topic(TOPIC)
+        with t.producer() as prod:
+            for k in range(100):
+                prod.push({"p": 0, "k": k}, partition=k % 2)
+        with t.consumer(group="g", start="earliest") as cons:
+            for _ in range(100):
+                cons.pull(timeout=30).ack()
+        want = {p: fab._f.committed("g", TOPIC, p) for p in range(2)}
+    assert want == {0: 50, 1: 50}
+    follower = next(n for n in ("n1", "n2", "n3") if n != cluster.leader(TOPIC, 0))
+    cluster.kill(follower)
+    cluster.restart(follower, empty=True)
+    cluster.wait_fully_replicated(TOPIC)
+    with mp.connect(f"tcp://127.0.0.1:{cluster.ports[follower]}") as direct:
+        wait_until(lambda: {p: direct._f.committed("g", TOPIC, p) for p in range(2)} == want, 60,
+                   "the restarted replica to hold the group's committed offsets")
+
+
+def test_kill_leader_while_its_followers_are_stalled(cluster):
+    """The leader of partition 0 is killed while both its followers are paused (for less than the
+    replica lag, so they stay in sync): whatever it wrote meanwhile was never acknowledged, since
+    the in-sync replicas did not hold it, and the new leader (a follower) loses nothing that was."""
+    def fault():
+        leader = cluster.leader(TOPIC, 0)
+        followers = [n for n in ("n1", "n2", "n3") if n != leader]
+        for n in followers:
+            cluster.pause(n)
+        try:
+            wait_for_time(0.4)  # writes reach the leader alone meanwhile
+            cluster.kill(leader)
+        finally:
+            for n in followers:
+                cluster.resume(n)
+        cluster.wait_leaders(TOPIC, exclude=leader)
+        cluster.restart(leader)
+
+    _run_fault(cluster, fault)

@@ -96,8 +96,8 @@ std::string topicConfText(const TopicConfig& c) {
     o << "partitions=" << c.partitions << "\nsegment_bytes=" << c.segmentBytes
       << "\nretention_bytes=" << c.retentionBytes << "\nretention_ms=" << c.retentionMs
       << "\nsync=" << syncPolicyName(c.sync) << "\nsync_interval_ms=" << c.syncIntervalMs
-      << "\nmax_event_bytes=" << c.maxEventBytes << "\nreplication=" << c.replication
-      << "\nmin_insync=" << c.minInsync << "\n";
+      << "\nmax_event_bytes=" << c.maxEventBytes << "\nreplication=" << c.replication << "\nmin_insync=" << c.minInsync
+      << "\n";
     return o.str();
 }
 void validateTopicName(const std::string& name) {
@@ -323,9 +323,9 @@ std::shared_ptr<Broker::Topic> Broker::loadTopic(const std::string& name) {
 void Broker::addReplicas(Topic& t) const {
     if (m_opts.nodeId.empty()) return;
     for (uint32_t p = 0; p < t.logs.size(); ++p)
-        t.replicas.push_back(
-            std::make_shared<Replica>(*t.logs[p], m_opts.nodeId, t.name, p, effectiveMinInsync(t.config),
-                                      t.config.sync == SyncPolicy::Batch && !t.directory.empty()));
+        t.replicas.push_back(std::make_shared<Replica>(*t.logs[p], m_opts.nodeId, t.name, p,
+                                                       effectiveMinInsync(t.config),
+                                                       t.config.sync == SyncPolicy::Batch && !t.directory.empty()));
 }
 
 std::shared_ptr<Broker::Replica> Broker::replicaOf(const Topic& t, uint32_t partition) const {
@@ -462,8 +462,10 @@ Broker::StartedProduce Broker::startProduce(const std::string& topic, uint32_t p
         s.replicateTo = s.result.baseOffset + count;
         s.epoch = rep->epoch();
         rep->noteAppended();
-        if (s.pending.ticket != 0 || !rep->replicated(s.replicateTo)) s.replica = rep;
-        else rep->checkWritable(m_leaseDeadlineNs.load()); // acknowledged at once: the lease must still hold
+        if (s.pending.ticket != 0 || !rep->replicated(s.replicateTo))
+            s.replica = rep;
+        else
+            rep->checkWritable(m_leaseDeadlineNs.load()); // acknowledged at once: the lease must still hold
     }
     if (s.done()) t->bump();
     s.topic = std::move(t);
@@ -551,7 +553,18 @@ ReplicaStatus Broker::replicaStatus(const std::string& topic, uint32_t partition
     return requireReplica(topic, partition)->status();
 }
 
-void Broker::setLeaseDeadline(int64_t steadyNs) { m_leaseDeadlineNs = steadyNs; }
+void Broker::setLeaseDeadline(int64_t steadyNs) {
+    const bool earlier = steadyNs < m_leaseDeadlineNs.exchange(steadyNs);
+    if (!earlier) return;
+    // Writes waiting for their replicas must not outlive the lease: wake them to refuse.
+    std::vector<std::shared_ptr<Topic>> topics;
+    {
+        std::lock_guard<std::mutex> lock(m_mutex);
+        for (auto& kv : m_topics) topics.push_back(kv.second);
+    }
+    for (auto& t : topics)
+        for (auto& rep : t->replicas) rep->wake();
+}
 
 void Broker::setClusterNodes(const std::vector<std::pair<std::string, std::string>>& nodes) {
     std::lock_guard<std::mutex> lock(m_mutex);
@@ -604,8 +617,7 @@ uint64_t Broker::truncateReplica(const std::string& topic, uint32_t partition, u
     return requireReplica(topic, partition)->truncate(epoch, offset);
 }
 
-std::optional<BatchHeader> Broker::batchEndingAt(const std::string& topic, uint32_t partition,
-                                                 uint64_t offset) const {
+std::optional<BatchHeader> Broker::batchEndingAt(const std::string& topic, uint32_t partition, uint64_t offset) const {
     auto t = getTopic(topic);
     checkPartition(*this, partition, t->config.partitions, topic);
     return t->logs[partition]->batchEndingAt(offset);

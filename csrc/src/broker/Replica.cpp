@@ -133,17 +133,24 @@ void Broker::Replica::awaitReplicated(uint64_t end, uint64_t epoch, const std::a
         if (m_role.kind != ReplicaRole::Kind::Leader || m_role.epoch != epoch)
             throwNotLeaderLocked("its leadership ended before the in-sync replicas held the write (the producer "
                                  "resends it to the new leader, which stores it once)");
-        if (m_hw >= end) break;
-        if (m_cv.wait_until(l, deadline) == std::cv_status::timeout && m_hw < end &&
-            m_role.kind == ReplicaRole::Kind::Leader && m_role.epoch == epoch)
+        // Acknowledge only while the lease holds: a leader paused past it may have been replaced.
+        const int64_t lease = leaseDeadlineNs.load();
+        if (steadyNowNs() >= lease)
+            throwNotLeaderLocked("its leadership lease lapsed before the write was acknowledged");
+        if (m_hw >= end) return;
+        if (Clock::now() >= deadline)
             throw Error(ErrorCode::Timeout, "the in-sync replicas of partition " + std::to_string(m_partition) +
                                                 " of topic '" + m_topic + "' did not hold the write within " +
                                                 std::to_string(timeoutMs) +
                                                 " ms (replica_ack_timeout_ms); the producer resends it");
+        auto leaseAt = Clock::time_point(std::chrono::nanoseconds(lease));
+        m_cv.wait_until(l, std::min(deadline, leaseAt));
     }
-    // Acknowledge only while the lease holds: a leader paused past it may have been replaced.
-    if (steadyNowNs() >= leaseDeadlineNs.load())
-        throwNotLeaderLocked("its leadership lease lapsed before the write was acknowledged");
+}
+
+void Broker::Replica::wake() {
+    std::lock_guard<std::mutex> l(m_mutex);
+    m_cv.notify_all();
 }
 
 FollowerFetchCheck Broker::Replica::followerFetch(const std::string& node, uint64_t epoch, uint64_t offset,

@@ -21,8 +21,8 @@ class Broker::Replica {
     /// @p syncEach: a follower syncs what it copied before it asks for more (the topic's sync=batch).
     Replica(PartitionLog& log, std::string self, std::string topic, uint32_t partition, uint32_t minInsync,
             bool syncEach)
-    : m_log(log), m_self(std::move(self)), m_topic(std::move(topic)), m_partition(partition),
-      m_minInsync(minInsync), m_syncEach(syncEach) {
+    : m_log(log), m_self(std::move(self)), m_topic(std::move(topic)), m_partition(partition), m_minInsync(minInsync),
+      m_syncEach(syncEach) {
         m_log.setVisibleEnd(0); // nothing readable before a role says what is committed
     }
 
@@ -44,6 +44,8 @@ class Broker::Replica {
     /// Wait until the in-sync replicas hold every event below @p end, then check that the lease
     /// still holds; throws NotLeader (leadership lost or lapsed) or Timeout.
     void awaitReplicated(uint64_t end, uint64_t epoch, const std::atomic<int64_t>& leaseDeadlineNs, int64_t timeoutMs);
+    /// Make writes waiting for their replicas look again (the lease deadline moved).
+    void wake();
     /// Leader side of a follower's fetch (see Broker::followerFetch).
     FollowerFetchCheck followerFetch(const std::string& node, uint64_t epoch, uint64_t offset,
                                      const std::optional<BatchHeader>& prev);

@@ -77,6 +77,7 @@ class _Held:
     fetcher: Any = None
     since: float = 0.0  # monotonic time the current role began
     leaderless_since: float = 0.0  # monotonic time this node first saw no leader (0: it has one)
+    fetch_error: str = ""  # the follower's last copy error, as last logged
 
 
 class ClusterNode:
@@ -109,6 +110,7 @@ class ClusterNode:
         self._outbox: "collections.deque[Dict[str, Any]]" = collections.deque(maxlen=10000)
         self._addresses: List[str] = []
         self._lagging: set = set()
+        self._step_down = False
         self.etcd_ok = True
         self.incarnation = self._incarnation(data_dir)
         self.first_seen: Dict[Tuple[str, str], float] = {}
@@ -145,14 +147,18 @@ class ClusterNode:
         return self
 
     def stop(self) -> None:
-        """Leave the cluster: stop copying, give up leaderships (others take over at once)."""
+        """Leave the cluster: refuse writes now, stop copying, give up leaderships (others take
+        over at once). Call it while the server still polls (writes waiting for their replicas
+        are answered NotLeader, and their producers go to the new leaders)."""
+        self.srv.set_lease_deadline(0)
         self.stop_event.set()
         for t in self._threads:
-            t.join(timeout=5)
-        for h in self.held.values():
+            t.join(timeout=2)
+        with self._lock:
+            held = list(self.held.values())
+        for h in held:
             if h.fetcher is not None:
                 h.fetcher.stop()
-        self.srv.set_lease_deadline(0)
         try:
             if self.lease:
                 self.etcd.lease_revoke(self.lease)  # its leader keys go with it
@@ -259,10 +265,9 @@ class ClusterNode:
                 self._event("register_failed", error=str(exc).splitlines()[0])
 
     def _step_down_all(self) -> None:
-        with self._lock:
-            for (topic, p), h in self.held.items():
-                if h.kind == "leader":
-                    self._set_role(topic, p, h, "offline", h.epoch, "", "", [], [])
+        """Ask the control loop (the only thread that changes roles) to drop every leadership at
+        its next round; the lease deadline, already 0, fences writes meanwhile."""
+        self._step_down = True
 
     # ---- the control loop ----
 
@@ -278,6 +283,13 @@ class ClusterNode:
 
     def round(self) -> None:
         """One pass: read the cluster's state from etcd and act on it."""
+        if self._step_down:
+            self._step_down = False
+            with self._lock:
+                held = list(self.held.items())
+            for (topic, p), h in held:
+                if h.kind == "leader":
+                    self._set_role(topic, p, h, "offline", h.epoch, "", "", h.replicas, [])
         kvs = self.etcd.get_prefix(self.prefix)
         nodes: Dict[str, Dict[str, str]] = {}
         topics: Dict[str, Dict[str, Any]] = {}
@@ -299,6 +311,14 @@ class ClusterNode:
         for name, t in topics.items():
             for p, replicas in enumerate(t["replicas"]):
                 self._partition(name, p, replicas, leaders.get((name, p)), isrs.get((name, p)), nodes)
+        with self._lock:
+            followed = [(k, h) for k, h in self.held.items() if h.fetcher is not None]
+        for (name, p), h in followed:
+            err = h.fetcher.last_error
+            if err != h.fetch_error:
+                h.fetch_error = err
+                if err:
+                    self._event("copy_failing", topic=name, partition=p, leader=h.leader, error=err.splitlines()[0])
 
     def _sync_topics(self, topics: Dict[str, Dict[str, Any]], nodes: Dict[str, Dict[str, str]]) -> None:
         local = set(self.srv.topics())

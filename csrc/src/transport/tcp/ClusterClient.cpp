@@ -68,8 +68,7 @@ class ClusterClient final : public RemoteClient {
                         done(r, std::make_exception_ptr(Error(ErrorCode::Connection, e.what())));
                         return;
                     }
-                } catch (...) {
-                }
+                } catch (...) {}
             }
             done(r, err);
         });
@@ -304,8 +303,8 @@ class ClusterClient final : public RemoteClient {
         const ClusterView::Partition& p = r.partitions[partition];
         if (p.leaderAddress.empty()) {
             forget(topic);
-            throw Error(ErrorCode::NotLeader, "partition " + std::to_string(partition) + " of topic '" + topic +
-                                                  "' has no leader yet");
+            throw Error(ErrorCode::NotLeader,
+                        "partition " + std::to_string(partition) + " of topic '" + topic + "' has no leader yet");
         }
         return p.leaderAddress;
     }
@@ -323,19 +322,31 @@ class ClusterClient final : public RemoteClient {
                 noteProblem("");
                 return out;
             } catch (const Error& e) {
-                if (!retriable(e.code(), timeoutToo)) throw;
+                // A node that just came back without its data may still be named leader for a moment.
+                bool stale = e.code() == ErrorCode::TopicNotFound && knownElsewhere(topic, addr);
+                if (!retriable(e.code(), timeoutToo) && !stale) throw;
                 if (e.code() == ErrorCode::Connection && !addr.empty()) dropClient(addr);
                 forget(topic);
                 noteProblem(e.what());
                 if (Clock::now() >= deadline || (cancel && cancel->cancelled()))
-                    throw Error(e.code(), std::string(e.what()) + " (gave up after retrying for " +
-                                              std::to_string(m_opts.reconnectTimeoutMs / 1000) +
-                                              " s: reconnect_timeout_ms = " +
-                                              std::to_string(m_opts.reconnectTimeoutMs) + ")");
+                    throw Error(e.code(),
+                                std::string(e.what()) + " (gave up after retrying for " +
+                                    std::to_string(m_opts.reconnectTimeoutMs / 1000) +
+                                    " s: reconnect_timeout_ms = " + std::to_string(m_opts.reconnectTimeoutMs) + ")");
                 std::this_thread::sleep_for(std::chrono::milliseconds(backoffMs));
                 backoffMs = std::min<int64_t>(backoffMs * 2, 200);
             }
         }
+    }
+
+    /// Whether @p topic is known to the cluster (a node other than @p addr holds it).
+    bool knownElsewhere(const std::string& topic, const std::string& addr) {
+        if (topic.empty() || addr.empty()) return false;
+        Route r = view(topic);
+        if (!r.cluster || !r.hasTopic) return false;
+        for (auto& p : r.partitions)
+            if (!p.leaderAddress.empty() && p.leaderAddress != addr) return true;
+        return r.fallback != addr;
     }
 
     template <typename F>
@@ -369,8 +380,9 @@ class ClusterClient final : public RemoteClient {
                     continue;
                 }
                 // Another node may have taken it from etcd first (a create), or be no replica.
-                bool tolerated = (answer || failure) && (e.code() == route.tolerate || e.code() == ErrorCode::TopicExists ||
-                                                         e.code() == ErrorCode::NotLeader);
+                bool tolerated =
+                    (answer || failure) && (e.code() == route.tolerate || e.code() == ErrorCode::TopicExists ||
+                                            e.code() == ErrorCode::NotLeader);
                 if (!tolerated && !answer && !failure) failure = e;
             }
         }

@@ -19,8 +19,8 @@
 
 #include <cstdint>
 #include <cstring>
-#include <string>
 #include <optional>
+#include <string>
 #include <vector>
 
 namespace mofka_py {

@@ -7,8 +7,11 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
+#include <tuple>
 
 namespace mofka_py {
 
@@ -37,6 +40,26 @@ struct ReplicaFetcher::Impl {
     void pause(int64_t ms) {
         std::unique_lock<std::mutex> l(m);
         cv.wait_for(l, std::chrono::milliseconds(ms), [&] { return stopping.load(); });
+    }
+
+    std::chrono::steady_clock::time_point lastOffsetsCopy{};
+
+    /// The follower of a topic's partition 0 may become its groups' coordinator: besides the
+    /// commits clients copy to it, it takes the leader's committed offsets about once a second, so
+    /// a replica that joined late (restarted empty, reassigned) has them too.
+    void copyGroupOffsets(BrokerClient& leader) {
+        auto now = std::chrono::steady_clock::now();
+        if (now - lastOffsetsCopy < std::chrono::seconds(1)) return;
+        lastOffsetsCopy = now;
+        uint32_t n = broker->partitionCount(topic);
+        for (const std::string& g : leader.groups(topic)) {
+            std::vector<std::pair<uint32_t, uint64_t>> changed;
+            for (uint32_t p = 0; p < n; ++p) {
+                std::optional<uint64_t> theirs = leader.committed(g, topic, p);
+                if (theirs && broker->committed(g, topic, p) != theirs) changed.emplace_back(p, *theirs);
+            }
+            if (!changed.empty()) broker->commit(g, topic, changed);
+        }
     }
 
     void run() {
@@ -72,6 +95,7 @@ struct ReplicaFetcher::Impl {
                 }
                 broker->appendFromLeader(topic, partition, epoch, r.batches, r.highWatermark);
                 appended += r.batches.size();
+                if (partition == 0) copyGroupOffsets(*c);
                 setError("");
                 backoffMs = 20;
             } catch (const std::exception& e) {

@@ -659,7 +659,8 @@ class TcpServerImpl {
         }
         OutMsg m;
         // A replica's fetch: u8 diverged (0), 7 bytes of padding, the leader's high watermark first.
-        if (q.replica) w.put<uint8_t>(0).put<uint8_t>(0).put<uint16_t>(0).put<uint32_t>(0).put<uint64_t>(a.highWatermark);
+        if (q.replica)
+            w.put<uint8_t>(0).put<uint8_t>(0).put<uint16_t>(0).put<uint32_t>(0).put<uint64_t>(a.highWatermark);
         w.put<uint32_t>(uint32_t(a.batches.size())).put<uint32_t>(0); // 8-byte alignment of the batches that follow
         size_t total = 0;
         for (auto& b : a.batches) {
