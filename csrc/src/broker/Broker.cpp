@@ -475,9 +475,14 @@ Broker::StartedProduce Broker::startProduce(const std::string& topic, uint32_t p
 AppendResult Broker::finishProduce(const StartedProduce& started) {
     if (started.done()) return started.result;
     AppendResult r = started.pending.ticket != 0 ? started.log->awaitDurable(started.pending) : started.result;
-    if (started.replica)
-        std::static_pointer_cast<Replica>(started.replica)
-            ->awaitReplicated(started.replicateTo, started.epoch, m_leaseDeadlineNs, m_opts.replicaAckTimeoutMs);
+    if (started.replica) {
+        auto rep = std::static_pointer_cast<Replica>(started.replica);
+        // Under sync=batch the log's end moves only once the sync is done: count the batch now, or a
+        // leader without in-sync followers (replication 1, or the others out of sync) would wait for
+        // a fetch that never comes, until replica_ack_timeout_ms.
+        if (started.pending.ticket != 0) rep->noteAppended();
+        rep->awaitReplicated(started.replicateTo, started.epoch, m_leaseDeadlineNs, m_opts.replicaAckTimeoutMs);
+    }
     std::static_pointer_cast<Topic>(started.topic)->bump();
     return r;
 }

@@ -579,7 +579,7 @@ class TcpServerImpl {
                 // batches, which share that sync; followers waiting for data get it now.
                 const bool replicated = bool(started.replica);
                 ++c.syncing;
-                awaitSync(Syncing{c.id, rid, q.topic, std::move(started)});
+                awaitSync(Syncing{c.id, rid, q.topic, q.partition, std::move(started)});
                 if (replicated) wakeReplicas(q.topic, q.partition);
                 return;
             }
@@ -742,6 +742,7 @@ class TcpServerImpl {
         uint64_t conn;
         uint64_t rid;
         std::string topic;
+        uint32_t partition;
         Broker::StartedProduce started;
     };
     /// Its outcome, for the event loop to answer.
@@ -792,6 +793,27 @@ class TcpServerImpl {
             mine.swap(m_syncWaiting[log]);
             m_syncWaiting.erase(log);
             l.unlock();
+            // A replicated batch under sync=batch reaches the followers only once synced (the event loop
+            // woke their parked fetches at the write, too early): sync first, wake them, then wait for them.
+            bool published = false;
+            for (Syncing& s : mine) {
+                if (!s.started.replica || s.started.pending.ticket == 0) continue;
+                try {
+                    s.started.log->awaitDurable(s.started.pending);
+                    published = true;
+                } catch (const std::exception&) {
+                    // finishProduce() below meets the same failure and reports it
+                }
+            }
+            if (published) {
+                {
+                    std::lock_guard<std::mutex> pl(m_syncMutex);
+                    m_published.emplace_back(mine.front().topic, mine.front().partition);
+                }
+                const uint64_t one = 1;
+                ssize_t ignored = ::write(m_syncedFd, &one, sizeof one);
+                (void)ignored;
+            }
             std::vector<Synced> done;
             for (Syncing& s : mine) {
                 Synced d;
@@ -832,10 +854,13 @@ class TcpServerImpl {
         ssize_t ignored = ::read(m_syncedFd, &n, sizeof n);
         (void)ignored;
         std::vector<Synced> done;
+        std::vector<std::pair<std::string, uint32_t>> published;
         {
             std::lock_guard<std::mutex> l(m_syncMutex);
             done.swap(m_synced);
+            published.swap(m_published);
         }
+        for (const auto& tp : published) wakeReplicas(tp.first, tp.second);
         std::set<std::string> changed;
         for (Synced& d : done) {
             --m_syncOutstanding;
@@ -982,6 +1007,8 @@ class TcpServerImpl {
     std::deque<PartitionLog*> m_syncReady; ///< partitions with waiting produces and no thread on them
     std::set<PartitionLog*> m_syncBusy; ///< partitions a sync thread is on
     std::vector<Synced> m_synced; ///< outcomes the event loop has not answered yet
+    /// Replicated partitions whose batches were synced: the event loop wakes their followers' fetches.
+    std::vector<std::pair<std::string, uint32_t>> m_published;
     bool m_syncStop = false;
     std::vector<std::thread> m_syncThreads;
     int m_syncedFd = -1; ///< eventfd: outcomes are waiting in m_synced
