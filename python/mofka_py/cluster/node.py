@@ -91,7 +91,7 @@ class ClusterNode:
     """
 
     def __init__(self, srv: Any, etcd_url: str, cluster: str, node_id: str, address: str, *, token: str = "",
-                 data_dir: Optional[str] = None, lease_ttl_s: int = 2, lag_ms: int = 2000, interval_s: float = 0.05,
+                 data_dir: Optional[str] = None, lease_ttl_s: int = 2, lag_ms: int = 2000, interval_s: float = 0.25,
                  log: Callable[[str], None] = print):
         if not node_id or "/" in node_id:
             raise InvalidArgument(f"--node-id must be a non-empty name without '/' (got {node_id!r})")
@@ -111,6 +111,7 @@ class ClusterNode:
         self._addresses: List[str] = []
         self._lagging: set = set()
         self._step_down = False
+        self._wake = threading.Event()  # set by the etcd watch: something changed, run a round now
         self.etcd_ok = True
         self.incarnation = self._incarnation(data_dir)
         self.first_seen: Dict[Tuple[str, str], float] = {}
@@ -144,6 +145,10 @@ class ClusterNode:
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
+        # Rounds run at once when etcd changes (a leader key gone, a topic created, a node back) and
+        # every interval_s otherwise (in-sync upkeep), instead of polling etcd fast.
+        self._threads.append(self.etcd.watch_prefix(self.prefix, 0, lambda _events: self._wake.set(),
+                                                    self.stop_event))
         return self
 
     def stop(self) -> None:
@@ -152,6 +157,7 @@ class ClusterNode:
         are answered NotLeader, and their producers go to the new leaders)."""
         self.srv.set_lease_deadline(0)
         self.stop_event.set()
+        self._wake.set()
         for t in self._threads:
             t.join(timeout=2)
         with self._lock:
@@ -279,7 +285,8 @@ class ClusterNode:
                 pass  # the lease loop reports it; leaders keep their lease until it lapses
             except Error as exc:
                 self._event("round_failed", error=str(exc).splitlines()[0])
-            self.stop_event.wait(self.interval)
+            self._wake.wait(self.interval)
+            self._wake.clear()
 
     def round(self) -> None:
         """One pass: read the cluster's state from etcd and act on it."""
@@ -418,8 +425,7 @@ class ClusterNode:
             preferred = replicas[0] if replicas else ""
             preferred_able = preferred in nodes and (fresh or in_sync.get(preferred) ==
                                                      nodes[preferred].get("incarnation"))
-            my_turn = (self.node == preferred or not preferred_able
-                       or now - h.leaderless_since > 6 * self.interval + 0.2)
+            my_turn = (self.node == preferred or not preferred_able or now - h.leaderless_since > 0.3)
             if (self.node in replicas and self.lease and my_turn
                     and (fresh or in_sync.get(self.node) == self.incarnation)):
                 self._campaign(topic, p, replicas, in_sync, nodes, h)

@@ -334,7 +334,7 @@ class ClusterClient final : public RemoteClient {
                                     std::to_string(m_opts.reconnectTimeoutMs / 1000) +
                                     " s: reconnect_timeout_ms = " + std::to_string(m_opts.reconnectTimeoutMs) + ")");
                 std::this_thread::sleep_for(std::chrono::milliseconds(backoffMs));
-                backoffMs = std::min<int64_t>(backoffMs * 2, 200);
+                backoffMs = std::min<int64_t>(backoffMs * 2, 100);
             }
         }
     }

@@ -706,9 +706,13 @@ class TcpServerImpl {
             replyParked());
     }
 
+    /// Clients' parked polls on a topic that changed. Followers' fetches are left parked: each is
+    /// woken by a write to its own partition (wakeReplicas), and waking them all at every answered
+    /// produce would send each follower an empty reply and a new fetch per acknowledgement.
     void topicChanged(const std::string& topic) {
         m_parked.answerNow(
-            *m_broker, [&](const PollWho&, const PollRequest& q) { return q.topic == topic; }, replyParked());
+            *m_broker, [&](const PollWho&, const PollRequest& q) { return !q.replica && q.topic == topic; },
+            replyParked());
     }
 
     void expire(int64_t now) {
