@@ -133,6 +133,10 @@ class Broker {
                                 CrcMode mode = CrcMode::Compute);
     /// Wait for the sync of a started produce (blocks; any thread); throws its StorageError.
     AppendResult finishProduce(const StartedProduce& started);
+    /// For an event loop: a started produce with no sync due (pending.ticket 0) that waits only for
+    /// its in-sync replicas: its result once they hold it, std::nullopt while they do not yet, or
+    /// the error that ends the wait (NotLeader: leadership lost or lease lapsed). Never blocks.
+    std::optional<AppendResult> pollReplicated(const StartedProduce& started);
     /// In-memory topics: room to receive a batch of @p length bytes straight into the
     /// partition's log (see PartitionLog::reserve); nullptr when not possible.
     uint8_t* reserve(const std::string& topic, uint32_t partition, uint64_t length);

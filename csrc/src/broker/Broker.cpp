@@ -487,6 +487,17 @@ AppendResult Broker::finishProduce(const StartedProduce& started) {
     return r;
 }
 
+std::optional<AppendResult> Broker::pollReplicated(const StartedProduce& started) {
+    if (started.done()) return started.result;
+    if (!started.replica || started.pending.ticket != 0)
+        throw Error(ErrorCode::InvalidArgument, "pollReplicated: a produce with a sync due needs finishProduce()");
+    if (!std::static_pointer_cast<Replica>(started.replica)
+             ->checkReplicated(started.replicateTo, started.epoch, m_leaseDeadlineNs.load()))
+        return std::nullopt;
+    std::static_pointer_cast<Topic>(started.topic)->bump();
+    return started.result;
+}
+
 uint8_t* Broker::reserve(const std::string& topic, uint32_t partition, uint64_t length) {
     auto t = getTopic(topic);
     checkPartition(*this, partition, t->config.partitions, topic);

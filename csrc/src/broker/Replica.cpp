@@ -148,6 +148,16 @@ void Broker::Replica::awaitReplicated(uint64_t end, uint64_t epoch, const std::a
     }
 }
 
+bool Broker::Replica::checkReplicated(uint64_t end, uint64_t epoch, int64_t leaseDeadlineNs) const {
+    std::lock_guard<std::mutex> l(m_mutex);
+    if (m_role.kind != ReplicaRole::Kind::Leader || m_role.epoch != epoch)
+        throwNotLeaderLocked("its leadership ended before the in-sync replicas held the write (the producer "
+                             "resends it to the new leader, which stores it once)");
+    if (steadyNowNs() >= leaseDeadlineNs)
+        throwNotLeaderLocked("its leadership lease lapsed before the write was acknowledged");
+    return m_hw >= end;
+}
+
 void Broker::Replica::wake() {
     std::lock_guard<std::mutex> l(m_mutex);
     m_cv.notify_all();

@@ -44,6 +44,8 @@ class Broker::Replica {
     /// Wait until the in-sync replicas hold every event below @p end, then check that the lease
     /// still holds; throws NotLeader (leadership lost or lapsed) or Timeout.
     void awaitReplicated(uint64_t end, uint64_t epoch, const std::atomic<int64_t>& leaseDeadlineNs, int64_t timeoutMs);
+    /// awaitReplicated() without waiting: true once held, false while not yet; throws the same errors.
+    bool checkReplicated(uint64_t end, uint64_t epoch, int64_t leaseDeadlineNs) const;
     /// Make writes waiting for their replicas look again (the lease deadline moved).
     void wake();
     /// Leader side of a follower's fetch (see Broker::followerFetch).

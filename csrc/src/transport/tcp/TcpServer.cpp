@@ -44,6 +44,9 @@ constexpr const char* kServerLabel = "mofka-py server";
 /// Threads that wait for durable produces' syncs (sync=batch): one partition each at a time, so
 /// up to this many partitions' fdatasyncs run at once while the event loop goes on.
 constexpr size_t kSyncThreads = 4;
+/// How long a replicated produce waits for its in-sync replicas (the coordinator drops a follower
+/// that lags from the in-sync set well before; BrokerOptions::replicaAckTimeoutMs for the others).
+constexpr int64_t kReplicaAckTimeoutMs = 30000;
 constexpr uint64_t kSyncedEvent = UINT64_MAX; ///< epoll id of the eventfd the sync threads signal
 
 int64_t nowMs() {
@@ -212,6 +215,7 @@ class TcpServerImpl {
             answerSynced();
         }
         stopSyncThreads();
+        answerReplicated([](const AwaitingReplicas&) { return true; }, true);
         // Answer parked requests now, then give queued replies a moment to leave.
         m_parked.answerNow(*m_broker, [](const PollWho&, const PollRequest&) { return true; }, replyParked());
         int64_t until = nowMs() + drainMs;
@@ -242,6 +246,7 @@ class TcpServerImpl {
     int64_t nextDeadline(int64_t now) const {
         int64_t d = now + 1000; // idle checks once a second
         d = m_parked.nextDeadline(d);
+        if (!m_awaitingReplicas.empty()) d = std::min(d, now + 20); // see a lost leadership or lease soon
         // Every login has the same allowance, so the oldest pending one is due first.
         if (!m_loginQueue.empty())
             d = std::min(d, m_conns.at(*m_loginQueue.begin()).acceptedAt + m_opts.loginTimeoutMs);
@@ -579,6 +584,14 @@ class TcpServerImpl {
                 // batches, which share that sync; followers waiting for data get it now.
                 const bool replicated = bool(started.replica);
                 ++c.syncing;
+                if (replicated && started.pending.ticket == 0) {
+                    // No sync due, only the followers: this loop answers it when their fetches move
+                    // the high watermark (no thread hand-off per batch).
+                    m_awaitingReplicas.push_back(
+                        {c.id, rid, q.topic, q.partition, std::move(started), nowMs() + kReplicaAckTimeoutMs});
+                    wakeReplicas(q.topic, q.partition);
+                    return;
+                }
                 awaitSync(Syncing{c.id, rid, q.topic, q.partition, std::move(started)});
                 if (replicated) wakeReplicas(q.topic, q.partition);
                 return;
@@ -594,7 +607,12 @@ class TcpServerImpl {
         case MsgType::ReplicaFetch: {
             FollowerFetchCheck chk =
                 m_broker->followerFetch(q.poll.topic, q.poll.partition, q.node, q.epoch, q.poll.offset, q.prev);
-            if (chk.highWatermarkMoved) wakeConsumers(q.poll.topic);
+            if (chk.highWatermarkMoved) {
+                answerReplicated([&](const AwaitingReplicas& a) {
+                    return a.partition == q.poll.partition && a.topic == q.poll.topic;
+                });
+                wakeConsumers(q.poll.topic);
+            }
             if (chk.diverged) {
                 // The follower's last batch is not the leader's: it truncates and asks again.
                 w.put<uint8_t>(1).put<uint8_t>(0).put<uint16_t>(0).put<uint32_t>(0);
@@ -690,6 +708,61 @@ class TcpServerImpl {
     };
     ParkedReply replyParked() { return ParkedReply{this}; }
 
+    /// A replicated produce written with no sync due, waiting for its in-sync replicas (event loop only).
+    struct AwaitingReplicas {
+        uint64_t conn;
+        uint64_t rid;
+        std::string topic;
+        uint32_t partition;
+        Broker::StartedProduce started;
+        int64_t deadlineMs;
+    };
+    /// Answer the awaiting produces @p which selects that are held by their replicas, failed
+    /// (leadership lost, lease lapsed) or past their deadline (@p force: all of them, as NotLeader).
+    template <typename Which>
+    void answerReplicated(Which&& which, bool force = false) {
+        if (m_awaitingReplicas.empty()) return;
+        const int64_t now = nowMs();
+        std::set<std::string> changed;
+        std::vector<AwaitingReplicas> still;
+        for (AwaitingReplicas& a : m_awaitingReplicas) {
+            if (!which(a)) {
+                still.push_back(std::move(a));
+                continue;
+            }
+            Writer w;
+            uint32_t flags = 0;
+            try {
+                std::optional<AppendResult> r = m_broker->pollReplicated(a.started);
+                if (!r && !force && now < a.deadlineMs) {
+                    still.push_back(std::move(a));
+                    continue;
+                }
+                if (r) {
+                    w.put<uint64_t>(r->baseOffset).put<uint8_t>(r->duplicate);
+                    changed.insert(a.topic);
+                } else {
+                    flags = kFlagError;
+                    w.put<uint16_t>(uint16_t(force ? ErrorCode::NotLeader : ErrorCode::Timeout))
+                        .str(force
+                                 ? "the node is stopping before the in-sync replicas held the write; the producer "
+                                   "resends it to the new leader"
+                                 : "the in-sync replicas of partition " + std::to_string(a.partition) + " of topic '" +
+                                       a.topic + "' did not hold the write in time; the producer resends it");
+                }
+            } catch (const Error& e) {
+                flags = kFlagError;
+                w.put<uint16_t>(uint16_t(e.code())).str(e.what());
+            }
+            auto it = m_conns.find(a.conn);
+            if (it == m_conns.end()) continue; // the client went away; a resend finds the batch (a duplicate)
+            --it->second.syncing;
+            send(it->second, MsgType::Produce, flags, a.rid, std::move(w.buf));
+        }
+        m_awaitingReplicas.swap(still);
+        for (const std::string& t : changed) topicChanged(t);
+    }
+
     /// Followers' parked fetches of a partition that just took a write: answer them with it now.
     void wakeReplicas(const std::string& topic, uint32_t partition) {
         m_parked.answerNow(
@@ -733,6 +806,8 @@ class TcpServerImpl {
         }
         m_parked.drop([&](const PollWho& w, const PollRequest&) { return !m_conns.count(w.conn); });
         m_parked.expire(*m_broker, now, replyParked());
+        // Role changes and lease deadlines come from other threads: look at the waiting produces again.
+        answerReplicated([](const AwaitingReplicas&) { return true; });
         for (auto& kv : m_conns) {
             Conn& c = kv.second;
             if (!c.closing && c.parked == 0 && c.syncing == 0 && c.out.empty() &&
@@ -1011,6 +1086,7 @@ class TcpServerImpl {
     std::deque<PartitionLog*> m_syncReady; ///< partitions with waiting produces and no thread on them
     std::set<PartitionLog*> m_syncBusy; ///< partitions a sync thread is on
     std::vector<Synced> m_synced; ///< outcomes the event loop has not answered yet
+    std::vector<AwaitingReplicas> m_awaitingReplicas; ///< replicated produces without a sync due (event loop only)
     /// Replicated partitions whose batches were synced: the event loop wakes their followers' fetches.
     std::vector<std::pair<std::string, uint32_t>> m_published;
     bool m_syncStop = false;
