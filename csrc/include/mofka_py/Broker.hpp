@@ -20,6 +20,7 @@
 #include <string>
 #include <thread>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 namespace mofka_py {
@@ -220,6 +221,9 @@ class Broker {
     void setReplicaRole(const std::string& topic, uint32_t partition, const ReplicaRole& role);
     /// A partition's replication state here; throws InvalidArgument on a broker outside a cluster.
     ReplicaStatus replicaStatus(const std::string& topic, uint32_t partition) const;
+    /// A partition's local log end and high watermark here (what the replication path reads per
+    /// fetch; replicaStatus() without the role and followers).
+    std::pair<uint64_t, uint64_t> replicaMarks(const std::string& topic, uint32_t partition) const;
     /**
      * @brief Until when (steady clock, ns) this node's leadership lease is known to hold: after
      *        it, its leaders refuse writes and acknowledge none (a paused leader that wakes up

@@ -569,6 +569,10 @@ ReplicaStatus Broker::replicaStatus(const std::string& topic, uint32_t partition
     return requireReplica(topic, partition)->status();
 }
 
+std::pair<uint64_t, uint64_t> Broker::replicaMarks(const std::string& topic, uint32_t partition) const {
+    return requireReplica(topic, partition)->marks();
+}
+
 void Broker::setLeaseDeadline(int64_t steadyNs) {
     const bool earlier = steadyNs < m_leaseDeadlineNs.exchange(steadyNs);
     if (!earlier) return;

@@ -7,7 +7,7 @@ std::optional<PollAnswer> answerPoll(Broker& broker, const PollRequest& q, bool 
     try {
         if (q.replica) {
             a.batches = broker.fetchForReplica(q.topic, q.partition, q.offset, size_t(q.maxBytes));
-            a.highWatermark = broker.replicaStatus(q.topic, q.partition).highWatermark;
+            a.highWatermark = broker.replicaMarks(q.topic, q.partition).second;
             if (a.batches.empty() && !force) return std::nullopt;
         } else if (q.kind == PollRequest::Kind::Fetch) {
             a.batches = broker.fetch(q.topic, q.partition, q.offset, size_t(q.maxBytes), 0);

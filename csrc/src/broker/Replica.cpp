@@ -73,6 +73,11 @@ ReplicaStatus Broker::Replica::status() const {
     return s;
 }
 
+std::pair<uint64_t, uint64_t> Broker::Replica::marks() const {
+    std::lock_guard<std::mutex> l(m_mutex);
+    return {m_log.endOffset(), m_hw};
+}
+
 void Broker::Replica::requireLeader() const {
     std::lock_guard<std::mutex> l(m_mutex);
     if (m_role.kind != ReplicaRole::Kind::Leader)
@@ -125,19 +130,23 @@ bool Broker::Replica::replicated(uint64_t end) const {
     return m_hw >= end;
 }
 
+bool Broker::Replica::replicatedLocked(uint64_t end, uint64_t epoch, int64_t leaseDeadlineNs) const {
+    if (m_role.kind != ReplicaRole::Kind::Leader || m_role.epoch != epoch)
+        throwNotLeaderLocked("its leadership ended before the in-sync replicas held the write (the producer "
+                             "resends it to the new leader, which stores it once)");
+    // Acknowledge only while the lease holds: a leader paused past it may have been replaced.
+    if (steadyNowNs() >= leaseDeadlineNs)
+        throwNotLeaderLocked("its leadership lease lapsed before the write was acknowledged");
+    return m_hw >= end;
+}
+
 void Broker::Replica::awaitReplicated(uint64_t end, uint64_t epoch, const std::atomic<int64_t>& leaseDeadlineNs,
                                       int64_t timeoutMs) {
     std::unique_lock<std::mutex> l(m_mutex);
     auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs);
     for (;;) {
-        if (m_role.kind != ReplicaRole::Kind::Leader || m_role.epoch != epoch)
-            throwNotLeaderLocked("its leadership ended before the in-sync replicas held the write (the producer "
-                                 "resends it to the new leader, which stores it once)");
-        // Acknowledge only while the lease holds: a leader paused past it may have been replaced.
         const int64_t lease = leaseDeadlineNs.load();
-        if (steadyNowNs() >= lease)
-            throwNotLeaderLocked("its leadership lease lapsed before the write was acknowledged");
-        if (m_hw >= end) return;
+        if (replicatedLocked(end, epoch, lease)) return;
         if (Clock::now() >= deadline)
             throw Error(ErrorCode::Timeout, "the in-sync replicas of partition " + std::to_string(m_partition) +
                                                 " of topic '" + m_topic + "' did not hold the write within " +
@@ -150,12 +159,7 @@ void Broker::Replica::awaitReplicated(uint64_t end, uint64_t epoch, const std::a
 
 bool Broker::Replica::checkReplicated(uint64_t end, uint64_t epoch, int64_t leaseDeadlineNs) const {
     std::lock_guard<std::mutex> l(m_mutex);
-    if (m_role.kind != ReplicaRole::Kind::Leader || m_role.epoch != epoch)
-        throwNotLeaderLocked("its leadership ended before the in-sync replicas held the write (the producer "
-                             "resends it to the new leader, which stores it once)");
-    if (steadyNowNs() >= leaseDeadlineNs)
-        throwNotLeaderLocked("its leadership lease lapsed before the write was acknowledged");
-    return m_hw >= end;
+    return replicatedLocked(end, epoch, leaseDeadlineNs);
 }
 
 void Broker::Replica::wake() {

@@ -31,6 +31,8 @@ class Broker::Replica {
     void setRole(const ReplicaRole& role);
     /// This node's state for the partition.
     ReplicaStatus status() const;
+    /// The local log's end and the high watermark (status() without copying the role).
+    std::pair<uint64_t, uint64_t> marks() const;
     /// Throws NotLeader / NotEnoughReplicas unless this node may take a write now.
     void checkWritable(int64_t leaseDeadlineNs) const;
     /// Throws NotLeader unless this node leads the partition (reads, offsets).
@@ -67,6 +69,9 @@ class Broker::Replica {
     };
     [[noreturn]] void throwNotLeaderLocked(const std::string& why) const;
     bool recomputeLocked();
+    /// Whether the in-sync replicas hold every event below @p end; throws NotLeader when the
+    /// leadership of @p epoch ended or its lease lapsed (a write must not be acknowledged then).
+    bool replicatedLocked(uint64_t end, uint64_t epoch, int64_t leaseDeadlineNs) const;
     void requireFollowerLocked(uint64_t epoch) const;
 
     PartitionLog& m_log;

@@ -10,7 +10,7 @@ from typing import Any, Dict, List
 from .._progress import table
 from ..errors import InvalidArgument, TopicNotFound
 from .etcd import Etcd
-from .node import parse_cluster_url
+from .node import parse_cluster_url, read_cluster
 
 
 def cluster_state(etcd: Etcd, cluster: str) -> Dict[str, Any]:
@@ -19,27 +19,13 @@ def cluster_state(etcd: Etcd, cluster: str) -> Dict[str, Any]:
     ``under_replicated`` lists (topic, partition) whose in-sync set is smaller than its replicas;
     ``offline`` those without a leader.
     """
-    prefix = f"/mofka-py/{cluster}/"
-    nodes: Dict[str, Any] = {}
-    topics: Dict[str, Any] = {}
-    leaders: Dict[tuple, Any] = {}
-    isrs: Dict[tuple, List[str]] = {}
-    for kv in etcd.get_prefix(prefix):
-        parts = kv.key.decode()[len(prefix):].split("/")
-        value = json.loads(kv.value)
-        if parts[0] == "nodes" and len(parts) == 2:
-            nodes[parts[1]] = value
-        elif parts[0] == "topics" and len(parts) == 2:
-            topics[parts[1]] = value
-        elif parts[0] == "leaders" and len(parts) == 3:
-            leaders[(parts[1], int(parts[2]))] = (value["node"], kv.create_revision)
-        elif parts[0] == "isr" and len(parts) == 3:
-            isrs[(parts[1], int(parts[2]))] = sorted(value["isr"])
+    nodes, topics, leader_keys, isrs = read_cluster(etcd, f"/mofka-py/{cluster}/")
+    leaders = {k: (json.loads(kv.value)["node"], kv.create_revision) for k, kv in leader_keys.items()}
     partitions = []
     for name, t in sorted(topics.items()):
         for p, replicas in enumerate(t["replicas"]):
             leader, epoch = leaders.get((name, p), (None, 0))
-            isr = isrs.get((name, p), sorted(replicas))
+            isr = sorted(isrs.get((name, p), replicas))
             partitions.append({"topic": name, "partition": p, "leader": leader, "epoch": epoch,
                                "replicas": replicas, "isr": isr})
     return {"nodes": nodes, "partitions": partitions,

@@ -66,6 +66,28 @@ def parse_cluster_url(url: str) -> Tuple[str, str]:
     return ",".join(f"http://{h}" for h in hosts.split(",")), name
 
 
+def read_cluster(etcd: Etcd, prefix: str) -> Tuple[Dict[str, Dict[str, str]], Dict[str, Dict[str, Any]],
+                                                  Dict[Tuple[str, int], KeyValue], Dict[Tuple[str, int], Dict[str, str]]]:
+    """The cluster under ``prefix`` in one read: live nodes ({id: {"address", "incarnation"}}),
+    topics ({name: record}), leader keys ({(topic, p): KeyValue}, whose create revision is the
+    epoch) and in-sync sets ({(topic, p): {node: incarnation}})."""
+    nodes: Dict[str, Dict[str, str]] = {}
+    topics: Dict[str, Dict[str, Any]] = {}
+    leaders: Dict[Tuple[str, int], KeyValue] = {}
+    isrs: Dict[Tuple[str, int], Dict[str, str]] = {}
+    for kv in etcd.get_prefix(prefix):
+        parts = kv.key.decode()[len(prefix):].split("/")
+        if parts[0] == "nodes" and len(parts) == 2:
+            nodes[parts[1]] = json.loads(kv.value)
+        elif parts[0] == "topics" and len(parts) == 2:
+            topics[parts[1]] = json.loads(kv.value)
+        elif parts[0] == "leaders" and len(parts) == 3:
+            leaders[(parts[1], int(parts[2]))] = kv
+        elif parts[0] == "isr" and len(parts) == 3:
+            isrs[(parts[1], int(parts[2]))] = json.loads(kv.value)["isr"]
+    return nodes, topics, leaders, isrs
+
+
 @dataclass
 class _Held:
     """What this node runs for one partition."""
@@ -297,21 +319,7 @@ class ClusterNode:
             for (topic, p), h in held:
                 if h.kind == "leader":
                     self._set_role(topic, p, h, "offline", h.epoch, "", "", h.replicas, [])
-        kvs = self.etcd.get_prefix(self.prefix)
-        nodes: Dict[str, Dict[str, str]] = {}
-        topics: Dict[str, Dict[str, Any]] = {}
-        leaders: Dict[Tuple[str, int], KeyValue] = {}
-        isrs: Dict[Tuple[str, int], Dict[str, str]] = {}
-        for kv in kvs:
-            parts = kv.key.decode()[len(self.prefix):].split("/")
-            if parts[0] == "nodes" and len(parts) == 2:
-                nodes[parts[1]] = json.loads(kv.value)
-            elif parts[0] == "topics" and len(parts) == 2:
-                topics[parts[1]] = json.loads(kv.value)
-            elif parts[0] == "leaders" and len(parts) == 3:
-                leaders[(parts[1], int(parts[2]))] = kv
-            elif parts[0] == "isr" and len(parts) == 3:
-                isrs[(parts[1], int(parts[2]))] = json.loads(kv.value)["isr"]
+        nodes, topics, leaders, isrs = read_cluster(self.etcd, self.prefix)
         self.srv.set_cluster_nodes(sorted((n, v["address"]) for n, v in nodes.items()))
         self._addresses = [v["address"] for _, v in sorted(nodes.items())]
         self._sync_topics(topics, nodes)

@@ -80,7 +80,7 @@ struct ReplicaFetcher::Impl {
                     }
                     c = client;
                 }
-                uint64_t end = broker->replicaStatus(topic, partition).endOffset;
+                uint64_t end = broker->replicaMarks(topic, partition).first;
                 std::optional<BatchHeader> prev = broker->batchEndingAt(topic, partition, end);
                 ReplicaFetchReply r = tcpReplicaFetch(*c, topic, partition, end, opts.maxBytes, opts.pollMs,
                                                       broker->nodeId(), epoch, prev);
@@ -124,7 +124,7 @@ ReplicaFetcher::ReplicaFetcher(std::shared_ptr<Broker> broker, std::string topic
     m_impl->host = std::move(host);
     m_impl->port = port;
     m_impl->opts = std::move(options);
-    m_impl->broker->replicaStatus(m_impl->topic, partition); // unknown topic/partition: an error here
+    m_impl->broker->replicaMarks(m_impl->topic, partition); // unknown topic/partition: an error here
     Impl* impl = m_impl.get();
     m_impl->thread = std::thread([impl] { impl->run(); });
 }

@@ -611,7 +611,7 @@ class TcpServerImpl {
                 answerReplicated([&](const AwaitingReplicas& a) {
                     return a.partition == q.poll.partition && a.topic == q.poll.topic;
                 });
-                wakeConsumers(q.poll.topic);
+                topicChanged(q.poll.topic); // its high watermark moved: consumers may read more
             }
             if (chk.diverged) {
                 // The follower's last batch is not the leader's: it truncates and asks again.
@@ -772,13 +772,6 @@ class TcpServerImpl {
             },
             replyParked());
     }
-    /// Consumers' parked polls on a topic whose high watermark moved (followers caught up).
-    void wakeConsumers(const std::string& topic) {
-        m_parked.answerNow(
-            *m_broker, [&](const PollWho&, const PollRequest& q) { return !q.replica && q.topic == topic; },
-            replyParked());
-    }
-
     /// Clients' parked polls on a topic that changed. Followers' fetches are left parked: each is
     /// woken by a write to its own partition (wakeReplicas), and waking them all at every answered
     /// produce would send each follower an empty reply and a new fetch per acknowledgement.
