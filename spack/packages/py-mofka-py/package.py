@@ -1,6 +1,8 @@
 # mofka-py's Spack recipe: spack repo add ./spack && spack install py-mofka-py ^<your mpi>
 # See docs/install-supercomputer.md.
 
+import glob
+
 from spack.package import *
 
 
@@ -22,12 +24,16 @@ class PyMofkaPy(PythonPackage):
             description="MPI transport and mofka_py.mpi, linked against Spack's MPI (with py-mpi4py)")
     variant("kafka", default=False,
             description="Kafka sink/source of the bridge (py-confluent-kafka)")
+    variant("fortran", default=True,
+            description="Fortran 2008 module mofka_py (mofka_py.mod, libmofka_py_fortran) over the C API")
 
     # pyproject.toml requires no MPI: the build uses the MPI it finds (MPI_HOME first), and the
     # `mpich` wheel is only an extra. Here the MPI is Spack's `mpi` (MPI_HOME below, with
     # MOFKA_PY_ENABLE_MPI=ON so that a broken MPI stops the build), mpi4py is py-mpi4py built
     # for that same MPI, and ~mpi turns the MPI transport off.
     depends_on("cxx", type="build")
+    depends_on("fortran", type="build", when="+fortran")
+    depends_on("pkgconfig", type="run")
     depends_on("cmake@3.18:", type="build")
     depends_on("py-scikit-build-core@0.10:+pyproject", type="build")
     depends_on("py-pybind11@2.12:", type="build")
@@ -51,6 +57,8 @@ class PyMofkaPy(PythonPackage):
         settings = {
             "cmake.build-type": "Release",
             "cmake.define.MOFKA_PY_ENABLE_MPI": "ON" if spec.satisfies("+mpi") else "OFF",
+            # ON: a missing Fortran compiler is an error rather than a build without the module.
+            "cmake.define.MOFKA_PY_ENABLE_FORTRAN": "ON" if spec.satisfies("+fortran") else "OFF",
         }
         if spec.satisfies("+mpi"):
             mpi = spec["mpi"]
@@ -67,6 +75,14 @@ class PyMofkaPy(PythonPackage):
         # mofka_py._core.build_info["mpi_home"] (shown by `mofka-py doctor`).
         if self.spec.satisfies("+mpi"):
             env.set("MPI_HOME", str(self.spec["mpi"].prefix))
+
+    def setup_run_environment(self, env):
+        # The C API (mofka_py/mofka_py.h, libmofka_py_c) and the Fortran module ship inside the Python
+        # package: after `spack load py-mofka-py`, `pkg-config --cflags --libs mofka_py_c` finds them
+        # (the .pc file adds an rpath, so programs run without LD_LIBRARY_PATH).
+        for pc in glob.glob(join_path(self.prefix, "lib*", "python*", "site-packages", "mofka_py", "lib",
+                                      "pkgconfig")):
+            env.prepend_path("PKG_CONFIG_PATH", pc)
 
     @run_after("install")
     @on_package_attributes(run_tests=True)
