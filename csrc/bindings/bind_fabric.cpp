@@ -2,6 +2,7 @@
 #include "bindings.hpp"
 #include "convert.hpp"
 
+#include "mofka_py/Broker.hpp"
 #include "mofka_py/Error.hpp"
 #include "mofka_py/Fabric.hpp"
 
@@ -52,6 +53,37 @@ void bindFabric(py::module_& m) {
                  d["partitions"] = parts;
                  d["complete"] = info.complete;
                  for (auto kv : topicSettings(info.config)) d[kv.first] = kv.second;
+                 return d;
+             })
+        .def(
+            "verify",
+            [](Fabric& f, py::object progress) {
+                std::shared_ptr<Broker> broker = f.client()->localBroker();
+                if (!broker)
+                    throw Error(ErrorCode::InvalidArgument,
+                                "verify checks the files of an embedded fabric: open it with file:///path (for a "
+                                "tcp:// service, verify its --data-dir while it is stopped)");
+                std::function<void(uint64_t, uint64_t)> report;
+                if (!progress.is_none())
+                    report = [&progress](uint64_t done, uint64_t total) {
+                        py::gil_scoped_acquire gil;
+                        progress(done, total);
+                    };
+                py::gil_scoped_release nogil;
+                return broker->verify(report);
+            },
+            py::arg("progress") = py::none(),
+            "Check every stored batch (headers, offsets, CRC32C); progress(done, total) in bytes. Returns the bytes "
+            "checked; raises CorruptionError naming the first damaged batch.")
+        .def("open_stats",
+             [](Fabric& f) -> py::object {
+                 std::shared_ptr<Broker> broker = f.client()->localBroker();
+                 if (!broker) return py::none();
+                 LogOpenStats st = broker->openStats();
+                 py::dict d;
+                 d["from_recovery_point"] = st.fromRecoveryPoint;
+                 d["checked_bytes"] = st.checkedBytes;
+                 d["deferred_bytes"] = st.deferredBytes;
                  return d;
              })
         .def("partition_count",

@@ -251,6 +251,29 @@ class Fabric:
         return [{"group": g, "topic": t} for t in self._f.topics() for g in self._f.groups(t)
                 if not t.startswith("__")]
 
+    def verify(self, progress: Optional[Callable[[int, int], None]] = None) -> int:
+        """Check every stored event of an embedded fabric now: each batch's header, offsets and CRC32C.
+
+        Reopening a ``file://`` fabric after a clean close reads each partition's recovery point
+        instead of its events (and checks only a tail written since, e.g. after ``kill -9``);
+        the older batches are checked when first read, so damage shows up as
+        :class:`~mofka_py.CorruptionError` then. ``verify()`` checks everything at once, while the
+        fabric keeps working. ``progress(done, total)`` (bytes) is called as it goes. Returns the
+        bytes checked; raises :class:`~mofka_py.CorruptionError` naming the topic, partition, file
+        and byte of the first damaged batch (``connect(..., repair=True)`` truncates there), and
+        :class:`~mofka_py.InvalidArgument` for a ``tcp://`` fabric (verify its service's
+        ``--data-dir`` while the service is stopped). ``mofka-py verify`` does this with a progress bar.
+        """
+        if progress is not None and not callable(progress):
+            raise InvalidArgument(f"progress must be a callable (done, total) or None, not {type(progress).__name__}")
+        return int(self._f.verify(progress))
+
+    def open_stats(self) -> Optional[dict]:
+        """What opening an embedded fabric checked: ``{"from_recovery_point": bool, "checked_bytes",
+        "deferred_bytes"}`` (bytes read and checked at open / left to be checked on first read),
+        summed over its partitions; None for a ``tcp://`` fabric."""
+        return self._f.open_stats()
+
     def close(self) -> None:
         """Close the fabric (embedded: flush and release its files and lock)."""
         if not self._closed:

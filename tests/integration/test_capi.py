@@ -625,8 +625,6 @@ def test_wrong_struct_sizes_are_refused_and_write_nothing(c, api):
                 rc = lib.mofka_py_mpi_fabric_create_f(0, o, ffi.new("mofka_py_mpi_fabric_t*"))
                 if rc == lib.MOFKA_PY_ERR_GENERIC:  # a build without MPI says so first
                     continue
-                if "needs MPI initialised" in ffi.string(lib.mofka_py_last_error()).decode():
-                    continue  # MPI is not initialised in this process: checked in tests/mpi
             err(c, rc, E, f"{tname}.struct_size is {wrong}")
     assert api.topics(fab) == ["t"]
     prod = api.producer(topic)
@@ -767,3 +765,20 @@ def test_tcp_service_token_timeouts_and_errors(c, api, service):
     o.connect_timeout_ms = 500
     err(c, lib.mofka_py_connect_ex(f"tcp://127.0.0.1:{free_port()}".encode(), o, ffi.new("mofka_py_fabric_t*")),
         lib.MOFKA_PY_ERR_CONNECTION)
+
+
+def test_fortran_module_matches_the_header(c):
+    """The Fortran module declares every constant with the header's value and binds every C function."""
+    ffi, lib = c
+    source = Path(__file__).resolve().parents[2] / "csrc" / "fortran" / "mofka_py.f90"
+    if not source.exists():
+        pytest.skip("the source tree's csrc/fortran is not here")
+    text = source.read_text()
+    consts = dict(re.findall(r"parameter\s*::\s*(MOFKA_PY_\w+)\s*=\s*(-?\d+)", text))
+    header_consts = set(re.findall(r"#define\s+(MOFKA_PY_\w+)\s+-?\d+", capi.cdef()))
+    assert header_consts and header_consts == set(consts), header_consts ^ set(consts)
+    for name, value in consts.items():
+        assert getattr(lib, name) == int(value), name
+    bound = set(re.findall(r'bind\(c,\s*name="(mofka_py_\w+)"\)', text))
+    declared = set(re.findall(r"\b(mofka_py_\w+)\s*\(", capi.cdef()))
+    assert declared <= bound, declared - bound

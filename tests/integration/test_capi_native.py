@@ -70,3 +70,29 @@ def test_no_leak_under_valgrind(program, tmp_path):
     assert run.returncode == 0, f"valgrind exit {run.returncode}:\n{run.stderr[-6000:]}"
     assert "ok 300 events" in run.stdout
     assert "definitely lost" not in run.stderr and "Invalid" not in run.stderr, run.stderr[-6000:]
+
+
+def test_c_program_in_an_mpi_job(tmp_path):
+    """A C program with <mpi.h> passes an MPI_Comm; rank 0 serves, ranks 1-2 stream, rank 1 reads."""
+    import mofka_py as mp
+
+    if not mp._core.build_info.get("mpi"):
+        pytest.skip("this mofka-py was built without MPI")
+    mpicc, mpiexec = shutil.which("mpicc"), shutil.which("mpiexec")
+    if mpicc is None or mpiexec is None:
+        pytest.skip("mpicc or mpiexec is not on PATH (pip install mpich, or load an MPI module)")
+    exe = tmp_path / "mpi_stream"
+    flags = capi.compile_flags().split() + capi.link_flags().split()
+    build = subprocess.run([mpicc, "-std=c11", "-O1", "-Wall", "-Werror", str(SOURCE.parent / "mpi_stream.c"),
+                            *flags, "-o", str(exe)], capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    proc = subprocess.Popen([mpiexec, "-n", "3", str(exe)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        out, errs = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, errs
+    assert "rank 1 read 16 fields: ok" in out, out + errs

@@ -60,6 +60,8 @@ def _fake_spack_package(rec: Recorder) -> types.ModuleType:
         "on_package_attributes": on_package_attributes,
         "working_dir": working_dir,
         "join_path": lambda *parts: "/".join(parts),
+        # llnl.util.filesystem.find: files named so under a directory, recursively.
+        "find": lambda root, name: sorted(str(p) for p in Path(root).rglob(name)),
     }
     for kind in ("version", "variant", "depends_on", "license", "maintainers", "conflicts",
                  "extends", "provides", "requires", "patch", "resource"):
@@ -120,9 +122,9 @@ class FakeEnv:
     append_path = prepend_path
 
 
-def _spec(mpi: bool, mpicxx: Optional[str] = "/opt/mpich-4.2/bin/mpicxx") -> FakeSpec:
+def _spec(mpi: bool, mpicxx: Optional[str] = "/opt/mpich-4.2/bin/mpicxx", fortran: bool = True) -> FakeSpec:
     deps = {"mpi": FakeMpiSpec("/opt/mpich-4.2", mpicxx)} if mpi else {}
-    return FakeSpec({"mpi": mpi, "kafka": False}, deps)
+    return FakeSpec({"mpi": mpi, "kafka": False, "fortran": fortran}, deps)
 
 
 def _deps(rec: Recorder) -> Dict[str, List[Dict[str, Any]]]:
@@ -165,6 +167,31 @@ def test_variants(recipe):
     assert variants["mpi"]["default"] is True
     assert "kafka" in variants and variants["kafka"]["default"] is False
     assert all(kw.get("description") for kw in variants.values())
+
+
+@pytest.mark.parametrize("fortran", [True, False])
+def test_fortran_variant_builds_the_module_or_not(recipe, fortran):
+    cls, rec = recipe
+    variants = {args[0]: kwargs for args, kwargs in rec.of("variant")}
+    assert variants["fortran"]["default"] is True
+    (fc,) = _deps(rec)["fortran"]
+    assert fc["when"] == "+fortran" and _types(fc) == ("build",)
+    spec = _spec(mpi=False, fortran=fortran)
+    settings = cls(spec).config_settings(spec, "/opt/py-mofka-py")
+    # ON: a missing Fortran compiler fails the build instead of leaving the module out.
+    assert settings["cmake.define.MOFKA_PY_ENABLE_FORTRAN"] == ("ON" if fortran else "OFF")
+
+
+def test_run_environment_points_pkg_config_at_the_c_api(recipe, tmp_path):
+    cls, _ = recipe
+    pc_dir = tmp_path / "lib" / "python3.11" / "site-packages" / "mofka_py" / "lib" / "pkgconfig"
+    pc_dir.mkdir(parents=True)
+    (pc_dir / "mofka_py_c.pc").write_text("Name: mofka_py_c\n")
+    pkg = cls(_spec(mpi=False))
+    pkg.prefix = str(tmp_path)
+    env = FakeEnv()
+    pkg.setup_run_environment(env)
+    assert env.values["PKG_CONFIG_PATH"] == str(pc_dir)
 
 
 def test_develop_version_from_git(recipe):
@@ -237,7 +264,7 @@ def test_install_time_tests_run_the_unit_tests(recipe):
     cls, rec = recipe
     ran: List[tuple] = []
     python = types.SimpleNamespace(command=lambda *args, **kw: ran.append(args))
-    spec = FakeSpec({"mpi": False, "kafka": False}, {"python": python})
+    spec = FakeSpec({"mpi": False, "kafka": False, "fortran": False}, {"python": python})
     pkg = cls(spec)
     pkg.stage = types.SimpleNamespace(source_path="/stage/src")
     pkg.run_unit_tests()

@@ -42,6 +42,13 @@ def test_mpi_init_reports_the_world(c):
     rc = lib.mofka_py_mpi_fabric_create_f(MPI.COMM_NULL.py2f(), ffi.NULL, out)
     assert rc == lib.MOFKA_PY_ERR_INVALID_ARGUMENT
     assert b"not a communicator" in ffi.string(lib.mofka_py_last_error())
+    # A value that is no communicator at all: an error code, not an abort of the job.
+    assert lib.mofka_py_mpi_fabric_create_f(12345, ffi.NULL, out) == lib.MOFKA_PY_ERR_INVALID_ARGUMENT
+    MPI.COMM_WORLD.Set_errhandler(MPI.ERRORS_ARE_FATAL)  # as a C or Fortran program has it
+    try:
+        assert lib.mofka_py_mpi_fabric_create_f(12345, ffi.NULL, out) == lib.MOFKA_PY_ERR_INVALID_ARGUMENT
+    finally:
+        MPI.COMM_WORLD.Set_errhandler(MPI.ERRORS_RETURN)
     opts = ffi.new("mofka_py_mpi_options_t*")
     ok(c, lib.mofka_py_mpi_options_init(opts))
     opts.struct_size = 3

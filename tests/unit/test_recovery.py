@@ -1,8 +1,10 @@
-"""Recovery on open (torn tails, bit flips, repair) and the file:// directory lock."""
+"""Recovery on open (torn tails, bit flips, repair), recovery points and verify, and the file:// directory lock."""
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -42,6 +44,13 @@ def _events_of(d: Path, **kw):
         got = consume_all(t)
     assert [p for p, _, _, _ in got] == [0] * len(got)
     return [(m, data) for _, _, m, data in got], [o for _, o, _, _ in got]
+
+
+def _drop_recovery_points(d: Path) -> None:
+    """Remove every partition's recovery point: the next open then checks every batch, as a crash
+    before the first close (or repair=True) makes it do."""
+    for rp in d.glob("topics/*/p*/recovery-point"):
+        rp.unlink()
 
 
 def _batch_spans(d: Path):
@@ -126,6 +135,7 @@ def test_corruption_in_middle_segment_refused_then_repaired(pristine, tmp_path):
     buf = bytearray(mid.read_bytes())
     buf[len(buf) // 2] ^= 0x10
     mid.write_bytes(bytes(buf))
+    _drop_recovery_points(d)  # without one, the open checks every batch
     snapshot = tree(d)
     with pytest.raises(mp.CorruptionError) as ei:
         mp.connect(f"file://{d}")
@@ -146,6 +156,67 @@ def test_corruption_in_middle_segment_refused_then_repaired(pristine, tmp_path):
         t = fab.topic("t")
         end = t.describe()["partitions"][0]["end_offset"]
         assert end == len(got)
+
+
+def test_clean_reopen_reads_recovery_points_and_verify_checks_everything(pristine, tmp_path):
+    d = tmp_path / "fab"
+    shutil.copytree(pristine, d)
+    total = sum(s.stat().st_size for s in segment_files(d, "t"))
+    with mp.connect(f"file://{d}") as fab:
+        stats = fab.open_stats()
+        # Nothing of the topic was read at open: its recovery point described it.
+        assert stats == {"from_recovery_point": True, "checked_bytes": 0, "deferred_bytes": total}
+        seen = []
+        assert fab.verify(lambda done, all_: seen.append((done, all_))) == total
+        assert seen[-1] == (total, total)
+        got = consume_all(fab.topic("t"))
+    assert [(m, data) for _, _, m, data in got] == EVENTS
+    r = subprocess.run([sys.executable, "-m", "mofka_py.cli", "verify", "--url", f"file://{d}"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"ok: {total:,} bytes")
+    # Without recovery points everything is checked at open (and a close records them again).
+    _drop_recovery_points(d)
+    with mp.connect(f"file://{d}") as fab:
+        assert fab.open_stats() == {"from_recovery_point": False, "checked_bytes": total, "deferred_bytes": 0}
+    with mp.connect(f"file://{d}") as fab:
+        assert fab.open_stats()["from_recovery_point"]
+
+
+@pytest.mark.parametrize("where", ["data", "header"])
+def test_damage_in_an_old_segment_surfaces_at_first_read_and_in_verify(pristine, tmp_path, where):
+    """A flipped bit in a segment the recovery point vouched for: the open does not read it, but the
+    first read of that batch (or verify) raises CorruptionError naming the file: never wrong data."""
+    d = tmp_path / "fab"
+    shutil.copytree(pristine, d)
+    spans = _batch_spans(d)
+    segs = segment_files(d, "t")
+    mid = segs[1]
+    # The first batch of the second segment: in its data (under the CRC) or its base offset (outside it).
+    _, start, end, first, _ = next(sp for sp in spans if sp[0] == 1)
+    at = start + 16 if where == "header" else end - 9
+    buf = bytearray(mid.read_bytes())
+    buf[at] ^= 0x04
+    mid.write_bytes(bytes(buf))
+    with mp.connect(f"file://{d}") as fab:
+        assert fab.open_stats()["checked_bytes"] == 0
+        t = fab.topic("t")
+        with t.consumer(start="earliest") as c:
+            got = []
+            with pytest.raises(mp.CorruptionError) as ei:
+                for ev in c:
+                    got.append((ev.metadata_bytes, ev.offset))
+        assert mid.name in str(ei.value) and "repair=True" in str(ei.value) and "mofka-py verify" in str(ei.value)
+        assert [o for _, o in got] == list(range(len(got))) and len(got) <= first  # only events before it
+        with pytest.raises(mp.CorruptionError) as ei:
+            fab.verify()
+        assert "topic 't' partition 0" in str(ei.value) and mid.name in str(ei.value)
+    r = subprocess.run([sys.executable, "-m", "mofka_py.cli", "verify", "--url", f"file://{d}"], capture_output=True,
+                       text=True)
+    assert r.returncode == 1 and "CorruptionError" in r.stderr and mid.name in r.stderr, r.stderr
+    # repair=True checks everything at open and truncates at the damage.
+    got, offsets = _events_of(d, repair=True)
+    assert got == EVENTS[:first] and offsets == list(range(first))
 
 
 def test_missing_middle_segment_is_corruption(pristine, tmp_path):
@@ -226,6 +297,7 @@ def test_lock_released_after_failed_open(pristine, tmp_path):
     buf = bytearray(seg.read_bytes())
     buf[100] ^= 1
     seg.write_bytes(bytes(buf))
+    _drop_recovery_points(d)  # so that the open itself finds the damage
     with pytest.raises(mp.CorruptionError):
         mp.connect(f"file://{d}")
     # Not FabricLocked: the failed open released the lock.

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <functional>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -257,6 +258,17 @@ class Broker {
 
     /// Sync every log to stable storage.
     void sync();
+    /**
+     * @brief Check every stored batch of every topic now (PartitionLog::verify()): headers, offsets,
+     *        CRC32C; partitions in turn, while the broker keeps serving.
+     *
+     * @p progress, when given, gets (bytes checked, bytes to check) over the whole broker. Throws a
+     * Corruption error naming the topic, partition, file and byte of the first damaged batch.
+     * @return the bytes checked.
+     */
+    uint64_t verify(const std::function<void(uint64_t, uint64_t)>& progress = {}) const;
+    /// What opening the broker's partition logs checked, summed over them (see LogOpenStats).
+    LogOpenStats openStats() const;
     /// Flush and release everything; idempotent.
     void close();
     /// The directory of a file:// broker (empty for memory://).

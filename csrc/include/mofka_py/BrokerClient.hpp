@@ -20,6 +20,8 @@
 
 namespace mofka_py {
 
+class Broker;
+
 /// Lets a caller stop a transport's retries early: once @c deadlineNs (steady_clock, ns since its
 /// epoch) is in the past, a call that is retrying a lost connection gives up with its last error.
 struct CancelToken {
@@ -163,6 +165,8 @@ class BrokerClient {
     virtual void close() = 0;
     /// The URL this client was opened with.
     virtual std::string url() const = 0;
+    /// The broker itself when it lives in this process (memory://, file://); null for remote fabrics.
+    virtual std::shared_ptr<Broker> localBroker() const { return nullptr; }
 };
 
 } // namespace mofka_py

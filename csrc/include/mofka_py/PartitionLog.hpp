@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -29,7 +30,17 @@ struct LogOptions {
     SyncPolicy sync = SyncPolicy::None;
     int64_t syncIntervalMs = 1000;
     uint64_t indexIntervalBytes = 4096; ///< sparse index granularity
-    bool repair = false; ///< on open, truncate at corruption instead of failing
+    bool repair = false; ///< on open, check everything (no recovery point) and truncate at corruption instead of failing
+    /// File storage: record a recovery point at most this often while batches are appended (and always
+    /// at close); 0: only at close. See PartitionLog::openStats().
+    int64_t recoveryPointIntervalMs = 30000;
+};
+
+/// What opening a file-storage partition log checked (see PartitionLog::openStats()).
+struct LogOpenStats {
+    bool fromRecoveryPoint = false; ///< a valid recovery point described the log's older batches
+    uint64_t checkedBytes = 0; ///< bytes read and CRC-checked at open (the tail past the recovery point)
+    uint64_t deferredBytes = 0; ///< bytes taken from the recovery point, checked when first read instead
 };
 
 /**
@@ -61,6 +72,18 @@ size_t reservedSegmentMemory();
  * offset order. Concurrent writers so share one sync instead of queueing for one each.
  * A batch is never readable nor acknowledged before a sync covering it succeeded
  * (appendReplica() excepted: a replica's batches are synced by its caller).
+ *
+ * Recovery point (file storage): at close, and every LogOptions::recoveryPointIntervalMs while
+ * batches are appended, the log syncs its segments and records, in the file `recovery-point` of its
+ * directory, each segment's checked size, next offset and newest timestamp and the producers'
+ * dedupe windows (with a CRC32C of the record). Opening reads that record instead of the segments:
+ * only bytes past it (after kill -9, the tail written since) are read and checked, so a clean reopen
+ * costs the same whatever the log's size. The batches it describes are checked when first used: a
+ * segment's index is rebuilt from its batch headers (structure and offsets checked) the first time
+ * it is looked into, and each batch's CRC32C the first time read() hands it out, so damage in an old
+ * segment still surfaces as a Corruption error, never as data. verify() checks everything at once;
+ * LogOptions::repair ignores the record and checks everything at open. truncateTo() removes the record
+ * (durably) before it changes a file.
  *
  * A failed sync (fdatasync of a segment, fsync of the log's directory) makes the log
  * unwritable until it is reopened (a new PartitionLog on the same directory): after a
@@ -229,6 +252,20 @@ class PartitionLog {
     /// Wake waiters (used when a topic is marked complete).
     void notifyAll() const;
 
+    /// What the open checked: whether a recovery point was used, bytes checked at open, bytes left to
+    /// be checked on first read (see the class comment).
+    LogOpenStats openStats() const;
+    /**
+     * @brief Check every stored batch now: header, layout, offsets in sequence, CRC32C.
+     *
+     * Reads the whole log (without holding its lock: appends go on; batches appended meanwhile are
+     * not checked). @p progress, when given, is called with (bytes checked, bytes to check) every
+     * 64 MiB and at the end. Throws a Corruption error naming the file, byte and offset of the first
+     * damaged batch; afterwards the checked batches are not checked again on read.
+     * @return the bytes checked.
+     */
+    uint64_t verify(const std::function<void(uint64_t, uint64_t)>& progress = {}) const;
+
     /**
      * @brief Why the log takes no more writes, or empty while it is writable.
      *
@@ -246,7 +283,20 @@ class PartitionLog {
   private:
     struct Segment;
     void openDirectory();
-    void recoverSegment(Segment& seg, bool last);
+    /// Check @p seg from byte @p from (where offset @p expected starts; UINT64_MAX: the segment's base),
+    /// indexing its batches; truncates a torn tail of the last segment, throws (or repairs) corruption.
+    void recoverSegment(Segment& seg, bool last, size_t from = 0, uint64_t expected = UINT64_MAX);
+    /// Build the index of the part of @p seg taken from the recovery point (its headers checked), once.
+    void ensureIndexedLocked(const Segment& seg) const;
+    /// Position in @p seg of the indexed batch at or before @p offset (0 when none), its index built first.
+    size_t indexedPositionLocked(const Segment& seg, uint64_t offset) const;
+    /// A batch at @p pos of @p seg about to be handed out: check its CRC32C if the recovery point
+    /// vouched for it and it was not checked yet (Corruption naming the file and byte otherwise).
+    void checkFirstReadLocked(const Segment& seg, size_t pos) const;
+    /// Sync what is published (if the policy left it unsynced) and record the recovery point.
+    void writeRecoveryPointLocked();
+    /// Remove the recovery point durably (before a change to stored batches it would contradict).
+    void removeRecoveryPointLocked(const std::string& consequence);
     Segment& writableSegment(uint64_t length);
     void backRange(Segment& seg, size_t pos, uint64_t length);
     /// A batch its producer sent before (a retry): its original offsets, or nullopt for a new one;
@@ -328,6 +378,9 @@ class PartitionLog {
     bool m_dirty = false;
     bool m_closed = false;
     bool m_cut = false; ///< recovery truncated a segment that was not the last
+    LogOpenStats m_openStats;
+    bool m_pointStale = true; ///< published batches (or a truncation) since the recovery point was recorded
+    std::chrono::steady_clock::time_point m_lastPoint;
     /// Why the log takes no more writes ("a failed sync at <path> (<errno text>)"); empty: writable.
     std::string m_unwritable;
 

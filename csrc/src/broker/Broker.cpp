@@ -1176,6 +1176,51 @@ void Broker::housekeepingLoop() {
     }
 }
 
+uint64_t Broker::verify(const std::function<void(uint64_t, uint64_t)>& progress) const {
+    std::vector<std::shared_ptr<Topic>> topics;
+    {
+        std::lock_guard<std::mutex> lock(m_mutex);
+        for (auto& kv : m_topics) topics.push_back(kv.second);
+    }
+    uint64_t total = 0, done = 0;
+    for (auto& t : topics)
+        for (auto& log : t->logs) total += log->sizeBytes();
+    if (progress) progress(0, total);
+    for (auto& t : topics)
+        for (size_t p = 0; p < t->logs.size(); ++p) {
+            const uint64_t before = done;
+            try {
+                done += t->logs[p]->verify([&](uint64_t d, uint64_t) {
+                    if (progress) progress(std::min(before + d, std::max(total, before + d)), total);
+                });
+            } catch (const Error& e) {
+                if (e.code() != ErrorCode::Corruption) throw;
+                throw Error(ErrorCode::Corruption,
+                            "topic '" + t->name + "' partition " + std::to_string(p) + ": " + e.what());
+            }
+        }
+    if (progress) progress(done, std::max(total, done));
+    return done;
+}
+
+LogOpenStats Broker::openStats() const {
+    std::vector<std::shared_ptr<Topic>> topics;
+    {
+        std::lock_guard<std::mutex> lock(m_mutex);
+        for (auto& kv : m_topics) topics.push_back(kv.second);
+    }
+    LogOpenStats sum;
+    sum.fromRecoveryPoint = !topics.empty();
+    for (auto& t : topics)
+        for (auto& log : t->logs) {
+            LogOpenStats st = log->openStats();
+            sum.fromRecoveryPoint = sum.fromRecoveryPoint && st.fromRecoveryPoint;
+            sum.checkedBytes += st.checkedBytes;
+            sum.deferredBytes += st.deferredBytes;
+        }
+    return sum;
+}
+
 void Broker::sync() {
     std::vector<std::shared_ptr<Topic>> topics;
     {

@@ -180,14 +180,6 @@ TopicConfig topicConfigFrom(const mofka_py_topic_config_t* c) {
 
 } // namespace
 
-#define MOFKA_PY_GUARD(...)                                                                                            \
-    try {                                                                                                              \
-        __VA_ARGS__;                                                                                                   \
-        return succeed(MOFKA_PY_OK);                                                                                   \
-    } catch (...) {                                                                                                    \
-        return failCurrent();                                                                                          \
-    }
-
 extern "C" {
 
 int mofka_py_abi_version(void) { return MOFKA_PY_C_ABI_VERSION; }

@@ -30,3 +30,12 @@ void checkSize(size_t given, size_t expected, const char* type);
 mofka_py_fabric_t newFabricHandle(Fabric fabric);
 
 } // namespace mofka_py::capi
+
+/// The body of every C entry point: run it, record success, or record the exception in flight.
+#define MOFKA_PY_GUARD(...)                                                                                            \
+    try {                                                                                                              \
+        __VA_ARGS__;                                                                                                   \
+        return succeed(MOFKA_PY_OK);                                                                                   \
+    } catch (...) {                                                                                                    \
+        return failCurrent();                                                                                          \
+    }

@@ -38,33 +38,36 @@ void requireMpi(const char* what) {
                                         "MPI_THREAD_MULTIPLE first, or mofka_py_mpi_init()");
 }
 
+/// Whether @p c is a valid communicator, asked with errors returned rather than fatal (MPI reports a
+/// bad handle through MPI_COMM_WORLD's handler, which aborts by default).
+bool validCommunicator(MPI_Comm c) {
+    MPI_Errhandler before;
+    MPI_Comm_get_errhandler(MPI_COMM_WORLD, &before);
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    int size = 0;
+    const bool ok = MPI_Comm_size(c, &size) == MPI_SUCCESS && size > 0;
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, before);
+    MPI_Errhandler_free(&before);
+    return ok;
+}
+
 } // namespace
 
 extern "C" {
 
 int mofka_py_mpi_options_init(mofka_py_mpi_options_t* o) {
-    try {
+    MOFKA_PY_GUARD({
         need(o, "options");
         *o = mofka_py_mpi_options_t{};
         o->struct_size = sizeof *o;
         o->request_timeout_ms = MpiFabricOptions{}.requestTimeoutMs;
-        return succeed(MOFKA_PY_OK);
-    } catch (...) {
-        return failCurrent();
-    }
+    })
 }
 
 int mofka_py_mpi_fabric_create_f(int32_t comm, const mofka_py_mpi_options_t* o, mofka_py_mpi_fabric_t* out) {
-    try {
+    MOFKA_PY_GUARD({
         need(out, "mpi_fabric (the output pointer)");
-        requireMpi("mofka_py_mpi_fabric_create_f");
-        MPI_Comm c = MPI_Comm_f2c(static_cast<MPI_Fint>(comm));
-        int size = 0;
-        if (c == MPI_COMM_NULL || MPI_Comm_size(c, &size) != MPI_SUCCESS)
-            throw Error(ErrorCode::InvalidArgument,
-                        "comm " + std::to_string(comm) +
-                            " is not a communicator's Fortran handle; pass "
-                            "MPI_Comm_c2f(comm) in C or the integer communicator in Fortran");
+        // Every argument is checked before any MPI call (no collective is entered on a bad one).
         MpiFabricOptions opts;
         if (o) {
             checkSize(o->struct_size, sizeof *o, "mofka_py_mpi_options_t");
@@ -74,6 +77,13 @@ int mofka_py_mpi_fabric_create_f(int32_t comm, const mofka_py_mpi_options_t* o, 
             opts.colocated = o->colocated != 0;
             if (o->request_timeout_ms) opts.requestTimeoutMs = o->request_timeout_ms;
         }
+        requireMpi("mofka_py_mpi_fabric_create_f");
+        MPI_Comm c = MPI_Comm_f2c(static_cast<MPI_Fint>(comm));
+        if (c == MPI_COMM_NULL || !validCommunicator(c))
+            throw Error(ErrorCode::InvalidArgument,
+                        "comm " + std::to_string(comm) +
+                            " is not a communicator's Fortran handle; pass "
+                            "MPI_Comm_c2f(comm) in C or the integer communicator in Fortran");
         // The collectives of mofka_py.mpi.fabric(), in its order (a split of the client ranks,
         // then the fabric), so C/Fortran and Python ranks can share one fabric in one job.
         int rank = 0;
@@ -96,67 +106,47 @@ int mofka_py_mpi_fabric_create_f(int32_t comm, const mofka_py_mpi_options_t* o, 
             delete obj;
             throw;
         }
-        return succeed(MOFKA_PY_OK);
-    } catch (...) {
-        return failCurrent();
-    }
+    })
 }
 
 int mofka_py_mpi_fabric_is_server(mofka_py_mpi_fabric_t h, int* is_server) {
-    try {
+    MOFKA_PY_GUARD({
         auto& m = mpiOf(h);
         need(is_server, "is_server");
         *is_server = m.mpi->isServer() ? 1 : 0;
-        return succeed(MOFKA_PY_OK);
-    } catch (...) {
-        return failCurrent();
-    }
+    })
 }
 
 int mofka_py_mpi_fabric_is_client(mofka_py_mpi_fabric_t h, int* is_client) {
-    try {
+    MOFKA_PY_GUARD({
         auto& m = mpiOf(h);
         need(is_client, "is_client");
         *is_client = m.mpi->isClient() ? 1 : 0;
-        return succeed(MOFKA_PY_OK);
-    } catch (...) {
-        return failCurrent();
-    }
+    })
 }
 
 int mofka_py_mpi_fabric_fabric(mofka_py_mpi_fabric_t h, mofka_py_fabric_t* fabric) {
-    try {
+    MOFKA_PY_GUARD({
         auto& m = mpiOf(h);
         need(fabric, "fabric (the output pointer)");
         *fabric = newFabricHandle(m.mpi->fabric());
-        return succeed(MOFKA_PY_OK);
-    } catch (...) {
-        return failCurrent();
-    }
+    })
 }
 
 int mofka_py_mpi_fabric_close(mofka_py_mpi_fabric_t h) {
-    try {
-        mpiOf(h).close();
-        return succeed(MOFKA_PY_OK);
-    } catch (...) {
-        return failCurrent();
-    }
+    MOFKA_PY_GUARD({ mpiOf(h).close(); })
 }
 
 int mofka_py_mpi_fabric_release(mofka_py_mpi_fabric_t h) {
-    try {
+    MOFKA_PY_GUARD({
         std::unique_ptr<MpiFabricObj> owned(static_cast<MpiFabricObj*>(
             HandleTable::instance().remove(reinterpret_cast<uint64_t>(h), Kind::MpiFabric, "mpi_fabric")));
         owned->close();
-        return succeed(MOFKA_PY_OK);
-    } catch (...) {
-        return failCurrent();
-    }
+    })
 }
 
 int mofka_py_mpi_init(int32_t* comm_world, int32_t* rank, int32_t* size) {
-    try {
+    MOFKA_PY_GUARD({
         int initialised = 0;
         MPI_Initialized(&initialised);
         if (!initialised) {
@@ -175,21 +165,15 @@ int mofka_py_mpi_init(int32_t* comm_world, int32_t* rank, int32_t* size) {
         MPI_Comm_size(MPI_COMM_WORLD, &s);
         if (rank) *rank = r;
         if (size) *size = s;
-        return succeed(MOFKA_PY_OK);
-    } catch (...) {
-        return failCurrent();
-    }
+    })
 }
 
 int mofka_py_mpi_finalize(void) {
-    try {
+    MOFKA_PY_GUARD({
         int finalised = 0;
         MPI_Finalized(&finalised);
         if (g_initialisedHere.exchange(false) && !finalised) MPI_Finalize();
-        return succeed(MOFKA_PY_OK);
-    } catch (...) {
-        return failCurrent();
-    }
+    })
 }
 
 } // extern "C"

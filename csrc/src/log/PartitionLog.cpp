@@ -32,6 +32,103 @@ int64_t nowUs() {
 /// name plus this, then renames it over the segment; one left by a crash is removed on open.
 constexpr const char* kTruncatingSuffix = ".truncating";
 
+/// The recovery point of a partition's directory (see the PartitionLog class comment).
+constexpr const char* kRecoveryPointName = "recovery-point";
+constexpr uint64_t kRecoveryPointMagic = 0x3130305450525950ull; // "PYRPT001"
+
+/// What a recovery point records.
+struct RecoveryPoint {
+    struct Seg {
+        uint64_t base, size, next;
+        int64_t maxTimestampUs;
+    };
+    std::vector<Seg> segments; // oldest first
+    std::vector<std::pair<uint64_t, std::vector<std::pair<uint64_t, uint64_t>>>> producers;
+};
+
+void put64(std::vector<uint8_t>& out, uint64_t v) {
+    uint8_t b[8];
+    std::memcpy(b, &v, 8);
+    out.insert(out.end(), b, b + 8);
+}
+
+/// Read and check (magic, sizes, CRC32C) a recovery point; false when missing or not intact.
+bool readRecoveryPoint(const std::string& path, RecoveryPoint& out) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    std::vector<uint8_t> buf;
+    uint8_t chunk[65536];
+    for (;;) {
+        ssize_t n = ::read(fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        buf.insert(buf.end(), chunk, chunk + n);
+        if (buf.size() > (64u << 20)) break; // not ours
+    }
+    ::close(fd);
+    if (buf.size() < 28) return false;
+    uint32_t crc;
+    std::memcpy(&crc, buf.data() + buf.size() - 4, 4);
+    if (crc32c(0, buf.data(), buf.size() - 4) != crc) return false;
+    size_t at = 0;
+    const size_t end = buf.size() - 4;
+    auto get = [&](uint64_t& v) {
+        if (at + 8 > end) return false;
+        std::memcpy(&v, buf.data() + at, 8);
+        at += 8;
+        return true;
+    };
+    uint64_t magic = 0, nseg = 0, nprod = 0;
+    if (!get(magic) || magic != kRecoveryPointMagic || !get(nseg) || nseg > (end - at) / 32) return false;
+    out.segments.resize(nseg);
+    for (auto& sg : out.segments) {
+        uint64_t ts = 0;
+        if (!get(sg.base) || !get(sg.size) || !get(sg.next) || !get(ts)) return false;
+        sg.maxTimestampUs = int64_t(ts);
+    }
+    if (!get(nprod) || nprod > (end - at) / 16) return false;
+    out.producers.resize(nprod);
+    for (auto& [id, recent] : out.producers) {
+        uint64_t n = 0;
+        if (!get(id) || !get(n) || n > (end - at) / 16) return false;
+        recent.resize(n);
+        for (auto& [seq, base] : recent)
+            if (!get(seq) || !get(base)) return false;
+    }
+    return at == end;
+}
+
+/// A stored batch's header at @p pos, checked (magic, version, length and its check, within @p end,
+/// base offset @p expected unless UINT64_MAX); nullptr with @p problem set when it is not intact.
+const BatchHeader* intactHeader(const uint8_t* base, size_t pos, size_t end, uint64_t expected, std::string& problem) {
+    if (end - pos < kBatchHeaderSize) {
+        problem = "incomplete batch header";
+        return nullptr;
+    }
+    const auto* h = reinterpret_cast<const BatchHeader*>(base + pos);
+    if (h->magic != kBatchMagic || h->version != kBatchVersion || h->lengthCheck != lengthCheck(h->length) ||
+        h->length < kBatchHeaderSize || (h->length & 7) || h->length > end - pos) {
+        problem = "bad batch header";
+        return nullptr;
+    }
+    if (expected != UINT64_MAX && h->baseOffset != expected) {
+        problem = "offset " + std::to_string(h->baseOffset) + " out of sequence";
+        return nullptr;
+    }
+    return h;
+}
+
+/// The Corruption error for damage found after open (on first use, or by verify()).
+[[noreturn]] void throwStoredCorruption(const std::string& problem, const std::string& path, size_t pos,
+                                       uint64_t offset) {
+    throw Error(ErrorCode::Corruption,
+                "partition log corrupted: " + problem + " in " + path + " at byte " + std::to_string(pos) +
+                    " (offset " + std::to_string(offset) +
+                    "); the events from there cannot be trusted. `mofka-py verify` checks a whole fabric; restore "
+                    "from a replica, or reopen with repair=True to truncate the log there (events from that point "
+                    "are dropped)");
+}
+
 std::string segmentName(uint64_t base) {
     char buf[32];
     std::snprintf(buf, sizeof(buf), "%020llu.log", static_cast<unsigned long long>(base));
@@ -145,8 +242,14 @@ struct PartitionLog::Segment {
     /// In memory: truncateTo() cut it while readers mapped its dropped tail; it takes no more
     /// batches, so those bytes are never overwritten under them.
     bool sealed = false;
-    std::vector<std::pair<uint64_t, uint64_t>> index; // (first offset of a batch, position)
-    uint64_t lastIndexedPos = 0;
+    mutable std::vector<std::pair<uint64_t, uint64_t>> index; // (first offset of a batch, position)
+    mutable uint64_t lastIndexedPos = 0;
+    /// Bytes [0, unindexedEnd) came from the recovery point: indexed on first use (ensureIndexedLocked()).
+    mutable size_t unindexedEnd = 0;
+    /// Bytes [0, uncheckedEnd) came from the recovery point: each batch's CRC is checked on first read.
+    size_t uncheckedEnd = 0;
+    mutable size_t checkedTo = 0; ///< the batches before this position were checked
+    mutable std::map<size_t, size_t> checkedAhead; ///< batches checked past checkedTo: position -> length
 
     ~Segment() {
         if (fd >= 0) ::close(fd);
@@ -246,6 +349,33 @@ void PartitionLog::openDirectory() {
         closedir(d);
     }
     std::sort(bases.begin(), bases.end());
+    // The recovery point describes a prefix of the segments (those retention removed since left out):
+    // used[i] is segment i's record, or nullptr for the segments past it (checked in full). Any
+    // disagreement with the files (a recorded segment missing or shorter, an earlier one grown) and
+    // the record is ignored: everything is checked, as without one. repair checks everything.
+    RecoveryPoint point;
+    std::vector<const RecoveryPoint::Seg*> used(bases.size(), nullptr);
+    if (!m_opts.repair && !bases.empty() && readRecoveryPoint(m_opts.directory + "/" + kRecoveryPointName, point)) {
+        size_t j = 0;
+        while (j < point.segments.size() && point.segments[j].base < bases[0]) ++j;
+        bool ok = j < point.segments.size();
+        for (size_t i = 0; ok && j < point.segments.size(); ++i, ++j) {
+            const RecoveryPoint::Seg& rec = point.segments[j];
+            struct stat st {};
+            const bool lastRecord = j + 1 == point.segments.size();
+            ok = i < bases.size() && rec.base == bases[i] &&
+                 ::stat((m_opts.directory + "/" + segmentName(bases[i])).c_str(), &st) == 0 &&
+                 uint64_t(st.st_size) >= rec.size && (lastRecord || uint64_t(st.st_size) == rec.size) &&
+                 rec.next >= rec.base;
+            if (ok) used[i] = &rec;
+        }
+        if (ok) {
+            for (auto& [id, recent] : point.producers) m_producers[id].recent = recent;
+            m_openStats.fromRecoveryPoint = true;
+        } else {
+            std::fill(used.begin(), used.end(), nullptr);
+        }
+    }
     for (size_t i = 0; i < bases.size(); ++i) {
         auto seg = newSegment(bases[i], m_opts.segmentBytes);
         if (!m_segments.empty() && seg->baseOffset != m_next) {
@@ -260,7 +390,15 @@ void PartitionLog::openDirectory() {
         }
         bool last = (i + 1 == bases.size());
         m_segments.push_back(seg);
-        recoverSegment(*seg, last);
+        if (const RecoveryPoint::Seg* rec = used[i]) {
+            // Its recorded part is taken as recorded (checked on first use), the rest checked now.
+            seg->maxTimestampUs = rec->maxTimestampUs;
+            seg->unindexedEnd = seg->uncheckedEnd = size_t(rec->size);
+            m_openStats.deferredBytes += rec->size;
+            recoverSegment(*seg, last, size_t(rec->size), rec->next);
+        } else {
+            recoverSegment(*seg, last);
+        }
         seg->written = seg->size;
         m_next = seg->nextOffset;
         if (m_cut) break; // repair removed the later segments
@@ -269,12 +407,15 @@ void PartitionLog::openDirectory() {
         m_segments.push_back(newSegment(m_next, m_opts.segmentBytes));
         if (m_unwritable.empty()) opening([&] { syncCreatedLocked(*m_segments.back(), "the log opened unwritable"); });
     }
+    // Up to date when the record described everything there is; else recorded at the next chance.
+    m_pointStale = !m_openStats.fromRecoveryPoint || m_openStats.checkedBytes > 0 || m_cut;
+    m_lastPoint = std::chrono::steady_clock::now();
 }
 
-void PartitionLog::recoverSegment(Segment& seg, bool last) {
+void PartitionLog::recoverSegment(Segment& seg, bool last, size_t from, uint64_t expectedAt) {
     const size_t fileSize = seg.size;
-    size_t pos = 0;
-    uint64_t expected = seg.baseOffset;
+    size_t pos = from;
+    uint64_t expected = expectedAt == UINT64_MAX ? seg.baseOffset : expectedAt;
     std::string problem;
     bool torn = false;
     while (pos < fileSize) {
@@ -319,6 +460,7 @@ void PartitionLog::recoverSegment(Segment& seg, bool last) {
         if (h.producerId) m_producers[h.producerId].add(h.sequence, h.baseOffset);
         pos += size_t(h.length);
     }
+    m_openStats.checkedBytes += pos - from;
     seg.nextOffset = expected;
     if (pos == fileSize) return;
     if (torn && last) {
@@ -459,6 +601,7 @@ std::optional<AppendResult> PartitionLog::resentLocked(const BatchHeader& h) con
 AppendResult PartitionLog::publishLocked(Segment& seg, size_t pos, uint64_t length, const BatchHeader& h,
                                          uint32_t count, std::unique_lock<std::mutex>& lock) {
     seg.addToIndex(m_next, pos, m_opts.indexIntervalBytes);
+    m_pointStale = true;
     seg.size = seg.written = pos + length;
     seg.maxTimestampUs = std::max(seg.maxTimestampUs, h.lastTimestampUs);
     const uint64_t base = m_next;
@@ -622,6 +765,7 @@ void PartitionLog::groupSyncLocked(std::unique_lock<std::mutex>& lock) {
             const Unsynced& u = m_unsynced.front();
             Segment& s = *u.seg;
             s.addToIndex(u.base, u.pos, m_opts.indexIntervalBytes);
+            m_pointStale = true;
             s.size = u.pos + u.length;
             s.maxTimestampUs = std::max(s.maxTimestampUs, u.lastTimestampUs);
             m_next = u.base + u.count;
@@ -735,9 +879,7 @@ uint64_t PartitionLog::truncateTo(uint64_t offset) {
     // Where the batch starting at offset lies.
     const size_t si = findSegmentLocked(offset);
     const std::shared_ptr<Segment> cutSeg = m_segments[si];
-    size_t pos = 0;
-    auto it = std::upper_bound(cutSeg->index.begin(), cutSeg->index.end(), std::make_pair(offset, UINT64_MAX));
-    if (it != cutSeg->index.begin()) pos = size_t(std::prev(it)->second);
+    size_t pos = indexedPositionLocked(*cutSeg, offset);
     while (pos < cutSeg->size) {
         const auto* h = reinterpret_cast<const BatchHeader*>(cutSeg->base + pos);
         if (h->baseOffset >= offset) break;
@@ -782,12 +924,15 @@ uint64_t PartitionLog::truncateTo(uint64_t offset) {
     if (m_visibleLimit >= m_next) m_visibleTo = m_next; // else a kept boundary already
     forgetProducersFromLocked(offset);
 
+    m_pointStale = true;
     if (cutSeg->fd >= 0) {
         // Later segments first, newest first, and the directory synced, before the cut: a crash at
         // any point leaves contiguous segments (the log whole, perhaps not yet truncated).
         const std::string consequence = "the truncation to offset " + std::to_string(offset) +
                                         " may not be on disk (a reopen finds every event before it, perhaps "
                                         "dropped ones after it too)";
+        // The recovery point first: it describes the segments as they were.
+        removeRecoveryPointLocked(consequence);
         for (auto r = removed.rbegin(); r != removed.rend(); ++r)
             if (::unlink(r->c_str()) != 0 && errno != ENOENT) failTruncationLocked(*r, errno, consequence);
         if (!removed.empty()) syncDirectoryLocked(m_opts.directory, consequence);
@@ -880,6 +1025,7 @@ void PartitionLog::forgetProducersFromLocked(uint64_t offset) {
     size_t missing = refill.size();
     for (size_t si = findSegmentLocked(below) + 1; si-- > 0 && missing > 0;) {
         const Segment& seg = *m_segments[si];
+        ensureIndexedLocked(seg); // its headers checked before they are walked
         std::map<uint64_t, std::vector<std::pair<uint64_t, uint64_t>>> here;
         for (size_t pos = 0; pos < seg.size;) {
             const auto* h = reinterpret_cast<const BatchHeader*>(seg.base + pos);
@@ -918,9 +1064,7 @@ std::optional<BatchHeader> PartitionLog::batchEndingAt(uint64_t offset) const {
     if (offset <= m_segments.front()->baseOffset || offset > m_next) return std::nullopt;
     const uint64_t last = offset - 1;
     const Segment& seg = *m_segments[findSegmentLocked(last)];
-    size_t pos = 0;
-    auto it = std::upper_bound(seg.index.begin(), seg.index.end(), std::make_pair(last, UINT64_MAX));
-    if (it != seg.index.begin()) pos = size_t(std::prev(it)->second);
+    size_t pos = indexedPositionLocked(seg, last);
     while (pos < seg.size) {
         const auto* h = reinterpret_cast<const BatchHeader*>(seg.base + pos);
         if (h->baseOffset + h->count > last) { // the batch holding the event at offset - 1
@@ -958,9 +1102,7 @@ uint64_t PartitionLog::boundaryAtOrBelowLocked(uint64_t end) const {
     if (end >= m_next) return m_next;
     if (end <= m_segments.front()->baseOffset) return end; // no retained batch below it
     const Segment& seg = *m_segments[findSegmentLocked(end)];
-    size_t pos = 0;
-    auto it = std::upper_bound(seg.index.begin(), seg.index.end(), std::make_pair(end, UINT64_MAX));
-    if (it != seg.index.begin()) pos = size_t(std::prev(it)->second);
+    size_t pos = indexedPositionLocked(seg, end);
     while (pos < seg.size) {
         const auto* h = reinterpret_cast<const BatchHeader*>(seg.base + pos);
         if (h->baseOffset + h->count > end) return h->baseOffset; // the batch holding end starts there
@@ -998,9 +1140,7 @@ std::vector<StoredBatch> PartitionLog::readLocked(uint64_t offset, size_t maxByt
     size_t total = 0;
     for (size_t si = findSegmentLocked(offset); si < m_segments.size(); ++si) {
         const Segment& seg = *m_segments[si];
-        size_t pos = 0;
-        auto it = std::upper_bound(seg.index.begin(), seg.index.end(), std::make_pair(offset, UINT64_MAX));
-        if (it != seg.index.begin()) pos = size_t(std::prev(it)->second);
+        size_t pos = indexedPositionLocked(seg, offset);
         while (pos < seg.size) {
             const auto* h = reinterpret_cast<const BatchHeader*>(seg.base + pos);
             if (h->length < kBatchHeaderSize || h->length > seg.size - pos)
@@ -1010,6 +1150,7 @@ std::vector<StoredBatch> PartitionLog::readLocked(uint64_t offset, size_t maxByt
             if (h->baseOffset + h->count > offset) {
                 if (h->baseOffset + h->count > visibleTo) return out; // and so is every later batch
                 if (!out.empty() && total + h->length > maxBytes) return out;
+                checkFirstReadLocked(seg, pos);
                 out.push_back({seg.map, seg.base + pos, size_t(h->length), h->baseOffset, h->count});
                 total += h->length;
             }
@@ -1058,6 +1199,15 @@ void PartitionLog::housekeeping() {
     if (m_closed) return;
     applyRetentionLocked();
     auto now = std::chrono::steady_clock::now();
+    if (m_pointStale && m_opts.recoveryPointIntervalMs > 0 && !m_opts.directory.empty() && m_unwritable.empty() &&
+        m_unsynced.empty() && now - m_lastPoint >= std::chrono::milliseconds(m_opts.recoveryPointIntervalMs)) {
+        try {
+            writeRecoveryPointLocked();
+        } catch (const Error& e) {
+            std::fprintf(stderr, "mofka-py: %s\n", e.what()); // the next append reports a failed sync
+            return;
+        }
+    }
     if (m_dirty && m_unwritable.empty() && m_opts.sync == SyncPolicy::Interval &&
         now - m_lastSync >= std::chrono::milliseconds(m_opts.syncIntervalMs)) {
         try {
@@ -1136,10 +1286,193 @@ void PartitionLog::close() {
             failed = std::current_exception();
         }
     }
+    if (!failed && m_pointStale && !m_opts.directory.empty() && m_unwritable.empty()) {
+        try {
+            writeRecoveryPointLocked(); // the next open reads this instead of the segments
+        } catch (const Error& e) {
+            std::fprintf(stderr, "mofka-py: %s\n", e.what()); // the next open checks everything instead
+        }
+    }
     m_closed = true;
     m_segments.clear();
     m_cv.notify_all();
     if (failed) std::rethrow_exception(failed);
+}
+
+LogOpenStats PartitionLog::openStats() const {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    return m_openStats;
+}
+
+void PartitionLog::ensureIndexedLocked(const Segment& seg) const {
+    if (seg.unindexedEnd == 0) return;
+    std::vector<std::pair<uint64_t, uint64_t>> front;
+    size_t pos = 0, lastPos = 0;
+    uint64_t expected = seg.baseOffset;
+    std::string problem;
+    while (pos < seg.unindexedEnd) {
+        const BatchHeader* h = intactHeader(seg.base, pos, seg.unindexedEnd, expected, problem);
+        if (!h) throwStoredCorruption(problem, seg.path, pos, expected);
+        if (front.empty() || pos - lastPos >= m_opts.indexIntervalBytes) {
+            front.emplace_back(h->baseOffset, pos);
+            lastPos = pos;
+        }
+        expected = h->baseOffset + h->count;
+        pos += size_t(h->length);
+    }
+    const bool hadEntries = !seg.index.empty();
+    front.insert(front.end(), seg.index.begin(), seg.index.end()); // the batches checked at open or appended since
+    seg.index.swap(front);
+    if (!hadEntries) seg.lastIndexedPos = lastPos;
+    seg.unindexedEnd = 0;
+}
+
+size_t PartitionLog::indexedPositionLocked(const Segment& seg, uint64_t offset) const {
+    ensureIndexedLocked(seg);
+    auto it = std::upper_bound(seg.index.begin(), seg.index.end(), std::make_pair(offset, UINT64_MAX));
+    return it == seg.index.begin() ? 0 : size_t(std::prev(it)->second);
+}
+
+void PartitionLog::checkFirstReadLocked(const Segment& seg, size_t pos) const {
+    if (pos >= seg.uncheckedEnd || pos < seg.checkedTo || seg.checkedAhead.count(pos)) return;
+    std::string problem;
+    const BatchHeader* h = intactHeader(seg.base, pos, seg.uncheckedEnd, UINT64_MAX, problem);
+    uint64_t offset = h ? h->baseOffset : 0;
+    if (h) {
+        try {
+            if (!BatchView(seg.base + pos, size_t(h->length)).crcOk()) problem = "CRC32C mismatch";
+        } catch (const Error& e) {
+            problem = e.what();
+        }
+    }
+    if (!problem.empty()) throwStoredCorruption(problem, seg.path, pos, offset);
+    const size_t length = size_t(h->length);
+    if (pos != seg.checkedTo) {
+        if (seg.checkedAhead.size() < 4096) seg.checkedAhead.emplace(pos, length); // else checked again next time
+        return;
+    }
+    seg.checkedTo = pos + length;
+    for (auto it = seg.checkedAhead.begin(); it != seg.checkedAhead.end() && it->first <= seg.checkedTo;) {
+        seg.checkedTo = std::max(seg.checkedTo, it->first + it->second);
+        it = seg.checkedAhead.erase(it);
+    }
+}
+
+void PartitionLog::writeRecoveryPointLocked() {
+    // Only published batches are recorded, and only once they are on disk.
+    if (m_dirty) {
+        for (auto& sg : m_segments)
+            if (sg->fd >= 0) syncSegmentLocked(*sg, unsyncedEvents(m_opts.sync));
+        m_dirty = false;
+        m_lastSync = std::chrono::steady_clock::now();
+    }
+    std::vector<uint8_t> out;
+    put64(out, kRecoveryPointMagic);
+    put64(out, m_segments.size());
+    for (auto& sg : m_segments) {
+        put64(out, sg->baseOffset);
+        put64(out, sg->size);
+        put64(out, sg->nextOffset);
+        put64(out, uint64_t(sg->maxTimestampUs));
+    }
+    put64(out, m_producers.size());
+    for (auto& [id, st] : m_producers) {
+        put64(out, id);
+        put64(out, st.recent.size());
+        for (auto& [seq, base] : st.recent) {
+            put64(out, seq);
+            put64(out, base);
+        }
+    }
+    const uint32_t crc = crc32c(0, out.data(), out.size());
+    out.insert(out.end(), reinterpret_cast<const uint8_t*>(&crc), reinterpret_cast<const uint8_t*>(&crc) + 4);
+    // A new file renamed over the old one: a crash leaves one or the other, whole (or no file: full check).
+    const std::string path = m_opts.directory + "/" + kRecoveryPointName;
+    const std::string tmp = path + ".new";
+    auto failed = [&](const std::string& what) {
+        const int err = errno;
+        ::unlink(tmp.c_str());
+        throw Error(ErrorCode::Storage, "cannot record the recovery point " + path + " (" + what + ": " +
+                                            std::strerror(err) + ")" + freeSpace(m_opts.directory) +
+                                            "; nothing is lost, the next open checks the whole log");
+    };
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) failed("create");
+    size_t done = 0;
+    while (done < out.size()) {
+        ssize_t n = ::write(fd, out.data() + done, out.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            ::close(fd);
+            failed("write");
+        }
+        done += size_t(n);
+    }
+    if (::fdatasync(fd) != 0) {
+        ::close(fd);
+        failed("fdatasync");
+    }
+    ::close(fd);
+    if (::rename(tmp.c_str(), path.c_str()) != 0) failed("rename");
+    syncDirectoryLocked(m_opts.directory, "the recovery point may not be on disk (the next open then checks the log)");
+    m_pointStale = false;
+    m_lastPoint = std::chrono::steady_clock::now();
+}
+
+void PartitionLog::removeRecoveryPointLocked(const std::string& consequence) {
+    const std::string path = m_opts.directory + "/" + kRecoveryPointName;
+    if (::unlink(path.c_str()) != 0) {
+        if (errno == ENOENT) return;
+        failTruncationLocked(path, errno, consequence);
+    }
+    syncDirectoryLocked(m_opts.directory, consequence);
+}
+
+uint64_t PartitionLog::verify(const std::function<void(uint64_t, uint64_t)>& progress) const {
+    std::vector<std::shared_ptr<Segment>> segs;
+    std::vector<size_t> sizes;
+    {
+        std::lock_guard<std::mutex> lock(m_mutex);
+        if (m_closed) throw Error(ErrorCode::Closed, "partition log is closed");
+        segs = m_segments; // they stay mapped while held, whatever the log does meanwhile
+        for (auto& sg : segs) sizes.push_back(sg->size);
+    }
+    uint64_t total = 0, done = 0, reported = 0;
+    for (size_t sz : sizes) total += sz;
+    if (progress) progress(0, total);
+    std::string problem;
+    for (size_t i = 0; i < segs.size(); ++i) {
+        const Segment& sg = *segs[i];
+        size_t pos = 0;
+        uint64_t expected = sg.baseOffset;
+        while (pos < sizes[i]) {
+            const BatchHeader* h = intactHeader(sg.base, pos, sizes[i], expected, problem);
+            if (h) {
+                try {
+                    if (!BatchView(sg.base + pos, size_t(h->length)).crcOk()) problem = "CRC32C mismatch";
+                } catch (const Error& e) {
+                    problem = e.what();
+                }
+            }
+            if (!problem.empty()) throwStoredCorruption(problem, sg.path, pos, expected);
+            expected = h->baseOffset + h->count;
+            pos += size_t(h->length);
+            done += h->length;
+            if (progress && done - reported >= (64u << 20)) {
+                progress(done, total);
+                reported = done;
+            }
+        }
+    }
+    {
+        std::lock_guard<std::mutex> lock(m_mutex);
+        for (size_t i = 0; i < segs.size(); ++i) {
+            segs[i]->checkedTo = std::max(segs[i]->checkedTo, sizes[i]);
+            segs[i]->checkedAhead.clear();
+        }
+    }
+    if (progress) progress(total, total);
+    return total;
 }
 
 void PartitionLog::syncSegmentLocked(const Segment& seg, const std::string& consequence) {

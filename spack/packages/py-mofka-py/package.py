@@ -1,8 +1,6 @@
 # mofka-py's Spack recipe: spack repo add ./spack && spack install py-mofka-py ^<your mpi>
 # See docs/install-supercomputer.md.
 
-import glob
-
 from spack.package import *
 
 
@@ -80,9 +78,8 @@ class PyMofkaPy(PythonPackage):
         # The C API (mofka_py/mofka_py.h, libmofka_py_c) and the Fortran module ship inside the Python
         # package: after `spack load py-mofka-py`, `pkg-config --cflags --libs mofka_py_c` finds them
         # (the .pc file adds an rpath, so programs run without LD_LIBRARY_PATH).
-        for pc in glob.glob(join_path(self.prefix, "lib*", "python*", "site-packages", "mofka_py", "lib",
-                                      "pkgconfig")):
-            env.prepend_path("PKG_CONFIG_PATH", pc)
+        for pc in find(self.prefix, "mofka_py_c.pc"):
+            env.prepend_path("PKG_CONFIG_PATH", pc.rsplit("/", 1)[0])
 
     @run_after("install")
     @on_package_attributes(run_tests=True)

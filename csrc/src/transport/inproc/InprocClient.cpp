@@ -13,6 +13,7 @@ class InprocClient final : public BrokerClient {
     InprocClient(std::shared_ptr<Broker> b, std::string url) : m_broker(std::move(b)), m_url(std::move(url)) {}
     void createTopic(const std::string& n, const TopicConfig& c) override { m_broker->createTopic(n, c); }
     std::vector<std::string> listTopics() override { return m_broker->listTopics(); }
+    std::shared_ptr<Broker> localBroker() const override { return m_broker; }
     TopicInfo describeTopic(const std::string& n) override { return m_broker->describeTopic(n); }
     AppendResult produce(const std::string& t, uint32_t p, SealedBatch& b) override {
         return m_broker->produce(t, p, b);

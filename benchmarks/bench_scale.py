@@ -1,0 +1,208 @@
+"""How cost grows with the log: reopening a file:// fabric against its size.
+
+    python benchmarks/bench_scale.py [--sizes-mb 200,500,1000,2000] [--rounds 3] [--tail-mb 64] [--quick]
+
+One topic (1 partition, the default 256 MiB segments) is filled with 1 KiB events up to each size
+in turn. At each size, in fresh processes with the fabric's files dropped from the page cache
+(``fsync`` then ``posix_fadvise(DONTNEED)`` on every file: cold, as after a reboot), the time of
+``mofka_py.connect(url)`` plus ``topic.describe()``:
+
+* ``clean``: after a clean close (the default: the partition's recovery point is read, nothing of
+  the log);
+* ``kill -9``: after a process appended ``--tail-mb`` more and was killed with SIGKILL (the
+  recovery point of the last close, the tail past it read and checked);
+* ``no recovery point``: the recovery points removed first, so the open reads and checks every
+  batch (what every open did before recovery points; also what ``repair=True`` does).
+
+Medians over ``--rounds``; the ratio of the largest to the smallest size says whether the cost is
+flat (the issue's target: clean reopen of 2 GB within 2x of 0.2 GB, cold). ``verify`` (every batch
+checked, cold) is timed once per size beside them: the cost the open no longer pays up front.
+Writes a table to stdout and results/scale.{json,md,png}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List
+
+import _bench
+
+EVENT = 1024
+TOPIC = "scale"
+KINDS = ("clean", "kill -9", "no recovery point")
+
+OPEN = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import mofka_py as mp
+t1 = time.perf_counter()
+fab = mp.connect(sys.argv[1])
+fab.topic(sys.argv[2]).describe()
+t2 = time.perf_counter()
+stats = fab.open_stats()
+fab.close()
+t3 = time.perf_counter()
+print(json.dumps({"open_s": t2 - t1, "close_s": t3 - t2, "import_s": t1 - t0, **stats}))
+"""
+
+FILL = r"""
+import os, signal, sys
+import numpy as np
+import mofka_py as mp
+url, topic, target, kill = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "kill"
+data = np.random.default_rng(7).integers(0, 255, 1024, dtype=np.uint8).tobytes()
+fab = mp.connect(url)
+t = fab.topic(topic) if topic in fab.topics() else fab.create_topic(topic)
+size = sum(p["size_bytes"] for p in t.describe()["partitions"])
+n = 0
+with t.producer() as prod:
+    while size + n * 1100 < target:
+        for _ in range(10000):
+            prod.push(b'{"i": 1}', data)
+        n += 10000
+    prod.flush()
+    if kill:
+        os.kill(os.getpid(), signal.SIGKILL)
+fab.close()
+"""
+
+VERIFY = r"""
+import json, sys, time
+import mofka_py as mp
+fab = mp.connect(sys.argv[1])
+t = time.perf_counter()
+n = fab.verify()
+print(json.dumps({"verify_s": time.perf_counter() - t, "bytes": n}))
+fab.close()
+"""
+
+
+def log(msg: str) -> None:
+    print(f"[bench_scale] {msg}", file=sys.stderr, flush=True)
+
+
+def python(code: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"child failed ({r.returncode}): {r.stderr[-3000:]}")
+    return r
+
+
+def drop_cache(root: Path) -> None:
+    """Write back and evict every file under root from the page cache (cold reads next time)."""
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            p = os.path.join(dirpath, f)
+            try:
+                fd = os.open(p, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+def log_bytes(d: Path) -> int:
+    return sum(p.stat().st_size for p in d.glob(f"topics/{TOPIC}/p*/*.log"))
+
+
+def measure_open(url: str, d: Path) -> Dict[str, Any]:
+    drop_cache(d)
+    return json.loads(python(OPEN, url, TOPIC).stdout)
+
+
+def main(argv: List[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes-mb", default="200,500,1000,2000", help="log sizes, MB (ascending)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--tail-mb", type=int, default=64, help="appended before the kill -9")
+    ap.add_argument("--dir", default=None, help="where the fabric goes (default: a temporary folder)")
+    ap.add_argument("--quick", action="store_true", help="20,60 MB, 1 round: a smoke run")
+    ap.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.sizes_mb, args.rounds, args.tail_mb = "20,60", 1, 8
+    sizes = [int(s) * 1_000_000 for s in args.sizes_mb.split(",")]
+    machine = _bench.Machine(argv, script=__file__)
+    own = tempfile.TemporaryDirectory(prefix="mofka-scale-") if args.dir is None else None
+    d = Path(args.dir or own.name) / "fab"
+    url = f"file://{d}"
+    rows: List[Dict[str, Any]] = []
+    try:
+        for size in sizes:
+            log(f"filling the log to {size / 1e9:.2f} GB")
+            python(FILL, url, TOPIC, str(size), "close")
+            rec: Dict[str, Any] = {"target_bytes": size}
+            for kind in KINDS:
+                runs = []
+                for r in range(args.rounds):
+                    if kind == "kill -9":
+                        python(FILL, url, TOPIC, str(log_bytes(d) + args.tail_mb * 1_000_000), "kill", check=False)
+                    elif kind == "no recovery point":
+                        for rp in d.glob(f"topics/{TOPIC}/p*/recovery-point"):
+                            rp.unlink()
+                    m = measure_open(url, d)
+                    m["log_bytes"] = log_bytes(d)
+                    runs.append(m)
+                    log(f"  {kind:<18} round {r + 1}: open {m['open_s'] * 1e3:8.1f} ms, checked "
+                        f"{m['checked_bytes'] / 1e6:8.1f} MB of {m['log_bytes'] / 1e6:.0f} MB")
+                rec[kind] = {"runs": runs, "open_s": _bench.median([m["open_s"] for m in runs]),
+                             "checked_bytes": _bench.median([m["checked_bytes"] for m in runs]),
+                             "log_bytes": _bench.median([m["log_bytes"] for m in runs])}
+            drop_cache(d)
+            rec["verify"] = json.loads(python(VERIFY, url).stdout)
+            rec["log_bytes"] = log_bytes(d)
+            log(f"  verify (cold): {rec['verify']['verify_s']:.2f} s for {rec['verify']['bytes'] / 1e6:.0f} MB")
+            rows.append(rec)
+    finally:
+        if own is not None:
+            own.cleanup()
+    machine.finish()
+
+    first, last = rows[0], rows[-1]
+    ratio = {k: last[k]["open_s"] / first[k]["open_s"] for k in KINDS}
+    lines = [f"{machine.date}, {machine.host} ({machine.cores} cores, load {machine.load_start:.2f} at the start, "
+             f"{machine.load_end:.2f} at the end); `{machine.command}`; 1 KiB events, 1 partition, 256 MiB segments; "
+             f"opens in fresh processes with the fabric's files dropped from the page cache (cold); medians of "
+             f"{args.rounds} rounds.", "",
+             "| log size | clean reopen | checked at open | after kill -9 (tail " + f"{args.tail_mb} MB) | checked "
+             "| no recovery point | checked | verify (cold) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for rec in rows:
+        c, k, n = rec["clean"], rec["kill -9"], rec["no recovery point"]
+        lines.append(f"| {rec['log_bytes'] / 1e9:.2f} GB | {c['open_s'] * 1e3:.1f} ms | {c['checked_bytes'] / 1e6:.1f} MB "
+                     f"| {k['open_s'] * 1e3:.1f} ms | {k['checked_bytes'] / 1e6:.1f} MB | {n['open_s'] * 1e3:.1f} ms "
+                     f"| {n['checked_bytes'] / 1e6:.0f} MB | {rec['verify']['verify_s']:.2f} s |")
+    lines += ["", f"Largest / smallest log ({last['log_bytes'] / 1e9:.2f} GB / {first['log_bytes'] / 1e9:.2f} GB): "
+              f"clean reopen {ratio['clean']:.2f}x (target <= 2x), after kill -9 {ratio['kill -9']:.2f}x, "
+              f"without recovery points {ratio['no recovery point']:.2f}x."]
+    out = _bench.results_dir(args.out)
+    _bench.write_markdown(out / "scale.md", lines)
+    _bench.write_json(out / "scale.json", {"machine": vars(machine), "event_bytes": EVENT, "rows": rows,
+                                           "ratio_largest_smallest": ratio})
+    plt = _bench.pyplot()
+    if plt is not None:
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        xs = [r["log_bytes"] / 1e9 for r in rows]
+        for kind, style in zip(KINDS, ("o-", "s-", "^--")):
+            ax.plot(xs, [r[kind]["open_s"] * 1e3 for r in rows], style, label=kind)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("log size (GB)")
+        ax.set_ylabel("reopen, cold (ms)")
+        ax.set_title("Reopening a file:// fabric against its size")
+        ax.legend()
+        ax.grid(True, which="both", alpha=0.3)
+        _bench.savefig(fig, out / "scale.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
