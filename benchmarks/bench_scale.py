@@ -1,7 +1,9 @@
-"""How cost grows with the log: reopening a file:// fabric against its size.
+"""How cost grows with the log: reopening a file:// fabric against its size, and the first run.
 
-    python benchmarks/bench_scale.py [--sizes-mb 200,500,1000,2000] [--rounds 3] [--tail-mb 64] [--quick]
+    python benchmarks/bench_scale.py [--sizes-mb 200,500,1000,2000] [--rounds 3] [--tail-mb 64]
+                                     [--first-run-mb 1024] [--only reopen|first-run] [--quick]
 
+**Reopen.**
 One topic (1 partition, the default 256 MiB segments) is filled with 1 KiB events up to each size
 in turn. At each size, in fresh processes with the fabric's files dropped from the page cache
 (``fsync`` then ``posix_fadvise(DONTNEED)`` on every file: cold, as after a reboot), the time of
@@ -17,7 +19,17 @@ in turn. At each size, in fresh processes with the fabric's files dropped from t
 Medians over ``--rounds``; the ratio of the largest to the smallest size says whether the cost is
 flat (the issue's target: clean reopen of 2 GB within 2x of 0.2 GB, cold). ``verify`` (every batch
 checked, cold) is timed once per size beside them: the cost the open no longer pays up front.
-Writes a table to stdout and results/scale.{json,md,png}.
+
+**First run.** In a fresh process, 1 MiB events into ``memory://`` (the default producer, one
+topic), ``--first-run-mb`` of them, against a plain copy of the same bytes 1 MiB at a time into
+never-touched memory (``numpy.empty`` then ``copyto``) measured first in that same process: the
+issue's target is >= 0.8 of that copy. Three configurations: the default (a background thread
+faults segment memory in ahead of the writes, ``MOFKA_PY_PREFAULT_MB``, 256 by default), that
+thread off (``MOFKA_PY_PREFAULT_MB=0``: the page faults on the writer's path, as before), and
+``mofka_py.reserve_memory()`` (``memory_reserve`` of the service and MPI fabric: everything faulted
+in before the first event, the zero-fault knob).
+
+Writes tables to stdout and results/scale.{json,md,png}.
 """
 from __future__ import annotations
 
@@ -82,6 +94,55 @@ fab.close()
 """
 
 
+FIRST_RUN = r"""
+import json, sys, time
+import numpy as np
+import mofka_py as mp
+n, reserve = int(sys.argv[1]), int(sys.argv[2])
+size = 1 << 20
+src = np.random.default_rng(1).integers(0, 255, size, dtype=np.uint8)
+dst = np.empty(n * size, dtype=np.uint8)  # never touched
+t = time.perf_counter()
+for i in range(n):
+    np.copyto(dst[i * size:(i + 1) * size], src)
+copy = n * size / (time.perf_counter() - t) / 1e9
+del dst
+if reserve:
+    mp.reserve_memory(reserve)
+fab = mp.connect("memory://")
+prod = fab.create_topic("first").producer()
+data = src.tobytes()
+t = time.perf_counter()
+for i in range(n):
+    prod.push(b'{"step": 1}', data)
+prod.flush()
+run = n * size / (time.perf_counter() - t) / 1e9
+print(json.dumps({"fresh_copy_GBps": copy, "first_run_GBps": run}))
+"""
+FIRST_RUN_CONFIGS = (("default", {}, 0), ("prefault off", {"MOFKA_PY_PREFAULT_MB": "0"}, 0),
+                     ("memory_reserve", {"MOFKA_PY_PREFAULT_MB": "0"}, 1))
+
+
+def first_run(mb: int, rounds: int) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for name, env, reserve in FIRST_RUN_CONFIGS:
+        runs = []
+        for r in range(rounds):
+            proc = subprocess.run([sys.executable, "-c", FIRST_RUN, str(mb), str(mb << 20 if reserve else 0)],
+                                  env=dict(os.environ, **env), capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"first-run child failed: {proc.stderr[-3000:]}")
+            m = json.loads(proc.stdout)
+            m["ratio"] = m["first_run_GBps"] / m["fresh_copy_GBps"]
+            runs.append(m)
+            log(f"first run, {name:<14} round {r + 1}: {m['first_run_GBps']:6.2f} GB/s, fresh copy "
+                f"{m['fresh_copy_GBps']:5.2f} GB/s: {m['ratio']:.2f}x")
+        out[name] = {"runs": runs, "ratio": _bench.median([m["ratio"] for m in runs]),
+                     "first_run_GBps": _bench.median([m["first_run_GBps"] for m in runs]),
+                     "fresh_copy_GBps": _bench.median([m["fresh_copy_GBps"] for m in runs])}
+    return out
+
+
 def log(msg: str) -> None:
     print(f"[bench_scale] {msg}", file=sys.stderr, flush=True)
 
@@ -118,19 +179,8 @@ def measure_open(url: str, d: Path) -> Dict[str, Any]:
     return json.loads(python(OPEN, url, TOPIC).stdout)
 
 
-def main(argv: List[str]) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes-mb", default="200,500,1000,2000", help="log sizes, MB (ascending)")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--tail-mb", type=int, default=64, help="appended before the kill -9")
-    ap.add_argument("--dir", default=None, help="where the fabric goes (default: a temporary folder)")
-    ap.add_argument("--quick", action="store_true", help="20,60 MB, 1 round: a smoke run")
-    ap.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
-    args = ap.parse_args(argv)
-    if args.quick:
-        args.sizes_mb, args.rounds, args.tail_mb = "20,60", 1, 8
+def reopen(args: argparse.Namespace) -> List[Dict[str, Any]]:
     sizes = [int(s) * 1_000_000 for s in args.sizes_mb.split(",")]
-    machine = _bench.Machine(argv, script=__file__)
     own = tempfile.TemporaryDirectory(prefix="mofka-scale-") if args.dir is None else None
     d = Path(args.dir or own.name) / "fab"
     url = f"file://{d}"
@@ -164,15 +214,15 @@ def main(argv: List[str]) -> int:
     finally:
         if own is not None:
             own.cleanup()
-    machine.finish()
+    return rows
 
+
+def reopen_lines(rows: List[Dict[str, Any]], args: argparse.Namespace) -> List[str]:
     first, last = rows[0], rows[-1]
     ratio = {k: last[k]["open_s"] / first[k]["open_s"] for k in KINDS}
-    lines = [f"{machine.date}, {machine.host} ({machine.cores} cores, load {machine.load_start:.2f} at the start, "
-             f"{machine.load_end:.2f} at the end); `{machine.command}`; 1 KiB events, 1 partition, 256 MiB segments; "
-             f"opens in fresh processes with the fabric's files dropped from the page cache (cold); medians of "
-             f"{args.rounds} rounds.", "",
-             "| log size | clean reopen | checked at open | after kill -9 (tail " + f"{args.tail_mb} MB) | checked "
+    lines = ["Reopen (1 KiB events, 1 partition, 256 MiB segments; opens in fresh processes with the fabric's "
+             f"files dropped from the page cache: cold; medians of {args.rounds} rounds):", "",
+             f"| log size | clean reopen | checked at open | after kill -9 (tail {args.tail_mb} MB) | checked "
              "| no recovery point | checked | verify (cold) |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for rec in rows:
@@ -183,23 +233,73 @@ def main(argv: List[str]) -> int:
     lines += ["", f"Largest / smallest log ({last['log_bytes'] / 1e9:.2f} GB / {first['log_bytes'] / 1e9:.2f} GB): "
               f"clean reopen {ratio['clean']:.2f}x (target <= 2x), after kill -9 {ratio['kill -9']:.2f}x, "
               f"without recovery points {ratio['no recovery point']:.2f}x."]
+    return lines
+
+
+def first_run_lines(fr: Dict[str, Any], args: argparse.Namespace) -> List[str]:
+    lines = [f"First run ({args.first_run_mb} x 1 MiB events into memory:// in a fresh process, against a copy of the "
+             f"same bytes into never-touched memory in that process; medians of {args.rounds} rounds):", "",
+             "| configuration | first run GB/s | fresh-memory copy GB/s | ratio (target >= 0.8) |",
+             "|---|---:|---:|---:|"]
+    for name, _env, _reserve in FIRST_RUN_CONFIGS:
+        r = fr[name]
+        knob = {"default": "default (prefault thread, MOFKA_PY_PREFAULT_MB=256)",
+                "prefault off": "MOFKA_PY_PREFAULT_MB=0 (faults on the writer's path)",
+                "memory_reserve": f"reserve_memory({args.first_run_mb} MiB): all faulted before"}[name]
+        lines.append(f"| {knob} | {r['first_run_GBps']:.2f} | {r['fresh_copy_GBps']:.2f} | {r['ratio']:.2f} |")
+    return lines
+
+
+def main(argv: List[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes-mb", default="200,500,1000,2000", help="log sizes, MB (ascending)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--tail-mb", type=int, default=64, help="appended before the kill -9")
+    ap.add_argument("--first-run-mb", type=int, default=1024, help="1 MiB events of the first-run test")
+    ap.add_argument("--only", choices=("reopen", "first-run"), default=None, help="run one part only")
+    ap.add_argument("--dir", default=None, help="where the fabric goes (default: a temporary folder)")
+    ap.add_argument("--quick", action="store_true", help="20,60 MB, 1 round: a smoke run")
+    ap.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.sizes_mb, args.rounds, args.tail_mb, args.first_run_mb = "20,60", 1, 8, 128
+    machine = _bench.Machine(argv, script=__file__)
+    rows = reopen(args) if args.only in (None, "reopen") else []
+    fr = first_run(args.first_run_mb, args.rounds) if args.only in (None, "first-run") else {}
+    machine.finish()
+    lines = [f"{machine.date}, {machine.host} ({machine.cores} cores, load {machine.load_start:.2f} at the start, "
+             f"{machine.load_end:.2f} at the end); `{machine.command}`.", ""]
+    if rows:
+        lines += reopen_lines(rows, args) + [""]
+    if fr:
+        lines += first_run_lines(fr, args)
     out = _bench.results_dir(args.out)
     _bench.write_markdown(out / "scale.md", lines)
-    _bench.write_json(out / "scale.json", {"machine": vars(machine), "event_bytes": EVENT, "rows": rows,
-                                           "ratio_largest_smallest": ratio})
+    _bench.write_json(out / "scale.json", {"machine": vars(machine), "event_bytes": EVENT, "reopen": rows,
+                                           "first_run": fr})
     plt = _bench.pyplot()
-    if plt is not None:
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
-        xs = [r["log_bytes"] / 1e9 for r in rows]
-        for kind, style in zip(KINDS, ("o-", "s-", "^--")):
-            ax.plot(xs, [r[kind]["open_s"] * 1e3 for r in rows], style, label=kind)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("log size (GB)")
-        ax.set_ylabel("reopen, cold (ms)")
-        ax.set_title("Reopening a file:// fabric against its size")
-        ax.legend()
-        ax.grid(True, which="both", alpha=0.3)
+    if plt is not None and (rows or fr):
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+        if rows:
+            ax = axes[0]
+            xs = [r["log_bytes"] / 1e9 for r in rows]
+            for kind, style in zip(KINDS, ("o-", "s-", "^--")):
+                ax.plot(xs, [r[kind]["open_s"] * 1e3 for r in rows], style, label=kind)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("log size (GB)")
+            ax.set_ylabel("reopen, cold (ms)")
+            ax.set_title("Reopening a file:// fabric against its size")
+            ax.legend()
+            ax.grid(True, which="both", alpha=0.3)
+        if fr:
+            ax = axes[1]
+            names = [n for n, _e, _r in FIRST_RUN_CONFIGS]
+            ax.bar(names, [fr[n]["ratio"] for n in names], color=["tab:blue", "tab:gray", "tab:green"])
+            ax.axhline(0.8, color="red", ls="--", lw=1, label="target 0.8")
+            ax.set_ylabel("first run / fresh-memory copy")
+            ax.set_title("1 MiB events, first run in a fresh process")
+            ax.legend()
         _bench.savefig(fig, out / "scale.png")
     return 0
 

@@ -1270,7 +1270,6 @@ static void testReplicaGroupCommit(const std::string& dir) {
     log.close();
 }
 
-
 /// Issue 18: a clean close records a recovery point; reopening reads it instead of the segments
 /// (only a tail written since is checked), old batches are checked on first use, damage in an old
 /// segment surfaces as Corruption at read and from verify(), repair and a truncation still work.
@@ -1401,7 +1400,7 @@ static void testRecoveryPoint(const std::string& dir) {
     char name[32];
     std::snprintf(name, sizeof name, "%020llu.log", (unsigned long long)now.back());
     const std::string lastPath = o.directory + "/" + name;
-    struct stat sb {};
+    struct stat sb{};
     CHECK(::stat(lastPath.c_str(), &sb) == 0 && truncate(lastPath.c_str(), sb.st_size - 8) == 0);
     {
         PartitionLog log(o);

@@ -12,12 +12,12 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
-#include <functional>
 #include <string>
 #include <thread>
 #include <tuple>

@@ -30,7 +30,8 @@ struct LogOptions {
     SyncPolicy sync = SyncPolicy::None;
     int64_t syncIntervalMs = 1000;
     uint64_t indexIntervalBytes = 4096; ///< sparse index granularity
-    bool repair = false; ///< on open, check everything (no recovery point) and truncate at corruption instead of failing
+    bool repair =
+        false; ///< on open, check everything (no recovery point) and truncate at corruption instead of failing
     /// File storage: record a recovery point at most this often while batches are appended (and always
     /// at close); 0: only at close. See PartitionLog::openStats().
     int64_t recoveryPointIntervalMs = 30000;

@@ -120,7 +120,7 @@ const BatchHeader* intactHeader(const uint8_t* base, size_t pos, size_t end, uin
 
 /// The Corruption error for damage found after open (on first use, or by verify()).
 [[noreturn]] void throwStoredCorruption(const std::string& problem, const std::string& path, size_t pos,
-                                       uint64_t offset) {
+                                        uint64_t offset) {
     throw Error(ErrorCode::Corruption,
                 "partition log corrupted: " + problem + " in " + path + " at byte " + std::to_string(pos) +
                     " (offset " + std::to_string(offset) +
@@ -288,6 +288,8 @@ std::shared_ptr<PartitionLog::Segment> PartitionLog::newSegment(uint64_t baseOff
     seg->map = std::make_shared<Mapping>();
     if (m_opts.directory.empty()) {
         seg->map->anonymous = true;
+        // Fresh pages for its writes are faulted in ahead by a background thread (off the writer's path).
+        if (size_t ahead = defaultFaultAhead()) faultReservoir().keepAhead(ahead);
         seg->map->addr = anonSegmentPool().take(seg->capacity);
         if (seg->map->addr != MAP_FAILED)
             seg->backed = seg->capacity; // used before: its pages are in
@@ -361,7 +363,7 @@ void PartitionLog::openDirectory() {
         bool ok = j < point.segments.size();
         for (size_t i = 0; ok && j < point.segments.size(); ++i, ++j) {
             const RecoveryPoint::Seg& rec = point.segments[j];
-            struct stat st {};
+            struct stat st{};
             const bool lastRecord = j + 1 == point.segments.size();
             ok = i < bases.size() && rec.base == bases[i] &&
                  ::stat((m_opts.directory + "/" + segmentName(bases[i])).c_str(), &st) == 0 &&

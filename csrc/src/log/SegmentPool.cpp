@@ -3,7 +3,10 @@
 #include "mofka_py/Error.hpp"
 #include "mofka_py/PartitionLog.hpp"
 
+#include <chrono>
+#include <cstdlib>
 #include <sys/mman.h>
+#include <thread>
 
 namespace mofka_py {
 
@@ -66,15 +69,67 @@ bool FaultReservoir::install(uint8_t* dst) {
     uint8_t* piece;
     {
         std::lock_guard<std::mutex> l(m_mutex);
-        if (m_pieces.empty()) return false;
+        if (m_pieces.empty()) {
+            if (m_ahead) m_cv.notify_one(); // outrun: the refiller should be running
+            return false;
+        }
         piece = m_pieces.back();
         m_pieces.pop_back();
+        if (m_ahead && m_pieces.size() * kHugePage < m_ahead) m_cv.notify_one();
     }
     if (mremap(piece, kHugePage, kHugePage, MREMAP_MAYMOVE | MREMAP_FIXED, dst) == MAP_FAILED) {
         munmap(piece, kHugePage); // the destination keeps its own (unfaulted) pages
         return false;
     }
     return true;
+}
+
+void FaultReservoir::keepAhead(size_t bytes) {
+    std::lock_guard<std::mutex> l(m_mutex);
+    if (bytes <= m_ahead) return;
+    m_ahead = bytes;
+    if (!m_thread) {
+        m_thread = true;
+        // Detached: the reservoir is never destroyed, and the thread only maps and touches memory.
+        std::thread([this] { refillLoop(); }).detach();
+    }
+    m_cv.notify_one();
+}
+
+size_t FaultReservoir::prefaulted() {
+    std::lock_guard<std::mutex> l(m_mutex);
+    return m_prefaulted;
+}
+
+void FaultReservoir::refillLoop() {
+    constexpr size_t kChunk = 4; // pieces mapped and touched at a time (8 MiB)
+    std::unique_lock<std::mutex> l(m_mutex);
+    for (;;) {
+        m_cv.wait(l, [&] { return m_pieces.size() * kHugePage < m_ahead; });
+        l.unlock();
+        void* region = mapAligned(kChunk * kHugePage);
+        if (region == MAP_FAILED) { // out of address space or memory: try again later, writers fault on demand
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            l.lock();
+            continue;
+        }
+        auto* p = static_cast<volatile uint8_t*>(region);
+        for (size_t off = 0; off < kChunk * kHugePage; off += 4096) p[off] = 0;
+        l.lock();
+        for (size_t i = 0; i < kChunk; ++i) m_pieces.push_back(static_cast<uint8_t*>(region) + i * kHugePage);
+        m_prefaulted += kChunk;
+    }
+}
+
+size_t defaultFaultAhead() {
+    static const size_t bytes = [] {
+        const char* v = std::getenv("MOFKA_PY_PREFAULT_MB");
+        if (!v || !*v) return size_t(256) << 20;
+        char* end = nullptr;
+        unsigned long long mb = std::strtoull(v, &end, 10);
+        return (end && *end == 0) ? size_t(mb) << 20 : size_t(256) << 20;
+    }();
+    return bytes;
 }
 
 FaultReservoir& faultReservoir() {

@@ -5,6 +5,7 @@
  *        and the mapping handle readers hold. Internal to the log.
  */
 #pragma once
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -45,7 +46,15 @@ AnonSegmentPool& anonSegmentPool();
 /// boundary, so pieces moved in from the reservoir stay huge pages; MAP_FAILED on failure.
 void* mapAligned(size_t length);
 
-/// Pre-faulted 2 MiB pieces waiting to be moved into in-memory segments. Thread-safe.
+/**
+ * @brief Pre-faulted 2 MiB pieces waiting to be moved into in-memory segments. Thread-safe.
+ *
+ * Two ways to fill it: reserve() (memory_reserve: everything touched up front, zero faults after),
+ * and keepAhead(): a background thread keeps about that many bytes touched ahead of what the
+ * segments take, refilling as pieces are installed, so the page faults of a first run happen on
+ * that thread instead of on the writer's critical path (the default for memory:// storage; see
+ * defaultFaultAhead()).
+ */
 class FaultReservoir {
   public:
     /// Map and touch @p bytes (rounded up to 2 MiB) more; returns the bytes now held.
@@ -54,11 +63,25 @@ class FaultReservoir {
     size_t held();
     /// Move one piece to @p dst (2 MiB aligned, replacing what was mapped there); false if empty.
     bool install(uint8_t* dst);
+    /// Keep at least @p bytes touched ahead in the background (the largest asked for wins; 0: nothing
+    /// more). Starts the refilling thread on first use; it lives as long as the process.
+    void keepAhead(size_t bytes);
+    /// Pieces the background thread touched so far (for tests and benchmarks).
+    size_t prefaulted();
 
   private:
+    void refillLoop();
     std::mutex m_mutex;
+    std::condition_variable m_cv;
     std::vector<uint8_t*> m_pieces;
+    size_t m_ahead = 0; ///< keepAhead() target, bytes
+    size_t m_prefaulted = 0;
+    bool m_thread = false;
 };
+
+/// The default keepAhead() of memory:// segments: MOFKA_PY_PREFAULT_MB from the environment
+/// (0 turns it off), else 256 MiB.
+size_t defaultFaultAhead();
 
 /// The process-wide reservoir (never destroyed, like the pool).
 FaultReservoir& faultReservoir();
