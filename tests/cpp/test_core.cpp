@@ -1390,6 +1390,26 @@ static void testRecoveryPoint(const std::string& dir) {
         PartitionLog log(o);
         CHECK(log.openStats().fromRecoveryPoint && log.endOffset() == 3 && fills(log).size() == 3);
     }
+    // While the log is open, housekeeping records a recovery point once the interval passed (syncs and
+    // file written without the lock): a crash right after it checks nothing at open.
+    {
+        LogOptions h = o;
+        h.directory = dir + "/hk";
+        h.recoveryPointIntervalMs = 1;
+        PartitionLog log(h);
+        for (int i = 0; i < 12; ++i) put(log, 3, uint64_t(i), 1, 1000, 9);
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        log.housekeeping();
+        CHECK(access((h.directory + "/recovery-point").c_str(), F_OK) == 0);
+        std::string cp = "cp -r " + h.directory + " " + dir + "/hk-crashed";
+        CHECK(std::system(cp.c_str()) == 0);
+    }
+    {
+        LogOptions c = o;
+        c.directory = dir + "/hk-crashed";
+        PartitionLog log(c);
+        CHECK(log.openStats().fromRecoveryPoint && log.openStats().checkedBytes == 0 && log.endOffset() == 12);
+    }
     // A recorded segment found shorter than recorded: the record is ignored, everything checked.
     {
         PartitionLog log(o);

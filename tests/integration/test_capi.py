@@ -135,6 +135,12 @@ class Api:
         ok(self.c, lib.mofka_py_event_release(ev))
         return out
 
+    def release(self, *handles):
+        """Release handles of any kind, in the order given (each release checked)."""
+        for h in handles:
+            kind = self.ffi.typeof(h).cname.split("mofka_py_")[1].split("_s")[0]  # "struct mofka_py_topic_s *"
+            ok(self.c, getattr(self.lib, f"mofka_py_{kind}_release")(h))
+
     def topics(self, fab):
         ffi, lib = self.c
         needed = ffi.new("size_t*")
@@ -314,9 +320,7 @@ def test_c_events_read_by_python_and_python_events_by_c(c, api, tmp_path):
     meta, data, part, off = api.pull(cons)
     assert b'"from"' in meta and part == 1 and off == 0
     assert np.array_equal(np.frombuffer(data, dtype=np.int32), np.full(10, 7, dtype=np.int32))
-    for h, f in ((cons, lib.mofka_py_consumer_release), (topic_h[0], lib.mofka_py_topic_release),
-                 (fab, lib.mofka_py_fabric_release)):
-        ok(c, f(h))
+    api.release(cons, topic_h[0], fab)
 
 
 def test_push_ex_pieces_key_and_release_callback(c, api):
@@ -367,9 +371,7 @@ def test_push_ex_pieces_key_and_release_callback(c, api):
         meta, data, p, _off = api.pull(cons)
         seen.append((p, len(data)))
     assert sorted(seen) == sorted([(part[0], a.nbytes + len(b))] * 3 + [(0, len(b))])
-    for h, f in ((cons, lib.mofka_py_consumer_release), (topic, lib.mofka_py_topic_release),
-                 (fab, lib.mofka_py_fabric_release)):
-        ok(c, f(h))
+    api.release(cons, topic, fab)
 
 
 def test_group_commit_and_resume(c, api, tmp_path):
@@ -406,9 +408,7 @@ def test_group_commit_and_resume(c, api, tmp_path):
     c2 = api.consumer(t[0], start=lib.MOFKA_PY_START_OFFSET, start_offset=8, data=lib.MOFKA_PY_DATA_NONE)
     meta, data, _p, off = api.pull(c2)
     assert off == 8 and meta == b'{"job": 8}' and data == b""
-    for h, f in ((c2, lib.mofka_py_consumer_release), (cons, lib.mofka_py_consumer_release),
-                 (t[0], lib.mofka_py_topic_release), (fab, lib.mofka_py_fabric_release)):
-        ok(c, f(h))
+    api.release(c2, cons, t[0], fab)
 
 
 # ---------------------------------------------------------------- error paths
@@ -593,9 +593,7 @@ def test_null_pointers_and_bad_values(c, api):
     ok(c, lib.mofka_py_fabric_topics(fab, big, needed[0], ffi.NULL))
     assert ffi.string(big) == b"t\n"
     assert api.topics(fab) == ["t"]  # the refused create wrote nothing
-    for h, f in ((cons, lib.mofka_py_consumer_release), (topic, lib.mofka_py_topic_release),
-                 (fab, lib.mofka_py_fabric_release)):
-        ok(c, f(h))
+    api.release(cons, topic, fab)
 
 
 def test_wrong_struct_sizes_are_refused_and_write_nothing(c, api):
@@ -639,9 +637,7 @@ def test_wrong_struct_sizes_are_refused_and_write_nothing(c, api):
     err(c, lib.mofka_py_event_release(ev), E, "struct_size")
     # The refused pull consumed nothing: the event is still there.
     assert api.pull(cons)[3] == 0
-    for h, f in ((cons, lib.mofka_py_consumer_release), (topic, lib.mofka_py_topic_release),
-                 (fab, lib.mofka_py_fabric_release)):
-        ok(c, f(h))
+    api.release(cons, topic, fab)
 
 
 def test_closed_objects_and_error_classes(c, api, tmp_path):
@@ -757,9 +753,7 @@ def test_tcp_service_token_timeouts_and_errors(c, api, service):
     got = sorted(api.pull(cons)[:3] for _ in range(2))
     assert got == [(b'{"n": 0}', payload.tobytes(), 0), (b'{"n": 1}', b"", 1)]
     err(c, lib.mofka_py_consumer_pull(cons, 50, api.event()), lib.MOFKA_PY_ERR_TIMEOUT, "no event")
-    for h, f in ((cons, lib.mofka_py_consumer_release), (topic, lib.mofka_py_topic_release),
-                 (fab, lib.mofka_py_fabric_release)):
-        ok(c, f(h))
+    api.release(cons, topic, fab)
     # Nobody listening: a connection error once the (short) connect timeout passes.
     o.token = ffi.NULL
     o.connect_timeout_ms = 500

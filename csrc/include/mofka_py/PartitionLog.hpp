@@ -294,8 +294,14 @@ class PartitionLog {
     /// A batch at @p pos of @p seg about to be handed out: check its CRC32C if the recovery point
     /// vouched for it and it was not checked yet (Corruption naming the file and byte otherwise).
     void checkFirstReadLocked(const Segment& seg, size_t pos) const;
-    /// Sync what is published (if the policy left it unsynced) and record the recovery point.
+    /// Sync what is published (if the policy left it unsynced) and record the recovery point (close()).
     void writeRecoveryPointLocked();
+    /// housekeeping(): the same, with the syncs and the file written without the lock (appends go on).
+    void refreshRecoveryPoint(std::unique_lock<std::mutex>& lock);
+    /// The recovery point's bytes for the log as it is (with their CRC32C).
+    std::vector<uint8_t> recoveryRecordLocked() const;
+    /// Write @p record to @p tmp and fdatasync it (StorageError on failure, @p tmp removed).
+    void writeRecoveryFile(const std::vector<uint8_t>& record, const std::string& tmp) const;
     /// Remove the recovery point durably (before a change to stored batches it would contradict).
     void removeRecoveryPointLocked(const std::string& consequence);
     Segment& writableSegment(uint64_t length);
@@ -382,6 +388,8 @@ class PartitionLog {
     LogOpenStats m_openStats;
     bool m_pointStale = true; ///< published batches (or a truncation) since the recovery point was recorded
     std::chrono::steady_clock::time_point m_lastPoint;
+    uint64_t m_pointGeneration = 0; ///< bumped by truncateTo(): a record snapshotted before it is dropped
+    bool m_pointWriting = false; ///< housekeeping() writes a recovery point (without the lock)
     /// Why the log takes no more writes ("a failed sync at <path> (<errno text>)"); empty: writable.
     std::string m_unwritable;
 

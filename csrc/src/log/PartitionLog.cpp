@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cerrno>
 #include <climits>
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <dirent.h>
@@ -116,6 +117,19 @@ const BatchHeader* intactHeader(const uint8_t* base, size_t pos, size_t end, uin
         return nullptr;
     }
     return h;
+}
+
+/// intactHeader(), and the batch's layout and CRC32C: nullptr with @p problem set when it is damaged.
+const BatchHeader* intactBatch(const uint8_t* base, size_t pos, size_t end, uint64_t expected, std::string& problem) {
+    const BatchHeader* h = intactHeader(base, pos, end, expected, problem);
+    if (!h) return nullptr;
+    try {
+        if (BatchView(base + pos, size_t(h->length)).crcOk()) return h;
+        problem = "CRC32C mismatch";
+    } catch (const Error& e) {
+        problem = e.what();
+    }
+    return nullptr;
 }
 
 /// The Corruption error for damage found after open (on first use, or by verify()).
@@ -927,6 +941,7 @@ uint64_t PartitionLog::truncateTo(uint64_t offset) {
     forgetProducersFromLocked(offset);
 
     m_pointStale = true;
+    ++m_pointGeneration; // a recovery point being written meanwhile is dropped
     if (cutSeg->fd >= 0) {
         // Later segments first, newest first, and the directory synced, before the cut: a crash at
         // any point leaves contiguous segments (the log whole, perhaps not yet truncated).
@@ -1197,18 +1212,15 @@ void PartitionLog::sync() {
 }
 
 void PartitionLog::housekeeping() {
-    std::lock_guard<std::mutex> lock(m_mutex);
+    std::unique_lock<std::mutex> lock(m_mutex);
     if (m_closed) return;
     applyRetentionLocked();
     auto now = std::chrono::steady_clock::now();
-    if (m_pointStale && m_opts.recoveryPointIntervalMs > 0 && !m_opts.directory.empty() && m_unwritable.empty() &&
-        m_unsynced.empty() && now - m_lastPoint >= std::chrono::milliseconds(m_opts.recoveryPointIntervalMs)) {
-        try {
-            writeRecoveryPointLocked();
-        } catch (const Error& e) {
-            std::fprintf(stderr, "mofka-py: %s\n", e.what()); // the next append reports a failed sync
-            return;
-        }
+    if (m_pointStale && !m_pointWriting && m_opts.recoveryPointIntervalMs > 0 && !m_opts.directory.empty() &&
+        m_unwritable.empty() && now - m_lastPoint >= std::chrono::milliseconds(m_opts.recoveryPointIntervalMs)) {
+        refreshRecoveryPoint(lock);
+        if (m_closed || !m_unwritable.empty()) return;
+        now = std::chrono::steady_clock::now();
     }
     if (m_dirty && m_unwritable.empty() && m_opts.sync == SyncPolicy::Interval &&
         now - m_lastSync >= std::chrono::milliseconds(m_opts.syncIntervalMs)) {
@@ -1338,16 +1350,13 @@ size_t PartitionLog::indexedPositionLocked(const Segment& seg, uint64_t offset) 
 void PartitionLog::checkFirstReadLocked(const Segment& seg, size_t pos) const {
     if (pos >= seg.uncheckedEnd || pos < seg.checkedTo || seg.checkedAhead.count(pos)) return;
     std::string problem;
-    const BatchHeader* h = intactHeader(seg.base, pos, seg.uncheckedEnd, UINT64_MAX, problem);
-    uint64_t offset = h ? h->baseOffset : 0;
-    if (h) {
-        try {
-            if (!BatchView(seg.base + pos, size_t(h->length)).crcOk()) problem = "CRC32C mismatch";
-        } catch (const Error& e) {
-            problem = e.what();
-        }
+    const BatchHeader* h = intactBatch(seg.base, pos, seg.uncheckedEnd, UINT64_MAX, problem);
+    if (!h) {
+        uint64_t offset = 0; // the header's claim, when its length is intact enough to read
+        if (seg.uncheckedEnd - pos >= kBatchHeaderSize)
+            std::memcpy(&offset, seg.base + pos + offsetof(BatchHeader, baseOffset), sizeof offset);
+        throwStoredCorruption(problem, seg.path, pos, offset);
     }
-    if (!problem.empty()) throwStoredCorruption(problem, seg.path, pos, offset);
     const size_t length = size_t(h->length);
     if (pos != seg.checkedTo) {
         if (seg.checkedAhead.size() < 4096) seg.checkedAhead.emplace(pos, length); // else checked again next time
@@ -1360,14 +1369,7 @@ void PartitionLog::checkFirstReadLocked(const Segment& seg, size_t pos) const {
     }
 }
 
-void PartitionLog::writeRecoveryPointLocked() {
-    // Only published batches are recorded, and only once they are on disk.
-    if (m_dirty) {
-        for (auto& sg : m_segments)
-            if (sg->fd >= 0) syncSegmentLocked(*sg, unsyncedEvents(m_opts.sync));
-        m_dirty = false;
-        m_lastSync = std::chrono::steady_clock::now();
-    }
+std::vector<uint8_t> PartitionLog::recoveryRecordLocked() const {
     std::vector<uint8_t> out;
     put64(out, kRecoveryPointMagic);
     put64(out, m_segments.size());
@@ -1388,21 +1390,22 @@ void PartitionLog::writeRecoveryPointLocked() {
     }
     const uint32_t crc = crc32c(0, out.data(), out.size());
     out.insert(out.end(), reinterpret_cast<const uint8_t*>(&crc), reinterpret_cast<const uint8_t*>(&crc) + 4);
-    // A new file renamed over the old one: a crash leaves one or the other, whole (or no file: full check).
-    const std::string path = m_opts.directory + "/" + kRecoveryPointName;
-    const std::string tmp = path + ".new";
+    return out;
+}
+
+void PartitionLog::writeRecoveryFile(const std::vector<uint8_t>& record, const std::string& tmp) const {
     auto failed = [&](const std::string& what) {
         const int err = errno;
         ::unlink(tmp.c_str());
-        throw Error(ErrorCode::Storage, "cannot record the recovery point " + path + " (" + what + ": " +
-                                            std::strerror(err) + ")" + freeSpace(m_opts.directory) +
+        throw Error(ErrorCode::Storage, "cannot record the recovery point of " + m_opts.directory + " (" + what + " " +
+                                            tmp + ": " + std::strerror(err) + ")" + freeSpace(m_opts.directory) +
                                             "; nothing is lost, the next open checks the whole log");
     };
     int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) failed("create");
     size_t done = 0;
-    while (done < out.size()) {
-        ssize_t n = ::write(fd, out.data() + done, out.size() - done);
+    while (done < record.size()) {
+        ssize_t n = ::write(fd, record.data() + done, record.size() - done);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
             ::close(fd);
@@ -1415,10 +1418,79 @@ void PartitionLog::writeRecoveryPointLocked() {
         failed("fdatasync");
     }
     ::close(fd);
-    if (::rename(tmp.c_str(), path.c_str()) != 0) failed("rename");
+}
+
+void PartitionLog::writeRecoveryPointLocked() {
+    // Only published batches are recorded, and only once they are on disk.
+    if (m_dirty) {
+        for (auto& sg : m_segments)
+            if (sg->fd >= 0) syncSegmentLocked(*sg, unsyncedEvents(m_opts.sync));
+        m_dirty = false;
+        m_lastSync = std::chrono::steady_clock::now();
+    }
+    // A new file renamed over the old one: a crash leaves one or the other, whole (or none: full check).
+    const std::string path = m_opts.directory + "/" + kRecoveryPointName;
+    writeRecoveryFile(recoveryRecordLocked(), path + ".new");
+    if (::rename((path + ".new").c_str(), path.c_str()) != 0)
+        throw Error(ErrorCode::Storage, "cannot rename the recovery point " + path + ".new: " + std::strerror(errno) +
+                                            "; nothing is lost, the next open checks the whole log");
     syncDirectoryLocked(m_opts.directory, "the recovery point may not be on disk (the next open then checks the log)");
     m_pointStale = false;
     m_lastPoint = std::chrono::steady_clock::now();
+}
+
+void PartitionLog::refreshRecoveryPoint(std::unique_lock<std::mutex>& lock) {
+    // Taken under the lock: what is published now, and the segments to sync for it. The syncs and the
+    // file are written without the lock (appends go on meanwhile, marking the point stale again).
+    std::vector<std::shared_ptr<Segment>> segs;
+    for (auto& sg : m_segments)
+        if (sg->fd >= 0) segs.push_back(sg);
+    const std::vector<uint8_t> record = recoveryRecordLocked();
+    const uint64_t generation = m_pointGeneration;
+    m_pointStale = false;
+    m_pointWriting = true;
+    const std::string path = m_opts.directory + "/" + kRecoveryPointName, tmp = path + ".bg";
+    lock.unlock();
+    std::string failure;
+    int syncErr = 0;
+    std::string syncPath;
+    for (auto& sg : segs) // whatever the policy: the record must not claim unsynced bytes
+        if (::fdatasync(sg->fd) != 0) {
+            syncErr = errno;
+            syncPath = sg->path;
+            break;
+        }
+    if (!syncErr) {
+        try {
+            writeRecoveryFile(record, tmp);
+        } catch (const Error& e) {
+            failure = e.what();
+        }
+    }
+    lock.lock();
+    m_pointWriting = false;
+    m_lastPoint = std::chrono::steady_clock::now();
+    if (syncErr) {
+        m_pointStale = true;
+        try {
+            failSyncLocked(syncPath, syncErr, unsyncedEvents(m_opts.sync)); // unwritable from now on
+        } catch (const Error& e) {
+            std::fprintf(stderr, "mofka-py: %s\n", e.what()); // the next append reports it
+        }
+        return;
+    }
+    // A truncation or a close since the snapshot: the record describes segments that changed; drop it.
+    if (!failure.empty() || generation != m_pointGeneration || m_closed || ::rename(tmp.c_str(), path.c_str()) != 0) {
+        ::unlink(tmp.c_str());
+        m_pointStale = true;
+        if (!failure.empty()) std::fprintf(stderr, "mofka-py: %s\n", failure.c_str());
+        return;
+    }
+    try {
+        syncDirectoryLocked(m_opts.directory, "the recovery point may not be on disk (the next open then checks it)");
+    } catch (const Error& e) {
+        std::fprintf(stderr, "mofka-py: %s\n", e.what());
+    }
 }
 
 void PartitionLog::removeRecoveryPointLocked(const std::string& consequence) {
@@ -1448,15 +1520,8 @@ uint64_t PartitionLog::verify(const std::function<void(uint64_t, uint64_t)>& pro
         size_t pos = 0;
         uint64_t expected = sg.baseOffset;
         while (pos < sizes[i]) {
-            const BatchHeader* h = intactHeader(sg.base, pos, sizes[i], expected, problem);
-            if (h) {
-                try {
-                    if (!BatchView(sg.base + pos, size_t(h->length)).crcOk()) problem = "CRC32C mismatch";
-                } catch (const Error& e) {
-                    problem = e.what();
-                }
-            }
-            if (!problem.empty()) throwStoredCorruption(problem, sg.path, pos, expected);
+            const BatchHeader* h = intactBatch(sg.base, pos, sizes[i], expected, problem);
+            if (!h) throwStoredCorruption(problem, sg.path, pos, expected);
             expected = h->baseOffset + h->count;
             pos += size_t(h->length);
             done += h->length;

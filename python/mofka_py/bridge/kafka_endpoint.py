@@ -362,3 +362,8 @@ class KafkaSink:
         # Unacknowledged messages are abandoned: the source was not committed past them.
         self.prod.purge()
         self.prod.flush(0)
+        # Serve what is still queued (purge reports, errors, logs): librdkafka prints events left unserved at
+        # destruction on stderr itself ("Purging N unserved events from background queue").
+        for _ in range(100):
+            if not self.prod.poll(0):
+                break
