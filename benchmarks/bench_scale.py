@@ -1,7 +1,8 @@
 """How cost grows with the log: reopening a file:// fabric against its size, and the first run.
 
     python benchmarks/bench_scale.py [--sizes-mb 200,500,1000,2000] [--rounds 3] [--tail-mb 64]
-                                     [--first-run-mb 1024] [--only reopen|first-run] [--quick]
+                                     [--first-run-mb 1024] [--growth 100000,1000000,10000000]
+                                     [--only reopen|first-run|growth] [--quick]
 
 **Reopen.**
 One topic (1 partition, the default 256 MiB segments) is filled with 1 KiB events up to each size
@@ -28,6 +29,14 @@ faults segment memory in ahead of the writes, ``MOFKA_PY_PREFAULT_MB``, 256 by d
 thread off (``MOFKA_PY_PREFAULT_MB=0``: the page faults on the writer's path, as before), and
 ``mofka_py.reserve_memory()`` (``memory_reserve`` of the service and MPI fabric: everything faulted
 in before the first event, the zero-fault knob).
+
+**Per-event cost against log size.** One ``file://`` topic (1 partition) grows by 64 B
+metadata-only events (the vectorised ``push_many``) through ``--growth`` sizes (add 100000000 for
+10^8 events, about 8 GB and several minutes). At each size: the cost per event of producing the
+next ``--probe`` events (1,000,000; half the log when smaller), of consuming the last as many
+(``pull_batch`` from that offset, a fresh consumer) and as many from the start of the log, in a
+process warmed first by 2,000,000 events on another topic. Flat where nothing should depend on
+the size.
 
 Writes tables to stdout and results/scale.{json,md,png}.
 """
@@ -121,6 +130,85 @@ print(json.dumps({"fresh_copy_GBps": copy, "first_run_GBps": run}))
 """
 FIRST_RUN_CONFIGS = (("default", {}, 0), ("prefault off", {"MOFKA_PY_PREFAULT_MB": "0"}, 0),
                      ("memory_reserve", {"MOFKA_PY_PREFAULT_MB": "0"}, 1))
+
+
+GROWTH = r"""
+import json, sys, time
+import numpy as np
+import mofka_py as mp
+url, sizes, probe = sys.argv[1], [int(x) for x in sys.argv[2].split(",")], int(sys.argv[3])
+records = np.frombuffer(b"x" * 64 * 65536, dtype="S64")
+fab = mp.connect(url)
+topic = fab.create_topic("growth")
+
+def produce(prod, n):
+    while n:
+        k = min(n, len(records))
+        prod.push_many(records[:k])
+        n -= k
+    prod.flush()
+
+def consume(start, n):
+    got = 0
+    t = time.perf_counter()
+    with topic.consumer(start=start, data=False) as cons:
+        while got < n:
+            b = cons.pull_batch(n - got, timeout=30)
+            if b is None:
+                raise RuntimeError("no events")
+            got += len(b)
+    return (time.perf_counter() - t) / n * 1e9
+
+# Warm the process first (allocator, page cache, a producer's first batches) on another topic, so the
+# figures below compare log sizes, not a cold start against a warm one.
+warm = fab.create_topic("warmup")
+with warm.producer() as prod:
+    produce(prod, 2_000_000)
+fab.delete_topic("warmup")
+written = 0
+with topic.producer() as prod:
+    for size in sizes:
+        p = min(probe, size // 2)  # the events timed: the last p of this size
+        produce(prod, size - p - written)
+        t = time.perf_counter()
+        produce(prod, p)
+        produce_ns = (time.perf_counter() - t) / p * 1e9
+        written = size
+        row = {"events": size, "probe": p, "produce_ns": produce_ns, "consume_tail_ns": consume(size - p, p),
+               "consume_head_ns": consume(0, p)}
+        print(json.dumps(row), flush=True)
+"""
+
+
+def growth(url: str, sizes: List[int], probe: int) -> List[Dict[str, Any]]:
+    log(f"growth: one topic through {', '.join(f'{s:,}' for s in sizes)} events")
+    proc = subprocess.Popen([sys.executable, "-c", GROWTH, url, ",".join(map(str, sizes)), str(probe)],
+                            stdout=subprocess.PIPE, text=True)
+    rows = []
+    for line in proc.stdout:
+        rows.append(json.loads(line))
+        r = rows[-1]
+        log(f"  {r['events']:>12,} events: produce {r['produce_ns']:6.1f} ns/event, consume tail "
+            f"{r['consume_tail_ns']:6.1f}, head {r['consume_head_ns']:6.1f} ns/event")
+    if proc.wait() != 0:
+        raise RuntimeError("growth child failed")
+    return rows
+
+
+def growth_lines(rows: List[Dict[str, Any]], probe: int) -> List[str]:
+    lines = [f"Per-event cost against log size (file://, 1 partition, 64 B metadata-only events, push_many / "
+             f"pull_batch; each figure over {probe:,} events, or half the log when smaller; warmed process):", "",
+             "| events in the log | produce ns/event | consume the tail ns/event | consume from the start ns/event |",
+             "|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['events']:,} | {r['produce_ns']:.1f} | {r['consume_tail_ns']:.1f} | "
+                     f"{r['consume_head_ns']:.1f} |")
+    if len(rows) > 1:
+        a, b = rows[0], rows[-1]
+        lines += ["", f"Largest / smallest log: produce {b['produce_ns'] / a['produce_ns']:.2f}x, consume the tail "
+                  f"{b['consume_tail_ns'] / a['consume_tail_ns']:.2f}x, from the start "
+                  f"{b['consume_head_ns'] / a['consume_head_ns']:.2f}x."]
+    return lines
 
 
 def first_run(mb: int, rounds: int) -> Dict[str, Any]:
@@ -259,30 +347,41 @@ def main(argv: List[str]) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tail-mb", type=int, default=64, help="appended before the kill -9")
     ap.add_argument("--first-run-mb", type=int, default=1024, help="1 MiB events of the first-run test")
-    ap.add_argument("--only", choices=("reopen", "first-run"), default=None, help="run one part only")
+    ap.add_argument("--growth", default="100000,1000000,10000000", help="log sizes (events) of the growth part")
+    ap.add_argument("--probe", type=int, default=1_000_000,
+                    help="events timed at each growth size (at most half the log)")
+    ap.add_argument("--only", choices=("reopen", "first-run", "growth"), default=None, help="run one part only")
     ap.add_argument("--dir", default=None, help="where the fabric goes (default: a temporary folder)")
     ap.add_argument("--quick", action="store_true", help="20,60 MB, 1 round: a smoke run")
     ap.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
     args = ap.parse_args(argv)
     if args.quick:
         args.sizes_mb, args.rounds, args.tail_mb, args.first_run_mb = "20,60", 1, 8, 128
+        args.growth = "200000,1000000"
     machine = _bench.Machine(argv, script=__file__)
     rows = reopen(args) if args.only in (None, "reopen") else []
     fr = first_run(args.first_run_mb, args.rounds) if args.only in (None, "first-run") else {}
+    probe = args.probe if not args.quick else 100_000
+    grow: List[Dict[str, Any]] = []
+    if args.only in (None, "growth"):
+        with tempfile.TemporaryDirectory(prefix="mofka-growth-", dir=args.dir) as g:
+            grow = growth(f"file://{g}/fab", [int(x) for x in args.growth.split(",")], probe)
     machine.finish()
     lines = [f"{machine.date}, {machine.host} ({machine.cores} cores, load {machine.load_start:.2f} at the start, "
              f"{machine.load_end:.2f} at the end); `{machine.command}`.", ""]
     if rows:
         lines += reopen_lines(rows, args) + [""]
     if fr:
-        lines += first_run_lines(fr, args)
+        lines += first_run_lines(fr, args) + [""]
+    if grow:
+        lines += growth_lines(grow, probe)
     out = _bench.results_dir(args.out)
     _bench.write_markdown(out / "scale.md", lines)
     _bench.write_json(out / "scale.json", {"machine": vars(machine), "event_bytes": EVENT, "reopen": rows,
-                                           "first_run": fr})
+                                           "first_run": fr, "growth": grow, "growth_probe_events": probe})
     plt = _bench.pyplot()
-    if plt is not None and (rows or fr):
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    if plt is not None and (rows or fr or grow):
+        fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
         if rows:
             ax = axes[0]
             xs = [r["clean"]["log_bytes"] / 1e9 for r in rows]
@@ -303,6 +402,19 @@ def main(argv: List[str]) -> int:
             ax.set_ylabel("first run / fresh-memory copy")
             ax.set_title("1 MiB events, first run in a fresh process")
             ax.legend()
+        if grow:
+            ax = axes[2]
+            xs = [r["events"] for r in grow]
+            for key, label, style in (("produce_ns", "produce", "o-"), ("consume_tail_ns", "consume the tail", "s-"),
+                                      ("consume_head_ns", "consume from the start", "^-")):
+                ax.plot(xs, [r[key] for r in grow], style, label=label)
+            ax.set_xscale("log")
+            ax.set_xlabel("events in the log")
+            ax.set_ylabel("ns per event")
+            ax.set_ylim(bottom=0)
+            ax.set_title("Per-event cost against log size (64 B, file://)")
+            ax.legend()
+            ax.grid(True, which="both", alpha=0.3)
         _bench.savefig(fig, out / "scale.png")
     return 0
 
