@@ -2,7 +2,8 @@
 
     python benchmarks/bench_scale.py [--sizes-mb 200,500,1000,2000] [--rounds 3] [--tail-mb 64]
                                      [--first-run-mb 1024] [--growth 100000,1000000,10000000]
-                                     [--only reopen|first-run|growth] [--quick]
+                                     [--clients 1,8,64,512] [--partitions 1,16,256,1024]
+                                     [--only reopen|first-run|growth|service] [--quick]
 
 **Reopen.**
 One topic (1 partition, the default 256 MiB segments) is filled with 1 KiB events up to each size
@@ -38,6 +39,12 @@ next ``--probe`` events (1,000,000; half the log when smaller), of consuming the
 process warmed first by 2,000,000 events on another topic. Flat where nothing should depend on
 the size.
 
+**Service throughput against clients and partitions.** One ``mofka-py serve`` (memory storage,
+sync none) on 127.0.0.1; client connections (each its own ``connect()`` and producer) spread over
+two worker processes push 256 B metadata-only events (``push_many``) into one topic, all starting
+together; events/s over the whole run (medians of ``--rounds``), for each ``--clients`` count (16 partitions)
+and each ``--partitions`` count (8 clients).
+
 Writes tables to stdout and results/scale.{json,md,png}.
 """
 from __future__ import annotations
@@ -48,6 +55,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -211,6 +219,120 @@ def growth_lines(rows: List[Dict[str, Any]], probe: int) -> List[str]:
     return lines
 
 
+SERVICE_WORKER = r"""
+import json, sys, time
+import numpy as np
+import mofka_py as mp
+url, topic, nclients, events = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+records = np.frombuffer(b"x" * 256 * 4096, dtype="S256")
+fabs = [mp.connect(url) for _ in range(nclients)]
+prods = [f.topic(topic).producer(selector="round_robin") for f in fabs]
+print("ready", flush=True)
+sys.stdin.readline()
+t = time.perf_counter()
+left = [events // nclients] * nclients
+while any(left):
+    for i, p in enumerate(prods):
+        if left[i]:
+            k = min(left[i], len(records))
+            p.push_many(records[:k])
+            left[i] -= k
+for p in prods:
+    p.flush()
+seconds = time.perf_counter() - t
+for p in prods:
+    p.close()
+for f in fabs:
+    f.close()
+print(json.dumps({"seconds": seconds, "events": (events // nclients) * nclients}), flush=True)
+"""
+
+
+def service_point(url: str, clients: int, partitions: int, events: int) -> Dict[str, Any]:
+    import mofka_py as mp
+
+    topic = f"scale-{clients}-{partitions}"
+    with mp.connect(url) as admin:
+        admin.create_topic(topic, partitions=partitions)
+    workers = []
+    split = [clients // 2 + clients % 2, clients // 2] if clients > 1 else [1]
+    for n in split:
+        if n:
+            workers.append(subprocess.Popen([sys.executable, "-c", SERVICE_WORKER, url, topic, str(n),
+                                             str(events * n // clients)],
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+    try:
+        for w in workers:
+            if w.stdout.readline().strip() != "ready":
+                raise RuntimeError("a service benchmark worker did not start")
+        for w in workers:
+            w.stdin.write("go\n")
+            w.stdin.flush()
+        results = [json.loads(w.stdout.readline()) for w in workers]
+        for w in workers:
+            if w.wait(timeout=120) != 0:
+                raise RuntimeError("a service benchmark worker failed")
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+    with mp.connect(url) as admin:
+        admin.delete_topic(topic)
+    total = sum(r["events"] for r in results)
+    seconds = max(r["seconds"] for r in results)
+    return {"clients": clients, "partitions": partitions, "events": total, "seconds": seconds,
+            "events_per_s": total / seconds}
+
+
+def service(args: argparse.Namespace) -> Dict[str, Any]:
+    port = _bench.free_port()
+    with tempfile.TemporaryDirectory(prefix="mofka-svc-") as tmp:
+        ready = Path(tmp) / "ready"
+        cmd = [sys.executable, "-m", "mofka_py.cli", "serve", "--listen", f"127.0.0.1:{port}", "--sync", "none",
+               "--no-health", "--ready-file", str(ready), "--max-connections", "4096", "--max-pending-logins", "4096",
+               "--max-pending-logins-per-address", "4096"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while not ready.exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the service did not start: {proc.stderr.read() if proc.stderr else ''}")
+                time.sleep(0.05)
+            url = f"tcp://127.0.0.1:{port}"
+            def point(c: int, p: int) -> Dict[str, Any]:
+                runs = [service_point(url, c, p, args.service_events) for _ in range(args.rounds)]
+                rates = [r["events_per_s"] for r in runs]
+                log(f"service: {c:4d} clients, {p:5d} partitions: {_bench.median(rates):12,.0f} events/s "
+                    f"(rounds: {', '.join(f'{x / 1e6:.2f}M' for x in rates)})")
+                return {"clients": c, "partitions": p, "events_per_s": _bench.median(rates), "runs": runs}
+
+            by_clients = [point(c, 16) for c in [int(x) for x in args.clients.split(",")]]
+            by_partitions = [point(8, p) for p in [int(x) for x in args.partitions.split(",")]]
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    return {"by_clients": by_clients, "by_partitions": by_partitions}
+
+
+def service_lines(sv: Dict[str, Any], events: int, rounds: int) -> List[str]:
+    lines = [f"Service throughput (one `mofka-py serve`, memory storage, sync none, 127.0.0.1; 256 B "
+             f"metadata-only events, push_many; {events:,} events per point over two worker processes; "
+             f"medians of {rounds} rounds):", "",
+             "| clients (16 partitions) | events/s | | partitions (8 clients) | events/s |", "|---:|---:|---|---:|---:|"]
+    for a, b in zip(sv["by_clients"] + [None] * 8, sv["by_partitions"] + [None] * 8):
+        if a is None and b is None:
+            break
+        left = f"| {a['clients']} | {a['events_per_s']:,.0f} |" if a else "| | |"
+        right = f" | {b['partitions']} | {b['events_per_s']:,.0f} |" if b else " | | |"
+        lines.append(left + right)
+    return lines
+
+
 def first_run(mb: int, rounds: int) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     for name, env, reserve in FIRST_RUN_CONFIGS:
@@ -350,7 +472,11 @@ def main(argv: List[str]) -> int:
     ap.add_argument("--growth", default="100000,1000000,10000000", help="log sizes (events) of the growth part")
     ap.add_argument("--probe", type=int, default=1_000_000,
                     help="events timed at each growth size (at most half the log)")
-    ap.add_argument("--only", choices=("reopen", "first-run", "growth"), default=None, help="run one part only")
+    ap.add_argument("--clients", default="1,8,64,512", help="client connections of the service part")
+    ap.add_argument("--partitions", default="1,16,256,1024", help="partitions of the service part")
+    ap.add_argument("--service-events", type=int, default=2_000_000, help="events per service point")
+    ap.add_argument("--only", choices=("reopen", "first-run", "growth", "service"), default=None,
+                    help="run one part only")
     ap.add_argument("--dir", default=None, help="where the fabric goes (default: a temporary folder)")
     ap.add_argument("--quick", action="store_true", help="20,60 MB, 1 round: a smoke run")
     ap.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
@@ -358,11 +484,13 @@ def main(argv: List[str]) -> int:
     if args.quick:
         args.sizes_mb, args.rounds, args.tail_mb, args.first_run_mb = "20,60", 1, 8, 128
         args.growth = "200000,1000000"
+        args.clients, args.partitions, args.service_events = "1,16", "1,64", 200_000
     machine = _bench.Machine(argv, script=__file__)
     rows = reopen(args) if args.only in (None, "reopen") else []
     fr = first_run(args.first_run_mb, args.rounds) if args.only in (None, "first-run") else {}
     probe = args.probe if not args.quick else 100_000
     grow: List[Dict[str, Any]] = []
+    sv = service(args) if args.only in (None, "service") else {}
     if args.only in (None, "growth"):
         with tempfile.TemporaryDirectory(prefix="mofka-growth-", dir=args.dir) as g:
             grow = growth(f"file://{g}/fab", [int(x) for x in args.growth.split(",")], probe)
@@ -374,14 +502,17 @@ def main(argv: List[str]) -> int:
     if fr:
         lines += first_run_lines(fr, args) + [""]
     if grow:
-        lines += growth_lines(grow, probe)
+        lines += growth_lines(grow, probe) + [""]
+    if sv:
+        lines += service_lines(sv, args.service_events, args.rounds)
     out = _bench.results_dir(args.out)
     _bench.write_markdown(out / "scale.md", lines)
     _bench.write_json(out / "scale.json", {"machine": vars(machine), "event_bytes": EVENT, "reopen": rows,
-                                           "first_run": fr, "growth": grow, "growth_probe_events": probe})
+                                           "first_run": fr, "growth": grow, "growth_probe_events": probe,
+                                           "service": sv})
     plt = _bench.pyplot()
-    if plt is not None and (rows or fr or grow):
-        fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    if plt is not None and (rows or fr or grow or sv):
+        fig, axes = plt.subplots(1, 4, figsize=(21, 4.2))
         if rows:
             ax = axes[0]
             xs = [r["clean"]["log_bytes"] / 1e9 for r in rows]
@@ -413,6 +544,19 @@ def main(argv: List[str]) -> int:
             ax.set_ylabel("ns per event")
             ax.set_ylim(bottom=0)
             ax.set_title("Per-event cost against log size (64 B, file://)")
+            ax.legend()
+            ax.grid(True, which="both", alpha=0.3)
+        if sv:
+            ax = axes[3]
+            ax.plot([r["clients"] for r in sv["by_clients"]], [r["events_per_s"] / 1e6 for r in sv["by_clients"]],
+                    "o-", label="clients (16 partitions)")
+            ax.plot([r["partitions"] for r in sv["by_partitions"]],
+                    [r["events_per_s"] / 1e6 for r in sv["by_partitions"]], "s-", label="partitions (8 clients)")
+            ax.set_xscale("log")
+            ax.set_xlabel("clients / partitions")
+            ax.set_ylabel("M events/s")
+            ax.set_ylim(bottom=0)
+            ax.set_title("Service throughput (256 B events)")
             ax.legend()
             ax.grid(True, which="both", alpha=0.3)
         _bench.savefig(fig, out / "scale.png")
