@@ -301,11 +301,12 @@ def service(args: argparse.Namespace) -> Dict[str, Any]:
                 time.sleep(0.05)
             url = f"tcp://127.0.0.1:{port}"
             def point(c: int, p: int) -> Dict[str, Any]:
-                runs = [service_point(url, c, p, args.service_events) for _ in range(args.rounds)]
-                rates = [r["events_per_s"] for r in runs]
-                log(f"service: {c:4d} clients, {p:5d} partitions: {_bench.median(rates):12,.0f} events/s "
-                    f"(rounds: {', '.join(f'{x / 1e6:.2f}M' for x in rates)})")
-                return {"clients": c, "partitions": p, "events_per_s": _bench.median(rates), "runs": runs}
+                res = summary([service_point(url, c, p, args.service_events) for _ in range(args.rounds)],
+                              "events_per_s")
+                rounds = ", ".join(f"{r['events_per_s'] / 1e6:.2f}M" for r in res["runs"])
+                log(f"service: {c:4d} clients, {p:5d} partitions: {res['events_per_s']:12,.0f} events/s "
+                    f"(rounds: {rounds})")
+                return {"clients": c, "partitions": p, **res}
 
             by_clients = [point(c, 16) for c in [int(x) for x in args.clients.split(",")]]
             by_partitions = [point(8, p) for p in [int(x) for x in args.partitions.split(",")]]
@@ -347,10 +348,13 @@ def first_run(mb: int, rounds: int) -> Dict[str, Any]:
             runs.append(m)
             log(f"first run, {name:<14} round {r + 1}: {m['first_run_GBps']:6.2f} GB/s, fresh copy "
                 f"{m['fresh_copy_GBps']:5.2f} GB/s: {m['ratio']:.2f}x")
-        out[name] = {"runs": runs, "ratio": _bench.median([m["ratio"] for m in runs]),
-                     "first_run_GBps": _bench.median([m["first_run_GBps"] for m in runs]),
-                     "fresh_copy_GBps": _bench.median([m["fresh_copy_GBps"] for m in runs])}
+        out[name] = summary(runs, "ratio", "first_run_GBps", "fresh_copy_GBps")
     return out
+
+
+def summary(runs: List[Dict[str, Any]], *keys: str) -> Dict[str, Any]:
+    """The runs, and the median over them of each of ``keys``."""
+    return {"runs": runs, **{k: _bench.median([r[k] for r in runs]) for k in keys}}
 
 
 def log(msg: str) -> None:
@@ -413,9 +417,7 @@ def reopen(args: argparse.Namespace) -> List[Dict[str, Any]]:
                     runs.append(m)
                     log(f"  {kind:<18} round {r + 1}: open {m['open_s'] * 1e3:8.1f} ms, checked "
                         f"{m['checked_bytes'] / 1e6:8.1f} MB of {m['log_bytes'] / 1e6:.0f} MB")
-                rec[kind] = {"runs": runs, "open_s": _bench.median([m["open_s"] for m in runs]),
-                             "checked_bytes": _bench.median([m["checked_bytes"] for m in runs]),
-                             "log_bytes": _bench.median([m["log_bytes"] for m in runs])}
+                rec[kind] = summary(runs, "open_s", "checked_bytes", "log_bytes")
             drop_cache(d)
             rec["verify"] = json.loads(python(VERIFY, url).stdout)
             rec["log_bytes"] = log_bytes(d)

@@ -14,14 +14,10 @@
 # the other exported targets by the caller). A .mod file is specific to the compiler (and its
 # version) that wrote it: Fortran programs using it must be built with the same compiler.
 
-set(MOFKA_PY_ENABLE_FORTRAN "AUTO" CACHE STRING
-    "Build the Fortran module over the C API: AUTO (when a Fortran compiler is found), ON or OFF")
-if(DEFINED ENV{MOFKA_PY_ENABLE_FORTRAN} AND NOT "$ENV{MOFKA_PY_ENABLE_FORTRAN}" STREQUAL "")
-  # The environment wins (as for MOFKA_PY_ENABLE_MPI): pip builds pass settings that way.
-  set(MOFKA_PY_ENABLE_FORTRAN "$ENV{MOFKA_PY_ENABLE_FORTRAN}" CACHE STRING "" FORCE)
-endif()
-set_property(CACHE MOFKA_PY_ENABLE_FORTRAN PROPERTY STRINGS AUTO ON OFF)
-string(TOUPPER "${MOFKA_PY_ENABLE_FORTRAN}" _mofka_fortran_mode)
+include(${CMAKE_CURRENT_LIST_DIR}/AutoOption.cmake)
+mofka_py_auto_option(MOFKA_PY_ENABLE_FORTRAN
+                     "Build the Fortran module over the C API: AUTO (when a Fortran compiler is found), ON or OFF")
+set(_mofka_fortran_mode "${MOFKA_PY_ENABLE_FORTRAN_MODE}")
 if(_mofka_fortran_mode MATCHES "^(1|TRUE|YES|Y)$")
   set(_mofka_fortran_mode ON)
 elseif(_mofka_fortran_mode MATCHES "^(0|FALSE|NO|N)$")

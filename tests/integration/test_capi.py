@@ -60,18 +60,26 @@ class Api:
         self.c = c
         self.ffi, self.lib = c
 
+    def options(self, ctype, **fields):
+        """A ``ctype`` struct filled by its ``*_init`` function, then ``fields`` (strings as C strings).
+
+        Returns it with the C strings, which must outlive the call that reads it."""
+        ffi, lib = self.c
+        o = ffi.new(ctype + "*")
+        ok(self.c, getattr(lib, ctype[:-2] + "_init")(o))  # mofka_py_X_t -> mofka_py_X_init
+        keep = []
+        for k, v in fields.items():
+            if isinstance(v, str):
+                keep.append(ffi.new("char[]", v.encode()))
+                v = keep[-1]
+            setattr(o, k, v)
+        return o, keep
+
     def connect(self, url, **opts):
         ffi, lib = self.c
         out = ffi.new("mofka_py_fabric_t*")
         if opts:
-            o = ffi.new("mofka_py_connect_options_t*")
-            ok(self.c, lib.mofka_py_connect_options_init(o))
-            keep = []
-            for k, v in opts.items():
-                if isinstance(v, str):
-                    keep.append(ffi.new("char[]", v.encode()))
-                    v = keep[-1]
-                setattr(o, k, v)
+            o, _keep = self.options("mofka_py_connect_options_t", **opts)
             ok(self.c, lib.mofka_py_connect_ex(url.encode(), o, out))
         else:
             ok(self.c, lib.mofka_py_connect(url.encode(), out))
@@ -79,12 +87,7 @@ class Api:
 
     def create(self, fab, name, **cfg):
         ffi, lib = self.c
-        conf = ffi.NULL
-        if cfg:
-            conf = ffi.new("mofka_py_topic_config_t*")
-            ok(self.c, lib.mofka_py_topic_config_init(conf))
-            for k, v in cfg.items():
-                setattr(conf, k, v)
+        conf = self.options("mofka_py_topic_config_t", **cfg)[0] if cfg else ffi.NULL
         ok(self.c, lib.mofka_py_topic_create(fab, name.encode(), conf))
         out = ffi.new("mofka_py_topic_t*")
         ok(self.c, lib.mofka_py_topic_open(fab, name.encode(), out))
@@ -92,27 +95,17 @@ class Api:
 
     def producer(self, topic, **opts):
         ffi, lib = self.c
-        o = ffi.NULL
-        if opts:
-            o = ffi.new("mofka_py_producer_options_t*")
-            ok(self.c, lib.mofka_py_producer_options_init(o))
-            for k, v in opts.items():
-                setattr(o, k, v)
+        o = self.options("mofka_py_producer_options_t", **opts)[0] if opts else ffi.NULL
         out = ffi.new("mofka_py_producer_t*")
         ok(self.c, lib.mofka_py_producer_create(topic, o, out))
         return out[0]
 
     def consumer(self, topic, group=None, start=None, **opts):
         ffi, lib = self.c
-        o = ffi.new("mofka_py_consumer_options_t*")
-        ok(self.c, lib.mofka_py_consumer_options_init(o))
-        keep = []
         if group:
-            keep.append(ffi.new("char[]", group.encode()))
-            o.group = keep[-1]
-        o.start = lib.MOFKA_PY_START_EARLIEST if start is None else start
-        for k, v in opts.items():
-            setattr(o, k, v)
+            opts["group"] = group
+        opts["start"] = lib.MOFKA_PY_START_EARLIEST if start is None else start
+        o, _keep = self.options("mofka_py_consumer_options_t", **opts)
         out = ffi.new("mofka_py_consumer_t*")
         ok(self.c, lib.mofka_py_consumer_create(topic, o, out))
         return out[0]

@@ -282,6 +282,8 @@ class Broker {
     void addReplicas(Topic& t) const;
     std::shared_ptr<Replica> requireReplica(const std::string& topic, uint32_t partition) const;
     std::shared_ptr<Topic> getTopic(const std::string& name) const;
+    /// Every topic, as they are now (taken under the lock; used without it).
+    std::vector<std::shared_ptr<Topic>> topicsSnapshot() const;
     std::shared_ptr<Topic> loadTopic(const std::string& name);
     void lockDirectory();
     void loadOffsets();

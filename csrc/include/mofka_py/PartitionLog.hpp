@@ -294,6 +294,8 @@ class PartitionLog {
     /// A batch at @p pos of @p seg about to be handed out: check its CRC32C if the recovery point
     /// vouched for it and it was not checked yet (Corruption naming the file and byte otherwise).
     void checkFirstReadLocked(const Segment& seg, size_t pos) const;
+    /// fdatasync every segment file (the appended data is on disk); fails like syncSegmentLocked().
+    void syncAllLocked();
     /// Sync what is published (if the policy left it unsynced) and record the recovery point (close()).
     void writeRecoveryPointLocked();
     /// housekeeping(): the same, with the syncs and the file written without the lock (appends go on).

@@ -577,11 +577,7 @@ void Broker::setLeaseDeadline(int64_t steadyNs) {
     const bool earlier = steadyNs < m_leaseDeadlineNs.exchange(steadyNs);
     if (!earlier) return;
     // Writes waiting for their replicas must not outlive the lease: wake them to refuse.
-    std::vector<std::shared_ptr<Topic>> topics;
-    {
-        std::lock_guard<std::mutex> lock(m_mutex);
-        for (auto& kv : m_topics) topics.push_back(kv.second);
-    }
+    const std::vector<std::shared_ptr<Topic>> topics = topicsSnapshot();
     for (auto& t : topics)
         for (auto& rep : t->replicas) rep->wake();
 }
@@ -1166,22 +1162,21 @@ void Broker::housekeepingLoop() {
     while (!m_closed) {
         m_hkCv.wait_for(l, std::chrono::milliseconds(100));
         if (m_closed) break;
-        std::vector<std::shared_ptr<Topic>> topics;
-        {
-            std::lock_guard<std::mutex> lock(m_mutex);
-            for (auto& kv : m_topics) topics.push_back(kv.second);
-        }
+        const std::vector<std::shared_ptr<Topic>> topics = topicsSnapshot();
         for (auto& t : topics)
             for (auto& log : t->logs) log->housekeeping();
     }
 }
 
-uint64_t Broker::verify(const std::function<void(uint64_t, uint64_t)>& progress) const {
+std::vector<std::shared_ptr<Broker::Topic>> Broker::topicsSnapshot() const {
+    std::lock_guard<std::mutex> lock(m_mutex);
     std::vector<std::shared_ptr<Topic>> topics;
-    {
-        std::lock_guard<std::mutex> lock(m_mutex);
-        for (auto& kv : m_topics) topics.push_back(kv.second);
-    }
+    for (auto& kv : m_topics) topics.push_back(kv.second);
+    return topics;
+}
+
+uint64_t Broker::verify(const std::function<void(uint64_t, uint64_t)>& progress) const {
+    const std::vector<std::shared_ptr<Topic>> topics = topicsSnapshot();
     uint64_t total = 0, done = 0;
     for (auto& t : topics)
         for (auto& log : t->logs) total += log->sizeBytes();
@@ -1191,7 +1186,7 @@ uint64_t Broker::verify(const std::function<void(uint64_t, uint64_t)>& progress)
             const uint64_t before = done;
             try {
                 done += t->logs[p]->verify([&](uint64_t d, uint64_t) {
-                    if (progress) progress(std::min(before + d, std::max(total, before + d)), total);
+                    if (progress) progress(before + d, std::max(total, before + d)); // logs may grow meanwhile
                 });
             } catch (const Error& e) {
                 if (e.code() != ErrorCode::Corruption) throw;
@@ -1204,11 +1199,7 @@ uint64_t Broker::verify(const std::function<void(uint64_t, uint64_t)>& progress)
 }
 
 LogOpenStats Broker::openStats() const {
-    std::vector<std::shared_ptr<Topic>> topics;
-    {
-        std::lock_guard<std::mutex> lock(m_mutex);
-        for (auto& kv : m_topics) topics.push_back(kv.second);
-    }
+    const std::vector<std::shared_ptr<Topic>> topics = topicsSnapshot();
     LogOpenStats sum;
     sum.fromRecoveryPoint = !topics.empty();
     for (auto& t : topics)
@@ -1222,11 +1213,7 @@ LogOpenStats Broker::openStats() const {
 }
 
 void Broker::sync() {
-    std::vector<std::shared_ptr<Topic>> topics;
-    {
-        std::lock_guard<std::mutex> lock(m_mutex);
-        for (auto& kv : m_topics) topics.push_back(kv.second);
-    }
+    const std::vector<std::shared_ptr<Topic>> topics = topicsSnapshot();
     // Every log is synced even when one fails; the first failure is thrown.
     std::exception_ptr failed;
     auto syncOne = [&](PartitionLog& log) {

@@ -71,44 +71,6 @@ void checkSize(size_t given, size_t expected, const char* type) {
                                                     "mofka_py.h of the library you link");
 }
 
-FabricObj& fabricOf(mofka_py_fabric_t h, const char* what) {
-    return *static_cast<FabricObj*>(HandleTable::instance().get(reinterpret_cast<uint64_t>(h), Kind::Fabric, what));
-}
-
-template <class T>
-T* handleAs(uint64_t h, Kind kind, const char* what) {
-    return static_cast<T*>(HandleTable::instance().get(h, kind, what));
-}
-
-template <class H>
-uint64_t raw(H h) {
-    return reinterpret_cast<uint64_t>(h);
-}
-template <class H>
-H cooked(uint64_t v) {
-    return reinterpret_cast<H>(v);
-}
-
-mofka_py_fabric_t newFabricHandle(Fabric fabric) {
-    auto* obj = new FabricObj{std::move(fabric)};
-    try {
-        return cooked<mofka_py_fabric_t>(HandleTable::instance().add(Kind::Fabric, obj));
-    } catch (...) {
-        delete obj;
-        throw;
-    }
-}
-
-template <class T, class H>
-void publish(Kind kind, T* obj, H* out) {
-    try {
-        *out = cooked<H>(HandleTable::instance().add(kind, obj));
-    } catch (...) {
-        delete obj;
-        throw;
-    }
-}
-
 } // namespace mofka_py::capi
 
 using namespace mofka_py;
@@ -132,12 +94,13 @@ struct EventObj {
     Owner owner;
 };
 
-TopicObj& topicOf(mofka_py_topic_t h, const char* what) { return *handleAs<TopicObj>(raw(h), Kind::Topic, what); }
+FabricObj& fabricOf(mofka_py_fabric_t h, const char* what) { return objectOf<FabricObj>(h, Kind::Fabric, what); }
+TopicObj& topicOf(mofka_py_topic_t h, const char* what) { return objectOf<TopicObj>(h, Kind::Topic, what); }
 ProducerObj& producerOf(mofka_py_producer_t h, const char* what) {
-    return *handleAs<ProducerObj>(raw(h), Kind::Producer, what);
+    return objectOf<ProducerObj>(h, Kind::Producer, what);
 }
 ConsumerObj& consumerOf(mofka_py_consumer_t h, const char* what) {
-    return *handleAs<ConsumerObj>(raw(h), Kind::Consumer, what);
+    return objectOf<ConsumerObj>(h, Kind::Consumer, what);
 }
 
 /// Runs the user's release callback once the producer drops the last reference to the pieces,
@@ -230,7 +193,7 @@ int mofka_py_connect_ex(const char* url, const mofka_py_connect_options_t* o, mo
             if (o->reconnect_timeout_ms) opts.reconnectTimeoutMs = o->reconnect_timeout_ms;
             opts.repair = o->repair != 0;
         }
-        *fabric = newFabricHandle(Fabric::connect(u, opts));
+        publish(Kind::Fabric, new FabricObj{Fabric::connect(u, opts)}, fabric);
     })
 }
 
@@ -255,11 +218,7 @@ int mofka_py_fabric_delete_topic(mofka_py_fabric_t fabric, const char* name, int
 int mofka_py_fabric_close(mofka_py_fabric_t fabric) { MOFKA_PY_GUARD(fabricOf(fabric, "fabric").fabric.close()) }
 
 int mofka_py_fabric_release(mofka_py_fabric_t fabric) {
-    MOFKA_PY_GUARD({
-        auto* obj = static_cast<FabricObj*>(HandleTable::instance().remove(raw(fabric), Kind::Fabric, "fabric"));
-        std::unique_ptr<FabricObj> owned(obj);
-        owned->fabric.close();
-    })
+    MOFKA_PY_GUARD({ take<FabricObj>(fabric, Kind::Fabric, "fabric")->fabric.close(); })
 }
 
 int mofka_py_topic_config_init(mofka_py_topic_config_t* c) {
@@ -323,9 +282,7 @@ int mofka_py_topic_mark_complete(mofka_py_topic_t topic) {
     MOFKA_PY_GUARD(topicOf(topic, "topic").topic.markComplete())
 }
 
-int mofka_py_topic_release(mofka_py_topic_t topic) {
-    MOFKA_PY_GUARD(delete static_cast<TopicObj*>(HandleTable::instance().remove(raw(topic), Kind::Topic, "topic")))
-}
+int mofka_py_topic_release(mofka_py_topic_t topic) { MOFKA_PY_GUARD(take<TopicObj>(topic, Kind::Topic, "topic")) }
 
 int mofka_py_producer_options_init(mofka_py_producer_options_t* o) {
     MOFKA_PY_GUARD({
@@ -421,16 +378,12 @@ int mofka_py_producer_close(mofka_py_producer_t producer, int64_t timeout_ms) {
 }
 
 int mofka_py_producer_release(mofka_py_producer_t producer) {
-    MOFKA_PY_GUARD({
-        std::unique_ptr<ProducerObj> owned(
-            static_cast<ProducerObj*>(HandleTable::instance().remove(raw(producer), Kind::Producer, "producer")));
-        owned->producer.close(-1);
-    })
+    MOFKA_PY_GUARD({ take<ProducerObj>(producer, Kind::Producer, "producer")->producer.close(-1); })
 }
 
 int mofka_py_future_test(mofka_py_future_t future, int* done) {
     MOFKA_PY_GUARD({
-        auto* f = handleAs<FutureObj>(raw(future), Kind::Future, "future");
+        auto* f = &objectOf<FutureObj>(future, Kind::Future, "future");
         need(done, "done");
         *done = f->future.done() ? 1 : 0;
     })
@@ -438,7 +391,7 @@ int mofka_py_future_test(mofka_py_future_t future, int* done) {
 
 int mofka_py_future_wait(mofka_py_future_t future, int64_t timeout_ms, uint32_t* partition, uint64_t* offset) {
     MOFKA_PY_GUARD({
-        auto* f = handleAs<FutureObj>(raw(future), Kind::Future, "future");
+        auto* f = &objectOf<FutureObj>(future, Kind::Future, "future");
         EventId id = f->future.wait(timeout_ms);
         if (partition) *partition = id.partition;
         if (offset) *offset = id.offset;
@@ -446,7 +399,7 @@ int mofka_py_future_wait(mofka_py_future_t future, int64_t timeout_ms, uint32_t*
 }
 
 int mofka_py_future_release(mofka_py_future_t future) {
-    MOFKA_PY_GUARD(delete static_cast<FutureObj*>(HandleTable::instance().remove(raw(future), Kind::Future, "future")))
+    MOFKA_PY_GUARD(take<FutureObj>(future, Kind::Future, "future"))
 }
 
 int mofka_py_consumer_options_init(mofka_py_consumer_options_t* o) {
@@ -511,7 +464,7 @@ int mofka_py_consumer_pull(mofka_py_consumer_t consumer, int64_t timeout_ms, mof
                 MOFKA_PY_ERR_TIMEOUT,
                 ("no event arrived within " + std::to_string(timeout_ms) + " ms; pull again, or wait longer").c_str());
         }
-        uint64_t h = HandleTable::instance().add(Kind::Event, new EventObj{std::move(ev->owner)});
+        publish(Kind::Event, new EventObj{std::move(ev->owner)}, &event->internal);
         event->partition = ev->partition;
         event->epoch = ev->epoch;
         event->offset = ev->offset;
@@ -520,7 +473,6 @@ int mofka_py_consumer_pull(mofka_py_consumer_t consumer, int64_t timeout_ms, mof
         event->data = ev->data.data;
         event->data_size = ev->data.size;
         event->timestamp_us = ev->timestampUs;
-        event->internal = reinterpret_cast<void*>(h);
         return succeed(MOFKA_PY_OK);
     } catch (...) {
         return failCurrent();
@@ -545,11 +497,7 @@ int mofka_py_consumer_close(mofka_py_consumer_t consumer) {
 }
 
 int mofka_py_consumer_release(mofka_py_consumer_t consumer) {
-    MOFKA_PY_GUARD({
-        std::unique_ptr<ConsumerObj> owned(
-            static_cast<ConsumerObj*>(HandleTable::instance().remove(raw(consumer), Kind::Consumer, "consumer")));
-        owned->consumer.close();
-    })
+    MOFKA_PY_GUARD({ take<ConsumerObj>(consumer, Kind::Consumer, "consumer")->consumer.close(); })
 }
 
 int mofka_py_event_release(mofka_py_event_t* event) {
@@ -557,8 +505,7 @@ int mofka_py_event_release(mofka_py_event_t* event) {
         need(event, "event");
         checkSize(event->struct_size, sizeof *event, "mofka_py_event_t");
         if (event->internal) {
-            delete static_cast<EventObj*>(HandleTable::instance().remove(reinterpret_cast<uint64_t>(event->internal),
-                                                                         Kind::Event, "event->internal"));
+            take<EventObj>(event->internal, Kind::Event, "event->internal");
             event->internal = nullptr;
             event->metadata = nullptr;
             event->data = nullptr;

@@ -5,6 +5,7 @@
 #include "mofka_py/Fabric.hpp"
 #include "mofka_py/mofka_py.h"
 
+#include <memory>
 #include <string>
 
 namespace mofka_py::capi {
@@ -26,8 +27,27 @@ int failCurrent() noexcept;
 void need(const void* p, const char* what);
 /// Throw InvalidArgument when a structure's struct_size is not the one this library knows.
 void checkSize(size_t given, size_t expected, const char* type);
-/// A new fabric handle for @p fabric.
-mofka_py_fabric_t newFabricHandle(Fabric fabric);
+
+/// The object behind a live handle @p h of @p kind (InvalidArgument naming @p what otherwise).
+template <class T, class H>
+T& objectOf(H h, Kind kind, const char* what) {
+    return *static_cast<T*>(HandleTable::instance().get(reinterpret_cast<uint64_t>(h), kind, what));
+}
+
+/// Give @p obj (owned from now on) a handle of @p kind, written to @p out; @p obj is deleted if that fails.
+template <class T, class H>
+void publish(Kind kind, T* obj, H* out) {
+    std::unique_ptr<T> owned(obj);
+    *out = reinterpret_cast<H>(HandleTable::instance().add(kind, obj));
+    owned.release();
+}
+
+/// Unregister a live handle @p h of @p kind; its object, owned by the caller (InvalidArgument otherwise).
+template <class T, class H>
+std::unique_ptr<T> take(H h, Kind kind, const char* what) {
+    return std::unique_ptr<T>(
+        static_cast<T*>(HandleTable::instance().remove(reinterpret_cast<uint64_t>(h), kind, what)));
+}
 
 } // namespace mofka_py::capi
 

@@ -23,10 +23,7 @@ struct MpiFabricObj {
 
 std::atomic<bool> g_initialisedHere{false};
 
-MpiFabricObj& mpiOf(mofka_py_mpi_fabric_t h) {
-    return *static_cast<MpiFabricObj*>(
-        HandleTable::instance().get(reinterpret_cast<uint64_t>(h), Kind::MpiFabric, "mpi_fabric"));
-}
+MpiFabricObj& mpiOf(mofka_py_mpi_fabric_t h) { return objectOf<MpiFabricObj>(h, Kind::MpiFabric, "mpi_fabric"); }
 
 void requireMpi(const char* what) {
     int initialised = 0, finalised = 0;
@@ -99,13 +96,7 @@ int mofka_py_mpi_fabric_create_f(int32_t comm, const mofka_py_mpi_options_t* o, 
             if (clients != MPI_COMM_NULL) MPI_Comm_free(&clients);
             throw;
         }
-        auto* obj = new MpiFabricObj{std::move(mpi), clients};
-        try {
-            *out = reinterpret_cast<mofka_py_mpi_fabric_t>(HandleTable::instance().add(Kind::MpiFabric, obj));
-        } catch (...) {
-            delete obj;
-            throw;
-        }
+        publish(Kind::MpiFabric, new MpiFabricObj{std::move(mpi), clients}, out);
     })
 }
 
@@ -129,7 +120,7 @@ int mofka_py_mpi_fabric_fabric(mofka_py_mpi_fabric_t h, mofka_py_fabric_t* fabri
     MOFKA_PY_GUARD({
         auto& m = mpiOf(h);
         need(fabric, "fabric (the output pointer)");
-        *fabric = newFabricHandle(m.mpi->fabric());
+        publish(Kind::Fabric, new FabricObj{m.mpi->fabric()}, fabric);
     })
 }
 
@@ -138,11 +129,7 @@ int mofka_py_mpi_fabric_close(mofka_py_mpi_fabric_t h) {
 }
 
 int mofka_py_mpi_fabric_release(mofka_py_mpi_fabric_t h) {
-    MOFKA_PY_GUARD({
-        std::unique_ptr<MpiFabricObj> owned(static_cast<MpiFabricObj*>(
-            HandleTable::instance().remove(reinterpret_cast<uint64_t>(h), Kind::MpiFabric, "mpi_fabric")));
-        owned->close();
-    })
+    MOFKA_PY_GUARD({ take<MpiFabricObj>(h, Kind::MpiFabric, "mpi_fabric")->close(); })
 }
 
 int mofka_py_mpi_init(int32_t* comm_world, int32_t* rank, int32_t* size) {

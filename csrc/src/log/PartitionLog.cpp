@@ -99,37 +99,42 @@ bool readRecoveryPoint(const std::string& path, RecoveryPoint& out) {
     return at == end;
 }
 
-/// A stored batch's header at @p pos, checked (magic, version, length and its check, within @p end,
-/// base offset @p expected unless UINT64_MAX); nullptr with @p problem set when it is not intact.
-const BatchHeader* intactHeader(const uint8_t* base, size_t pos, size_t end, uint64_t expected, std::string& problem) {
-    if (end - pos < kBatchHeaderSize) {
-        problem = "incomplete batch header";
-        return nullptr;
-    }
+/// How a stored batch checks out (checkStored()).
+struct StoredCheck {
+    enum How { Intact, Incomplete, Damaged } how = Intact;
+    const BatchHeader* header = nullptr; ///< when Intact
+    std::string problem; ///< why not
+};
+
+/// The one check of a stored batch, for recovery at open, a segment's first indexing, first reads and
+/// verify(): the batch at @p pos (of the bytes before @p end) has an intact header (magic, version,
+/// length and its check), lies within @p end (else Incomplete: a torn write at a log's end), with @p crc
+/// an intact layout and CRC32C, and the base offset @p expected (UINT64_MAX: any).
+StoredCheck checkStored(const uint8_t* base, size_t pos, size_t end, uint64_t expected, bool crc) {
+    StoredCheck out;
+    auto refuse = [&](StoredCheck::How how, std::string problem) {
+        out.how = how;
+        out.problem = std::move(problem);
+        return out;
+    };
+    if (end - pos < kBatchHeaderSize) return refuse(StoredCheck::Incomplete, "incomplete batch header");
     const auto* h = reinterpret_cast<const BatchHeader*>(base + pos);
     if (h->magic != kBatchMagic || h->version != kBatchVersion || h->lengthCheck != lengthCheck(h->length) ||
-        h->length < kBatchHeaderSize || (h->length & 7) || h->length > end - pos) {
-        problem = "bad batch header";
-        return nullptr;
+        h->length < kBatchHeaderSize || (h->length & 7))
+        return refuse(StoredCheck::Damaged, "bad batch header");
+    if (h->length > end - pos) return refuse(StoredCheck::Incomplete, "incomplete batch");
+    if (crc) {
+        try {
+            if (!BatchView(base + pos, size_t(h->length)).crcOk())
+                return refuse(StoredCheck::Damaged, "CRC32C mismatch");
+        } catch (const Error& e) {
+            return refuse(StoredCheck::Damaged, e.what());
+        }
     }
-    if (expected != UINT64_MAX && h->baseOffset != expected) {
-        problem = "offset " + std::to_string(h->baseOffset) + " out of sequence";
-        return nullptr;
-    }
-    return h;
-}
-
-/// intactHeader(), and the batch's layout and CRC32C: nullptr with @p problem set when it is damaged.
-const BatchHeader* intactBatch(const uint8_t* base, size_t pos, size_t end, uint64_t expected, std::string& problem) {
-    const BatchHeader* h = intactHeader(base, pos, end, expected, problem);
-    if (!h) return nullptr;
-    try {
-        if (BatchView(base + pos, size_t(h->length)).crcOk()) return h;
-        problem = "CRC32C mismatch";
-    } catch (const Error& e) {
-        problem = e.what();
-    }
-    return nullptr;
+    if (expected != UINT64_MAX && h->baseOffset != expected)
+        return refuse(StoredCheck::Damaged, "offset " + std::to_string(h->baseOffset) + " out of sequence");
+    out.header = h;
+    return out;
 }
 
 /// The Corruption error for damage found after open (on first use, or by verify()).
@@ -441,35 +446,16 @@ void PartitionLog::recoverSegment(Segment& seg, bool last, size_t from, uint64_t
             torn = true;
             break;
         }
-        if (rem < kBatchHeaderSize) {
+        const StoredCheck c = checkStored(seg.base, pos, fileSize, expected, true);
+        if (c.how == StoredCheck::Incomplete) {
             torn = true;
             break;
         }
-        BatchHeader h;
-        std::memcpy(&h, p, sizeof(h));
-        if (h.magic != kBatchMagic || h.version != kBatchVersion || h.lengthCheck != lengthCheck(h.length) ||
-            h.length < kBatchHeaderSize || (h.length & 7)) {
-            problem = "bad batch header";
+        if (c.how == StoredCheck::Damaged) {
+            problem = c.problem;
             break;
         }
-        if (h.length > rem) {
-            torn = true;
-            break;
-        }
-        try {
-            BatchView v(p, size_t(h.length));
-            if (!v.crcOk()) {
-                problem = "CRC32C mismatch";
-                break;
-            }
-        } catch (const Error& e) {
-            problem = e.what();
-            break;
-        }
-        if (h.baseOffset != expected) {
-            problem = "offset " + std::to_string(h.baseOffset) + " out of sequence";
-            break;
-        }
+        const BatchHeader& h = *c.header;
         seg.addToIndex(h.baseOffset, pos, m_opts.indexIntervalBytes);
         expected = h.baseOffset + h.count;
         seg.maxTimestampUs = std::max(seg.maxTimestampUs, h.lastTimestampUs);
@@ -1205,6 +1191,10 @@ void PartitionLog::notifyAll() const { m_cv.notify_all(); }
 void PartitionLog::sync() {
     std::lock_guard<std::mutex> lock(m_mutex);
     if (!m_unwritable.empty()) throwUnwritableLocked(); // a sync now would prove nothing
+    syncAllLocked();
+}
+
+void PartitionLog::syncAllLocked() {
     for (auto& s : m_segments)
         if (s->fd >= 0) syncSegmentLocked(*s, unsyncedEvents(m_opts.sync));
     m_dirty = false;
@@ -1294,8 +1284,7 @@ void PartitionLog::close() {
     std::exception_ptr failed;
     if (m_dirty && m_unwritable.empty()) { // unwritable: reported already, and a sync would prove nothing
         try {
-            for (auto& s : m_segments)
-                if (s->fd >= 0) syncSegmentLocked(*s, unsyncedEvents(m_opts.sync));
+            syncAllLocked(); // (so the recovery point below need not sync again)
         } catch (const Error&) {
             failed = std::current_exception();
         }
@@ -1323,10 +1312,10 @@ void PartitionLog::ensureIndexedLocked(const Segment& seg) const {
     std::vector<std::pair<uint64_t, uint64_t>> front;
     size_t pos = 0, lastPos = 0;
     uint64_t expected = seg.baseOffset;
-    std::string problem;
     while (pos < seg.unindexedEnd) {
-        const BatchHeader* h = intactHeader(seg.base, pos, seg.unindexedEnd, expected, problem);
-        if (!h) throwStoredCorruption(problem, seg.path, pos, expected);
+        const StoredCheck c = checkStored(seg.base, pos, seg.unindexedEnd, expected, false);
+        if (c.how != StoredCheck::Intact) throwStoredCorruption(c.problem, seg.path, pos, expected);
+        const BatchHeader* h = c.header;
         if (front.empty() || pos - lastPos >= m_opts.indexIntervalBytes) {
             front.emplace_back(h->baseOffset, pos);
             lastPos = pos;
@@ -1349,15 +1338,14 @@ size_t PartitionLog::indexedPositionLocked(const Segment& seg, uint64_t offset) 
 
 void PartitionLog::checkFirstReadLocked(const Segment& seg, size_t pos) const {
     if (pos >= seg.uncheckedEnd || pos < seg.checkedTo || seg.checkedAhead.count(pos)) return;
-    std::string problem;
-    const BatchHeader* h = intactBatch(seg.base, pos, seg.uncheckedEnd, UINT64_MAX, problem);
-    if (!h) {
+    const StoredCheck c = checkStored(seg.base, pos, seg.uncheckedEnd, UINT64_MAX, true);
+    if (c.how != StoredCheck::Intact) {
         uint64_t offset = 0; // the header's claim, when its length is intact enough to read
         if (seg.uncheckedEnd - pos >= kBatchHeaderSize)
             std::memcpy(&offset, seg.base + pos + offsetof(BatchHeader, baseOffset), sizeof offset);
-        throwStoredCorruption(problem, seg.path, pos, offset);
+        throwStoredCorruption(c.problem, seg.path, pos, offset);
     }
-    const size_t length = size_t(h->length);
+    const size_t length = size_t(c.header->length);
     if (pos != seg.checkedTo) {
         if (seg.checkedAhead.size() < 4096) seg.checkedAhead.emplace(pos, length); // else checked again next time
         return;
@@ -1422,12 +1410,7 @@ void PartitionLog::writeRecoveryFile(const std::vector<uint8_t>& record, const s
 
 void PartitionLog::writeRecoveryPointLocked() {
     // Only published batches are recorded, and only once they are on disk.
-    if (m_dirty) {
-        for (auto& sg : m_segments)
-            if (sg->fd >= 0) syncSegmentLocked(*sg, unsyncedEvents(m_opts.sync));
-        m_dirty = false;
-        m_lastSync = std::chrono::steady_clock::now();
-    }
+    if (m_dirty) syncAllLocked();
     // A new file renamed over the old one: a crash leaves one or the other, whole (or none: full check).
     const std::string path = m_opts.directory + "/" + kRecoveryPointName;
     writeRecoveryFile(recoveryRecordLocked(), path + ".new");
@@ -1514,14 +1497,14 @@ uint64_t PartitionLog::verify(const std::function<void(uint64_t, uint64_t)>& pro
     uint64_t total = 0, done = 0, reported = 0;
     for (size_t sz : sizes) total += sz;
     if (progress) progress(0, total);
-    std::string problem;
     for (size_t i = 0; i < segs.size(); ++i) {
         const Segment& sg = *segs[i];
         size_t pos = 0;
         uint64_t expected = sg.baseOffset;
         while (pos < sizes[i]) {
-            const BatchHeader* h = intactBatch(sg.base, pos, sizes[i], expected, problem);
-            if (!h) throwStoredCorruption(problem, sg.path, pos, expected);
+            const StoredCheck c = checkStored(sg.base, pos, sizes[i], expected, true);
+            if (c.how != StoredCheck::Intact) throwStoredCorruption(c.problem, sg.path, pos, expected);
+            const BatchHeader* h = c.header;
             expected = h->baseOffset + h->count;
             pos += size_t(h->length);
             done += h->length;

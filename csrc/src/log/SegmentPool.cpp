@@ -48,15 +48,29 @@ void* mapAligned(size_t length) {
     return reinterpret_cast<void*>(a);
 }
 
+namespace {
+/// @p pieces 2 MiB pieces of fresh memory, each page touched (the kernel backs them now); MAP_FAILED
+/// when they cannot be mapped.
+void* mapTouched(size_t pieces) {
+    void* region = mapAligned(pieces * kHugePage);
+    if (region == MAP_FAILED) return region;
+    auto* p = static_cast<volatile uint8_t*>(region);
+    for (size_t off = 0; off < pieces * kHugePage; off += 4096) p[off] = 0;
+    return region;
+}
+} // namespace
+
+void FaultReservoir::addPiecesLocked(void* region, size_t pieces) {
+    for (size_t i = 0; i < pieces; ++i) m_pieces.push_back(static_cast<uint8_t*>(region) + i * kHugePage);
+}
+
 size_t FaultReservoir::reserve(size_t bytes) {
     const size_t n = (bytes + kHugePage - 1) / kHugePage;
     if (n == 0) return held();
-    void* region = mapAligned(n * kHugePage);
+    void* region = mapTouched(n);
     if (region == MAP_FAILED) throwError(ErrorCode::Generic, "cannot map memory to reserve", true);
-    auto* p = static_cast<volatile uint8_t*>(region);
-    for (size_t off = 0; off < n * kHugePage; off += 4096) p[off] = 0; // touch: the kernel backs it now
     std::lock_guard<std::mutex> l(m_mutex);
-    for (size_t i = 0; i < n; ++i) m_pieces.push_back(static_cast<uint8_t*>(region) + i * kHugePage);
+    addPiecesLocked(region, n);
     return m_pieces.size() * kHugePage;
 }
 
@@ -96,28 +110,20 @@ void FaultReservoir::keepAhead(size_t bytes) {
     m_cv.notify_one();
 }
 
-size_t FaultReservoir::prefaulted() {
-    std::lock_guard<std::mutex> l(m_mutex);
-    return m_prefaulted;
-}
-
 void FaultReservoir::refillLoop() {
     constexpr size_t kChunk = 4; // pieces mapped and touched at a time (8 MiB)
     std::unique_lock<std::mutex> l(m_mutex);
     for (;;) {
         m_cv.wait(l, [&] { return m_pieces.size() * kHugePage < m_ahead; });
         l.unlock();
-        void* region = mapAligned(kChunk * kHugePage);
+        void* region = mapTouched(kChunk);
         if (region == MAP_FAILED) { // out of address space or memory: try again later, writers fault on demand
             std::this_thread::sleep_for(std::chrono::milliseconds(100));
             l.lock();
             continue;
         }
-        auto* p = static_cast<volatile uint8_t*>(region);
-        for (size_t off = 0; off < kChunk * kHugePage; off += 4096) p[off] = 0;
         l.lock();
-        for (size_t i = 0; i < kChunk; ++i) m_pieces.push_back(static_cast<uint8_t*>(region) + i * kHugePage);
-        m_prefaulted += kChunk;
+        addPiecesLocked(region, kChunk);
     }
 }
 

@@ -66,16 +66,15 @@ class FaultReservoir {
     /// Keep at least @p bytes touched ahead in the background (the largest asked for wins; 0: nothing
     /// more). Starts the refilling thread on first use; it lives as long as the process.
     void keepAhead(size_t bytes);
-    /// Pieces the background thread touched so far (for tests and benchmarks).
-    size_t prefaulted();
 
   private:
     void refillLoop();
+    /// Hold the @p pieces 2 MiB pieces starting at @p region.
+    void addPiecesLocked(void* region, size_t pieces);
     std::mutex m_mutex;
     std::condition_variable m_cv;
     std::vector<uint8_t*> m_pieces;
     size_t m_ahead = 0; ///< keepAhead() target, bytes
-    size_t m_prefaulted = 0;
     bool m_thread = false;
 };
 
