@@ -1,0 +1,322 @@
+"""Consumer of the Diaspora Stream API on a mofka-py consumer group; events, futures, data selection."""
+from __future__ import annotations
+
+import collections
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence
+
+from ..errors import Error
+from .components import DefaultSerializer, ThreadPool
+from .descriptor import DataDescriptor
+from .errors import invalid, translate
+from .producer import FALSE, TRUE, Flag, seconds
+
+if TYPE_CHECKING:
+    from .driver import TopicHandle
+
+__all__ = ["Consumer", "Event", "FutureEvent", "FullDataSelector", "ByteArrayAllocator"]
+
+DataSelector = Callable[[Any, DataDescriptor], Optional[DataDescriptor]]
+DataAllocator = Callable[[Any, DataDescriptor], Sequence[Any]]
+
+#: How long iterating over a consumer waits for the next event before the loop ends (as Diaspora's).
+ITERATION_TIMEOUT_MS = 5000
+
+
+def FullDataSelector(metadata: Any, descriptor: DataDescriptor) -> Optional[DataDescriptor]:  # noqa: N802
+    """A data selector taking all of every event's data."""
+    return descriptor
+
+
+def ByteArrayAllocator(metadata: Any, descriptor: DataDescriptor) -> List[bytearray]:  # noqa: N802
+    """A data allocator placing the selected data in one new ``bytearray``."""
+    return [bytearray(descriptor.size)]
+
+
+_UNSET: Any = object()
+
+
+class Event:
+    """An event pulled from a topic: ``metadata``, ``data`` (a list of buffers), ``event_id``, ``partition``.
+
+    The event that ends a finished topic (see :meth:`Consumer.pull`) has ``event_id`` None.
+    """
+
+    __slots__ = ("_ev", "_cons", "_meta", "_data")
+
+    def __init__(self, native: Any, consumer: "Consumer"):
+        self._ev = native
+        self._cons = consumer
+        self._meta = _UNSET
+        self._data: Optional[List[Any]] = None
+
+    @property
+    def metadata(self) -> Any:
+        """The metadata, decoded by the topic's serializer (a dict for JSON objects)."""
+        if self._meta is _UNSET:
+            ev = self._ev
+            if ev is None:
+                self._meta = {}
+            elif self._cons._serializer is None:
+                self._meta = ev.metadata
+            else:
+                self._meta = self._cons._serializer.deserialize(ev.metadata_bytes)
+        return self._meta
+
+    @property
+    def data(self) -> List[Any]:
+        """The selected data: a list of buffers (one ``memoryview`` of the whole data, without a
+        copy, unless the consumer has a data selector or allocator)."""
+        if self._data is None:
+            self._data = [] if self._ev is None else [self._ev.data]
+        return self._data
+
+    @property
+    def event_id(self) -> Optional[int]:
+        """The event's id: its offset in its partition (None for the end-of-topic event)."""
+        return None if self._ev is None else self._ev.offset
+
+    @property
+    def partition(self) -> Dict[str, int]:
+        """The partition it comes from, as ``{"index": n}`` (what :attr:`TopicHandle.partitions` lists)."""
+        return {"index": -1 if self._ev is None else self._ev.partition}
+
+    def acknowledge(self) -> None:
+        """Mark this event and those before it in its partition as processed, durably: a consumer of
+        the same name started later goes on after it."""
+        if self._ev is None:
+            return
+        try:
+            self._ev.ack()
+            if self._cons._commit_on_ack:
+                self._cons._c.commit()
+        except Error as exc:
+            raise translate(exc) from None
+
+    def __repr__(self) -> str:
+        return f"<mofka_py.diaspora.Event partition={self.partition['index']} event_id={self.event_id}>"
+
+
+class FutureEvent:
+    """The future of :meth:`Consumer.pull`: :meth:`wait` gives the next :class:`Event`."""
+
+    __slots__ = ("_cons", "_event")
+
+    def __init__(self, consumer: "Consumer"):
+        self._cons = consumer
+        self._event: Any = _UNSET
+
+    def wait(self, timeout_ms: float = -1) -> Optional[Event]:
+        """The event, or None if none came within ``timeout_ms`` (negative: wait as long as it
+        takes; wait again to keep waiting). Futures resolve in the order of their ``pull()``."""
+        if self._event is _UNSET:
+            self._cons._resolve(self, seconds(timeout_ms))
+        return None if self._event is _UNSET else self._event
+
+    @property
+    def completed(self) -> Flag:
+        """Whether the event is there (``completed`` and ``completed()`` both work)."""
+        if self._event is _UNSET:
+            self._cons._resolve(self, 0.0)
+        return FALSE if self._event is _UNSET else TRUE
+
+
+class Consumer:
+    """Pulls a topic's events as the consumer group named ``name`` (made by :meth:`TopicHandle.consumer`).
+
+    Consumers of one name share the topic's partitions and its acknowledged
+    position, which outlives them: a consumer started again under the name reads
+    on after the last acknowledged event of each partition (from the oldest event
+    the first time).
+    """
+
+    def __init__(self, topic: "TopicHandle", name: str, data_selector: Optional[DataSelector],
+                 data_allocator: Optional[DataAllocator], batch_size: int, max_num_batches: int,
+                 thread_pool: Optional[ThreadPool], targets: Optional[Sequence[int]],
+                 options: Optional[Dict[str, Any]]):
+        if not isinstance(name, str) or not name:
+            raise invalid(f"a consumer needs a name (a non-empty string): it names its position in the topic "
+                          f"(got {name!r})")
+        for what, fn in (("data_selector", data_selector), ("data_allocator", data_allocator)):
+            if fn is not None and not callable(fn):
+                raise invalid(f"{what} must be a function f(metadata, descriptor) (got {type(fn).__name__})")
+        if targets is not None:
+            raise invalid("targets= is not supported: consumers of the same name share the topic's partitions "
+                          "among themselves (a mofka-py consumer group); leave targets out")
+        if thread_pool is not None and not isinstance(thread_pool, ThreadPool):
+            raise invalid(f"thread_pool must come from driver.make_thread_pool() (got {type(thread_pool).__name__})")
+        settings = dict(options or {})
+        self._commit_on_ack = bool(settings.pop("commit_on_acknowledge", True))
+        for key in ("group", "partitions"):
+            if key in settings:
+                raise invalid(f"option {key!r} is set by mofka_py.diaspora (the consumer's name is its group)")
+        settings.setdefault("start", "earliest")
+        self._name = name
+        self._topic = topic
+        self._selector = None if data_selector is FullDataSelector and data_allocator is None else data_selector
+        self._allocator = data_allocator
+        self._batch_size = batch_size
+        self._max_num_batches = max_num_batches
+        self._thread_pool = thread_pool or topic.driver.default_thread_pool
+        serializer = topic.serializer
+        self._serializer = None if type(serializer) is DefaultSerializer else serializer
+        self._select_data = self._selector is not None or self._allocator is not None
+        self._pending: Deque[FutureEvent] = collections.deque()
+        try:
+            self._c = topic._topic.consumer(name, **settings)
+        except TypeError as exc:
+            raise invalid(f"unknown consumer option: {exc} (options are mofka-py consumer settings, "
+                          "docs/configuration.md)") from None
+        except Error as exc:
+            raise translate(exc) from None
+
+    @property
+    def name(self) -> str:
+        """The consumer's name (its group)."""
+        return self._name
+
+    @property
+    def topic(self) -> "TopicHandle":
+        """The topic it reads."""
+        return self._topic
+
+    @property
+    def thread_pool(self) -> ThreadPool:
+        """The thread pool it was given (or the driver's default)."""
+        return self._thread_pool
+
+    @property
+    def data_selector(self) -> Optional[DataSelector]:
+        """The data selector (None: all the data)."""
+        return self._selector
+
+    @property
+    def data_allocator(self) -> Optional[DataAllocator]:
+        """The data allocator (None: views of the data without a copy)."""
+        return self._allocator
+
+    @property
+    def batch_size(self) -> int:
+        """The batch size asked for (mofka-py prefetches by bytes: ``options={"prefetch_bytes": ...}``)."""
+        return self._batch_size
+
+    @property
+    def max_num_batches(self) -> int:
+        """The number of prefetched batches asked for."""
+        return self._max_num_batches
+
+    def pull(self) -> FutureEvent:
+        """Ask for the next event; returns a :class:`FutureEvent` at once.
+
+        Once the topic was marked complete (``mofka_py.Topic.mark_complete``) and
+        every event read, the future gives an event whose ``event_id`` is None.
+        """
+        fut = FutureEvent(self)
+        self._pending.append(fut)
+        return fut
+
+    def _resolve(self, fut: FutureEvent, timeout: Optional[float]) -> None:
+        """Give events to the pending futures, oldest first, until ``fut`` has one or ``timeout`` (s) passes."""
+        pending = self._pending
+        while fut._event is _UNSET:
+            try:
+                ev = self._c.pull(timeout)
+            except Error as exc:
+                raise translate(exc) from None
+            if ev is None:
+                if not self._c.exhausted:
+                    return
+                event = Event(None, self)
+            else:
+                event = Event(ev, self)
+                if self._select_data:
+                    event._data = self._selected(event)
+            pending.popleft()._event = event
+
+    def _selected(self, event: Event) -> List[Any]:
+        """The data the selector asks for, in the allocator's buffers (or as views without a copy)."""
+        ev = event._ev
+        desc = DataDescriptor(f"{self._topic.name}/{ev.partition}/{ev.offset}", ev.data_size)
+        meta = event.metadata
+        chosen = desc if self._selector is None else self._selector(meta, desc)
+        if chosen is None or (isinstance(chosen, DataDescriptor) and chosen.size == 0):
+            return []
+        if not isinstance(chosen, DataDescriptor):
+            raise invalid(f"the data selector returned {type(chosen).__name__}; it must return the descriptor it "
+                          "was given, a view of it, or None")
+        view = ev.data
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
+        pieces = [view[off:off + size] for off, size in chosen.flatten()]
+        if self._allocator is None:
+            return pieces
+        if self._allocator is ByteArrayAllocator:
+            return [bytearray(pieces[0]) if len(pieces) == 1 else bytearray().join(pieces)]
+        buffers = self._allocator(meta, chosen)
+        _scatter(pieces, buffers, chosen.size)
+        return list(buffers)
+
+    def process(self, processor: Callable[[Event], Any], *, timeout_ms: float = -1,
+                max_events: int = (1 << 64) - 1, thread_pool: Optional[ThreadPool] = None) -> None:
+        """Call ``processor(event)`` on each event, until ``max_events``, the end of a complete topic,
+        or no event for ``timeout_ms``."""
+        done = 0
+        while done < max_events:
+            event = self.pull().wait(timeout_ms)
+            if event is None or event.event_id is None:
+                return
+            processor(event)
+            done += 1
+
+    def __iter__(self) -> Iterator[Event]:
+        """The events, until the end of a complete topic or none for 5 s (as Diaspora's iterator)."""
+        while True:
+            event = self.pull().wait(ITERATION_TIMEOUT_MS)
+            if event is None or event.event_id is None:
+                return
+            yield event
+
+    def close(self) -> None:
+        """Commit what was acknowledged and leave the group (also done at garbage collection)."""
+        try:
+            self._c.close()
+        except Error as exc:
+            raise translate(exc) from None
+
+    def __enter__(self) -> "Consumer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        c = getattr(self, "_c", None)
+        if c is not None:
+            try:
+                c.close()
+            except Exception:  # noqa: BLE001,S110 - nothing to report to at garbage collection
+                pass
+
+
+def _scatter(pieces: List[memoryview], buffers: Sequence[Any], size: int) -> None:
+    """Copy ``pieces`` back to back into the allocator's ``buffers``."""
+    try:
+        targets = [memoryview(b).cast("B") for b in buffers]
+    except TypeError as exc:
+        raise invalid(f"the data allocator must return a list of writable buffers (e.g. [bytearray(n)]): {exc}") \
+            from None
+    if any(t.readonly for t in targets):
+        raise invalid("the data allocator returned a read-only buffer; return writable ones (bytearray, numpy)")
+    room = sum(t.nbytes for t in targets)
+    if room < size:
+        raise invalid(f"the data allocator gave {room} bytes for {size} selected bytes; give at least descriptor.size")
+    t_index, t_pos = 0, 0
+    for piece in pieces:
+        src_pos = 0
+        while src_pos < len(piece):
+            target = targets[t_index]
+            n = min(len(piece) - src_pos, target.nbytes - t_pos)
+            target[t_pos:t_pos + n] = piece[src_pos:src_pos + n]
+            src_pos += n
+            t_pos += n
+            if t_pos == target.nbytes:
+                t_index, t_pos = t_index + 1, 0
