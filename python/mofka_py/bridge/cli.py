@@ -23,6 +23,8 @@ forms:
   mofka-py bridge check CONFIG.toml      check the configuration as a start would (settings,
                                          librdkafka properties, endpoints reachable, source topics
                                          present), forward nothing; exit 0 if it would start
+  mofka-py bridge --config FWD.yaml      run a diaspora-ctl forward configuration (YAML: drivers and
+                                         forward policies, docs/diaspora-migration.md)
   mofka-py bridge status CONFIG.toml     per rule of the bridge running CONFIG.toml: state,
                                          forwarded/filtered/duplicate counts, lag, rates, last error;
                                          exit 0 if that bridge is running
@@ -94,6 +96,14 @@ def _status(config: str, as_json: bool) -> int:
 
 def cmd_bridge(args: argparse.Namespace) -> int:
     """Run, check or show the status of the bridge a configuration describes (see :data:`DESCRIPTION`)."""
+    if args.config_file:   # --config FILE (diaspora-ctl forward's spelling)
+        if args.config or args.action_or_config not in _ACTIONS + (None,):
+            raise SystemExit("mofka-py bridge: give the configuration once: bridge [run|check|status] CONFIG "
+                             "or bridge [run|check|status] --config CONFIG")
+        args.action_or_config, args.config = args.action_or_config or "run", args.config_file
+    if args.action_or_config is None:
+        raise SystemExit("mofka-py bridge: give the bridge's configuration (mofka-py bridge CONFIG.toml, or "
+                         "--config CONFIG.yaml for a diaspora-ctl forward file)")
     if args.action_or_config in _ACTIONS:
         action, config = args.action_or_config, args.config
         if not config:
@@ -115,12 +125,16 @@ def add_parser(sub: Any) -> None:
     """Register ``bridge`` on the CLI's subparsers."""
     b = sub.add_parser("bridge", help="forward events between fabrics and Kafka (bridge CONFIG.toml | bridge "
                                       "check|status CONFIG.toml)",
-                       usage="%(prog)s [--log-level LEVEL] [--json] [run|check|status] CONFIG.toml",
+                       usage="%(prog)s [--log-level LEVEL] [--json] [run|check|status] (CONFIG.toml | --config CONFIG)",
                        description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    b.add_argument("action_or_config", metavar="[run|check|status]",
+    b.add_argument("action_or_config", metavar="[run|check|status]", nargs="?",
                    help="what to do: run (the default: 'bridge CONFIG.toml' runs), check or status")
     b.add_argument("config", nargs="?", metavar="CONFIG.toml",
                    help="the bridge's TOML configuration (format: docs/bridge.md)")
+    b.add_argument("--config", dest="config_file", metavar="CONFIG", default=None,
+                   help="the configuration, as an option (as diaspora-ctl forward --config takes it); a .yaml/.yml "
+                        "file is read as a diaspora-ctl forward configuration (docs/diaspora-migration.md); default: the "
+                        "positional CONFIG")
     b.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info",
                    help="run/check: the least severe messages printed on stderr (default: %(default)s; debug also "
                         "shows what librdkafka logs when its 'debug' property is set)")

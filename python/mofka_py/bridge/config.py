@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .. import _settings
 from ..errors import InvalidArgument
+from .diaspora_config import bridge_dict, is_diaspora_config
 from .expr import ExpressionError, compile_filter
 
 if sys.version_info >= (3, 11):
@@ -198,7 +199,8 @@ def _flatten(settings: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
 
 def load_config(source: Union[str, os.PathLike, Dict[str, Any]], *,
                 fabrics: Optional[Dict[str, Any]] = None) -> BridgeConfig:
-    """Read and check a bridge configuration (a TOML path, or the same structure as a dict).
+    """Read and check a bridge configuration (a TOML path, or the same structure as a dict; a
+    ``.yaml``/``.yml`` path is read as a ``diaspora-ctl forward`` configuration).
 
     ``fabrics`` maps endpoint names to already open :class:`mofka_py.Fabric`
     objects (e.g. an MPI job's in-memory fabric, for spooling); such an
@@ -216,11 +218,14 @@ def load_config(source: Union[str, os.PathLike, Dict[str, Any]], *,
             text = Path(path).read_text()
         except OSError as exc:
             raise ConfigError(f"cannot read bridge config {path}: {exc.strerror}") from None
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-        lines = _Lines(text, path)
+        if is_diaspora_config(path):   # a diaspora-ctl forward YAML file
+            data, lines = bridge_dict(text, path), None
+        else:
+            try:
+                data = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+            lines = _Lines(text, path)
         base = Path(path).resolve().parent
 
     def where(*p: Any) -> str:
