@@ -295,6 +295,21 @@ static void testReservations() {
         threw = e.code() == ErrorCode::OutOfSequence;
     }
     CHECK(threw && log.endOffset() == 7);
+    // A CRC computed by the transport as the pieces landed is checked against the header in
+    // place of reading the batch again: a wrong one refuses the batch, the right one stores it.
+    auto landed = batchBytes(9, 0, 2, 5000, 0xF6);
+    const uint32_t good = crc32c(0, landed.data() + kCrcCoverageStart, landed.size() - kCrcCoverageStart);
+    std::memcpy(log.reserve(landed.size()), landed.data(), landed.size());
+    threw = false;
+    try {
+        log.commitReserved(CrcMode::Verify, good ^ 1u);
+    } catch (const Error& e) {
+        threw = e.code() == ErrorCode::Corruption;
+    }
+    CHECK(threw && log.endOffset() == 7);
+    std::memcpy(log.reserve(landed.size()), landed.data(), landed.size());
+    r = log.commitReserved(CrcMode::Verify, good);
+    CHECK(r.baseOffset == 7 && !r.duplicate && log.endOffset() == 9);
     // Cancelled: nothing stored; the next reservation starts at the end again.
     uint8_t* p = log.reserve(a.size());
     log.cancelReserved();
@@ -309,8 +324,8 @@ static void testReservations() {
     if (pbig) {
         std::memcpy(pbig, big.data(), big.size());
         r = log.commitReserved(CrcMode::Verify);
-        CHECK(r.baseOffset == 7 && log.endOffset() == 8);
-        auto tail = log.read(7, 64 << 20);
+        CHECK(r.baseOffset == 9 && log.endOffset() == 10);
+        auto tail = log.read(9, 64 << 20);
         CHECK(tail.size() == 1 && tail[0].size == big.size() &&
               std::memcmp(tail[0].data + 32, big.data() + 32, big.size() - 32) == 0);
         CHECK(log.read(0, 64 << 20).size() >= 2); // the earlier segment is still there

@@ -143,7 +143,9 @@ class Broker {
     /// partition's log (see PartitionLog::reserve); nullptr when not possible.
     uint8_t* reserve(const std::string& topic, uint32_t partition, uint64_t length);
     /// Publish the partition's oldest reservation (refused after the topic is complete).
-    AppendResult commitReserved(const std::string& topic, uint32_t partition, CrcMode mode = CrcMode::Verify);
+    /// @p landedCrc as for PartitionLog::commitReserved.
+    AppendResult commitReserved(const std::string& topic, uint32_t partition, CrcMode mode = CrcMode::Verify,
+                                std::optional<uint32_t> landedCrc = std::nullopt);
     /// Drop the partition's oldest reservation.
     void cancelReserved(const std::string& topic, uint32_t partition);
     /// Stored batches from @p offset, waiting up to @p timeoutMs for data.

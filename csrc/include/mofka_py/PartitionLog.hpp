@@ -145,7 +145,10 @@ class PartitionLog {
     uint8_t* reserve(uint64_t length);
     /// Publish the oldest reservation: check the batch header and CRC, drop a producer's
     /// duplicate, assign offsets. A refused batch is dropped (later reservations move down).
-    AppendResult commitReserved(CrcMode mode = CrcMode::Verify);
+    /// @p landedCrc: the CRC32C of the batch's covered bytes (kCrcCoverageStart onwards),
+    /// computed by the transport over the reserved memory as the pieces landed; it is checked
+    /// against the header instead of reading the whole batch again under the lock.
+    AppendResult commitReserved(CrcMode mode = CrcMode::Verify, std::optional<uint32_t> landedCrc = std::nullopt);
     /// Drop the oldest reservation unpublished (its transfer failed).
     void cancelReserved();
 

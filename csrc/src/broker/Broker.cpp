@@ -505,13 +505,14 @@ uint8_t* Broker::reserve(const std::string& topic, uint32_t partition, uint64_t 
     return t->logs[partition]->reserve(length);
 }
 
-AppendResult Broker::commitReserved(const std::string& topic, uint32_t partition, CrcMode mode) {
+AppendResult Broker::commitReserved(const std::string& topic, uint32_t partition, CrcMode mode,
+                                    std::optional<uint32_t> landedCrc) {
     auto t = getTopic(topic);
     if (t->complete) {
         t->logs[partition]->cancelReserved();
         throw Error(ErrorCode::Closed, "topic '" + topic + "' is marked complete and accepts no more events");
     }
-    AppendResult r = t->logs[partition]->commitReserved(mode);
+    AppendResult r = t->logs[partition]->commitReserved(mode, landedCrc);
     t->bump();
     return r;
 }

@@ -558,7 +558,7 @@ void PartitionLog::cancelReserved() {
     if (!m_reserved.empty()) m_reserved.erase(m_reserved.begin());
 }
 
-AppendResult PartitionLog::commitReserved(CrcMode mode) {
+AppendResult PartitionLog::commitReserved(CrcMode mode, std::optional<uint32_t> landedCrc) {
     std::unique_lock<std::mutex> lock(m_mutex);
     if (m_reserved.empty()) throw Error(ErrorCode::Generic, "commitReserved without a reservation");
     const auto [reservedAt, length] = m_reserved.front();
@@ -573,7 +573,8 @@ AppendResult PartitionLog::commitReserved(CrcMode mode) {
         h->lengthCheck != lengthCheck(h->length))
         throw Error(ErrorCode::Corruption, "malformed record batch received; it was not stored");
     if (auto again = resentLocked(*h)) return *again;
-    const uint32_t crc = crc32c(0, seg.base + pos + kCrcCoverageStart, size_t(length) - kCrcCoverageStart);
+    const uint32_t crc =
+        landedCrc ? *landedCrc : crc32c(0, seg.base + pos + kCrcCoverageStart, size_t(length) - kCrcCoverageStart);
     if (mode == CrcMode::Verify && crc != h->crc)
         throw Error(ErrorCode::Corruption,
                     "record batch CRC32C mismatch: the batch was damaged in transit; it was not stored");

@@ -139,10 +139,10 @@ uint32_t reflect32(uint32_t v) {
     return r;
 }
 struct FoldConstants {
-    uint64_t k[5][2]; // distances 256, 64, 48, 32, 16 bytes: {lo, hi}
+    uint64_t k[6][2]; // distances 256, 64, 48, 32, 16, 128 bytes: {lo, hi}
     FoldConstants() {
-        const size_t d[5] = {256, 64, 48, 32, 16};
-        for (int i = 0; i < 5; ++i) {
+        const size_t d[6] = {256, 64, 48, 32, 16, 128};
+        for (int i = 0; i < 6; ++i) {
             k[i][0] = reflect32(xPowModP(8 * d[i] + 31));
             k[i][1] = reflect32(xPowModP(8 * d[i] - 33));
         }
@@ -164,7 +164,7 @@ MOFKA_PY_FOLD_TARGET inline __m512i fold512(__m512i x, __m512i k, __m512i next) 
     return _mm512_ternarylogic_epi64(_mm512_clmulepi64_epi128(x, k, 0x00), _mm512_clmulepi64_epi128(x, k, 0x11), next,
                                      0x96); // a ^ b ^ c
 }
-MOFKA_PY_FOLD_TARGET inline __m128i fold128(__m128i x, const uint64_t* k) {
+__attribute__((target("pclmul,sse4.2"))) inline __m128i fold128(__m128i x, const uint64_t* k) {
     __m128i kk = _mm_set_epi64x(int64_t(k[1]), int64_t(k[0]));
     return _mm_xor_si128(_mm_clmulepi64_si128(x, kk, 0x00), _mm_clmulepi64_si128(x, kk, 0x11));
 }
@@ -207,6 +207,54 @@ MOFKA_PY_FOLD_TARGET uint32_t rawFold512(uint32_t c, const uint8_t* p, size_t n)
 }
 const bool g_fold512 = detectFold512();
 constexpr size_t kFoldMin = 1024; // below this the crc32 instruction is as fast
+
+// The same folding with 32-byte registers (AVX2 + VPCLMULQDQ, e.g. AMD Zen 3): four registers
+// walk the input 128 bytes at a time (D = 128), fold into one register (D = 32), whose two
+// 16-byte halves fold into one (D = 16).
+bool detectFold256() {
+    return __builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("avx2") &&
+           __builtin_cpu_supports("vpclmulqdq");
+}
+
+#define MOFKA_PY_FOLD256_TARGET __attribute__((target("avx2,vpclmulqdq,pclmul,sse4.2")))
+
+MOFKA_PY_FOLD256_TARGET inline __m256i fold256(__m256i x, __m256i k, __m256i next) {
+    return _mm256_xor_si256(
+        _mm256_xor_si256(_mm256_clmulepi64_epi128(x, k, 0x00), _mm256_clmulepi64_epi128(x, k, 0x11)), next);
+}
+
+MOFKA_PY_FOLD256_TARGET inline __m256i pair256(const uint64_t* k) {
+    return _mm256_set_epi64x(int64_t(k[1]), int64_t(k[0]), int64_t(k[1]), int64_t(k[0]));
+}
+MOFKA_PY_FOLD256_TARGET inline __m256i load(const uint8_t* q) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q));
+}
+
+/// Raw register update over @p n >= 128 bytes.
+MOFKA_PY_FOLD256_TARGET uint32_t rawFold256(uint32_t c, const uint8_t* p, size_t n) {
+    const FoldConstants& fc = foldConstants();
+    const __m256i k128 = pair256(fc.k[5]), k32 = pair256(fc.k[3]);
+    __m256i x0 = _mm256_xor_si256(load(p), _mm256_set_epi64x(0, 0, 0, int64_t(c)));
+    __m256i x1 = load(p + 32), x2 = load(p + 64), x3 = load(p + 96);
+    p += 128;
+    n -= 128;
+    while (n >= 128) {
+        x0 = fold256(x0, k128, load(p));
+        x1 = fold256(x1, k128, load(p + 32));
+        x2 = fold256(x2, k128, load(p + 64));
+        x3 = fold256(x3, k128, load(p + 96));
+        p += 128;
+        n -= 128;
+    }
+    x1 = fold256(x0, k32, x1);
+    x2 = fold256(x1, k32, x2);
+    x3 = fold256(x2, k32, x3);
+    __m128i r = _mm_xor_si128(fold128(_mm256_castsi256_si128(x3), fc.k[4]), _mm256_extracti128_si256(x3, 1));
+    uint64_t lo = uint64_t(_mm_cvtsi128_si64(r)), hi = uint64_t(_mm_extract_epi64(r, 1));
+    uint64_t c64 = _mm_crc32_u64(_mm_crc32_u64(0, lo), hi);
+    return rawHw(uint32_t(c64), p, n);
+}
+const bool g_fold256 = detectFold256();
 #endif
 #else
 bool detectHardware() { return false; }
@@ -218,6 +266,7 @@ const bool g_hw = detectHardware();
 uint32_t rawBest(uint32_t c, const uint8_t* p, size_t n) {
 #ifdef MOFKA_PY_FOLD512
     if (g_fold512 && n >= kFoldMin) return rawFold512(c, p, n);
+    if (g_fold256 && n >= kFoldMin) return rawFold256(c, p, n);
 #endif
     return g_hw ? rawHw(c, p, n) : rawPortable(c, p, n);
 }

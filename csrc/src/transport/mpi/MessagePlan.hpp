@@ -7,6 +7,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <utility>
@@ -32,20 +33,26 @@ class MessagePlan {
     static constexpr size_t kAlone = size_t(64) << 10; ///< runs this long get a message of their own
     static constexpr size_t kMaxMessage = size_t(1) << 30;
 
+    /// @p maxMessage: longer runs are split into messages of this size (int counts need at most
+    /// kMaxMessage; produce payloads use shorter ones, see kProduceMessageBytes).
+    explicit MessagePlan(size_t maxMessage = kMaxMessage) : m_max(std::min(maxMessage, kMaxMessage)) {}
+
     void add(const void* p, size_t n) {
         if (n == 0) return;
         auto* b = static_cast<const uint8_t*>(p);
-        if (!m_runs.empty() && m_runs.back().first + m_runs.back().second == b &&
-            m_runs.back().second + n <= kMaxMessage) {
-            m_runs.back().second += n;
-            return;
+        if (!m_runs.empty() && m_runs.back().first + m_runs.back().second == b) {
+            // Merge with the previous run up to the message size; the rest starts a new run.
+            size_t take = std::min(n, m_max - std::min(m_max, m_runs.back().second));
+            m_runs.back().second += take;
+            b += take;
+            n -= take;
         }
-        while (n > kMaxMessage) { // int counts: split very long runs
-            m_runs.emplace_back(b, kMaxMessage);
-            b += kMaxMessage;
-            n -= kMaxMessage;
+        while (n > m_max) {
+            m_runs.emplace_back(b, m_max);
+            b += m_max;
+            n -= m_max;
         }
-        m_runs.emplace_back(b, n);
+        if (n) m_runs.emplace_back(b, n);
     }
     bool empty() const { return m_runs.empty(); }
 
@@ -104,12 +111,13 @@ class MessagePlan {
                 m_lengths.push_back(n);
                 continue;
             }
-            if (bytes + n > kMaxMessage) close(i);
+            if (bytes + n > m_max) close(i);
             bytes += n;
         }
         close(m_runs.size());
     }
 
+    size_t m_max;
     std::vector<std::pair<const uint8_t*, size_t>> m_runs;
     std::vector<Group> m_groups;
     std::vector<uint64_t> m_lengths;

@@ -68,7 +68,7 @@ class MpiClient final : public RemoteClient {
         // The CRC is computed here, once, and checked by the server's log.
         markTraffic(m_traffic);
         batch.header().crc = batchCrc(batch.pieces);
-        MessagePlan payload;
+        MessagePlan payload(kProduceMessageBytes);
         Writer w = produceRequest(topic, partition, batch, payload);
         return appendResult(call(partitionServer(topic, partition), w, &payload));
     }
@@ -91,7 +91,7 @@ class MpiClient final : public RemoteClient {
         try {
             markTraffic(m_traffic);
             batch.header().crc = batchCrc(batch.pieces);
-            MessagePlan payload;
+            MessagePlan payload(kProduceMessageBytes);
             Writer w = produceRequest(topic, partition, batch, payload);
             admit(false);
             a->deadline = Clock::now() + std::chrono::milliseconds(m_timeoutMs);

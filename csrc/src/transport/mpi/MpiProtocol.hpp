@@ -17,6 +17,10 @@ constexpr int kFirstReplyTag = 1;
 constexpr int kLastReplyTag = 32000; // MPI guarantees tags up to 32767
 /// Fetch replies up to this size carry the stored bytes in the reply message itself.
 constexpr size_t kInlineFetchBytes = 16 << 10;
+/// Produce payloads travel in messages of at most this size: the server checks each one's CRC
+/// as soon as it has landed, while it is still in cache, instead of reading the whole batch
+/// again from memory once it is complete.
+constexpr size_t kProduceMessageBytes = size_t(1) << 20;
 
 /// Requests: the streaming ones the MPI transport carries its own way (batches sent and received
 /// without packing, parked long polls), the transport's own bookkeeping, and every other request

@@ -9,6 +9,7 @@
 #include "broker/LongPolls.hpp"
 #include "wire/Messages.hpp"
 
+#include "mofka_py/Crc32c.hpp"
 #include "mofka_py/RecordBatch.hpp"
 
 #include <algorithm>
@@ -47,6 +48,26 @@ struct MpiServer::State {
         SealedBatch batch;
         std::shared_ptr<uint8_t> body;
         bool direct = false; ///< received straight into the partition's log (a reservation)
+        // The CRC of what has landed so far, message by message (see land()).
+        uint8_t* base = nullptr; ///< where the batch is received
+        std::vector<uint64_t> lengths; ///< of its messages
+        size_t landed = 0; ///< messages received and checked
+        uint64_t landedBytes = 0;
+        uint32_t crc = 0; ///< CRC32C of the covered bytes among them
+
+        /// Fold every message received since the last call into the CRC while it is still in
+        /// cache; true once the whole batch is here.
+        bool land() {
+            while (landed < reqs.size()) {
+                int flag = 0;
+                check(MPI_Test(&reqs[landed], &flag, MPI_STATUS_IGNORE), "receiving a record batch");
+                if (!flag) return false;
+                uint64_t from = std::max<uint64_t>(landedBytes, kCrcCoverageStart);
+                landedBytes += lengths[landed++];
+                if (landedBytes > from) crc = crc32c(crc, base + from, size_t(landedBytes - from));
+            }
+            return true;
+        }
     };
     /// Where a long poll's answer goes: the client rank and the request's tag.
     struct PollWho {
@@ -166,16 +187,18 @@ struct MpiServer::State {
         }
         if (dst) {
             in.direct = true;
-            irecvAll(dst, lengths, src, tag, req, in.reqs);
-            return;
+            in.base = dst;
+        } else {
+            in.body = pool->get(size_t(length));
+            in.base = in.body.get();
         }
-        in.body = pool->get(size_t(length));
-        irecvAll(in.body.get(), lengths, src, tag, req, in.reqs);
+        irecvAll(in.base, lengths, src, tag, req, in.reqs);
+        in.lengths = std::move(lengths);
     }
 
     void finishProduce(Incoming& in) {
         if (in.direct) {
-            AppendResult res = broker->commitReserved(in.topic, in.partition, CrcMode::Verify);
+            AppendResult res = broker->commitReserved(in.topic, in.partition, CrcMode::Verify, in.crc);
             Writer w = ok();
             w.put(res.baseOffset).put<uint8_t>(res.duplicate ? 1 : 0);
             send(in.src, in.tag, w);
@@ -298,17 +321,24 @@ struct MpiServer::State {
                 ++it;
                 continue;
             }
-            int flag = 0;
-            int rc = MPI_Testall(int(it->reqs.size()), it->reqs.data(), &flag, MPI_STATUSES_IGNORE);
-            if (rc == MPI_SUCCESS && !flag) {
+            bool here = true;
+            std::exception_ptr failed; // the transfer failed: answered below
+            try {
+                here = it->land();
+            } catch (...) {
+                failed = std::current_exception();
+            }
+            if (!here) {
                 waiting.push_back(it->src);
                 blocked.emplace_back(&it->topic, it->partition);
                 ++it;
                 continue;
             }
             try {
-                if (rc != MPI_SUCCESS && it->direct) broker->cancelReserved(it->topic, it->partition);
-                check(rc, "receiving a record batch");
+                if (failed) {
+                    if (it->direct) broker->cancelReserved(it->topic, it->partition);
+                    std::rethrow_exception(failed);
+                }
                 finishProduce(*it);
             } catch (const Error& e) {
                 sendError(it->src, it->tag, e.code(), e.what());
