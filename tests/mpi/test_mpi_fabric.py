@@ -323,3 +323,40 @@ def test_idle_ranks_sleep_after_the_spindown(spindown_ms):
             used, wall = cpu_seconds() - before, time.monotonic() - t0
         shares = c.allgather(used / wall)  # every rank reaches this collective, then all check
         assert max(shares) < 0.3, f"ranks used {[f'{s:.0%}' for s in shares]} of a core while idle"
+
+
+def _wake_pages() -> list:
+    return sorted(f for f in os.listdir("/dev/shm") if f.startswith("mofka-py-")) if os.path.isdir("/dev/shm") else []
+
+
+@pytest.mark.parametrize("wake", ["1", "0"])
+def test_idle_ranks_woken_or_sleeping(wake, monkeypatch):
+    """Events cross idle spells with the wake-up channel on (pollers block in the kernel and are
+    woken) and off (MOFKA_PY_MPI_WAKE=0: they sleep their backoff); the channel's shared pages are
+    unlinked once every rank mapped them, so nothing is left in /dev/shm, even while the fabric runs."""
+    import time
+
+    monkeypatch.setenv("MOFKA_PY_MPI_WAKE", wake)
+    before = WORLD.bcast(_wake_pages() if WORLD.rank == 0 else None, root=0)
+    with mpi.fabric(WORLD, servers=1, spindown_ms=0) as fab:
+        if fab is not None:
+            assert _wake_pages() == before  # pages are unlinked as soon as everyone has them
+            c = fab.comm
+            if c.rank == 0:
+                fab.create_topic("idle", partitions=1)
+            c.Barrier()
+            topic = fab.topic("idle")
+            consumer = topic.consumer(start="earliest") if c.rank == c.size - 1 else None
+            for i in range(5):
+                c.Barrier()
+                time.sleep(0.02)  # every poller past its quick window: armed and blocked, or asleep
+                if c.rank == 0:
+                    with topic.producer(linger_ms=0) as prod:
+                        prod.push({"i": i}).result()
+                if consumer is not None:
+                    ev = consumer.pull(timeout=30)
+                    assert ev is not None and ev.metadata == {"i": i}
+            if consumer is not None:
+                consumer.close()
+    WORLD.Barrier()
+    assert _wake_pages() == before

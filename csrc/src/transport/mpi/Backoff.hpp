@@ -1,5 +1,7 @@
 // Polling MPI without spinning a core: how long a poller waits between polls.
 #pragma once
+#include "transport/mpi/Wake.hpp"
+
 #include <sys/prctl.h>
 
 #include <algorithm>
@@ -37,15 +39,28 @@ inline void markTraffic(Traffic& t) { t.store(steadyNs(), std::memory_order_rela
 /// transfer is under way it only yields: MPI moves large messages only inside
 /// MPI calls, so sleeping between polls would throttle it. The thread's timer
 /// slack is set to 1 us so that short sleeps are short (the default adds ~50 us).
+///
+/// With a WakeChannel (ranks on one node), a poller that would sleep arms the
+/// channel instead (polls once more), then blocks in the kernel until a
+/// wake-up or the end of its sleep: a rank that sends this one a message
+/// while it is armed wakes it, so the first event after an idle spell is not
+/// held up by a sleep. When every rank is on this node, sleeps grow to
+/// kMaxWakeSleepUs (a wake-up comes); otherwise they stay at kMaxSleepUs
+/// (ranks elsewhere cannot wake this one).
 class Backoff {
   public:
     static constexpr int64_t kQuickNs = 100000; ///< yield-only window after the poller's own progress
     static constexpr int64_t kMaxSleepUs = 250; ///< longest sleep between polls of an idle fabric
+    static constexpr int64_t kMaxWakeSleepUs = 2000; ///< the same when every rank can wake this one
 
     /// @p traffic: the rank's Traffic mark, yielding for @p spindownUs after it (none: only the
-    /// 100 us window after the poller's own progress applies).
-    explicit Backoff(const Traffic* traffic = nullptr, int64_t spindownUs = 0)
-    : m_spindownNs(spindownUs * 1000), m_traffic(traffic) {}
+    /// 100 us window after the poller's own progress applies). @p wake: this rank's channel.
+    explicit Backoff(const Traffic* traffic = nullptr, int64_t spindownUs = 0, WakeChannel* wake = nullptr)
+    : m_spindownNs(spindownUs * 1000), m_traffic(traffic), m_wake(wake && wake->enabled() ? wake : nullptr),
+      m_seen(m_wake ? m_wake->generation() : 0) {}
+    ~Backoff() { disarm(); }
+    Backoff(const Backoff&) = delete; // armed state belongs to one poller
+    Backoff& operator=(const Backoff&) = delete;
 
     void idle(bool transferring = false) {
         if (transferring) {
@@ -55,11 +70,26 @@ class Backoff {
         int64_t now = steadyNs();
         if (m_rounds++ == 0) m_since = now;
         bool quick = now - m_since < kQuickNs;
-        if (quick || (m_traffic && now - m_traffic->load(std::memory_order_relaxed) < m_spindownNs)) {
+        bool spinning = m_traffic && now - m_traffic->load(std::memory_order_relaxed) < m_spindownNs;
+        if (quick || spinning) {
             std::this_thread::yield();
             return;
         }
         tightTimerSlack();
+        if (m_wake) {
+            if (!m_armed) { // from now on a message to this rank wakes it; poll once more first
+                m_wake->arm();
+                m_armed = true;
+                return;
+            }
+            int64_t cap = m_wake->allLocal() ? kMaxWakeSleepUs : kMaxSleepUs;
+            int64_t us = std::min<int64_t>(cap, int64_t(2) << std::min(m_sleeps++, 10));
+            m_wake->wait(us, m_seen);
+            uint64_t now = m_wake->generation(); // read before the caller's next poll
+            if (now != m_seen) reset(); // woken: a message is on its way, poll eagerly again
+            m_seen = now;
+            return;
+        }
         int64_t us = std::min<int64_t>(kMaxSleepUs, int64_t(2) << std::min(m_sleeps++, 7));
         std::this_thread::sleep_for(std::chrono::microseconds(us));
     }
@@ -67,9 +97,14 @@ class Backoff {
     void reset() {
         m_rounds = 0;
         m_sleeps = 0;
+        disarm();
     }
 
   private:
+    void disarm() {
+        if (m_armed) m_wake->disarm();
+        m_armed = false;
+    }
     static void tightTimerSlack() {
 #ifdef PR_SET_TIMERSLACK
         thread_local bool done = false;
@@ -81,6 +116,9 @@ class Backoff {
     }
     int64_t m_spindownNs;
     const Traffic* m_traffic;
+    WakeChannel* m_wake;
+    uint64_t m_seen; ///< the channel's generation before the caller's last poll
+    bool m_armed = false;
     int m_rounds = 0;
     int m_sleeps = 0;
     int64_t m_since = 0;

@@ -29,9 +29,9 @@ using Clock = std::chrono::steady_clock;
 class MpiClient final : public RemoteClient {
   public:
     MpiClient(MPI_Comm requests, MPI_Comm replies, std::vector<int> servers, int64_t timeoutMs, int64_t spindownUs,
-              std::string url)
+              std::string url, std::shared_ptr<WakeChannel> wake)
     : m_req(requests), m_rep(replies), m_servers(std::move(servers)), m_timeoutMs(timeoutMs), m_spindownUs(spindownUs),
-      m_url(std::move(url)) {}
+      m_url(std::move(url)), m_wake(std::move(wake)) {}
 
     ~MpiClient() override {
         try {
@@ -223,6 +223,7 @@ class MpiClient final : public RemoteClient {
                                 check(MPI_Isend(m.data(), int(m.size()), MPI_BYTE, o.server, kRequestTag, m_req,
                                                 &cancelReqs.back()),
                                       "MPI_Isend (cancel)");
+                                if (m_wake) m_wake->wake(o.server);
                             }
                         }
                     }
@@ -448,6 +449,14 @@ class MpiClient final : public RemoteClient {
         check(MPI_Isend(c.msg.data(), int(c.msg.size()), MPI_BYTE, server, kRequestTag, m_req, &c.sends[0]),
               "MPI_Isend (request)");
         if (payload && !payload->empty()) payload->isendAll(server, c.tag, m_req, c.sends);
+        if (m_wake) {
+            // Push the request out (MPI may hold it until the next progress call) before waking the server.
+            int flag = 0;
+            check(MPI_Testall(int(c.sends.size()), c.sends.data(), &flag, MPI_STATUSES_IGNORE),
+                  "MPI_Testall (request)");
+            c.sent = flag != 0;
+            m_wake->wake(server);
+        }
     }
 
     /// Move a call on (sends done? reply here?); true if anything happened.
@@ -594,7 +603,7 @@ class MpiClient final : public RemoteClient {
     }
 
     /// How every poller of this client waits: eagerly while events flow, then sleeping.
-    Backoff pacer() const { return Backoff(&m_traffic, m_spindownUs); }
+    Backoff pacer() const { return Backoff(&m_traffic, m_spindownUs, m_wake.get()); }
 
     [[noreturn]] void timedOut(int server, int64_t ms) {
         // A late reply could be matched by a later request: this client is done.
@@ -665,6 +674,7 @@ class MpiClient final : public RemoteClient {
     int64_t m_spindownUs;
     Traffic m_traffic{0}; ///< when this rank last produced or fetched events
     std::string m_url;
+    std::shared_ptr<WakeChannel> m_wake; ///< this rank's wake-ups (may be null)
     std::atomic<uint64_t> m_nextTag{0};
     std::shared_ptr<BufferPool> m_pool = std::make_shared<BufferPool>(size_t(256) << 20);
     std::mutex m_mutex;
@@ -686,9 +696,10 @@ class MpiClient final : public RemoteClient {
 } // namespace
 
 std::shared_ptr<BrokerClient> makeMpiClient(MPI_Comm requests, MPI_Comm replies, std::vector<int> servers,
-                                            int64_t requestTimeoutMs, int64_t spindownUs, std::string url) {
+                                            int64_t requestTimeoutMs, int64_t spindownUs, std::string url,
+                                            std::shared_ptr<mpi::WakeChannel> wake) {
     return std::make_shared<MpiClient>(requests, replies, std::move(servers), requestTimeoutMs, spindownUs,
-                                       std::move(url));
+                                       std::move(url), std::move(wake));
 }
 
 } // namespace mofka_py

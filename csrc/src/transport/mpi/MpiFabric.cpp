@@ -9,6 +9,10 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
+#include <random>
+
+#include <unistd.h>
 
 namespace mofka_py {
 
@@ -55,6 +59,7 @@ class MpiFabricImpl {
         check(MPI_Comm_dup(comm, &m_rep), "MPI_Comm_dup");
         MPI_Comm_set_errhandler(m_req, MPI_ERRORS_RETURN);
         MPI_Comm_set_errhandler(m_rep, MPI_ERRORS_RETURN);
+        m_wake = makeWakeChannel();
 
         // Start the servers, then agree that every rank succeeded before anyone sends.
         std::string failure;
@@ -69,7 +74,7 @@ class MpiFabricImpl {
                     directory = dir.string();
                 }
                 m_broker = std::make_shared<Broker>(hostedBrokerOptions(opts.defaults, opts.repair, directory));
-                m_server = std::make_unique<MpiServer>(m_req, m_rep, m_broker, clients, opts.spindownUs);
+                m_server = std::make_unique<MpiServer>(m_req, m_rep, m_broker, clients, opts.spindownUs, m_wake);
             } catch (const Error& e) {
                 failure = e.what();
                 failureCode = e.code();
@@ -93,7 +98,7 @@ class MpiFabricImpl {
         }
         if (m_isClient)
             m_client = makeMpiClient(m_req, m_rep, servers, opts.requestTimeoutMs, opts.spindownUs,
-                                     "mpi://" + std::to_string(servers.size()) + "-servers");
+                                     "mpi://" + std::to_string(servers.size()) + "-servers", m_wake);
     }
 
     ~MpiFabricImpl() {
@@ -159,10 +164,8 @@ class MpiFabricImpl {
     }
 
   private:
-    /// A polled MPI_Iallreduce: MPICH would spin a core in the blocking one.
-    void allreduce(int* in, int* out, MPI_Op op) {
-        MPI_Request r;
-        check(MPI_Iallreduce(in, out, 1, MPI_INT, op, m_req, &r), "MPI_Iallreduce");
+    /// Wait for a collective by polling: MPICH would spin a core in the blocking one.
+    static void complete(MPI_Request& r) {
         Backoff backoff;
         for (;;) {
             int flag = 0;
@@ -170,6 +173,45 @@ class MpiFabricImpl {
             if (flag) return;
             backoff.idle();
         }
+    }
+
+    void allreduce(int* in, int* out, MPI_Op op) {
+        MPI_Request r;
+        check(MPI_Iallreduce(in, out, 1, MPI_INT, op, m_req, &r), "MPI_Iallreduce");
+        complete(r);
+    }
+
+    /// This rank's wake-up socket, named after a token drawn by rank 0 (two fabrics of one job, or
+    /// two jobs on a node, never share names); the ranks on this node are those with the same
+    /// processor name. MOFKA_PY_MPI_WAKE=0 turns wake-ups off (pollers sleep their backoff).
+    std::shared_ptr<WakeChannel> makeWakeChannel() {
+        const char* env = std::getenv("MOFKA_PY_MPI_WAKE");
+        int on = env && std::string(env) == "0" ? 0 : 1, allOn = 0;
+        allreduce(&on, &allOn, MPI_MIN); // every rank takes the same path
+        if (!allOn) return nullptr;
+        uint64_t token = 0;
+        if (m_rank == 0) token = (uint64_t(std::random_device{}()) << 32) ^ std::random_device{}() ^ uint64_t(getpid());
+        MPI_Request r;
+        check(MPI_Ibcast(&token, 1, MPI_UINT64_T, 0, m_req, &r), "MPI_Ibcast");
+        complete(r);
+        char name[MPI_MAX_PROCESSOR_NAME] = {};
+        int len = 0;
+        MPI_Get_processor_name(name, &len);
+        uint64_t host = std::hash<std::string>()(std::string(name, size_t(len)));
+        std::vector<uint64_t> hosts(static_cast<size_t>(m_size));
+        check(MPI_Iallgather(&host, 1, MPI_UINT64_T, hosts.data(), 1, MPI_UINT64_T, m_req, &r), "MPI_Iallgather");
+        complete(r);
+        std::vector<bool> local(static_cast<size_t>(m_size));
+        for (int i = 0; i < m_size; ++i) local[size_t(i)] = hosts[size_t(i)] == host;
+        auto channel = std::make_shared<WakeChannel>(token, m_rank, std::move(local));
+        // Every rank's page exists before the others map it, and is unlinked once they have.
+        // A rank whose socket or page could not be made sleeps its backoff and is never woken.
+        int one = 1, all = 0;
+        allreduce(&one, &all, MPI_MIN);
+        channel->openPeers();
+        allreduce(&one, &all, MPI_MIN);
+        channel->unlinkOwn();
+        return channel;
     }
 
     void releaseComms() {
@@ -184,6 +226,7 @@ class MpiFabricImpl {
     std::shared_ptr<Broker> m_broker;
     std::unique_ptr<MpiServer> m_server;
     std::shared_ptr<BrokerClient> m_client;
+    std::shared_ptr<WakeChannel> m_wake; ///< this rank's wake-ups (null when turned off)
 };
 
 MpiFabric::MpiFabric(MPI_Comm comm, const MpiFabricOptions& options)

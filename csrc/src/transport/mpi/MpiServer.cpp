@@ -27,6 +27,7 @@ struct MpiServer::State {
     std::shared_ptr<Broker> broker;
     int clients;
     int64_t spindownUs;
+    std::shared_ptr<WakeChannel> wake; ///< may be null
     int byes = 0;
     Traffic traffic{0}; ///< when events last came in or went out
 
@@ -94,6 +95,11 @@ struct MpiServer::State {
         s.head = std::move(w.buf);
         s.reqs.assign(1, MPI_REQUEST_NULL);
         check(MPI_Isend(s.head.data(), int(s.head.size()), MPI_BYTE, dst, tag, rep, &s.reqs[0]), "MPI_Isend (reply)");
+        if (wake) {
+            int flag = 0; // push the reply out (MPI may hold it until the next progress call), then wake
+            check(MPI_Test(&s.reqs[0], &flag, MPI_STATUS_IGNORE), "MPI_Test (reply)");
+            wake->wake(dst);
+        }
     }
 
     void sendError(int dst, int tag, ErrorCode code, const std::string& msg) {
@@ -367,8 +373,8 @@ struct MpiServer::State {
 };
 
 MpiServer::MpiServer(MPI_Comm requests, MPI_Comm replies, std::shared_ptr<Broker> broker, int clients,
-                     int64_t spindownUs)
-: m_state(new State{requests, replies, std::move(broker), clients, spindownUs}) {
+                     int64_t spindownUs, std::shared_ptr<WakeChannel> wake)
+: m_state(new State{requests, replies, std::move(broker), clients, spindownUs, std::move(wake)}) {
     m_thread = std::thread([this] { run(); });
 }
 
@@ -380,7 +386,7 @@ MpiServer::~MpiServer() {
 
 void MpiServer::run() {
     State& s = *m_state;
-    Backoff backoff(&s.traffic, s.spindownUs);
+    Backoff backoff(&s.traffic, s.spindownUs, s.wake.get());
     try {
         while (!s.finished() && !s.stopping) {
             if (s.poll())

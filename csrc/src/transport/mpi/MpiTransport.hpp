@@ -3,6 +3,7 @@
 #pragma once
 #include "mofka_py/Broker.hpp"
 #include "mofka_py/BrokerClient.hpp"
+#include "transport/mpi/Wake.hpp"
 
 #include <mpi.h>
 
@@ -18,8 +19,10 @@ namespace mofka_py {
 
 /// A client over two duplicated communicators; close() tells every server it left.
 /// @p spindownUs: how long its pollers keep yielding (not sleeping) after events went through.
+/// @p wake: this rank's wake-up channel (see Wake.hpp), or null.
 std::shared_ptr<BrokerClient> makeMpiClient(MPI_Comm requests, MPI_Comm replies, std::vector<int> servers,
-                                            int64_t requestTimeoutMs, int64_t spindownUs, std::string url);
+                                            int64_t requestTimeoutMs, int64_t spindownUs, std::string url,
+                                            std::shared_ptr<mpi::WakeChannel> wake = nullptr);
 
 /**
  * Serves one Broker to the client ranks from a thread of its own: polls for
@@ -29,7 +32,9 @@ std::shared_ptr<BrokerClient> makeMpiClient(MPI_Comm requests, MPI_Comm replies,
 class MpiServer {
   public:
     /// @p spindownUs: how long the loop keeps yielding (not sleeping) after events went through.
-    MpiServer(MPI_Comm requests, MPI_Comm replies, std::shared_ptr<Broker> broker, int clients, int64_t spindownUs);
+    /// @p wake: this rank's wake-up channel (see Wake.hpp), or null.
+    MpiServer(MPI_Comm requests, MPI_Comm replies, std::shared_ptr<Broker> broker, int clients, int64_t spindownUs,
+              std::shared_ptr<mpi::WakeChannel> wake = nullptr);
     ~MpiServer();
     /// Wait up to @p timeoutMs (< 0: forever) for every client to leave.
     bool waitDone(int64_t timeoutMs);
