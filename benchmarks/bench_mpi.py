@@ -333,7 +333,8 @@ def write_results(new_lines, raw, rma, world_size):
     for c in cases:
         met = "" if "met" not in c else ("yes" if c["met"] else "**no**")
         if c["case"] == "latency":
-            rows.append(f"| {c['mode']} | {c['what']} | {human(c['size'])} | | | {c['raw_latency_us']} µs one-way | "
+            hand = f"; a blocking thread hand-off after the same idle: {c['handoff_us']} µs" if "handoff_us" in c else ""
+            rows.append(f"| {c['mode']} | {c['what']} | {human(c['size'])} | | | {c['raw_latency_us']} µs one-way{hand} | "
                         f"{c['latency_us']} µs | {c.get('target', '')} | {met} |")
         else:
             lim = f"{c['limit_GBps']} GB/s" + (" (ring)" if c["limit"].endswith("(ring)") else "")
