@@ -4,6 +4,7 @@ restarted after acknowledging part of a topic) against mofka_py.diaspora on file
 `mofka-py serve` over tcp://."""
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import textwrap
@@ -39,6 +40,7 @@ def backend(request, tmp_path):
     try:
         yield "mofka_py", {"url": svc.url}
     finally:
+        gc.collect()   # the test's drivers, producers and consumers go while the service is there to hear it
         svc.stop()
 
 

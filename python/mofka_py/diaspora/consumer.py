@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import collections
-from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Union
 
 from ..errors import Error
 from .components import DefaultSerializer, ThreadPool
@@ -92,6 +92,15 @@ class Event:
         except Error as exc:
             raise translate(exc) from None
 
+    def wait(self, timeout_ms: float = -1) -> "Event":
+        """The event itself (an event is the completed future of its ``pull()``)."""
+        return self
+
+    @property
+    def completed(self) -> Flag:
+        """True (an event is the completed future of its ``pull()``)."""
+        return TRUE
+
     def __repr__(self) -> str:
         return f"<mofka_py.diaspora.Event partition={self.partition['index']} event_id={self.event_id}>"
 
@@ -108,8 +117,10 @@ class FutureEvent:
     def wait(self, timeout_ms: float = -1) -> Optional[Event]:
         """The event, or None if none came within ``timeout_ms`` (negative: wait as long as it
         takes; wait again to keep waiting). Futures resolve in the order of their ``pull()``."""
-        if self._event is _UNSET:
-            self._cons._resolve(self, seconds(timeout_ms))
+        event = self._event
+        if event is not _UNSET:
+            return event  # type: ignore[no-any-return]
+        self._cons._resolve(self, seconds(timeout_ms))
         return None if self._event is _UNSET else self._event
 
     @property
@@ -168,6 +179,7 @@ class Consumer:
                           "docs/configuration.md)") from None
         except Error as exc:
             raise translate(exc) from None
+        self._native = self._c._c   # the core consumer: the Python wrapper's checks are done once here
 
     @property
     def name(self) -> str:
@@ -204,22 +216,40 @@ class Consumer:
         """The number of prefetched batches asked for."""
         return self._max_num_batches
 
-    def pull(self) -> FutureEvent:
-        """Ask for the next event; returns a :class:`FutureEvent` at once.
+    def pull(self) -> Union[FutureEvent, Event]:
+        """Ask for the next event; returns a future of it at once (a :class:`FutureEvent`, or the
+        :class:`Event` itself when it is already there: an event is also its own completed future).
 
         Once the topic was marked complete (``mofka_py.Topic.mark_complete``) and
         every event read, the future gives an event whose ``event_id`` is None.
         """
+        if not self._pending:
+            # An event already prefetched is its own completed future (pull itself never waits).
+            try:
+                ev = self._native.pull(0.0)
+            except Error as exc:
+                raise translate(exc) from None
+            if ev is not None:
+                event = Event(ev, self)
+                if self._select_data:
+                    event._data = self._selected(event)
+                return event
         fut = FutureEvent(self)
         self._pending.append(fut)
         return fut
+
+    def _event(self, ev: Any) -> Event:
+        event = Event(ev, self)
+        if self._select_data:
+            event._data = self._selected(event)
+        return event
 
     def _resolve(self, fut: FutureEvent, timeout: Optional[float]) -> None:
         """Give events to the pending futures, oldest first, until ``fut`` has one or ``timeout`` (s) passes."""
         pending = self._pending
         while fut._event is _UNSET:
             try:
-                ev = self._c.pull(timeout)
+                ev = self._native.pull(timeout)
             except Error as exc:
                 raise translate(exc) from None
             if ev is None:
@@ -227,9 +257,7 @@ class Consumer:
                     return
                 event = Event(None, self)
             else:
-                event = Event(ev, self)
-                if self._select_data:
-                    event._data = self._selected(event)
+                event = self._event(ev)
             pending.popleft()._event = event
 
     def _selected(self, event: Event) -> List[Any]:
