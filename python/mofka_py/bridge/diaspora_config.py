@@ -33,16 +33,6 @@ def is_diaspora_config(path: str) -> bool:
     return Path(path).suffix.lower() in _SUFFIXES
 
 
-def _flat(options: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
-    for key, value in options.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def _endpoint(name: str, driver: Any, fail: Any) -> Dict[str, Any]:
     """The bridge endpoint of one Diaspora driver."""
     if not isinstance(driver, dict) or not isinstance(driver.get("type"), str):
@@ -63,7 +53,9 @@ def _endpoint(name: str, driver: Any, fail: Any) -> Dict[str, Any]:
             endpoint["token_file"] = options["token_file"]
         return endpoint
     if kind in _KAFKA_TYPES:
-        settings = _flat(options.get("kafka", {}) if kind == "octopus" else options)
+        from .config import _flatten  # config imports this module
+
+        settings = _flatten(options.get("kafka", {}) if kind == "octopus" else options)
         bootstrap = settings.pop("bootstrap.servers", None) or settings.pop("bootstrap", None)
         if not isinstance(bootstrap, str) or not bootstrap:
             where = "kafka: {bootstrap.servers: host:port}" if kind == "octopus" else "bootstrap: host:port"

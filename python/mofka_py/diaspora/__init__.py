@@ -19,31 +19,5 @@ listed in docs/diaspora-migration.md.
 """
 from __future__ import annotations
 
-from .api import (
-    AdaptiveBatchSize,
-    ByteArrayAllocator,
-    ClientException,
-    Consumer,
-    DataDescriptor,
-    DiasporaError,
-    Driver,
-    Event,
-    Exception,
-    FullDataSelector,
-    FutureEvent,
-    FutureFlushed,
-    FutureUint,
-    Ordering,
-    PartitionSelector,
-    Producer,
-    Serializer,
-    ThreadPool,
-    TopicHandle,
-    Validator,
-)
-
-__all__ = [
-    "AdaptiveBatchSize", "ByteArrayAllocator", "ClientException", "Consumer", "DataDescriptor", "DiasporaError",
-    "Driver", "Event", "Exception", "FullDataSelector", "FutureEvent", "FutureFlushed", "FutureUint", "Ordering",
-    "PartitionSelector", "Producer", "Serializer", "ThreadPool", "TopicHandle", "Validator",
-]
+from .api import *  # noqa: F403 - the names of diaspora_stream.api, listed in api.__all__
+from .api import __all__  # noqa: F401

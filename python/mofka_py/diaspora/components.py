@@ -148,6 +148,15 @@ class DefaultValidator(Validator):
     type_name = "default"
 
 
+def _with_schema(kind: str, params: Dict[str, Any]) -> Dict[str, Any]:
+    """``params`` if it holds ``schema``, a JSON schema object; else the error saying so."""
+    if "schema" not in params:
+        raise invalid(f"the schema {kind} needs schema={{...}} (a JSON schema object)")
+    if not isinstance(params["schema"], dict):
+        raise invalid(f"schema must be a JSON object (a dict), not {type(params['schema']).__name__}")
+    return params
+
+
 _JSON_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
 
 
@@ -204,11 +213,7 @@ class SchemaValidator(Validator):
     type_name = "schema"
 
     def __init__(self, **params: Any):
-        if "schema" not in params:
-            raise invalid("the schema validator needs schema={...} (a JSON schema object)")
-        if not isinstance(params["schema"], dict):
-            raise invalid(f"schema must be a JSON object (a dict), not {type(params['schema']).__name__}")
-        super().__init__(**params)
+        super().__init__(**_with_schema("validator", params))
 
     def validate(self, metadata: Any, data: Any) -> None:
         """Raise if ``metadata`` does not match the schema."""
@@ -289,11 +294,7 @@ class SchemaSerializer(Serializer):
     type_name = "schema"
 
     def __init__(self, **params: Any):
-        if "schema" not in params:
-            raise invalid("the schema serializer needs schema={...} (a JSON schema object)")
-        if not isinstance(params["schema"], dict):
-            raise invalid(f"schema must be a JSON object (a dict), not {type(params['schema']).__name__}")
-        super().__init__(**params)
+        super().__init__(**_with_schema("serializer", params))
 
 
 Serializer._builtins = {"default": DefaultSerializer, "schema": SchemaSerializer}

@@ -8,7 +8,7 @@ from ..errors import Error
 from .components import DefaultSerializer, ThreadPool
 from .descriptor import DataDescriptor
 from .errors import invalid, translate
-from .producer import FALSE, TRUE, Flag, seconds
+from .producer import FALSE, TRUE, Client, Flag, seconds
 
 if TYPE_CHECKING:
     from .driver import TopicHandle
@@ -131,7 +131,7 @@ class FutureEvent:
         return FALSE if self._event is _UNSET else TRUE
 
 
-class Consumer:
+class Consumer(Client):
     """Pulls a topic's events as the consumer group named ``name`` (made by :meth:`TopicHandle.consumer`).
 
     Consumers of one name share the topic's partitions and its acknowledged
@@ -182,21 +182,6 @@ class Consumer:
         self._native = self._c._c   # the core consumer: the Python wrapper's checks are done once here
 
     @property
-    def name(self) -> str:
-        """The consumer's name (its group)."""
-        return self._name
-
-    @property
-    def topic(self) -> "TopicHandle":
-        """The topic it reads."""
-        return self._topic
-
-    @property
-    def thread_pool(self) -> ThreadPool:
-        """The thread pool it was given (or the driver's default)."""
-        return self._thread_pool
-
-    @property
     def data_selector(self) -> Optional[DataSelector]:
         """The data selector (None: all the data)."""
         return self._selector
@@ -205,16 +190,6 @@ class Consumer:
     def data_allocator(self) -> Optional[DataAllocator]:
         """The data allocator (None: views of the data without a copy)."""
         return self._allocator
-
-    @property
-    def batch_size(self) -> int:
-        """The batch size asked for (mofka-py prefetches by bytes: ``options={"prefetch_bytes": ...}``)."""
-        return self._batch_size
-
-    @property
-    def max_num_batches(self) -> int:
-        """The number of prefetched batches asked for."""
-        return self._max_num_batches
 
     def pull(self) -> Union[FutureEvent, Event]:
         """Ask for the next event; returns a future of it at once (a :class:`FutureEvent`, or the
@@ -303,26 +278,8 @@ class Consumer:
                 return
             yield event
 
-    def close(self) -> None:
-        """Commit what was acknowledged and leave the group (also done at garbage collection)."""
-        try:
-            self._c.close()
-        except Error as exc:
-            raise translate(exc) from None
-
-    def __enter__(self) -> "Consumer":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        c = getattr(self, "_c", None)
-        if c is not None:
-            try:
-                c.close()
-            except Exception:  # noqa: BLE001,S110 - nothing to report to at garbage collection
-                pass
+    def _closable(self) -> Any:
+        return getattr(self, "_c", None)
 
 
 def _scatter(pieces: List[memoryview], buffers: Sequence[Any], size: int) -> None:

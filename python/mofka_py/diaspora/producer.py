@@ -19,7 +19,7 @@ from .errors import invalid, translate
 if TYPE_CHECKING:
     from .driver import TopicHandle
 
-__all__ = ["Producer", "FutureUint", "FutureFlushed", "Flag"]
+__all__ = ["Producer", "FutureUint", "FutureFlushed", "Flag", "Client"]
 
 _U32 = (1 << 32) - 1
 
@@ -97,7 +97,70 @@ class FutureFlushed:
         return TRUE if self._p._p.pending_bytes == 0 else FALSE
 
 
-class Producer:
+class Client:
+    """What producers and consumers share: their name, topic, thread pool and batching, ``close()``,
+    ``with`` and closing at garbage collection."""
+
+    _name: str
+    _topic: "TopicHandle"
+    _thread_pool: ThreadPool
+    _batch_size: int
+    _max_num_batches: int
+
+    @property
+    def name(self) -> str:
+        """Its name (a consumer's is its group)."""
+        return self._name
+
+    @property
+    def topic(self) -> "TopicHandle":
+        """The topic it pushes into or reads."""
+        return self._topic
+
+    @property
+    def thread_pool(self) -> ThreadPool:
+        """The thread pool it was given (or the driver's default)."""
+        return self._thread_pool
+
+    @property
+    def batch_size(self) -> int:
+        """The batch size asked for (AdaptiveBatchSize: mofka-py's default batching or prefetch)."""
+        return self._batch_size
+
+    @property
+    def max_num_batches(self) -> int:
+        """The number of pending (producer) or prefetched (consumer) batches asked for; mofka-py bounds
+        bytes instead (``max_pending_bytes``, ``prefetch_bytes``)."""
+        return self._max_num_batches
+
+    def _closable(self) -> Any:
+        """The mofka-py object to close (None if construction failed before it)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Finish and let go (a producer stores what is queued, a consumer commits what was acknowledged
+        and leaves its group); also done at garbage collection."""
+        target = self._closable()
+        if target is not None:
+            try:
+                target.close()
+            except Error as exc:
+                raise translate(exc) from None
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001,S110 - nothing to report to at garbage collection
+            pass
+
+
+class Producer(Client):
     """Pushes events into a topic (made by :meth:`TopicHandle.producer`).
 
     Batching is mofka-py's: events go out when a batch fills or after ``linger_ms``
@@ -142,31 +205,6 @@ class Producer:
             self._selector.set_partitions(topic.partitions)
         self._plain = self._validator is None and self._serializer is None and self._selector is None
         self._push = self._p.push
-
-    @property
-    def name(self) -> str:
-        """The producer's name."""
-        return self._name
-
-    @property
-    def topic(self) -> "TopicHandle":
-        """The topic it pushes into."""
-        return self._topic
-
-    @property
-    def thread_pool(self) -> ThreadPool:
-        """The thread pool it was given (or the driver's default)."""
-        return self._thread_pool
-
-    @property
-    def batch_size(self) -> int:
-        """The batch size asked for (AdaptiveBatchSize: mofka-py's default batching)."""
-        return self._batch_size
-
-    @property
-    def max_num_batches(self) -> int:
-        """The maximum number of pending batches asked for (mofka-py bounds pending bytes instead)."""
-        return self._max_num_batches
 
     def push(self, metadata: Any, data: Any = None, *, partition: Optional[int] = None) -> FutureUint:
         """Queue an event: ``metadata`` a dict (or any JSON value) or a JSON text, ``data`` a buffer
@@ -218,26 +256,8 @@ class Producer:
         """Send what is queued; wait on the returned future until it is stored."""
         return FutureFlushed(self)
 
-    def close(self) -> None:
-        """Store what is queued and stop (also done when the producer is garbage collected)."""
-        try:
-            self._p.close()
-        except Error as exc:
-            raise translate(exc) from None
-
-    def __enter__(self) -> "Producer":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        p = getattr(self, "_p", None)
-        if p is not None:
-            try:
-                p.close()
-            except Exception:  # noqa: BLE001,S110 - nothing to report to at garbage collection
-                pass
+    def _closable(self) -> Any:
+        return getattr(self, "_p", None)
 
 
 def _json_text(text: str) -> bytes:
