@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import collections
+import itertools
 from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Union
+
+import orjson
 
 from ..errors import Error
 from .components import DefaultSerializer, ThreadPool
@@ -35,16 +38,40 @@ def ByteArrayAllocator(metadata: Any, descriptor: DataDescriptor) -> List[bytear
 _UNSET: Any = object()
 
 
+class _Batch:
+    """A batch of events handed out one by one: taken from the core in one call
+    (``pull_batch``), its events' data views made at once, metadata sliced when asked for."""
+
+    __slots__ = ("batch", "views", "first", "index", "_offsets", "_metadata")
+
+    def __init__(self, batch: Any):
+        self.batch = batch
+        self.views = batch.data_views()
+        self.first = batch.first_offset
+        self.index = batch.partition
+        self._offsets: Optional[List[int]] = None
+        self._metadata: Any = None
+
+    def metadata(self, i: int) -> bytes:
+        """The stored metadata bytes of event ``i`` (the batch's metadata, small, is copied once)."""
+        offsets = self._offsets
+        if offsets is None:
+            offsets = self._offsets = [0, *itertools.accumulate(self.batch.metadata_lengths())]
+            self._metadata = bytes(self.batch.metadata_view())
+        return self._metadata[offsets[i]:offsets[i + 1]]  # type: ignore[no-any-return]
+
+
 class Event:
     """An event pulled from a topic: ``metadata``, ``data`` (a list of buffers), ``event_id``, ``partition``.
 
     The event that ends a finished topic (see :meth:`Consumer.pull`) has ``event_id`` None.
     """
 
-    __slots__ = ("_ev", "_cons", "_meta", "_data")
+    __slots__ = ("_b", "_i", "_cons", "_meta", "_data")
 
-    def __init__(self, native: Any, consumer: "Consumer"):
-        self._ev = native
+    def __init__(self, batch: Optional[_Batch], i: int, consumer: "Consumer"):
+        self._b = batch   # None: the end-of-topic event
+        self._i = i
         self._cons = consumer
         self._meta = _UNSET
         self._data: Optional[List[Any]] = None
@@ -53,13 +80,14 @@ class Event:
     def metadata(self) -> Any:
         """The metadata, decoded by the topic's serializer (a dict for JSON objects)."""
         if self._meta is _UNSET:
-            ev = self._ev
-            if ev is None:
+            b = self._b
+            if b is None:
                 self._meta = {}
             elif self._cons._serializer is None:
-                self._meta = ev.metadata
+                raw = b.metadata(self._i)
+                self._meta = orjson.loads(raw) if raw else None  # as mofka-py's own Event.metadata
             else:
-                self._meta = self._cons._serializer.deserialize(ev.metadata_bytes)
+                self._meta = self._cons._serializer.deserialize(b.metadata(self._i))
         return self._meta
 
     @property
@@ -67,26 +95,26 @@ class Event:
         """The selected data: a list of buffers (one ``memoryview`` of the whole data, without a
         copy, unless the consumer has a data selector or allocator)."""
         if self._data is None:
-            self._data = [] if self._ev is None else [self._ev.data]
+            self._data = [] if self._b is None else [self._b.views[self._i]]
         return self._data
 
     @property
     def event_id(self) -> Optional[int]:
         """The event's id: its offset in its partition (None for the end-of-topic event)."""
-        return None if self._ev is None else self._ev.offset
+        return None if self._b is None else self._b.first + self._i
 
     @property
     def partition(self) -> Dict[str, int]:
         """The partition it comes from, as ``{"index": n}`` (what :attr:`TopicHandle.partitions` lists)."""
-        return {"index": -1 if self._ev is None else self._ev.partition}
+        return {"index": -1 if self._b is None else self._b.index}
 
     def acknowledge(self) -> None:
         """Mark this event and those before it in its partition as processed, durably: a consumer of
         the same name started later goes on after it."""
-        if self._ev is None:
+        if self._b is None:
             return
         try:
-            self._ev.ack()
+            self._b.batch[self._i].ack()
             if self._cons._commit_on_ack:
                 self._cons._c.commit()
         except Error as exc:
@@ -180,6 +208,9 @@ class Consumer(Client):
         except Error as exc:
             raise translate(exc) from None
         self._native = self._c._c   # the core consumer: the Python wrapper's checks are done once here
+        # Events come from the core a stored batch at a time (one call), and are handed out one by one.
+        self._b: Optional[_Batch] = None
+        self._i = self._n = 0
 
     @property
     def data_selector(self) -> Optional[DataSelector]:
@@ -199,22 +230,35 @@ class Consumer(Client):
         every event read, the future gives an event whose ``event_id`` is None.
         """
         if not self._pending:
-            # An event already prefetched is its own completed future (pull itself never waits).
-            try:
-                ev = self._native.pull(0.0)
-            except Error as exc:
-                raise translate(exc) from None
-            if ev is not None:
-                event = Event(ev, self)
+            # An event already here is its own completed future (pull itself never waits).
+            i = self._i
+            if i < self._n:
+                self._i = i + 1
+                event = Event(self._b, i, self)
                 if self._select_data:
                     event._data = self._selected(event)
+                return event
+            event = self._take(0.0)
+            if event is not None:
                 return event
         fut = FutureEvent(self)
         self._pending.append(fut)
         return fut
 
-    def _event(self, ev: Any) -> Event:
-        event = Event(ev, self)
+    def _take(self, timeout: Optional[float]) -> Optional[Event]:
+        """The next event, taking the next stored batch from the core when this one is used up;
+        None if none came within ``timeout`` seconds."""
+        i = self._i
+        if i >= self._n:
+            try:
+                batch = self._native.pull_batch(1 << 20, timeout)
+            except Error as exc:
+                raise translate(exc) from None
+            if batch is None:
+                return None
+            self._b, self._n, i = _Batch(batch), len(batch), 0
+        self._i = i + 1
+        event = Event(self._b, i, self)
         if self._select_data:
             event._data = self._selected(event)
         return event
@@ -223,22 +267,18 @@ class Consumer(Client):
         """Give events to the pending futures, oldest first, until ``fut`` has one or ``timeout`` (s) passes."""
         pending = self._pending
         while fut._event is _UNSET:
-            try:
-                ev = self._native.pull(timeout)
-            except Error as exc:
-                raise translate(exc) from None
-            if ev is None:
+            event = self._take(timeout)
+            if event is None:
                 if not self._c.exhausted:
                     return
-                event = Event(None, self)
-            else:
-                event = self._event(ev)
+                event = Event(None, 0, self)
             pending.popleft()._event = event
 
     def _selected(self, event: Event) -> List[Any]:
         """The data the selector asks for, in the allocator's buffers (or as views without a copy)."""
-        ev = event._ev
-        desc = DataDescriptor(f"{self._topic.name}/{ev.partition}/{ev.offset}", ev.data_size)
+        b, i = event._b, event._i
+        view = b.views[i]  # type: ignore[union-attr]
+        desc = DataDescriptor(f"{self._topic.name}/{b.index}/{b.first + i}", view.nbytes)  # type: ignore[union-attr]
         meta = event.metadata
         chosen = desc if self._selector is None else self._selector(meta, desc)
         if chosen is None or (isinstance(chosen, DataDescriptor) and chosen.size == 0):
@@ -246,7 +286,6 @@ class Consumer(Client):
         if not isinstance(chosen, DataDescriptor):
             raise invalid(f"the data selector returned {type(chosen).__name__}; it must return the descriptor it "
                           "was given, a view of it, or None")
-        view = ev.data
         if view.format != "B" or view.ndim != 1:
             view = view.cast("B")
         pieces = [view[off:off + size] for off, size in chosen.flatten()]
