@@ -28,6 +28,11 @@ bool AnonSegmentPool::give(void* p, size_t length) {
     return true;
 }
 
+size_t AnonSegmentPool::idle() {
+    std::lock_guard<std::mutex> l(m_mutex);
+    return m_idle;
+}
+
 AnonSegmentPool& anonSegmentPool() {
     static AnonSegmentPool* pool = new AnonSegmentPool; // never destroyed: mappings may outlive statics
     return *pool;
@@ -115,6 +120,13 @@ void FaultReservoir::refillLoop() {
     std::unique_lock<std::mutex> l(m_mutex);
     for (;;) {
         m_cv.wait(l, [&] { return m_pieces.size() * kHugePage < m_ahead; });
+        // Segments given back by retention are recycled before fresh memory: what they hold is
+        // already ahead, and faulting more would only compete with the writers for the cores.
+        // (Looked at again when a piece is taken, or after a while: new segments take from the pool.)
+        if (m_pieces.size() * kHugePage + anonSegmentPool().idle() >= m_ahead) {
+            m_cv.wait_for(l, std::chrono::milliseconds(100));
+            continue;
+        }
         l.unlock();
         void* region = mapTouched(kChunk);
         if (region == MAP_FAILED) { // out of address space or memory: try again later, writers fault on demand

@@ -31,6 +31,8 @@ class AnonSegmentPool {
     void* take(size_t length);
     /// Keep @p p (@p length bytes) for a later take(); false (the caller unmaps it) when the pool is full.
     bool give(void* p, size_t length);
+    /// Bytes of idle mappings held (already faulted in: new segments take them before fresh memory).
+    size_t idle();
 
   private:
     static constexpr size_t kMaxIdle = size_t(1) << 30;
