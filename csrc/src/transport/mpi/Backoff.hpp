@@ -76,22 +76,21 @@ class Backoff {
             return;
         }
         tightTimerSlack();
-        if (m_wake) {
-            if (!m_armed) { // from now on a message to this rank wakes it; poll once more first
-                m_wake->arm();
-                m_armed = true;
-                return;
-            }
-            int64_t cap = m_wake->allLocal() ? kMaxWakeSleepUs : kMaxSleepUs;
-            int64_t us = std::min<int64_t>(cap, int64_t(2) << std::min(m_sleeps++, 10));
-            m_wake->wait(us, m_seen);
-            uint64_t now = m_wake->generation(); // read before the caller's next poll
-            if (now != m_seen) reset(); // woken: a message is on its way, poll eagerly again
-            m_seen = now;
+        if (m_wake && !m_armed) { // from now on a message to this rank wakes it; poll once more first
+            m_wake->arm();
+            m_armed = true;
             return;
         }
-        int64_t us = std::min<int64_t>(kMaxSleepUs, int64_t(2) << std::min(m_sleeps++, 7));
-        std::this_thread::sleep_for(std::chrono::microseconds(us));
+        int64_t cap = m_wake && m_wake->allLocal() ? kMaxWakeSleepUs : kMaxSleepUs;
+        int64_t us = std::min<int64_t>(cap, int64_t(2) << std::min(m_sleeps++, 10));
+        if (!m_wake) {
+            std::this_thread::sleep_for(std::chrono::microseconds(us));
+            return;
+        }
+        m_wake->wait(us, m_seen);
+        uint64_t gen = m_wake->generation(); // read before the caller's next poll
+        if (gen != m_seen) reset(); // woken: a message is on its way, poll eagerly again
+        m_seen = gen;
     }
     /// The poller made progress: back to short waits.
     void reset() {

@@ -154,8 +154,7 @@ class MpiFabricImpl {
             }
         }
         try {
-            int one = 1, all = 0;
-            allreduce(&one, &all, MPI_MIN); // nobody frees the communicators while others still use them
+            barrier(); // nobody frees the communicators while others still use them
         } catch (...) {
             if (!err) err = std::current_exception();
         }
@@ -178,6 +177,12 @@ class MpiFabricImpl {
     void allreduce(int* in, int* out, MPI_Op op) {
         MPI_Request r;
         check(MPI_Iallreduce(in, out, 1, MPI_INT, op, m_req, &r), "MPI_Iallreduce");
+        complete(r);
+    }
+
+    void barrier() {
+        MPI_Request r;
+        check(MPI_Ibarrier(m_req, &r), "MPI_Ibarrier");
         complete(r);
     }
 
@@ -206,10 +211,9 @@ class MpiFabricImpl {
         auto channel = std::make_shared<WakeChannel>(token, m_rank, std::move(local));
         // Every rank's page exists before the others map it, and is unlinked once they have.
         // A rank whose socket or page could not be made sleeps its backoff and is never woken.
-        int one = 1, all = 0;
-        allreduce(&one, &all, MPI_MIN);
+        barrier();
         channel->openPeers();
-        allreduce(&one, &all, MPI_MIN);
+        barrier();
         channel->unlinkOwn();
         return channel;
     }

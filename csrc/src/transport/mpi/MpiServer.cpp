@@ -54,7 +54,7 @@ struct MpiServer::State {
         std::vector<uint64_t> lengths; ///< of its messages
         size_t landed = 0; ///< messages received and checked
         uint64_t landedBytes = 0;
-        uint32_t crc = 0; ///< CRC32C of the covered bytes among them
+        uint32_t crc = 0; ///< CRC32C of the covered bytes among them (direct receives)
 
         /// Fold every message received since the last call into the CRC while it is still in
         /// cache; true once the whole batch is here.
@@ -65,7 +65,9 @@ struct MpiServer::State {
                 if (!flag) return false;
                 uint64_t from = std::max<uint64_t>(landedBytes, kCrcCoverageStart);
                 landedBytes += lengths[landed++];
-                if (landedBytes > from) crc = crc32c(crc, base + from, size_t(landedBytes - from));
+                // A buffered batch is checked by the log as it copies it in (Broker::produce): only a
+                // batch received straight into the log is checked here.
+                if (direct && landedBytes > from) crc = crc32c(crc, base + from, size_t(landedBytes - from));
             }
             return true;
         }

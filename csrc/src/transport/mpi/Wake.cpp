@@ -8,11 +8,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstddef>
 #include <cstring>
 #include <string>
-#include <thread>
 
 namespace mofka_py {
 namespace mpi {
@@ -50,7 +48,9 @@ std::atomic<int32_t>* mapPage(const std::string& name, bool create) {
         return nullptr;
     }
     static_assert(std::atomic<int32_t>::is_always_lock_free, "a lock-free counter is shared between processes");
-    return new (p) std::atomic<int32_t>(0); // a fresh page is zero; peers only map it
+    // The owner constructs its counter in the fresh (zeroed) page; a peer only maps it, so that its
+    // count is never reset from another process.
+    return create ? new (p) std::atomic<int32_t>(0) : static_cast<std::atomic<int32_t>*>(p);
 }
 
 } // namespace
@@ -103,12 +103,8 @@ void WakeChannel::drain() {
 }
 
 void WakeChannel::wait(int64_t us, uint64_t seen) {
-    if (m_fd < 0) {
-        std::this_thread::sleep_for(std::chrono::microseconds(us));
-        return;
-    }
     if (generation() != seen) return;
-    pollfd p{m_fd, POLLIN, 0};
+    pollfd p{m_fd, POLLIN, 0}; // a disabled channel (fd -1) is ignored by ppoll: a plain sleep
     timespec ts{time_t(us / 1000000), long(us % 1000000) * 1000};
     if (::ppoll(&p, 1, &ts, nullptr) > 0) drain();
 }
