@@ -13,6 +13,29 @@
 
 namespace mofka_py::bindings {
 
+Future pushEvent(Producer& p, py::handle meta, py::handle data, int64_t partition, py::handle key, bool block) {
+    graveyard().drain();
+    char* mp = nullptr;
+    Py_ssize_t ml = 0;
+    if (PyBytes_AsStringAndSize(meta.ptr(), &mp, &ml) != 0) throw py::error_already_set();
+    PushData buffers;
+    buffers.add(data);
+    size_t total = size_t(ml) + buffers.bytes();
+    std::string k;
+    const void* kp = nullptr;
+    if (!key.is_none()) {
+        if (PyUnicode_Check(key.ptr()))
+            k = key.cast<std::string>();
+        else
+            k = py::bytes(py::reinterpret_borrow<py::object>(key)).cast<std::string>();
+        kp = k.data();
+    }
+    if (block && p.wouldBlock(total + 12)) {
+        waitInterruptibly(-1, [&](int64_t slice) { return p.waitForSpace(total + 12, slice); });
+    }
+    return p.push(mp, size_t(ml), buffers.refs(), buffers.count(), partition, kp, k.size(), block);
+}
+
 void bindProducer(py::module_& m) {
     py::class_<Future>(m, "Future")
         .def("done", &Future::done)
@@ -41,32 +64,8 @@ void bindProducer(py::module_& m) {
                  return std::make_shared<Producer>(f.client(), topic, o);
              }),
              py::arg("fabric"), py::arg("topic"), py::arg("settings"))
-        .def(
-            "push",
-            [](Producer& p, py::handle meta, py::handle data, int64_t partition, py::handle key, bool block) {
-                graveyard().drain();
-                char* mp = nullptr;
-                Py_ssize_t ml = 0;
-                if (PyBytes_AsStringAndSize(meta.ptr(), &mp, &ml) != 0) throw py::error_already_set();
-                PushData buffers;
-                buffers.add(data);
-                size_t total = size_t(ml) + buffers.bytes();
-                std::string k;
-                const void* kp = nullptr;
-                if (!key.is_none()) {
-                    if (PyUnicode_Check(key.ptr()))
-                        k = key.cast<std::string>();
-                    else
-                        k = py::bytes(py::reinterpret_borrow<py::object>(key)).cast<std::string>();
-                    kp = k.data();
-                }
-                if (block && p.wouldBlock(total + 12)) {
-                    waitInterruptibly(-1, [&](int64_t slice) { return p.waitForSpace(total + 12, slice); });
-                }
-                return p.push(mp, size_t(ml), buffers.refs(), buffers.count(), partition, kp, k.size(), block);
-            },
-            py::arg("meta"), py::arg("data") = py::none(), py::arg("partition") = -1, py::arg("key") = py::none(),
-            py::arg("block") = true)
+        .def("push", &pushEvent, py::arg("meta"), py::arg("data") = py::none(), py::arg("partition") = -1,
+             py::arg("key") = py::none(), py::arg("block") = true)
         .def(
             "push_many",
             [](Producer& p, py::buffer metas, int64_t partition, bool block) {

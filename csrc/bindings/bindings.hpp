@@ -5,6 +5,13 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h> // in every part alike: type casters must agree across files
 
+#include <cstdint>
+
+namespace mofka_py {
+class Future;
+class Producer;
+} // namespace mofka_py
+
 namespace mofka_py::bindings {
 
 namespace py = pybind11;
@@ -17,6 +24,10 @@ void bindServer(py::module_& m); // bind_server.cpp: a broker served over TCP
 void bindTesting(py::module_& m); // bind_testing.cpp: internals for fuzzing (frame decoder, SHA-256)
 void bindProducer(py::module_& m); // bind_producer.cpp: Future, Producer
 void bindConsumer(py::module_& m); // bind_consumer.cpp: Event, EventBatch, Consumer
+void bindDiaspora(py::module_& m); // bind_diaspora.cpp: the Diaspora Stream API's push future
+
+/// One push from Python (bind_producer.cpp): Producer.push and the Diaspora layer's push share it.
+Future pushEvent(Producer& p, py::handle meta, py::handle data, int64_t partition, py::handle key, bool block);
 #ifdef MOFKA_PY_HAVE_MPI
 void bindMpiFabric(py::module_& m); // bind_fabric_mpi.cpp
 #endif

@@ -19,6 +19,7 @@ PYBIND11_MODULE(_core, m) {
     bindTesting(m);
     bindProducer(m);
     bindConsumer(m);
+    bindDiaspora(m);
 #ifdef MOFKA_PY_HAVE_MPI
     bindMpiFabric(m);
 #endif

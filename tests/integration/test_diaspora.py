@@ -314,4 +314,31 @@ def test_bad_input_raises_the_diaspora_exception_and_writes_nothing(backend):
         with pytest.raises(Exception) as bad:
             producer.push(metadata, data)
         assert isinstance(bad.value, mp.InvalidArgument) and what in str(bad.value), bad.value
-    assert producer.push({"a": 1}).wait(-1) == 0, "nothing of the refused events was written"
+    stored = producer.push({"a": 1})
+    assert stored.wait(-1) == 0, "nothing of the refused events was written"
+    assert stored.completed and stored.completed() is True and stored.wait(0) == 0
+    for timeout in ("soon", True, None, float("nan")):
+        with pytest.raises(Exception) as bad_wait:
+            stored.wait(timeout)
+        assert isinstance(bad_wait.value, Exception) and isinstance(bad_wait.value, mp.InvalidArgument)
+        assert "milliseconds" in str(bad_wait.value)
+    producer.close()
+    with pytest.raises(Exception) as closed:
+        producer.push({"a": 2})
+    assert isinstance(closed.value, Exception) and isinstance(closed.value, mp.Closed), closed.value
+
+
+def test_a_driver_collected_while_the_fabric_table_is_locked_is_released_later(tmp_path):
+    # A garbage collection can run inside Driver creation (in the lock guarding the table of shared
+    # fabrics): a driver freed by it must not wait for that lock (a deadlock), nor be forgotten.
+    from mofka_py.diaspora import driver as drv
+
+    d = Driver(backend="files", options={"root_path": str(tmp_path / "a")})
+    url = d._url
+    d.cycle = d   # only the cycle collector frees it
+    del d
+    with drv._shared_lock:
+        gc.collect()
+        assert url in drv._shared
+    Driver(backend="files", options={"root_path": str(tmp_path / "b")}).close()
+    assert url not in drv._shared, "the holder of the lock made the release garbage collection left"

@@ -33,6 +33,7 @@ _KINDS: Tuple[Tuple[str, Type[_Component]], ...] = (
 
 _shared_lock = threading.Lock()
 _shared: Dict[str, List[Any]] = {}   # url -> [Fabric, number of drivers using it]
+_deferred: List[str] = []            # releases garbage collection could not make at once (see _release)
 
 C = TypeVar("C", bound=_Component)
 
@@ -40,29 +41,51 @@ C = TypeVar("C", bound=_Component)
 def _acquire(url: str, settings: Dict[str, Any]) -> _api.Fabric:
     """The fabric at ``url``, shared by the drivers of this process (a ``file://`` fabric has one owner)."""
     with _shared_lock:
-        entry = _shared.get(url)
-        if entry is None:
-            try:
-                fab = _api.connect(url, **settings)
-            except TypeError as exc:
-                raise invalid(f"unknown driver option: {exc} (options besides url are mofka_py.connect settings, "
-                              "docs/configuration.md)") from None
-            except Error as exc:
-                raise translate(exc) from None
-            entry = _shared[url] = [fab, 0]
-        entry[1] += 1
-        return entry[0]  # type: ignore[no-any-return]
+        try:
+            entry = _shared.get(url)
+            if entry is None:
+                try:
+                    fab = _api.connect(url, **settings)
+                except TypeError as exc:
+                    raise invalid(f"unknown driver option: {exc} (options besides url are mofka_py.connect "
+                                  "settings, docs/configuration.md)") from None
+                except Error as exc:
+                    raise translate(exc) from None
+                entry = _shared[url] = [fab, 0]
+            entry[1] += 1
+            return entry[0]  # type: ignore[no-any-return]
+        finally:
+            _drain_deferred()
 
 
-def _release(url: str) -> None:
-    with _shared_lock:
-        entry = _shared.get(url)
-        if entry is None:
-            return
-        entry[1] -= 1
-        if entry[1] == 0:
-            del _shared[url]
-            entry[0].close()
+def _release(url: str, blocking: bool = True) -> None:
+    """One driver fewer on ``url``'s fabric (closed with the last). Garbage collection calls it with
+    ``blocking=False``: it may run inside this very lock (a collection triggered in :func:`_acquire`),
+    so then the release is left to whoever holds the lock."""
+    if not _shared_lock.acquire(blocking=blocking):
+        _deferred.append(url)
+        return
+    try:
+        _drop(url)
+        _drain_deferred()
+    finally:
+        _shared_lock.release()
+
+
+def _drop(url: str) -> None:
+    entry = _shared.get(url)
+    if entry is None:
+        return
+    entry[1] -= 1
+    if entry[1] == 0:
+        del _shared[url]
+        entry[0].close()
+
+
+def _drain_deferred() -> None:
+    """The releases garbage collection left while the lock was held (the lock is held)."""
+    while _deferred:
+        _drop(_deferred.pop())
 
 
 def _component(kind: Type[C], given: Optional[C], what: str) -> C:
@@ -232,7 +255,9 @@ class Driver:
 
     def __del__(self) -> None:
         try:
-            self.close()
+            url, self._url = getattr(self, "_url", None), None
+            if url is not None:
+                _release(url, blocking=False)
         except Exception:  # noqa: BLE001,S110 - nothing to report to at garbage collection
             pass
 

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional
 
 import orjson
 
+from .. import _core
 from ..api import encode_metadata
 from ..errors import Error, TimeoutError
 from .components import (
@@ -47,30 +48,12 @@ def seconds(timeout_ms: Any) -> Optional[float]:
     return None if timeout_ms < 0 else timeout_ms / 1000.0
 
 
-class FutureUint:
-    """The future of a pushed event: :meth:`wait` gives its event id (its offset in its partition)."""
-
-    __slots__ = ("_f",)
-
-    def __init__(self, native: Any):
-        self._f = native
-
-    def wait(self, timeout_ms: float = -1) -> Optional[int]:
-        """The event id once the event is stored, or None if ``timeout_ms`` passed first
-        (negative: wait as long as it takes). Raises :class:`DiasporaError` if it failed."""
-        try:
-            return int(self._f.result(seconds(timeout_ms)).offset)
-        except TimeoutError as exc:
-            if self._f.done():  # the push itself failed with a timeout
-                raise translate(exc) from None
-            return None
-        except Error as exc:
-            raise translate(exc) from None
-
-    @property
-    def completed(self) -> Flag:
-        """Whether the event is stored (or failed); ``future.completed`` and ``future.completed()`` both work."""
-        return TRUE if self._f.done() else FALSE
+#: The future of a pushed event: ``wait(timeout_ms=-1)`` gives its event id (its offset in its partition),
+#: or None if ``timeout_ms`` passed first; ``completed`` says whether it is stored (or failed). Made by the
+#: core push itself (``mofka_py._core.FutureUint``), so a push through this layer creates no Python object
+#: more than one through mofka-py's own API.
+FutureUint = _core.FutureUint
+FutureUint._configure(translate, TRUE, FALSE)
 
 
 class FutureFlushed:
@@ -205,10 +188,9 @@ class Producer(Client):
         if self._selector is not None:
             self._selector.set_partitions(topic.partitions)
         self._plain = self._validator is None and self._serializer is None and self._selector is None
-        self._push = self._p.push
-        # The plain path (no validator, serializer or selector) does the wrapper's checks itself and
-        # pushes to the core producer directly: one Python call less per event.
-        self._core_push = self._p._p.push
+        # Both paths do the wrapper's checks themselves and push to the core producer directly, which
+        # returns the Diaspora future itself: one Python call and one object less per event.
+        self._core_push = self._p._p.push_diaspora
         self._non_finite = self._p._non_finite
 
     def push(self, metadata: Any, data: Any = None, *, partition: Optional[int] = None) -> FutureUint:
@@ -230,8 +212,7 @@ class Producer(Client):
                 if isinstance(data, str):
                     raise invalid("event data must be a buffer (bytes, numpy array...) or a list of them, not str; "
                                   "encode it first")
-                return FutureUint(self._core_push(meta, data, -1 if partition is None else partition % self._n,
-                                                  None, True))
+                return self._core_push(meta, data, -1 if partition is None else partition % self._n)
             return self._push_through_components(metadata, data, partition)
         except Error as exc:
             raise translate(exc) from None
@@ -257,10 +238,12 @@ class Producer(Client):
             raw = self._serializer.serialize(value)
             if not isinstance(raw, (bytes, bytearray)):
                 raise invalid(f"the serializer returned {type(raw).__name__}; serialize() must return bytes")
-            value = bytes(raw)
-        elif text is not None:
-            value = text
-        return FutureUint(self._push(value, data, partition=partition))
+            meta = bytes(raw)
+        else:
+            meta = text if text is not None else encode_metadata(value, self._non_finite)
+        if isinstance(data, str):
+            raise invalid("event data must be a buffer (bytes, numpy array...) or a list of them, not str; encode it first")
+        return self._core_push(meta, data, -1 if partition is None else partition)  # type: ignore[no-any-return]
 
     def flush(self) -> FutureFlushed:
         """Send what is queued; wait on the returned future until it is stored."""
