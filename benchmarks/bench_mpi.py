@@ -211,7 +211,8 @@ def two_rank_cases(fab, size: int, count: int, repeats: int) -> dict:
             prod.flush()
             lat.append(time.perf_counter() - t)
     return {"produce_s": statistics.median(prod_t[WARMUP:]), "consume_s": statistics.median(cons_t[WARMUP:]),
-            "produce_cold_s": prod_t[0], "consume_cold_s": cons_t[0], "ack_latency_s": statistics.median(lat)}
+            "produce_cold_s": prod_t[0], "consume_cold_s": cons_t[0], "ack_latency_s": statistics.median(lat),
+            "produce_runs_s": prod_t, "consume_runs_s": cons_t}
 
 
 def pipeline_cases(fab, size: int, count: int, repeats: int) -> dict:
@@ -430,7 +431,9 @@ def client_cases(fab, args, raw, ring_bw, fresh_bw, budget) -> list:
             for name in ("produce", "consume"):
                 tgt, kind = targets(s, name)
                 cold = count * s / res[f"{name}_cold_s"]
-                extra = {"cold_GBps": round(cold / 1e9, 3)}
+                # Every round, warm-up ones first: whether the rate holds once the log recycles its pages.
+                extra = {"cold_GBps": round(cold / 1e9, 3),
+                         "rounds_GBps": [round(count * s / t / 1e9, 2) for t in res[f"{name}_runs_s"]]}
                 if name == "produce" and s in fresh_bw:
                     # The first round of the first size run stores into memory the server never used.
                     extra.update({"fresh_memory_GBps": round(fresh_bw[s] / 1e9, 3),

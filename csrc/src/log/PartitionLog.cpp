@@ -310,10 +310,12 @@ std::shared_ptr<PartitionLog::Segment> PartitionLog::newSegment(uint64_t baseOff
         // Fresh pages for its writes are faulted in ahead by a background thread (off the writer's path).
         if (size_t ahead = defaultFaultAhead()) faultReservoir().keepAhead(ahead);
         seg->map->addr = anonSegmentPool().take(seg->capacity);
-        if (seg->map->addr != MAP_FAILED)
+        if (seg->map->addr != MAP_FAILED) {
             seg->backed = seg->capacity; // used before: its pages are in
-        else
+            faultReservoir().recycled();
+        } else {
             seg->map->addr = mapAligned(seg->capacity);
+        }
     } else {
         seg->path = m_opts.directory + "/" + segmentName(baseOffset);
         seg->fd = ::open(seg->path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);

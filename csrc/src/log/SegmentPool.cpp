@@ -89,11 +89,13 @@ bool FaultReservoir::install(uint8_t* dst) {
     {
         std::lock_guard<std::mutex> l(m_mutex);
         if (m_pieces.empty()) {
+            m_recycling = false;
             if (m_ahead) m_cv.notify_one(); // outrun: the refiller should be running
             return false;
         }
         piece = m_pieces.back();
         m_pieces.pop_back();
+        m_recycling = false; // a log grows into fresh memory again: refill behind it
         if (m_ahead && m_pieces.size() * kHugePage < m_ahead) m_cv.notify_one();
     }
     if (mremap(piece, kHugePage, kHugePage, MREMAP_MAYMOVE | MREMAP_FIXED, dst) == MAP_FAILED) {
@@ -115,8 +117,15 @@ void FaultReservoir::keepAhead(size_t bytes) {
     m_cv.notify_one();
 }
 
+void FaultReservoir::recycled() {
+    std::lock_guard<std::mutex> l(m_mutex);
+    m_recycling = true;
+    m_lastRecycle = std::chrono::steady_clock::now();
+}
+
 void FaultReservoir::refillLoop() {
     constexpr size_t kChunk = 4; // pieces mapped and touched at a time (8 MiB)
+    constexpr auto kQuiet = std::chrono::milliseconds(20); // without a recycled segment: logs are quiet
     std::unique_lock<std::mutex> l(m_mutex);
     for (;;) {
         m_cv.wait(l, [&] { return m_pieces.size() * kHugePage < m_ahead; });
@@ -126,6 +135,19 @@ void FaultReservoir::refillLoop() {
         if (m_pieces.size() * kHugePage + anonSegmentPool().idle() >= m_ahead) {
             m_cv.wait_for(l, std::chrono::milliseconds(100));
             continue;
+        }
+        // Likewise while new segments keep coming out of the pool (it is then mostly empty, between
+        // a segment given back and the next one taken): a perf profile of 1 MiB MPI produce showed
+        // the refill zeroing its whole 256 MiB in that state, half the server rank's samples for the
+        // first ~20 rounds. It waits for a quiet spell instead (no segment recycled for kQuiet), so
+        // a log that starts growing later still finds memory faulted ahead; a piece taken (install)
+        // ends the wait at once.
+        if (m_recycling) {
+            auto until = m_lastRecycle + kQuiet;
+            if (std::chrono::steady_clock::now() < until) {
+                m_cv.wait_until(l, until, [&] { return !m_recycling; });
+                continue; // looked at again: a segment recycled meanwhile moves the end of the wait
+            }
         }
         l.unlock();
         void* region = mapTouched(kChunk);

@@ -5,6 +5,7 @@
  *        and the mapping handle readers hold. Internal to the log.
  */
 #pragma once
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -68,6 +69,10 @@ class FaultReservoir {
     /// Keep at least @p bytes touched ahead in the background (the largest asked for wins; 0: nothing
     /// more). Starts the refilling thread on first use; it lives as long as the process.
     void keepAhead(size_t bytes);
+    /// A new segment was made of recycled memory (anonSegmentPool()): logs are reusing what retention
+    /// gives back, so the refilling waits until they are quiet for a while or a segment takes a piece
+    /// again (install()).
+    void recycled();
 
   private:
     void refillLoop();
@@ -77,6 +82,8 @@ class FaultReservoir {
     std::condition_variable m_cv;
     std::vector<uint8_t*> m_pieces;
     size_t m_ahead = 0; ///< keepAhead() target, bytes
+    bool m_recycling = false; ///< a new segment was recycled, and none took a piece since
+    std::chrono::steady_clock::time_point m_lastRecycle; ///< when the latest recycled segment was made
     bool m_thread = false;
 };
 
