@@ -34,7 +34,8 @@ in before the first event, the zero-fault knob).
 **Per-event cost against log size.** One ``file://`` topic (1 partition) grows by 64 B
 metadata-only events (the vectorised ``push_many``) through ``--growth`` sizes (add 100000000 for
 10^8 events, about 8 GB and several minutes). At each size: the cost per event of producing the
-next ``--probe`` events (1,000,000; half the log when smaller), of consuming the last as many
+next ``--probe`` events (1,000,000; half the log when smaller), the same again after ``os.sync()``,
+of a plain ``write()`` of the same payload bytes to a file grown beside the log (the limit), of consuming the last as many
 (``pull_batch`` from that offset, a fresh consumer) and as many from the start of the log, in a
 process warmed first by 2,000,000 events on another topic. Flat where nothing should depend on
 the size.
@@ -141,7 +142,7 @@ FIRST_RUN_CONFIGS = (("default", {}, 0), ("prefault off", {"MOFKA_PY_PREFAULT_MB
 
 
 GROWTH = r"""
-import json, sys, time
+import json, os, sys, time
 import numpy as np
 import mofka_py as mp
 url, sizes, probe = sys.argv[1], [int(x) for x in sys.argv[2].split(",")], int(sys.argv[3])
@@ -155,6 +156,19 @@ def produce(prod, n):
         prod.push_many(records[:k])
         n -= k
     prod.flush()
+
+# The limit beside the log: a plain file next to it, grown by the same payload bytes with write() of 4 MiB,
+# timed over the probe's bytes at each size (what the kernel and this machine's memory give any writer).
+plain_path = os.path.join(url[len("file://"):] + "-plain.bin")
+plain = os.open(plain_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+chunk = records.tobytes()
+
+def plain_write(n):
+    left = n * records.itemsize
+    while left:
+        k = min(left, len(chunk))
+        os.write(plain, chunk[:k])
+        left -= k
 
 def consume(start, n):
     got = 0
@@ -178,13 +192,27 @@ with topic.producer() as prod:
     for size in sizes:
         p = min(probe, size // 2)  # the events timed: the last p of this size
         produce(prod, size - p - written)
+        plain_write(size - p - written)
+        t = time.perf_counter()
+        plain_write(p)
+        plain_ns = (time.perf_counter() - t) / p * 1e9
         t = time.perf_counter()
         produce(prod, p)
         produce_ns = (time.perf_counter() - t) / p * 1e9
-        written = size
-        row = {"events": size, "probe": p, "produce_ns": produce_ns, "consume_tail_ns": consume(size - p, p),
-               "consume_head_ns": consume(0, p)}
+        # The same once the kernel wrote back what the fill left dirty (past dirty_background_ratio of
+        # the RAM it writes back while the probe runs): the log's own cost at this size.
+        os.sync()
+        t = time.perf_counter()
+        produce(prod, p)
+        settled_ns = (time.perf_counter() - t) / p * 1e9
+        plain_write(p)
+        written = size + p
+        row = {"events": size, "probe": p, "produce_ns": produce_ns, "produce_settled_ns": settled_ns,
+               "plain_write_ns": plain_ns,
+               "consume_tail_ns": consume(size - p, p), "consume_head_ns": consume(0, p)}
         print(json.dumps(row), flush=True)
+os.close(plain)
+os.unlink(plain_path)
 """
 
 
@@ -196,7 +224,8 @@ def growth(url: str, sizes: List[int], probe: int) -> List[Dict[str, Any]]:
     for line in proc.stdout:
         rows.append(json.loads(line))
         r = rows[-1]
-        log(f"  {r['events']:>12,} events: produce {r['produce_ns']:6.1f} ns/event, consume tail "
+        log(f"  {r['events']:>12,} events: produce {r['produce_ns']:6.1f} ns/event "
+            f"({r['produce_settled_ns']:6.1f} after a sync; plain write() {r['plain_write_ns']:6.1f}), consume tail "
             f"{r['consume_tail_ns']:6.1f}, head {r['consume_head_ns']:6.1f} ns/event")
     if proc.wait() != 0:
         raise RuntimeError("growth child failed")
@@ -206,16 +235,23 @@ def growth(url: str, sizes: List[int], probe: int) -> List[Dict[str, Any]]:
 def growth_lines(rows: List[Dict[str, Any]], probe: int) -> List[str]:
     lines = [f"Per-event cost against log size (file://, 1 partition, 64 B metadata-only events, push_many / "
              f"pull_batch; each figure over {probe:,} events, or half the log when smaller; warmed process):", "",
-             "| events in the log | produce ns/event | consume the tail ns/event | consume from the start ns/event |",
-             "|---:|---:|---:|---:|"]
+             "| events in the log | produce ns/event | produce after a sync ns/event | limit: plain write() of the "
+             "payload, ns/event | consume the tail ns/event | consume from the start ns/event |",
+             "|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['events']:,} | {r['produce_ns']:.1f} | {r['consume_tail_ns']:.1f} | "
+        settled = f"{r['produce_settled_ns']:.1f}" if "produce_settled_ns" in r else ""
+        plain = f"{r['plain_write_ns']:.1f}" if "plain_write_ns" in r else ""
+        lines.append(f"| {r['events']:,} | {r['produce_ns']:.1f} | {settled} | {plain} | {r['consume_tail_ns']:.1f} | "
                      f"{r['consume_head_ns']:.1f} |")
     if len(rows) > 1:
         a, b = rows[0], rows[-1]
-        lines += ["", f"Largest / smallest log: produce {b['produce_ns'] / a['produce_ns']:.2f}x, consume the tail "
-                  f"{b['consume_tail_ns'] / a['consume_tail_ns']:.2f}x, from the start "
-                  f"{b['consume_head_ns'] / a['consume_head_ns']:.2f}x."]
+        lines += ["", f"Largest / smallest log: produce {b['produce_ns'] / a['produce_ns']:.2f}x"
+                  + (f" ({b['produce_settled_ns'] / a['produce_settled_ns']:.2f}x after a sync)"
+                     if "produce_settled_ns" in a and "produce_settled_ns" in b else "")
+                  + f", consume the tail {b['consume_tail_ns'] / a['consume_tail_ns']:.2f}x, from the start "
+                  f"{b['consume_head_ns'] / a['consume_head_ns']:.2f}x"
+                  + (f"; the plain file's write() {b['plain_write_ns'] / a['plain_write_ns']:.2f}x"
+                     if "plain_write_ns" in a and "plain_write_ns" in b else "") + "."]
     return lines
 
 
@@ -499,6 +535,25 @@ def main(argv: List[str]) -> int:
     machine.finish()
     lines = [f"{machine.date}, {machine.host} ({machine.cores} cores, load {machine.load_start:.2f} at the start, "
              f"{machine.load_end:.2f} at the end); `{machine.command}`.", ""]
+    out = _bench.results_dir(args.out)
+    earlier = {}
+    if args.only and (out / "scale.json").exists():
+        # One part rerun: the others are kept from the results file, and say where they come from.
+        earlier = json.loads((out / "scale.json").read_text())
+        kept = earlier.get("parts_from", {})
+        when = earlier.get("machine", {}).get("date", "an earlier run")
+        rows = rows or earlier.get("reopen", [])
+        fr = fr or earlier.get("first_run", {})
+        if not grow and earlier.get("growth"):
+            grow, probe = earlier["growth"], earlier.get("growth_probe_events", probe)
+        sv = sv or earlier.get("service", {})
+        parts_from = {part: kept.get(part, when) for part in ("reopen", "first-run", "growth", "service")}
+        parts_from[args.only] = machine.date
+        lines += ["Parts measured at other times (`--only` reruns one part): " +
+                  ", ".join(f"{part} {date}" for part, date in parts_from.items() if date != machine.date) + ".",
+                  ""]
+    else:
+        parts_from = {part: machine.date for part in ("reopen", "first-run", "growth", "service")}
     if rows:
         lines += reopen_lines(rows, args) + [""]
     if fr:
@@ -507,11 +562,10 @@ def main(argv: List[str]) -> int:
         lines += growth_lines(grow, probe) + [""]
     if sv:
         lines += service_lines(sv, args.service_events, args.rounds)
-    out = _bench.results_dir(args.out)
     _bench.write_markdown(out / "scale.md", lines)
     _bench.write_json(out / "scale.json", {"machine": vars(machine), "event_bytes": EVENT, "reopen": rows,
                                            "first_run": fr, "growth": grow, "growth_probe_events": probe,
-                                           "service": sv})
+                                           "service": sv, "parts_from": parts_from})
     plt = _bench.pyplot()
     if plt is not None and (rows or fr or grow or sv):
         fig, axes = plt.subplots(1, 4, figsize=(21, 4.2))
@@ -538,9 +592,13 @@ def main(argv: List[str]) -> int:
         if grow:
             ax = axes[2]
             xs = [r["events"] for r in grow]
-            for key, label, style in (("produce_ns", "produce", "o-"), ("consume_tail_ns", "consume the tail", "s-"),
+            for key, label, style in (("produce_ns", "produce", "o-"),
+                                      ("produce_settled_ns", "produce after a sync", "o--"),
+                                      ("plain_write_ns", "limit: plain write() of the payload", "k:"),
+                                      ("consume_tail_ns", "consume the tail", "s-"),
                                       ("consume_head_ns", "consume from the start", "^-")):
-                ax.plot(xs, [r[key] for r in grow], style, label=label)
+                if all(key in r for r in grow):
+                    ax.plot(xs, [r[key] for r in grow], style, label=label)
             ax.set_xscale("log")
             ax.set_xlabel("events in the log")
             ax.set_ylabel("ns per event")
