@@ -44,6 +44,14 @@ def main() -> int:
                 if args.stop_file and os.path.exists(args.stop_file):
                     break
                 ev = cons.pull(timeout=0.1)
+                if ev is not None:
+                    # Logged before the partitions are looked at: an event handed out just before
+                    # a rebalance the background thread makes meanwhile comes before its R line.
+                    i = ev.metadata["i"]
+                    if int.from_bytes(ev.data, "little") != i:
+                        print(f"event {i} carries the wrong data", file=sys.stderr)
+                        return 3
+                    log.write(f"E {ev.partition} {ev.offset} {i}\n")
                 if cons.partitions != parts:
                     parts = cons.partitions
                     log.write(f"R {','.join(map(str, parts))}\n")
@@ -51,11 +59,6 @@ def main() -> int:
                     if cons.exhausted:
                         break
                     continue
-                i = ev.metadata["i"]
-                if int.from_bytes(ev.data, "little") != i:
-                    print(f"event {i} carries the wrong data", file=sys.stderr)
-                    return 3
-                log.write(f"E {ev.partition} {ev.offset} {i}\n")
                 ev.ack()
                 acked[ev.partition] = ev.offset + 1
                 count += 1
