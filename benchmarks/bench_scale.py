@@ -159,7 +159,7 @@ def produce(prod, n):
 
 # The limit beside the log: a plain file next to it, grown by the same payload bytes with write() of 4 MiB,
 # timed over the probe's bytes at each size (what the kernel and this machine's memory give any writer).
-plain_path = os.path.join(url[len("file://"):] + "-plain.bin")
+plain_path = url[len("file://"):] + "-plain.bin"
 plain = os.open(plain_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
 chunk = records.tobytes()
 
@@ -536,7 +536,6 @@ def main(argv: List[str]) -> int:
     lines = [f"{machine.date}, {machine.host} ({machine.cores} cores, load {machine.load_start:.2f} at the start, "
              f"{machine.load_end:.2f} at the end); `{machine.command}`.", ""]
     out = _bench.results_dir(args.out)
-    earlier = {}
     if args.only and (out / "scale.json").exists():
         # One part rerun: the others are kept from the results file, and say where they come from.
         earlier = json.loads((out / "scale.json").read_text())

@@ -39,9 +39,7 @@ Hooks& hooks() {
     throw py::error_already_set();
 }
 
-[[noreturn]] void raiseError(ErrorCode code, const std::string& message) {
-    raiseTranslated(py::module_::import("mofka_py.errors").attr(errorCodeName(code))(message));
-}
+[[noreturn]] void raiseError(ErrorCode code, const std::string& message) { raiseTranslated(errorClass(code)(message)); }
 
 /// A Diaspora timeout (milliseconds; negative: no limit) in milliseconds for the core (-1: no limit).
 int64_t timeoutMs(py::handle timeout) {

@@ -5,13 +5,14 @@
 
 namespace mofka_py::bindings {
 
+py::object errorClass(ErrorCode code) { return py::module_::import("mofka_py.errors").attr(errorCodeName(code)); }
+
 void bindErrors(py::module_& m) {
     py::register_exception_translator([](std::exception_ptr p) {
         try {
             if (p) std::rethrow_exception(p);
         } catch (const Error& e) {
-            py::object cls = py::module_::import("mofka_py.errors").attr(errorCodeName(e.code()));
-            PyErr_SetString(cls.ptr(), e.what());
+            PyErr_SetString(errorClass(e.code()).ptr(), e.what());
         }
     });
 }

@@ -10,6 +10,7 @@
 namespace mofka_py {
 class Future;
 class Producer;
+enum class ErrorCode : int;
 } // namespace mofka_py
 
 namespace mofka_py::bindings {
@@ -17,6 +18,8 @@ namespace mofka_py::bindings {
 namespace py = pybind11;
 
 void bindErrors(py::module_& m); // bind_errors.cpp: C++ Error -> mofka_py.errors classes
+/// The mofka_py.errors class a C++ Error of @p code is raised as (bind_errors.cpp).
+py::object errorClass(ErrorCode code);
 void bindFunctions(py::module_& m); // bind_functions.cpp: crc32c, memory reserve, key hash, build_info
 void bindBytes(py::module_& m); // buffers.cpp: read-only views of core-owned bytes
 void bindFabric(py::module_& m); // bind_fabric.cpp

@@ -88,14 +88,13 @@ bool FaultReservoir::install(uint8_t* dst) {
     uint8_t* piece;
     {
         std::lock_guard<std::mutex> l(m_mutex);
+        m_recycling = false; // a log grows into fresh memory again: refill behind it
         if (m_pieces.empty()) {
-            m_recycling = false;
             if (m_ahead) m_cv.notify_one(); // outrun: the refiller should be running
             return false;
         }
         piece = m_pieces.back();
         m_pieces.pop_back();
-        m_recycling = false; // a log grows into fresh memory again: refill behind it
         if (m_ahead && m_pieces.size() * kHugePage < m_ahead) m_cv.notify_one();
     }
     if (mremap(piece, kHugePage, kHugePage, MREMAP_MAYMOVE | MREMAP_FIXED, dst) == MAP_FAILED) {

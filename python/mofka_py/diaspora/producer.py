@@ -203,15 +203,15 @@ class Producer(Client):
         """
         if partition is not None and (type(partition) is not int or partition < 0):
             raise invalid(f"partition must be a non-negative integer or None (got {partition!r})")
+        if isinstance(data, str):
+            raise invalid("event data must be a buffer (bytes, numpy array...) or a list of them, not str; "
+                          "encode it first")
         try:
             if self._plain:
                 if type(metadata) is str:
                     meta = _json_text(metadata)
                 else:
                     meta = metadata if type(metadata) is bytes else encode_metadata(metadata, self._non_finite)
-                if isinstance(data, str):
-                    raise invalid("event data must be a buffer (bytes, numpy array...) or a list of them, not str; "
-                                  "encode it first")
                 return self._core_push(meta, data, -1 if partition is None else partition % self._n)
             return self._push_through_components(metadata, data, partition)
         except Error as exc:
@@ -241,8 +241,6 @@ class Producer(Client):
             meta = bytes(raw)
         else:
             meta = text if text is not None else encode_metadata(value, self._non_finite)
-        if isinstance(data, str):
-            raise invalid("event data must be a buffer (bytes, numpy array...) or a list of them, not str; encode it first")
         return self._core_push(meta, data, -1 if partition is None else partition)  # type: ignore[no-any-return]
 
     def flush(self) -> FutureFlushed:
