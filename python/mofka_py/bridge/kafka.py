@@ -28,6 +28,8 @@ _THREAD = re.compile(r"^\[thrd:[^\]]*\]:\s*")
 # back ("..., 3 identical error(s) suppressed)"), which would otherwise make a repeat look new.
 _VOLATILE = re.compile(r"\d+ms\b")
 _SUPPRESSED = re.compile(r",\s*\d+ identical error\(s\) suppressed")
+# librdkafka names a broker host:port/<node id>, or host:port/bootstrap before it knows the id: one broker.
+_BROKER_NAME = re.compile(r"(:\d+)/(?:\d+|bootstrap)\b")
 # The bridge's producer: idempotent, gapless, retrying forever (exactly once, see docs/bridge.md).
 _PRODUCER_SETTINGS = {"enable.idempotence": True, "acks": "all", "batch.num.messages": 10000,
                       "queue.buffering.max.messages": 1_000_000, "queue.buffering.max.kbytes": 1 << 20,
@@ -100,7 +102,7 @@ class KafkaHooks:
         self.last_error: Optional[str] = None
 
     def _emit(self, level: int, text: str) -> None:
-        self.limiter.emit(level, (self.endpoint, _SUPPRESSED.sub("", _VOLATILE.sub("#ms", text))),
+        self.limiter.emit(level, (self.endpoint, _BROKER_NAME.sub(r"\1", _SUPPRESSED.sub("", _VOLATILE.sub("#ms", text)))),
                           f"Kafka endpoint {self.endpoint!r}: {text}")
 
     def log(self, level: int, fmt: str, fac: str, name: str, text: str, *rest: Any) -> None:
