@@ -110,8 +110,10 @@ def test_priorities_run_high_before_low(mem_fab):
         highs = [pool.submit("record", f"high{i}", priority=5) for i in range(5)]
         pool.flush()
         with Workers(mem_fab, "p", {"record": record}, concurrency=1):
-            lanes = [mem_fab.topic(name) for name in mem_fab.topics(system=True) if "record" in name]
-            assert len(lanes) == 2, lanes
+            # The tasks sit in the .hi and .lo lanes (the worker also creates the normal lane, in its own thread).
+            lanes = [mem_fab.topic(name) for name in mem_fab.topics(system=True)
+                     if name.startswith("__pool.p.tasks.record.")]
+            assert sorted(t.name for t in lanes) == ["__pool.p.tasks.record.hi", "__pool.p.tasks.record.lo"], lanes
             # The worker's group has taken tasks from both lanes (the first task holds it at the gate).
             def taken(lane) -> bool:
                 return any(p["position"] for g in lane.groups() for p in lane.describe_group(g)["partitions"])

@@ -40,10 +40,11 @@ TRUE, FALSE = Flag(1), Flag(0)
 
 
 def seconds(timeout_ms: Any) -> Optional[float]:
-    """A Diaspora ``wait`` timeout (milliseconds, negative: no limit) in seconds (None: no limit)."""
+    """A Diaspora ``wait`` timeout (milliseconds, negative: no limit) in seconds (None: no limit); refuses
+    what the core's own parse (``timeoutMs`` in bind_diaspora.cpp) refuses: non-numbers, bools and NaN."""
     if timeout_ms == -1 and type(timeout_ms) is int:
         return None
-    if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)):
+    if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)) or timeout_ms != timeout_ms:
         raise invalid(f"timeout_ms must be a number of milliseconds, negative for no limit (got {timeout_ms!r})")
     return None if timeout_ms < 0 else timeout_ms / 1000.0
 
