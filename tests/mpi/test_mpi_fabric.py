@@ -143,6 +143,42 @@ def test_large_events_checked_as_they_land():
         assert seen == {r: list(range(len(sizes))) for r in range(c.size)}
 
 
+def test_a_batch_damaged_on_its_way_is_refused_and_not_stored():
+    """The server checks what lands: a bit flipped after a batch's transfer (test hook
+    MOFKA_PY_TEST_DAMAGE_MPI_BATCH, batches of >= 64 KiB) fails its produce with CorruptionError and
+    stores nothing, whether the batch came in one message (100 KiB) or in several checked one by one
+    as they landed (3 MiB); smaller batches pass, and the producer goes on after reset(). Each rank
+    produces into a partition of its own."""
+    os.environ["MOFKA_PY_TEST_DAMAGE_MPI_BATCH"] = str(64 << 10)
+    try:
+        with mpi.fabric(WORLD, servers=1, colocated=True) as fab:
+            c = fab.comm
+            if c.rank == 0:
+                fab.create_topic("damaged", partitions=c.size)
+            c.Barrier()
+            topic = fab.topic("damaged")
+            ok = [np.full(1000 + i, c.rank + i, dtype=np.uint8) for i in range(3)]
+            with topic.producer() as prod:
+                for i, size in enumerate((100 << 10, 3 << 20)):
+                    prod.push({"i": 0}, data=ok[i], partition=c.rank).result(timeout=60)
+                    bad = prod.push({"i": -1, "size": size}, data=np.ones(size, dtype=np.uint8), partition=c.rank)
+                    with pytest.raises(mp.CorruptionError, match="damaged in transit"):
+                        bad.result(timeout=60)
+                    with pytest.raises(mp.CorruptionError, match="not stored"):
+                        prod.flush()   # reported once more, then the producer may go on
+                    prod.reset()
+                prod.push({"i": 0}, data=ok[2], partition=c.rank).result(timeout=60)
+            c.Barrier()
+            if c.rank == 0:
+                topic.mark_complete()
+            c.Barrier()
+            mine = [ev for ev in topic.consumer() if ev.partition == c.rank]
+            assert [bytes(ev.data) for ev in mine] == [a.tobytes() for a in ok]
+            assert topic.describe()["partitions"][c.rank]["end_offset"] == len(ok)
+    finally:
+        del os.environ["MOFKA_PY_TEST_DAMAGE_MPI_BATCH"]
+
+
 def test_large_events_and_file_storage():
     """Multi-MiB events travel intact; file:// storage puts each server under dir/rank<r>."""
     base = WORLD.bcast(tempfile.mkdtemp(prefix="mofka-mpi-") if WORLD.rank == 0 else None, root=0)

@@ -92,6 +92,25 @@ class Backoff {
         if (gen != m_seen) reset(); // woken: a message is on its way, poll eagerly again
         m_seen = gen;
     }
+    /// Between polls of a sender whose own messages are in flight. MPI moves a large message
+    /// between ranks of one node by a single copy the receiver makes (MPICH's CMA path): the
+    /// sender only waits for the word that it is done. So after a short yield-only spell
+    /// (kSendSpinNs since the poller's last progress: a small message is done by then) it sleeps
+    /// kSendPaceUs between polls, leaving its core to the receiving rank's threads on a node with
+    /// no core to spare (the log's prefault thread then keeps ahead of a first run).
+    void idleSending() {
+        int64_t now = steadyNs();
+        if (m_rounds++ == 0) m_since = now;
+        if (now - m_since < kSendSpinNs) {
+            std::this_thread::yield();
+            return;
+        }
+        tightTimerSlack();
+        std::this_thread::sleep_for(std::chrono::microseconds(kSendPaceUs));
+    }
+    static constexpr int64_t kSendSpinNs = 50000; ///< yield-only window of idleSending()
+    static constexpr int64_t kSendPaceUs = 50; ///< then its sleep between polls
+
     /// The poller made progress: back to short waits.
     void reset() {
         m_rounds = 0;

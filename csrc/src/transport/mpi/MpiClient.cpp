@@ -550,7 +550,10 @@ class MpiClient final : public RemoteClient {
                 backoff.reset();
             } else {
                 l.unlock();
-                backoff.idle(sending);
+                if (sending)
+                    backoff.idleSending(); // the receiver copies; leave it the core
+                else
+                    backoff.idle();
                 l.lock();
             }
         }

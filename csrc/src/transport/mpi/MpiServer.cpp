@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <chrono>
 #include <climits>
+#include <cstdlib>
 #include <list>
 
 namespace mofka_py {
@@ -55,6 +56,7 @@ struct MpiServer::State {
         size_t landed = 0; ///< messages received and checked
         uint64_t landedBytes = 0;
         uint32_t crc = 0; ///< CRC32C of the covered bytes among them (direct receives)
+        bool damage = false; ///< test hook: flip a bit of the last byte once it has landed
 
         /// Fold every message received since the last call into the CRC while it is still in
         /// cache; true once the whole batch is here.
@@ -65,6 +67,7 @@ struct MpiServer::State {
                 if (!flag) return false;
                 uint64_t from = std::max<uint64_t>(landedBytes, kCrcCoverageStart);
                 landedBytes += lengths[landed++];
+                if (damage && landed == reqs.size()) base[landedBytes - 1] ^= 0x01;
                 // A buffered batch is checked by the log as it copies it in (Broker::produce): only a
                 // batch received straight into the log is checked here.
                 if (direct && landedBytes > from) crc = crc32c(crc, base + from, size_t(landedBytes - from));
@@ -78,6 +81,12 @@ struct MpiServer::State {
     };
     std::list<Send> sends;
     std::list<Incoming> incoming;
+    /// Test hook (MOFKA_PY_TEST_DAMAGE_MPI_BATCH=<bytes>): every produced batch of at least this
+    /// many bytes has a bit flipped once it has landed, a transfer fault the check must catch. 0: off.
+    uint64_t damageFrom = [] {
+        const char* v = std::getenv("MOFKA_PY_TEST_DAMAGE_MPI_BATCH");
+        return v ? std::strtoull(v, nullptr, 10) : 0ull;
+    }();
     ParkedPolls<PollWho> parked; ///< fetches and waits that found nothing yet (long polls)
 
     std::mutex mutex;
@@ -179,6 +188,7 @@ struct MpiServer::State {
         in.topic = std::move(topic);
         in.partition = partition;
         in.batch.length = length;
+        in.damage = damageFrom != 0 && length >= damageFrom;
         // In memory, and no earlier batch of this partition waiting to be copied in: receive
         // straight into the log, past its end (MPI's copy is then the only one). Otherwise the
         // whole batch goes into one pooled (warm) buffer and the log copies it when it is here.
