@@ -191,6 +191,45 @@ def test_exports_only_versioned_c_symbols(c):
     assert set(exported.values()) == {"MOFKA_PY_C_1"}
 
 
+UNLOAD_SCRIPT = r"""
+import gc, sys, time
+import numpy as np
+from mofka_py import capi
+
+ffi, lib = capi.load()
+fab, topic, prod = ffi.new("mofka_py_fabric_t*"), ffi.new("mofka_py_topic_t*"), ffi.new("mofka_py_producer_t*")
+assert lib.mofka_py_connect(b"memory://", fab) == 0
+assert lib.mofka_py_topic_create(fab[0], b"t", ffi.NULL) == 0
+assert lib.mofka_py_topic_open(fab[0], b"t", topic) == 0
+assert lib.mofka_py_producer_create(topic[0], ffi.NULL, prod) == 0
+data = np.ones(1 << 20, dtype=np.uint8)
+for i in range(64):   # 64 MiB: segments taken from the prefault reservoir, whose thread refills it
+    assert lib.mofka_py_producer_push(prod[0], b"{}", 2, ffi.from_buffer(data), data.nbytes, -1, ffi.NULL) == 0
+assert lib.mofka_py_producer_close(prod[0], -1) == 0
+for release, h in ((lib.mofka_py_producer_release, prod), (lib.mofka_py_topic_release, topic)):
+    assert release(h[0]) == 0
+assert lib.mofka_py_fabric_close(fab[0]) == 0 and lib.mofka_py_fabric_release(fab[0]) == 0
+del ffi, lib, fab, topic, prod
+gc.collect()     # cffi dlcloses the library with its last reference
+time.sleep(1.0)  # the library's background threads wake up meanwhile
+print("survived")
+"""
+
+
+def test_the_library_stays_mapped_after_cffi_lets_it_go(tmp_path):
+    """cffi dlcloses a library it opened once its last reference goes. libmofka_py_c runs process-wide
+    threads (the memory log's prefault reservoir refills in the background), so it is linked
+    NODELETE: unmapped under them, the next wake-up would jump into nothing (a pytest run crashed so)."""
+    script = tmp_path / "unload.py"
+    script.write_text(UNLOAD_SCRIPT)
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "survived" in r.stdout, (r.returncode, r.stdout, r.stderr[-2000:])
+    readelf = shutil.which("readelf")
+    if readelf is not None:
+        dyn = subprocess.run([readelf, "-d", str(capi.library_path())], capture_output=True, text=True).stdout
+        assert "NODELETE" in dyn, dyn
+
+
 def test_pkg_config_and_cli_flags(tmp_path):
     pc = capi.pkg_config_dir() / "mofka_py_c.pc"
     assert pc.exists()
