@@ -31,3 +31,15 @@ def test_mpi_test_runner_shows_the_mpi_banner_once_and_labels_runs():
     for n in (2, 3, 4):
         assert f"== MPI tests under mpiexec -n {n}" in out
     assert len(out.splitlines()) < 60, f"{len(out.splitlines())} lines:\n{out}"
+
+
+def test_first_touch_probe_prints_a_table_per_gib_and_pass():
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "probe-first-touch.py"), "--gib", "1", "--passes", "2"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "| GiB | pass 1 s | pass 2 s |", lines
+    row = lines[2].strip("|").split("|")
+    assert row[0].strip() == "1" and all(float(x) > 0 for x in row[1:]), lines
+    assert sum(line.startswith("pass ") for line in lines) == 2, lines
+    assert "pass 2: 1/1 GiB touched" in r.stderr   # progress on stderr
