@@ -37,7 +37,8 @@ inline void markTraffic(Traffic& t) { t.store(steadyNs(), std::memory_order_rela
 /// idle rank costs a few percent of a core. A yield hands the core to any
 /// other runnable thread, so an oversubscribed node keeps working. While a
 /// transfer is under way it only yields: MPI moves large messages only inside
-/// MPI calls, so sleeping between polls would throttle it. The thread's timer
+/// MPI calls, so sleeping between polls would throttle it (the receiver's; a
+/// sender waiting for its own messages uses idleSending()). The thread's timer
 /// slack is set to 1 us so that short sleeps are short (the default adds ~50 us).
 ///
 /// With a WakeChannel (ranks on one node), a poller that would sleep arms the
