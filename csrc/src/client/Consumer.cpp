@@ -395,9 +395,10 @@ class ConsumerImpl {
             m_dataCv.wait(l, ready);
         else
             m_dataCv.wait_for(l, std::chrono::milliseconds(timeoutMs), ready);
-        if (!m_error.empty()) throw Error(m_errorCode, "consumer stopped: " + m_error);
         if (m_closed) throw Error(ErrorCode::Closed, "consumer is closed; create a new one with topic.consumer()");
-        return m_queued > 0;
+        if (m_queued > 0) return true; // fetched and checked before the error: handed out first
+        if (!m_error.empty()) throw Error(m_errorCode, "consumer stopped: " + m_error);
+        return false;
     }
 
     /// The delivery to hand out from next. Partitions take turns (kFairEvents events each), so

@@ -1153,10 +1153,21 @@ std::vector<StoredBatch> PartitionLog::readLocked(uint64_t offset, size_t maxByt
                 throw Error(ErrorCode::Corruption,
                             "partition log damaged in memory at byte " + std::to_string(pos) +
                                 " of a segment (bad batch length); this is a bug, please report it");
+            // A batch recovered from disk is checked before its count is trusted: a flipped count
+            // would otherwise hide the batch as not yet visible (a consumer waiting forever) or skip it.
+            // Damage past batches already taken ends this read with them; the next read raises it.
+            if (out.empty()) {
+                checkFirstReadLocked(seg, pos);
+            } else {
+                try {
+                    checkFirstReadLocked(seg, pos);
+                } catch (const Error&) {
+                    return out;
+                }
+            }
             if (h->baseOffset + h->count > offset) {
                 if (h->baseOffset + h->count > visibleTo) return out; // and so is every later batch
                 if (!out.empty() && total + h->length > maxBytes) return out;
-                checkFirstReadLocked(seg, pos);
                 out.push_back({seg.map, seg.base + pos, size_t(h->length), h->baseOffset, h->count});
                 total += h->length;
             }
