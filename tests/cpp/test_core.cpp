@@ -61,6 +61,17 @@ static void testCrc() {
     for (size_t n : {4095ul, 4096ul, 4097ul, 65536ul + 255ul, 99000ul})
         same = same && crc32c(0x12345678u, buf.data() + 3, n) == crc32cPortable(0x12345678u, buf.data() + 3, n);
     CHECK(same);
+    // Around the hybrid path's block (32 KiB folded beside three 8 KiB crc32 streams: 57344
+    // bytes) and several blocks with every kind of tail, from a running CRC.
+    std::vector<uint8_t> big(4 * 57344 + 4096);
+    for (auto& b : big) b = uint8_t(rng());
+    for (size_t n : {57343ul, 57344ul, 57345ul, 57344ul + 127ul, 57344ul + 1024ul, 2 * 57344ul + 1023ul,
+                     3 * 57344ul + 129ul, 4 * 57344ul})
+        for (size_t off : {0ul, 5ul, 64ul}) {
+            uint32_t start = uint32_t(rng());
+            same = same && crc32c(start, big.data() + off, n) == crc32cPortable(start, big.data() + off, n);
+        }
+    CHECK(same);
 }
 
 static void testSha() {

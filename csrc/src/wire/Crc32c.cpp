@@ -255,6 +255,58 @@ MOFKA_PY_FOLD256_TARGET uint32_t rawFold256(uint32_t c, const uint8_t* p, size_t
     return rawHw(uint32_t(c64), p, n);
 }
 const bool g_fold256 = detectFold256();
+
+// The carry-less multiplier and the crc32 instruction run on different units: a block of
+// kHybridVec bytes folded as above, followed by three kLane streams of crc32, is computed in one
+// loop (each 128-byte fold step beside four words of each stream), then joined like rawHw's
+// streams: crc(V A B D) = shift(shift(shift(crc(V)) ^ a) ^ b) ^ d, the streams starting from 0.
+constexpr size_t kHybridVec = 256 * 128;
+constexpr size_t kHybridBlock = kHybridVec + 3 * kLane;
+
+MOFKA_PY_FOLD256_TARGET inline void hybridWords(uint64_t& a, uint64_t& b, uint64_t& d, const uint8_t* pa) {
+    for (size_t j = 0; j < 32; j += 8) {
+        uint64_t wa, wb, wd;
+        std::memcpy(&wa, pa + j, 8);
+        std::memcpy(&wb, pa + kLane + j, 8);
+        std::memcpy(&wd, pa + 2 * kLane + j, 8);
+        a = _mm_crc32_u64(a, wa);
+        b = _mm_crc32_u64(b, wb);
+        d = _mm_crc32_u64(d, wd);
+    }
+}
+
+/// Raw register update over @p n >= kHybridBlock bytes.
+MOFKA_PY_FOLD256_TARGET uint32_t rawHybrid256(uint32_t c, const uint8_t* p, size_t n) {
+    static_assert(kHybridVec / 128 * 32 == kLane, "one fold step per four words of each stream");
+    const FoldConstants& fc = foldConstants();
+    const ShiftTable& st = shiftTable();
+    const __m256i k128 = pair256(fc.k[5]), k32 = pair256(fc.k[3]);
+    while (n >= kHybridBlock) {
+        const uint8_t* lanes = p + kHybridVec;
+        uint64_t a = 0, b = 0, d = 0;
+        __m256i x0 = _mm256_xor_si256(load(p), _mm256_set_epi64x(0, 0, 0, int64_t(c)));
+        __m256i x1 = load(p + 32), x2 = load(p + 64), x3 = load(p + 96);
+        hybridWords(a, b, d, lanes);
+        for (size_t i = 1; i < kHybridVec / 128; ++i) {
+            const uint8_t* q = p + 128 * i;
+            x0 = fold256(x0, k128, load(q));
+            x1 = fold256(x1, k128, load(q + 32));
+            x2 = fold256(x2, k128, load(q + 64));
+            x3 = fold256(x3, k128, load(q + 96));
+            hybridWords(a, b, d, lanes + 32 * i);
+        }
+        x1 = fold256(x0, k32, x1);
+        x2 = fold256(x1, k32, x2);
+        x3 = fold256(x2, k32, x3);
+        __m128i r = _mm_xor_si128(fold128(_mm256_castsi256_si128(x3), fc.k[4]), _mm256_extracti128_si256(x3, 1));
+        uint64_t lo = uint64_t(_mm_cvtsi128_si64(r)), hi = uint64_t(_mm_extract_epi64(r, 1));
+        uint32_t v = uint32_t(_mm_crc32_u64(_mm_crc32_u64(0, lo), hi));
+        c = st.shift(st.shift(st.shift(v) ^ uint32_t(a)) ^ uint32_t(b)) ^ uint32_t(d);
+        p += kHybridBlock;
+        n -= kHybridBlock;
+    }
+    return n >= kFoldMin ? rawFold256(c, p, n) : rawHw(c, p, n);
+}
 #endif
 #else
 bool detectHardware() { return false; }
@@ -266,6 +318,7 @@ const bool g_hw = detectHardware();
 uint32_t rawBest(uint32_t c, const uint8_t* p, size_t n) {
 #ifdef MOFKA_PY_FOLD512
     if (g_fold512 && n >= kFoldMin) return rawFold512(c, p, n);
+    if (g_fold256 && n >= kHybridBlock) return rawHybrid256(c, p, n);
     if (g_fold256 && n >= kFoldMin) return rawFold256(c, p, n);
 #endif
     return g_hw ? rawHw(c, p, n) : rawPortable(c, p, n);
