@@ -67,13 +67,20 @@ def pbarrier(comm) -> None:
 RING_BYTES = 128 * MiB   # 4x the L3 cache here: a message's buffers are out of cache when it is sent again
 
 
-def pingpong(comm, size: int, iters: int, ring: bool = False) -> float:
+def pingpong(comm, size: int, iters: int, ring: bool = False, from_event: bool = False) -> float:
     """Median one-way time in seconds of a `size`-byte message between ranks 0 and 1 of `comm`.
     One buffer bounced back and forth, or with ``ring`` the next slot of a 128 MiB ring of
     buffers on each side for each message, as a log's pages are: the data comes from and goes
-    to memory, not cache. For large events the limit is the faster of the two."""
-    slots = max(2, RING_BYTES // size) if ring else 1
+    to memory, not cache. For large events the limit is the faster of the two.
+
+    With ``from_event`` each side sends from one buffer allocated as the benchmark's event payload
+    (``np.ones(size)``) and receives into the ring: raw MPI moving what a producer pushes. The
+    128 MiB ring gets transparent huge pages (numpy asks for them from 4 MiB on), a 1 MiB array
+    does not, and MPI's single-copy path pins the sender's pages one by one: from 4 KiB pages it
+    moves ~2/3 of what it moves from huge pages on these VMs."""
+    slots = max(2, RING_BYTES // size) if ring or from_event else 1
     bufs = np.ones((slots, max(size, 1)), dtype=np.uint8)  # touched: page faults are not timed
+    event = np.ones(size, dtype=np.uint8) if from_event else None
     times = []
     k = 0
     for _ in range(5):
@@ -83,38 +90,11 @@ def pingpong(comm, size: int, iters: int, ring: bool = False) -> float:
             a, b = bufs[k % slots], bufs[(k + 1) % slots]
             k += 2
             if comm.rank == 0:
-                comm.Send(a, dest=1, tag=7)
+                comm.Send(a if event is None else event, dest=1, tag=7)
                 comm.Recv(b, source=1, tag=7)
             else:
                 comm.Recv(a, source=0, tag=7)
-                comm.Send(b, dest=0, tag=7)
-        times.append((time.perf_counter() - t) / (2 * iters))
-    return statistics.median(times)
-
-
-def pingpong_from_event(comm, size: int, iters: int) -> float:
-    """Median one-way time of a ping-pong that sends from one buffer allocated as the benchmark's
-    event payload (``np.ones(size)``) and receives into the next slot of a 128 MiB ring: raw MPI
-    moving what a producer pushes. A 128 MiB array gets transparent huge pages (numpy asks for them
-    from 4 MiB on), a 1 MiB one does not, and MPI's single-copy path pins the sender's pages one by
-    one: from 4 KiB pages it moves ~2/3 of what it moves from huge pages on these VMs."""
-    slots = max(2, RING_BYTES // size)
-    ring = np.ones((slots, size), dtype=np.uint8)
-    event = np.ones(size, dtype=np.uint8)
-    times = []
-    k = 0
-    for _ in range(5):
-        comm.Barrier()
-        t = time.perf_counter()
-        for _ in range(iters):
-            into = ring[k % slots]
-            k += 1
-            if comm.rank == 0:
-                comm.Send(event, dest=1, tag=8)
-                comm.Recv(into, source=1, tag=8)
-            else:
-                comm.Recv(into, source=0, tag=8)
-                comm.Send(event, dest=0, tag=8)
+                comm.Send(b if event is None else event, dest=0, tag=7)
         times.append((time.perf_counter() - t) / (2 * iters))
     return statistics.median(times)
 
@@ -173,7 +153,7 @@ def measure_raw(world, budget: int) -> tuple:
         iters = {s: max(5, min(2000, (budget // 4) // s)) for s in SIZES}
         raw = {s: pingpong(pair, s, iters[s]) for s in SIZES}
         ring = {s: pingpong(pair, s, iters[s], ring=True) for s in SIZES if s >= MiB}
-        event = {s: pingpong_from_event(pair, s, iters[s]) for s in SIZES if s >= MiB}
+        event = {s: pingpong(pair, s, iters[s], from_event=True) for s in SIZES if s >= MiB}
         # Measured again after the rest, the faster of the two kept: a limit caught at a noisy
         # moment would flatter every ratio.
         raw = {s: min(t, pingpong(pair, s, iters[s])) for s, t in raw.items()}
