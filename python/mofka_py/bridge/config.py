@@ -11,7 +11,7 @@ import os
 import re
 import sys
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -19,6 +19,9 @@ from .. import _settings
 from ..errors import InvalidArgument
 from .diaspora_config import bridge_dict, is_diaspora_config
 from .expr import ExpressionError, compile_filter
+from .kafka import CALLBACK_KEYS, base_conf, check_librdkafka
+from .kafka_endpoint import recovery_consumer_conf, sink_producer_conf, source_consumer_conf
+from .model import DATA_POLICIES, PARTITION_MAPS, ConfigError, Endpoint, Rule, flatten_settings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -27,54 +30,8 @@ else:  # pragma: no cover - exercised on 3.9/3.10 only
 
 __all__ = ["ConfigError", "Endpoint", "Rule", "BridgeConfig", "load_config", "DATA_POLICIES", "PARTITION_MAPS"]
 
-DATA_POLICIES = _settings.setting("rule", "data").choices
-# How a source partition picks its target partition (see endpoint.target_partition); the last is the default.
-PARTITION_MAPS = _settings.setting("rule", "partition_map").choices
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _FUNC_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-
-
-class ConfigError(InvalidArgument):
-    """The bridge configuration is wrong; the message names the line (nothing was forwarded)."""
-
-
-@dataclass
-class Endpoint:
-    """One place events live: a mofka-py fabric (file://, tcp://, memory://, or a Fabric object) or a Kafka cluster."""
-
-    name: str
-    kind: str                       # "fabric" | "kafka"
-    url: str
-    settings: Dict[str, Any] = field(default_factory=dict)   # librdkafka settings passed through
-    token_file: Optional[str] = None
-    fabric: Any = None              # an open mofka_py.Fabric given through the Python API
-    where: str = ""
-
-    @property
-    def bootstrap(self) -> str:
-        return self.url[len("kafka://"):]
-
-
-@dataclass
-class Rule:
-    """Forward events from one or more source topics to one target topic."""
-
-    name: str
-    sources: List[Tuple[Endpoint, str]]
-    target: Tuple[Endpoint, str]
-    filter: Optional[Callable[[Any], bool]] = None
-    filter_text: Optional[str] = None
-    transform: Optional[Callable[[Any, Any], Any]] = None
-    data: str = "forward"
-    batch_size: int = 10000         # events per round (the commit unit); the target producer's batch_size
-    linger_ms: float = 5.0
-    rate_limit: float = 0.0         # events per second, 0 = unlimited
-    rate_limit_bytes: float = 0.0   # bytes per second, 0 = unlimited
-    group: str = ""
-    start: str = "earliest"
-    partitions: int = 0             # partitions of a target topic the bridge creates (0: like the source)
-    partition_map: str = PARTITION_MAPS[-1]
-    where: str = ""
 
 
 @dataclass
@@ -185,18 +142,6 @@ def _partition_map(value: Any) -> str:
     return value
 
 
-def _flatten(settings: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    """librdkafka settings as one flat table: TOML reads an unquoted ``compression.type = ...`` as nested
-    tables, and a librdkafka property name is always the dotted path."""
-    out: Dict[str, Any] = {}
-    for key, value in settings.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def load_config(source: Union[str, os.PathLike, Dict[str, Any]], *,
                 fabrics: Optional[Dict[str, Any]] = None) -> BridgeConfig:
     """Read and check a bridge configuration (a TOML path, or the same structure as a dict; a
@@ -275,7 +220,7 @@ def load_config(source: Union[str, os.PathLike, Dict[str, Any]], *,
             settings = ep.get("librdkafka", {})
             if not isinstance(settings, dict):
                 raise fail("librdkafka must be a table of librdkafka settings", "endpoints", name, "librdkafka")
-            endpoints[name] = Endpoint(name, "kafka", url, settings=_flatten(settings),
+            endpoints[name] = Endpoint(name, "kafka", url, settings=flatten_settings(settings),
                                        where=where("endpoints", name, "url"))
         elif url.startswith(("file://", "tcp://", "memory://")):
             if "librdkafka" in ep:
@@ -393,10 +338,6 @@ def _check_librdkafka(cfg: BridgeConfig, fail: Callable[..., ConfigError]) -> No
     except ImportError:
         raise fail(f"endpoint {kafka[0].name!r} is kafka://, which needs confluent-kafka: pip install confluent-kafka",
                    "endpoints", kafka[0].name, "url") from None
-    # Imported here: kafka_endpoint builds on this module's types.
-    from .kafka import CALLBACK_KEYS, base_conf, check_librdkafka
-    from .kafka_endpoint import recovery_consumer_conf, sink_producer_conf, source_consumer_conf
-
     for ep in kafka:
         for key, value in ep.settings.items():
             if key in CALLBACK_KEYS and not callable(value):

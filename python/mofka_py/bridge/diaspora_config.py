@@ -22,6 +22,8 @@ import re
 from pathlib import Path
 from typing import Any, Dict, List
 
+from .model import ConfigError, flatten_settings
+
 __all__ = ["is_diaspora_config", "bridge_dict"]
 
 _SUFFIXES = (".yaml", ".yml")
@@ -53,9 +55,7 @@ def _endpoint(name: str, driver: Any, fail: Any) -> Dict[str, Any]:
             endpoint["token_file"] = options["token_file"]
         return endpoint
     if kind in _KAFKA_TYPES:
-        from .config import _flatten  # config imports this module
-
-        settings = _flatten(options.get("kafka", {}) if kind == "octopus" else options)
+        settings = flatten_settings(options.get("kafka", {}) if kind == "octopus" else options)
         bootstrap = settings.pop("bootstrap.servers", None) or settings.pop("bootstrap", None)
         if not isinstance(bootstrap, str) or not bootstrap:
             where = "kafka: {bootstrap.servers: host:port}" if kind == "octopus" else "bootstrap: host:port"
@@ -80,8 +80,6 @@ def bridge_dict(text: str, path: str) -> Dict[str, Any]:
     >>> cfg["rules"]
     [{'name': 'forward-1', 'from': 'a/x', 'to': 'a/y'}]
     """
-    from .config import ConfigError
-
     def fail(message: str) -> ConfigError:
         return ConfigError(f"{path}: {message}")
 

@@ -17,7 +17,7 @@ import zlib
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from ..errors import InvalidArgument
-from .config import PARTITION_MAPS
+from .model import PARTITION_MAPS
 
 __all__ = ["ORIGIN_HEADER", "DATA_HEADER", "ORIGIN_FIELD", "SCAN_WINDOW", "Chunk", "Source", "Sink",
            "target_partition", "partition_candidates", "recover", "parse_origin"]

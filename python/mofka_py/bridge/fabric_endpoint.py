@@ -10,8 +10,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .. import api
 from ..errors import BufferFull, Error, TimeoutError, TopicNotFound
-from .config import Rule
 from .endpoint import ORIGIN_FIELD, SCAN_WINDOW, Chunk, recover
+from .model import Rule
 
 __all__ = ["FabricSource", "FabricSink"]
 

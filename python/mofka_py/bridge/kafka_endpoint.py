@@ -10,9 +10,9 @@ from operator import length_hint
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import Error, TopicNotFound
-from .config import ConfigError, Endpoint, Rule
 from .endpoint import DATA_HEADER, ORIGIN_HEADER, SCAN_WINDOW, Chunk, recover
 from .kafka import KafkaHooks, base_conf, consumer_conf, producer_conf
+from .model import ConfigError, Endpoint, Rule
 
 __all__ = ["KafkaSource", "KafkaSink", "check_kafka", "ensure_kafka_topic", "kafka_conf", "source_consumer_conf",
            "recovery_consumer_conf", "sink_producer_conf"]

@@ -19,11 +19,12 @@ from typing import Any, Callable, Deque, Dict, List, Optional
 import orjson
 
 from ..api import encode_metadata
-from .config import BridgeConfig, Rule
+from .config import BridgeConfig
 from .endpoint import ORIGIN_FIELD, partition_candidates, target_partition
 from .fabric_endpoint import FabricSink, FabricSource
 from .kafka import KafkaHooks, RepeatLimiter
 from .kafka_endpoint import KafkaSink, KafkaSource
+from .model import Rule
 
 __all__ = ["Route", "RouteStats", "RateLimiter"]
 
