@@ -94,23 +94,25 @@ const ShiftTable& shiftTable() {
     return st;
 }
 
+/// The three streams over bytes [@p from, @p to) of the lanes at @p p, p + kLane and p + 2 kLane.
+inline void crc3(uint64_t& a, uint64_t& b, uint64_t& d, const uint8_t* p, size_t from, size_t to) {
+    for (size_t i = from; i < to; i += 8) {
+        uint64_t wa, wb, wd;
+        std::memcpy(&wa, p + i, 8);
+        std::memcpy(&wb, p + kLane + i, 8);
+        std::memcpy(&wd, p + 2 * kLane + i, 8);
+        a = _mm_crc32_u64(a, wa);
+        b = _mm_crc32_u64(b, wb);
+        d = _mm_crc32_u64(d, wd);
+    }
+}
+
 uint32_t rawHw(uint32_t c, const uint8_t* p, size_t n) {
     if (n >= 3 * kLane) {
         const ShiftTable& st = shiftTable();
         while (n >= 3 * kLane) {
             uint64_t a = c, b = 0, d = 0;
-            const uint8_t* pa = p;
-            const uint8_t* pb = p + kLane;
-            const uint8_t* pd = p + 2 * kLane;
-            for (size_t i = 0; i < kLane; i += 8) {
-                uint64_t wa, wb, wd;
-                std::memcpy(&wa, pa + i, 8);
-                std::memcpy(&wb, pb + i, 8);
-                std::memcpy(&wd, pd + i, 8);
-                a = _mm_crc32_u64(a, wa);
-                b = _mm_crc32_u64(b, wb);
-                d = _mm_crc32_u64(d, wd);
-            }
+            crc3(a, b, d, p, 0, kLane);
             c = st.shift(st.shift(uint32_t(a)) ^ uint32_t(b)) ^ uint32_t(d);
             p += 3 * kLane;
             n -= 3 * kLane;
@@ -230,29 +232,45 @@ MOFKA_PY_FOLD256_TARGET inline __m256i load(const uint8_t* q) {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q));
 }
 
+/// Four registers over the first 128 bytes at @p p, the register @p c folded into the first.
+MOFKA_PY_FOLD256_TARGET inline void start256(__m256i x[4], uint32_t c, const uint8_t* p) {
+    x[0] = _mm256_xor_si256(load(p), _mm256_set_epi64x(0, 0, 0, int64_t(c)));
+    x[1] = load(p + 32);
+    x[2] = load(p + 64);
+    x[3] = load(p + 96);
+}
+/// Fold the four registers 128 bytes down onto the 128 bytes at @p q.
+MOFKA_PY_FOLD256_TARGET inline void step256(__m256i x[4], __m256i k128, const uint8_t* q) {
+    x[0] = fold256(x[0], k128, load(q));
+    x[1] = fold256(x[1], k128, load(q + 32));
+    x[2] = fold256(x[2], k128, load(q + 64));
+    x[3] = fold256(x[3], k128, load(q + 96));
+}
+/// The raw register after the bytes the four registers stand for.
+MOFKA_PY_FOLD256_TARGET inline uint32_t finish256(__m256i x[4], const FoldConstants& fc) {
+    const __m256i k32 = pair256(fc.k[3]);
+    x[1] = fold256(x[0], k32, x[1]);
+    x[2] = fold256(x[1], k32, x[2]);
+    x[3] = fold256(x[2], k32, x[3]);
+    __m128i r = _mm_xor_si128(fold128(_mm256_castsi256_si128(x[3]), fc.k[4]), _mm256_extracti128_si256(x[3], 1));
+    uint64_t lo = uint64_t(_mm_cvtsi128_si64(r)), hi = uint64_t(_mm_extract_epi64(r, 1));
+    return uint32_t(_mm_crc32_u64(_mm_crc32_u64(0, lo), hi));
+}
+
 /// Raw register update over @p n >= 128 bytes.
 MOFKA_PY_FOLD256_TARGET uint32_t rawFold256(uint32_t c, const uint8_t* p, size_t n) {
     const FoldConstants& fc = foldConstants();
-    const __m256i k128 = pair256(fc.k[5]), k32 = pair256(fc.k[3]);
-    __m256i x0 = _mm256_xor_si256(load(p), _mm256_set_epi64x(0, 0, 0, int64_t(c)));
-    __m256i x1 = load(p + 32), x2 = load(p + 64), x3 = load(p + 96);
+    const __m256i k128 = pair256(fc.k[5]);
+    __m256i x[4];
+    start256(x, c, p);
     p += 128;
     n -= 128;
     while (n >= 128) {
-        x0 = fold256(x0, k128, load(p));
-        x1 = fold256(x1, k128, load(p + 32));
-        x2 = fold256(x2, k128, load(p + 64));
-        x3 = fold256(x3, k128, load(p + 96));
+        step256(x, k128, p);
         p += 128;
         n -= 128;
     }
-    x1 = fold256(x0, k32, x1);
-    x2 = fold256(x1, k32, x2);
-    x3 = fold256(x2, k32, x3);
-    __m128i r = _mm_xor_si128(fold128(_mm256_castsi256_si128(x3), fc.k[4]), _mm256_extracti128_si256(x3, 1));
-    uint64_t lo = uint64_t(_mm_cvtsi128_si64(r)), hi = uint64_t(_mm_extract_epi64(r, 1));
-    uint64_t c64 = _mm_crc32_u64(_mm_crc32_u64(0, lo), hi);
-    return rawHw(uint32_t(c64), p, n);
+    return rawHw(finish256(x, fc), p, n);
 }
 const bool g_fold256 = detectFold256();
 
@@ -263,45 +281,23 @@ const bool g_fold256 = detectFold256();
 constexpr size_t kHybridVec = 256 * 128;
 constexpr size_t kHybridBlock = kHybridVec + 3 * kLane;
 
-MOFKA_PY_FOLD256_TARGET inline void hybridWords(uint64_t& a, uint64_t& b, uint64_t& d, const uint8_t* pa) {
-    for (size_t j = 0; j < 32; j += 8) {
-        uint64_t wa, wb, wd;
-        std::memcpy(&wa, pa + j, 8);
-        std::memcpy(&wb, pa + kLane + j, 8);
-        std::memcpy(&wd, pa + 2 * kLane + j, 8);
-        a = _mm_crc32_u64(a, wa);
-        b = _mm_crc32_u64(b, wb);
-        d = _mm_crc32_u64(d, wd);
-    }
-}
-
 /// Raw register update over @p n >= kHybridBlock bytes.
 MOFKA_PY_FOLD256_TARGET uint32_t rawHybrid256(uint32_t c, const uint8_t* p, size_t n) {
     static_assert(kHybridVec / 128 * 32 == kLane, "one fold step per four words of each stream");
     const FoldConstants& fc = foldConstants();
     const ShiftTable& st = shiftTable();
-    const __m256i k128 = pair256(fc.k[5]), k32 = pair256(fc.k[3]);
+    const __m256i k128 = pair256(fc.k[5]);
     while (n >= kHybridBlock) {
         const uint8_t* lanes = p + kHybridVec;
         uint64_t a = 0, b = 0, d = 0;
-        __m256i x0 = _mm256_xor_si256(load(p), _mm256_set_epi64x(0, 0, 0, int64_t(c)));
-        __m256i x1 = load(p + 32), x2 = load(p + 64), x3 = load(p + 96);
-        hybridWords(a, b, d, lanes);
+        __m256i x[4];
+        start256(x, c, p);
+        crc3(a, b, d, lanes, 0, 32);
         for (size_t i = 1; i < kHybridVec / 128; ++i) {
-            const uint8_t* q = p + 128 * i;
-            x0 = fold256(x0, k128, load(q));
-            x1 = fold256(x1, k128, load(q + 32));
-            x2 = fold256(x2, k128, load(q + 64));
-            x3 = fold256(x3, k128, load(q + 96));
-            hybridWords(a, b, d, lanes + 32 * i);
+            step256(x, k128, p + 128 * i);
+            crc3(a, b, d, lanes, 32 * i, 32 * i + 32);
         }
-        x1 = fold256(x0, k32, x1);
-        x2 = fold256(x1, k32, x2);
-        x3 = fold256(x2, k32, x3);
-        __m128i r = _mm_xor_si128(fold128(_mm256_castsi256_si128(x3), fc.k[4]), _mm256_extracti128_si256(x3, 1));
-        uint64_t lo = uint64_t(_mm_cvtsi128_si64(r)), hi = uint64_t(_mm_extract_epi64(r, 1));
-        uint32_t v = uint32_t(_mm_crc32_u64(_mm_crc32_u64(0, lo), hi));
-        c = st.shift(st.shift(st.shift(v) ^ uint32_t(a)) ^ uint32_t(b)) ^ uint32_t(d);
+        c = st.shift(st.shift(st.shift(finish256(x, fc)) ^ uint32_t(a)) ^ uint32_t(b)) ^ uint32_t(d);
         p += kHybridBlock;
         n -= kHybridBlock;
     }
